@@ -1,0 +1,22 @@
+//! The pure core of the election service.
+//!
+//! Nothing here does I/O, reads a clock or draws random numbers: the server's
+//! driver feeds [`Election::handle`] with the current time and an [`Event`],
+//! executes the returned [`Action`]s in order and turns their results into
+//! new events.
+//!
+//! - [`names`]: container ids, base names, election keys and ZooKeeper paths
+//!   (bit-compatible with OpenIO SDS).
+//! - [`version`]: version vectors of a base replica and their comparison.
+//! - [`state`]: the 18 states, the events (OpenIO's names) and the actions.
+//! - [`log`]: the bounded transition log (`<ms>:<PRE>:<EVENT>:<POST>`).
+//! - [`election`]: the state machine itself, with its timers and retry budgets.
+
+pub mod election;
+pub mod log;
+pub mod names;
+pub mod state;
+pub mod version;
+
+pub use election::{Config, Election, Now};
+pub use state::{Action, Event, GetversOutcome, MasterBadReason, OpId, State};
