@@ -1,0 +1,460 @@
+//! The HTTP API: per-base admin routes (ping, status, debug, leave, sync),
+//! service routes (info, elections), container creation, and the peer RPC
+//! handlers. Every route is documented in docs/API.md.
+//!
+//! Election routes answer a JSON body `{"status": <code>, "message": ...}`
+//! whose `status` is the OpenIO per-peer code (200, 303, 301, 431, 500,
+//! 503); the HTTP status is the same code, except 431 which travels as 404.
+
+use crate::rpc::{GetversReply, GetversRequest, UseRequest};
+use crate::service::{session_live, Service, Snapshot, WaitError};
+use crate::storage::BaseInfo;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use election_core::names::{BaseName, ContainerId, ServiceType};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Svc = State<Arc<Service>>;
+
+pub fn router(svc: Arc<Service>) -> Router {
+    Router::new()
+        .route("/v1/ping", get(|| async { "OK" }))
+        .route("/info", get(info))
+        .route("/v1/elections", get(elections))
+        .route("/v1/election/ping", post(ping))
+        .route("/v1/election/status", post(status).get(status))
+        .route("/v1/election/debug", post(debug).get(debug))
+        .route("/v1/election/leave", post(leave))
+        .route("/v1/election/sync", post(sync))
+        .route("/v1/container/create", post(create_container))
+        .route("/v1/container/show", get(show_container))
+        .route("/v1/peer/use", post(peer_use))
+        .route("/v1/peer/getvers", post(peer_getvers))
+        .route("/v1/peer/create", post(peer_create))
+        .route("/v1/peer/dump", get(peer_dump))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(svc)
+}
+
+/// An error with the code and message the caller sees.
+#[derive(Debug)]
+pub struct ApiError {
+    code: u16,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self { code: 400, message: message.into() }
+    }
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self { code: 503, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        reply(self.code, &self.message, json!({}))
+    }
+}
+
+/// A reply carrying an OpenIO code; `extra` fields are merged into the body.
+fn reply(code: u16, message: &str, extra: Value) -> Response {
+    let mut body = json!({"status": code, "message": message});
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    let http = match code {
+        431 => StatusCode::NOT_FOUND,
+        c => StatusCode::from_u16(c).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let mut resp = (http, Json(body)).into_response();
+    if code == 303 {
+        if let Ok(v) = axum::http::HeaderValue::from_str(message) {
+            resp.headers_mut().insert(axum::http::header::LOCATION, v);
+        }
+    }
+    resp
+}
+
+/// How a request names a base: `base`, or `cid`, or `acct` + `ref`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct BaseQuery {
+    #[serde(rename = "type")]
+    service_type: Option<String>,
+    base: Option<String>,
+    cid: Option<String>,
+    acct: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    /// Seconds the caller is willing to wait.
+    timeout: Option<f64>,
+    replicas: Option<usize>,
+}
+
+fn check_type(svc: &Service, t: Option<&str>) -> Result<(), ApiError> {
+    match t {
+        None => Ok(()),
+        Some(t) => {
+            let t = ServiceType::new(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if t == svc.stype {
+                Ok(())
+            } else {
+                Err(ApiError::bad_request(format!("this service serves type {}, not {t}", svc.stype)))
+            }
+        }
+    }
+}
+
+fn resolve(svc: &Service, q: &BaseQuery) -> Result<BaseName, ApiError> {
+    check_type(svc, q.service_type.as_deref())?;
+    let bad = |e: election_core::names::NameError| ApiError::bad_request(e.to_string());
+    match (&q.base, &q.cid, &q.acct, &q.reference) {
+        (Some(b), None, None, None) => BaseName::parse(b).map_err(bad),
+        (None, Some(c), None, None) => Ok(ContainerId::parse(c).map_err(bad)?.meta2_base()),
+        (None, None, Some(a), Some(r)) if !a.is_empty() && !r.is_empty() => Ok(ContainerId::compute(a, r).meta2_base()),
+        _ => Err(ApiError::bad_request(
+            "name the base with exactly one of: base=<name>, cid=<64 hex>, or acct=<account>&ref=<reference>",
+        )),
+    }
+}
+
+/// How long a waiting route may wait: the caller's budget (`x-oio-timeout`
+/// in microseconds, or `timeout` in seconds) minus a margin, so that the
+/// caller receives our answer before giving up, capped by `wait_delay`.
+fn wait_budget(svc: &Service, q: &BaseQuery, headers: &HeaderMap) -> Duration {
+    let from_header = headers
+        .get("x-oio-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_micros);
+    let from_query = q.timeout.filter(|t| t.is_finite() && *t > 0.0).map(Duration::from_secs_f64);
+    match from_header.or(from_query) {
+        Some(budget) => {
+            let margin = (budget / 20).max(Duration::from_millis(150));
+            budget.saturating_sub(margin).min(svc.cfg.wait_delay)
+        }
+        None => svc.cfg.wait_delay,
+    }
+}
+
+async fn info(State(svc): Svc, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let counts = svc.counts();
+    let total: usize = counts.values().sum();
+    let view = svc.zk.view();
+    if q.get("format").map(String::as_str) == Some("text") {
+        let mut text = String::from("# server\n");
+        text.push_str(&format!("service_id:{}\nservice_type:{}\n", svc.me, svc.stype));
+        text.push_str(&format!("uptime_in_seconds:{}\nexiting:{}\n", svc.uptime().as_secs(), u8::from(svc.is_exiting())));
+        text.push_str(&format!("zookeeper_state:{}\nzookeeper_session:0x{:x}\n", view.link.as_str(), view.session_id));
+        text.push_str("# elections\n");
+        text.push_str(&format!("elections_total:{total}\n"));
+        for (k, v) in &counts {
+            text.push_str(&format!("elections_{k}:{v}\n"));
+        }
+        return (StatusCode::OK, text).into_response();
+    }
+    let mut elections = json!({"total": total});
+    for (k, v) in counts {
+        elections[k] = json!(v);
+    }
+    Json(json!({
+        "service": {"id": svc.me, "type": svc.stype, "ns": svc.layout.namespace(),
+                    "uptime_s": svc.uptime().as_secs(), "exiting": svc.is_exiting()},
+        "elections": elections,
+        "zookeeper": {"hosts": svc.zk.hosts(), "state": view.link.as_str(), "session": format!("0x{:x}", view.session_id),
+                      "epoch": view.epoch, "session_timeout_ms": view.negotiated_timeout.as_millis() as u64,
+                      "reconnects": svc.zk.reconnects()},
+    }))
+    .into_response()
+}
+
+/// Every election of this service, one line each (for scripts and tests).
+async fn elections(State(svc): Svc) -> Response {
+    let list: Vec<Value> = svc
+        .snapshots()
+        .iter()
+        .map(|s| {
+            json!({
+                "base": s.base, "state": s.fsm.state().as_str(), "master": s.fsm.master(),
+                "local_id": s.fsm.local_id(), "master_id": s.fsm.master_id(),
+                "epoch": s.bound_epoch, "session_live": session_live(&svc, s.bound_epoch),
+            })
+        })
+        .collect();
+    Json(json!({"id": svc.me, "elections": list})).into_response()
+}
+
+async fn ping(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    if svc.is_exiting() {
+        return Ok(reply(503, "service exiting", json!({})));
+    }
+    svc.poke(&base, true);
+    Ok(reply(200, "OK", json!({})))
+}
+
+fn step(snap: &Snapshot) -> String {
+    let s = snap.fsm.state();
+    let idx = election_core::State::ALL.iter().position(|x| *x == s).unwrap_or(0);
+    format!("{idx}/{s}")
+}
+
+fn status_extra(svc: &Service, snap: &Snapshot) -> Value {
+    let now = svc.now();
+    json!({
+        "state": snap.fsm.state().as_str(),
+        "master": snap.fsm.master(),
+        "epoch": snap.fsm.master_id(),
+        "reason": snap.fsm.reason(now),
+        "since_ms": now.mono_ms.saturating_sub(snap.fsm.entered_mono()),
+        "zk_session_live": session_live(svc, snap.bound_epoch),
+    })
+}
+
+/// Checks that we are a peer of `base` (431 otherwise).
+async fn ensure_managed(svc: &Service, base: &BaseName) -> Result<(), ApiError> {
+    match svc.manages(base).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ApiError { code: 431, message: format!("Base not managed: {base} is not hosted by {}", svc.me) }),
+        Err(e) => Err(ApiError::unavailable(format!("directory unavailable: {e}"))),
+    }
+}
+
+fn election_failed(svc: &Service, base: &BaseName, err: WaitError) -> Response {
+    match err {
+        WaitError::Exiting => reply(503, "service exiting", json!({})),
+        WaitError::Timeout(snap) => {
+            let msg = format!(
+                "Election failed for {base}.{}: (503) TIMEOUT! (waiting for election status) step={}: {}",
+                svc.stype,
+                step(&snap),
+                snap.fsm.reason(svc.now())
+            );
+            reply(500, &msg, status_extra(svc, &snap))
+        }
+    }
+}
+
+async fn status(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    if svc.is_exiting() {
+        return Ok(reply(503, "service exiting", json!({})));
+    }
+    ensure_managed(&svc, &base).await?;
+    let budget = wait_budget(&svc, &q, &headers);
+    Ok(match svc.wait_final(&base, budget).await {
+        Ok(snap) => match snap.fsm.master() {
+            None => reply(200, "OK", status_extra(&svc, &snap)),
+            Some(master) => reply(303, master.as_str(), status_extra(&svc, &snap)),
+        },
+        Err(e) => election_failed(&svc, &base, e),
+    })
+}
+
+async fn debug(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    let body = match svc.snapshot(&base) {
+        Some(snap) => debug_body(&svc, &snap),
+        None => Value::Null,
+    };
+    Ok(reply(200, "OK", json!({"body": body})))
+}
+
+/// The seed's debug JSON, plus `extra` (session, epoch, reason).
+pub fn debug_body(svc: &Service, snap: &Snapshot) -> Value {
+    let now = svc.now();
+    let fsm = &snap.fsm;
+    let view = svc.zk.view();
+    let master_url = fsm.master().map(|m| m.as_str().to_string());
+    json!({
+        "#": {
+            "refcount": 1 + fsm.in_flight(),
+            "pipefrom": u8::from(fsm.is_syncing()),
+            "getvers": fsm.getvers_pending(),
+            "seconds_since_last_access": now.mono_ms.saturating_sub(fsm.last_access()) / 1000,
+            "seconds_since_last_status": now.mono_ms.saturating_sub(fsm.entered_mono()) / 1000,
+        },
+        "base": {
+            "name": snap.base,
+            "type": svc.stype,
+            "zk": svc.layout.election_prefix(&svc.stype, &snap.key),
+            "zk_server": svc.zk.hosts(),
+        },
+        "local": {"id": fsm.local_id(), "url": svc.me, "state": fsm.state().as_str()},
+        "master": {"id": fsm.master_id(), "url": master_url},
+        "peers": fsm.peers(),
+        "log": fsm.log().rendered(),
+        "extra": {
+            "reason": fsm.reason(now),
+            "last_error": fsm.last_error(),
+            "fencing_epoch": fsm.master_id(),
+            "generation": fsm.generation(),
+            "zk_session": format!("0x{:x}", view.session_id),
+            "zk_session_state": view.link.as_str(),
+            "zk_session_epoch": snap.bound_epoch,
+            "zk_session_live": session_live(svc, snap.bound_epoch),
+            "sync_requested": fsm.sync_requested(),
+            "exiting": fsm.is_exiting(),
+        },
+    })
+}
+
+async fn leave(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    svc.leave(&base);
+    Ok(reply(200, "OK", json!({})))
+}
+
+async fn sync(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    if svc.is_exiting() {
+        return Ok(reply(503, "service exiting", json!({})));
+    }
+    ensure_managed(&svc, &base).await?;
+    let budget = wait_budget(&svc, &q, &headers);
+    Ok(match svc.wait_final(&base, budget).await {
+        Ok(snap) if snap.fsm.master().is_none() => reply(301, "not SLAVE", status_extra(&svc, &snap)),
+        Ok(snap) => {
+            svc.request_sync(&base);
+            reply(200, "resync triggered", json!({"body": {"master": snap.fsm.master()}}))
+        }
+        Err(e) => election_failed(&svc, &base, e),
+    })
+}
+
+async fn create_container(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
+    check_type(&svc, q.service_type.as_deref())?;
+    let (Some(account), Some(reference)) = (q.acct.as_deref(), q.reference.as_deref()) else {
+        return Err(ApiError::bad_request("container creation needs acct=<account>&ref=<reference>"));
+    };
+    if account.is_empty() || reference.is_empty() || account.len() > 256 || reference.len() > 1024 {
+        return Err(ApiError::bad_request("account and reference must be 1-256 and 1-1024 bytes"));
+    }
+    let replicas = q.replicas.unwrap_or(3);
+    if !(2..=9).contains(&replicas) {
+        return Err(ApiError::bad_request("replicas must be between 2 and 9"));
+    }
+    let cid = ContainerId::compute(account, reference);
+    let base = cid.meta2_base();
+    let (entry, created) = svc
+        .directory
+        .create(&svc.stype, &base, account, reference, replicas)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot create container: {e}")))?;
+    let info = BaseInfo {
+        base: base.clone(),
+        service_type: svc.stype.clone(),
+        account: account.to_string(),
+        reference: reference.to_string(),
+        peers: entry.peers.clone(),
+        ctime_ms: entry.ctime_ms,
+    };
+    let calls = entry.peers.iter().map(|p| {
+        let (svc, info) = (svc.clone(), info.clone());
+        async move { (p.clone(), svc.rpc.create_replica(p, &info, Duration::from_secs(5)).await) }
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut replicas_out = serde_json::Map::new();
+    for (peer, r) in results {
+        replicas_out.insert(peer.to_string(), json!(r.map(|_| "OK".to_string()).unwrap_or_else(|e| e.to_string())));
+    }
+    let code = if created { 201 } else { 200 };
+    Ok(reply(
+        code,
+        if created { "Created" } else { "Exists" },
+        json!({"cid": cid, "base": base, "peers": entry.peers, "replicas": replicas_out}),
+    ))
+}
+
+async fn show_container(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    match svc.directory.lookup(&svc.stype, &base).await {
+        Ok(Some(entry)) => Ok(reply(200, "OK", json!({"entry": entry}))),
+        Ok(None) => Err(ApiError { code: 431, message: format!("Base not managed: no directory entry for {base}") }),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+// ---------------- peer RPC ----------------
+
+async fn peer_use(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Response, ApiError> {
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    if svc.is_exiting() {
+        return Ok(reply(503, "service exiting", json!({})));
+    }
+    if req.master {
+        svc.master_announced(&req.base, &req.from);
+    } else {
+        svc.poke(&req.base, false);
+    }
+    Ok(reply(200, "OK", json!({})))
+}
+
+async fn peer_getvers(State(svc): Svc, Json(req): Json<GetversRequest>) -> Result<Json<GetversReply>, ApiError> {
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    // Like OpenIO's DB_VERS, asking our version starts our side of the election.
+    if !svc.is_exiting() {
+        svc.poke(&req.base, false);
+    }
+    if let Some(seq) = req.master_seq {
+        let snap = svc.snapshot(&req.base);
+        let owned = snap.as_ref().and_then(|s| s.fsm.local_id());
+        if owned != Some(seq) {
+            let state = snap.map(|s| s.fsm.state().as_str()).unwrap_or("NONE");
+            return Ok(Json(GetversReply::Refused {
+                reason: format!("not the owner of master node {seq} (our node: {owned:?}, state {state})"),
+            }));
+        }
+    }
+    let key = svc.key(&req.base);
+    let svc2 = svc.clone();
+    let version = tokio::task::spawn_blocking(move || svc2.store.version(&key))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(GetversReply::Version { version }))
+}
+
+async fn peer_create(State(svc): Svc, Json(info): Json<BaseInfo>) -> Result<Response, ApiError> {
+    check_type(&svc, Some(info.service_type.as_str()))?;
+    ensure_managed(&svc, &info.base).await?;
+    let key = svc.key(&info.base);
+    let svc2 = svc.clone();
+    let created = tokio::task::spawn_blocking(move || svc2.store.create(&key, &info))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError { code: 500, message: format!("cannot create the replica: {e}") })?;
+    Ok(reply(200, "OK", json!({"created": created})))
+}
+
+#[derive(serde::Deserialize)]
+struct DumpQuery {
+    base: String,
+    #[serde(rename = "type")]
+    service_type: String,
+}
+
+async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Response, ApiError> {
+    check_type(&svc, Some(&q.service_type))?;
+    let base = BaseName::parse(&q.base).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Only the master hands out copies: a slave's copy may be stale.
+    match svc.snapshot(&base).map(|s| s.fsm.state()) {
+        Some(election_core::State::Master) => {}
+        other => {
+            let state = other.map(|s| s.as_str()).unwrap_or("NONE");
+            return Err(ApiError { code: 409, message: format!("not master of {base} (state {state})") });
+        }
+    }
+    let key = svc.key(&base);
+    let svc2 = svc.clone();
+    let bytes = tokio::task::spawn_blocking(move || svc2.store.dump(&key))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError { code: 500, message: format!("dump failed: {e}") })?;
+    Ok((StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}

@@ -1,0 +1,193 @@
+//! The service registry and the directory of bases, both in ZooKeeper
+//! (this product has no meta0/meta1):
+//!
+//! - `/hc/ns/<NS>/srv/<type>/<service id>`: EPHEMERAL, one per live service,
+//!   data = JSON `{"id","addr","type","ctime"}`;
+//! - `/hc/ns/<NS>/dir/<type>/<KEY[0:2]>/<KEY[2:4]>/<base>`: PERSISTENT, the
+//!   peers of a base fixed at creation, data = JSON [`DirectoryEntry`].
+
+use crate::zk::{classify, ErrorClass, ZkSession};
+use election_core::names::{BaseName, ServiceId, ServiceType, ZkLayout};
+use std::sync::Arc;
+use zookeeper_client as zk;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub base: BaseName,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub reference: String,
+    pub peers: Vec<ServiceId>,
+    #[serde(default)]
+    pub ctime_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("ZooKeeper is not connected")]
+    NotConnected,
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] zk::Error),
+    #[error("directory entry {path} is corrupt: {why}")]
+    Corrupt { path: String, why: String },
+    #[error("only {live} live {stype} service(s) registered, {wanted} needed")]
+    NotEnoughServices { live: usize, wanted: usize, stype: ServiceType },
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    zk: Arc<ZkSession>,
+    layout: ZkLayout,
+}
+
+const MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+impl Directory {
+    pub fn new(zk: Arc<ZkSession>, layout: ZkLayout) -> Self {
+        Self { zk, layout }
+    }
+
+    fn client(&self) -> Result<zk::Client, DirectoryError> {
+        self.zk.client().map(|(c, _)| c).ok_or(DirectoryError::NotConnected)
+    }
+
+    /// Creates the fixed parts of the tree (idempotent, `openio zk bootstrap`).
+    pub async fn bootstrap(&self, stype: &ServiceType) -> Result<(), DirectoryError> {
+        let c = self.client()?;
+        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        for path in [
+            self.layout.election_root(stype),
+            self.layout.services_dir(stype),
+            format!("{}/dir/{stype}", self.layout.ns_root()),
+        ] {
+            c.mkdir(&path, &opts).await?;
+        }
+        Ok(())
+    }
+
+    /// Registers this service (again, after a new session).
+    pub async fn register(&self, stype: &ServiceType, me: &ServiceId, addr: &str) -> Result<(), DirectoryError> {
+        let c = self.client()?;
+        let path = format!("{}/{}", self.layout.services_dir(stype), me);
+        let data = serde_json::json!({"id": me, "addr": addr, "type": stype, "ctime": now_ms()}).to_string();
+        let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        for _ in 0..3 {
+            match c.create(&path, data.as_bytes(), &opts).await {
+                Ok(_) => return Ok(()),
+                Err(zk::Error::NodeExists) => {
+                    // Left by an earlier session of ours: replace it.
+                    match c.check_stat(&path).await? {
+                        Some(stat) if stat.ephemeral_owner == c.session_id().0 => return Ok(()),
+                        Some(_) => match c.delete(&path, None).await {
+                            Ok(()) | Err(zk::Error::NoNode) => {}
+                            Err(e) => return Err(e.into()),
+                        },
+                        None => {}
+                    }
+                }
+                Err(zk::Error::NoNode) => {
+                    self.bootstrap(stype).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DirectoryError::Zk(zk::Error::NodeExists))
+    }
+
+    /// Live services of a type, sorted.
+    pub async fn live_services(&self, stype: &ServiceType) -> Result<Vec<ServiceId>, DirectoryError> {
+        let c = self.client()?;
+        let mut out: Vec<ServiceId> = match c.list_children(&self.layout.services_dir(stype)).await {
+            Ok(names) => names.into_iter().filter_map(|n| ServiceId::new(n).ok()).collect(),
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        out.sort();
+        Ok(out)
+    }
+
+    /// The directory entry of a base, if the base exists.
+    pub async fn lookup(&self, stype: &ServiceType, base: &BaseName) -> Result<Option<DirectoryEntry>, DirectoryError> {
+        let c = self.client()?;
+        let path = self.layout.directory_node(stype, base);
+        match c.get_data(&path).await {
+            Ok((data, _)) => {
+                if data.len() > MAX_ENTRY_BYTES {
+                    return Err(DirectoryError::Corrupt { path, why: format!("{} bytes", data.len()) });
+                }
+                serde_json::from_slice(&data)
+                    .map(Some)
+                    .map_err(|e| DirectoryError::Corrupt { path, why: e.to_string() })
+            }
+            Err(e) if classify(&e) == ErrorClass::NoNode => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records a new base with `replicas` peers chosen among live services by
+    /// rendezvous hashing (stable, spreads bases). Idempotent: an existing
+    /// entry is returned as is, with `false`.
+    pub async fn create(
+        &self,
+        stype: &ServiceType,
+        base: &BaseName,
+        account: &str,
+        reference: &str,
+        replicas: usize,
+    ) -> Result<(DirectoryEntry, bool), DirectoryError> {
+        if let Some(entry) = self.lookup(stype, base).await? {
+            return Ok((entry, false));
+        }
+        let live = self.live_services(stype).await?;
+        if live.len() < replicas {
+            return Err(DirectoryError::NotEnoughServices { live: live.len(), wanted: replicas, stype: stype.clone() });
+        }
+        let mut ranked: Vec<(String, ServiceId)> = live
+            .into_iter()
+            .map(|s| {
+                let h = election_core::names::ContainerId::compute(base.as_str(), s.as_str());
+                (h.as_str().to_string(), s)
+            })
+            .collect();
+        ranked.sort();
+        let mut peers: Vec<ServiceId> = ranked.into_iter().take(replicas).map(|(_, s)| s).collect();
+        peers.sort();
+        let entry = DirectoryEntry {
+            base: base.clone(),
+            service_type: stype.clone(),
+            account: account.to_string(),
+            reference: reference.to_string(),
+            peers,
+            ctime_ms: now_ms(),
+        };
+        let path = self.layout.directory_node(stype, base);
+        let c = self.client()?;
+        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let data = serde_json::to_vec(&entry).map_err(|e| DirectoryError::Corrupt { path: path.clone(), why: e.to_string() })?;
+        let parent = path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+        for _ in 0..2 {
+            match c.create(&path, &data, &opts).await {
+                Ok(_) => return Ok((entry, true)),
+                Err(zk::Error::NodeExists) => {
+                    return match self.lookup(stype, base).await? {
+                        Some(e) => Ok((e, false)),
+                        None => Err(DirectoryError::Zk(zk::Error::NodeExists)),
+                    };
+                }
+                Err(zk::Error::NoNode) => c.mkdir(&parent, &opts).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DirectoryError::Zk(zk::Error::NoNode))
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,166 @@
+//! Peer-to-peer RPC over HTTP: wire types and the client side.
+//!
+//! | route | OpenIO | purpose |
+//! |---|---|---|
+//! | `POST /v1/peer/use` | DB_USE | start or refresh the receiver's election |
+//! | `POST /v1/peer/getvers` | DB_VERS | the receiver's version vector (or why unknown) |
+//! | `GET /v1/peer/dump` | DB_DUMP | a consistent copy of the receiver's replica |
+//! | `POST /v1/peer/create` | (meta1 link) | create the receiver's replica of a new base |
+
+use crate::storage::BaseInfo;
+use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
+use election_core::version::ReplicaVersion;
+use std::time::Duration;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UseRequest {
+    pub base: BaseName,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub from: ServiceId,
+    /// Sent by a new master: a receiver that is master too steps down.
+    #[serde(default)]
+    pub master: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GetversRequest {
+    pub base: BaseName,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub from: ServiceId,
+    /// When asking the master: the node the asker believes the receiver owns.
+    #[serde(default)]
+    pub master_seq: Option<Seq>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum GetversReply {
+    Version { version: ReplicaVersion },
+    /// The receiver cannot vouch for what was asked (e.g. it does not own
+    /// the master node the asker follows).
+    Refused { reason: String },
+}
+
+/// Errors of a peer call, worded for the transition log and the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{peer}: [errno=111] Connection refused")]
+    Refused { peer: ServiceId },
+    #[error("Connect timeout ({secs:.1}s) to {peer}")]
+    ConnectTimeout { peer: ServiceId, secs: f64 },
+    #[error("Timeout ({secs:.1}s) to {peer}")]
+    Timeout { peer: ServiceId, secs: f64 },
+    #[error("{peer}: HTTP {status}: {body}")]
+    Status { peer: ServiceId, status: u16, body: String },
+    #[error("{peer}: {detail}")]
+    Other { peer: ServiceId, detail: String },
+}
+
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    connect_timeout: Duration,
+}
+
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+impl PeerClient {
+    pub fn new(connect_timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { http, connect_timeout }
+    }
+
+    fn classify(&self, peer: &ServiceId, timeout: Duration, e: reqwest::Error) -> PeerError {
+        let text = format!("{e:?}");
+        if e.is_connect() && (text.contains("ConnectionRefused") || text.contains("Connection refused")) {
+            PeerError::Refused { peer: peer.clone() }
+        } else if e.is_connect() && e.is_timeout() {
+            PeerError::ConnectTimeout { peer: peer.clone(), secs: self.connect_timeout.as_secs_f64() }
+        } else if e.is_timeout() {
+            PeerError::Timeout { peer: peer.clone(), secs: timeout.as_secs_f64() }
+        } else {
+            PeerError::Other { peer: peer.clone(), detail: e.to_string() }
+        }
+    }
+
+    async fn post_json<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        peer: &ServiceId,
+        route: &str,
+        body: &T,
+        timeout: Duration,
+    ) -> Result<R, PeerError> {
+        let url = format!("http://{peer}{route}");
+        let resp = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.classify(peer, timeout, e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.classify(peer, timeout, e))?;
+        if bytes.len() > MAX_ANSWER_BYTES {
+            return Err(PeerError::Other { peer: peer.clone(), detail: format!("answer too large ({} bytes)", bytes.len()) });
+        }
+        if !status.is_success() {
+            return Err(PeerError::Status {
+                peer: peer.clone(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| PeerError::Other { peer: peer.clone(), detail: format!("unparsable answer: {e}") })
+    }
+
+    pub async fn use_(&self, peer: &ServiceId, req: &UseRequest, timeout: Duration) -> Result<(), PeerError> {
+        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/use", req, timeout).await.map(|_| ())
+    }
+
+    pub async fn getvers(&self, peer: &ServiceId, req: &GetversRequest, timeout: Duration) -> Result<GetversReply, PeerError> {
+        self.post_json(peer, "/v1/peer/getvers", req, timeout).await
+    }
+
+    pub async fn create_replica(&self, peer: &ServiceId, info: &BaseInfo, timeout: Duration) -> Result<(), PeerError> {
+        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/create", info, timeout).await.map(|_| ())
+    }
+
+    pub async fn dump(
+        &self,
+        peer: &ServiceId,
+        base: &BaseName,
+        stype: &ServiceType,
+        from: &ServiceId,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PeerError> {
+        let url = format!("http://{peer}/v1/peer/dump");
+        let resp = self
+            .http
+            .get(url)
+            .query(&[("base", base.as_str()), ("type", stype.as_str()), ("from", from.as_str())])
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.classify(peer, timeout, e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.classify(peer, timeout, e))?;
+        if !status.is_success() {
+            return Err(PeerError::Status {
+                peer: peer.clone(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+}

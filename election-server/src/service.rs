@@ -1,0 +1,644 @@
+//! The running service: one actor task per election, the driver that turns
+//! [`Action`]s into ZooKeeper and peer calls and their results into
+//! [`Event`]s, waiters, idle expiry, and the clean exit.
+//!
+//! Each election is owned by its own task and fed through a channel, so no
+//! lock is shared by all elections (OpenIO's global mutex). The registry
+//! lock is only held to find or create an election's channel.
+
+use crate::directory::Directory;
+use crate::rpc::{GetversReply, GetversRequest, PeerClient, UseRequest};
+use crate::storage::BaseStore;
+use crate::zk::{classify, ErrorClass, Link, ZkSession};
+use election_core::names::{parse_node_name, BaseName, ElectionKey, Namespace, Seq, ServiceId, ServiceType, ZkLayout};
+use election_core::version::{compare, VersionDiff};
+use election_core::{Action, Election, Event, GetversOutcome, MasterBadReason, Now, State};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use zookeeper_client as zk;
+
+/// Timers and limits of the service (election timers are in `election`).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub election: election_core::Config,
+    /// Longest wait of a request for a final state (`election.wait.delay`).
+    pub wait_delay: Duration,
+    /// An idle NONE election is forgotten after this long.
+    pub expire_none: Duration,
+    pub getvers_timeout: Duration,
+    pub use_timeout: Duration,
+    pub sync_timeout: Duration,
+    /// A disconnected session resets our elections after this long.
+    pub disconnect_grace: Duration,
+    /// SIGTERM: time allowed to leave every election cleanly.
+    pub exit_budget: Duration,
+}
+
+/// What an election looks like from outside its task.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub base: BaseName,
+    pub key: ElectionKey,
+    pub fsm: Election,
+    /// The ZooKeeper session epoch our node was created in.
+    pub bound_epoch: u64,
+}
+
+enum Msg {
+    Event(Event),
+    Poke { touch: bool },
+    SessionLost { epoch: u64 },
+    Exit,
+}
+
+struct Slot {
+    tx: mpsc::UnboundedSender<Msg>,
+    view: watch::Receiver<Arc<Snapshot>>,
+}
+
+pub struct Service {
+    pub cfg: ServiceConfig,
+    pub me: ServiceId,
+    pub stype: ServiceType,
+    pub layout: ZkLayout,
+    pub zk: Arc<ZkSession>,
+    pub store: BaseStore,
+    pub directory: Directory,
+    pub rpc: PeerClient,
+    started: Instant,
+    exiting: AtomicBool,
+    slots: Mutex<HashMap<ElectionKey, Slot>>,
+}
+
+/// Why waiting for a final state failed.
+#[derive(Debug)]
+pub enum WaitError {
+    Exiting,
+    Timeout(Arc<Snapshot>),
+}
+
+impl Service {
+    pub fn new(
+        cfg: ServiceConfig,
+        me: ServiceId,
+        ns: Namespace,
+        stype: ServiceType,
+        zk: Arc<ZkSession>,
+        store: BaseStore,
+    ) -> Arc<Self> {
+        let layout = ZkLayout::new(ns);
+        let directory = Directory::new(zk.clone(), layout.clone());
+        let rpc = PeerClient::new(Duration::from_secs(1));
+        Arc::new(Self {
+            cfg,
+            me,
+            stype,
+            layout,
+            zk,
+            store,
+            directory,
+            rpc,
+            started: Instant::now(),
+            exiting: AtomicBool::new(false),
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn now(&self) -> Now {
+        Now {
+            mono_ms: self.started.elapsed().as_millis() as u64,
+            wall_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        }
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn is_exiting(&self) -> bool {
+        self.exiting.load(Ordering::SeqCst)
+    }
+
+    pub fn key(&self, base: &BaseName) -> ElectionKey {
+        ElectionKey::compute(base, &self.stype)
+    }
+
+    /// Sends to the election of `base`, creating it when `create` is set.
+    /// Returns a view on it, or None when it does not exist.
+    fn send(self: &Arc<Self>, base: &BaseName, msg: Msg, create: bool) -> Option<watch::Receiver<Arc<Snapshot>>> {
+        let key = self.key(base);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut msg = msg;
+        for _ in 0..2 {
+            if let Some(slot) = slots.get(&key) {
+                match slot.tx.send(msg) {
+                    Ok(()) => return Some(slot.view.clone()),
+                    Err(mpsc::error::SendError(m)) => {
+                        msg = m;
+                        slots.remove(&key);
+                    }
+                }
+            }
+            if !create {
+                return None;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            let fsm = Election::new(self.cfg.election.clone(), jitter_seed(&key, &self.me), self.now());
+            let snap = Arc::new(Snapshot { base: base.clone(), key: key.clone(), fsm, bound_epoch: 0 });
+            let (view_tx, view) = watch::channel(snap);
+            slots.insert(key.clone(), Slot { tx: tx.clone(), view });
+            tokio::spawn(run_election(self.clone(), base.clone(), key.clone(), tx, rx, view_tx));
+        }
+        None
+    }
+
+    /// Starts (or refreshes) the election of `base`: OpenIO's DB_USE.
+    pub fn poke(self: &Arc<Self>, base: &BaseName, touch: bool) {
+        self.send(base, Msg::Poke { touch }, true);
+    }
+
+    /// Asks the election to leave, without creating it when absent.
+    pub fn leave(self: &Arc<Self>, base: &BaseName) -> bool {
+        self.send(base, Msg::Event(Event::LeaveReq), false).is_some()
+    }
+
+    pub fn request_sync(self: &Arc<Self>, base: &BaseName) {
+        self.send(base, Msg::Event(Event::SyncReq), true);
+    }
+
+    /// A new master told us it leads: if we believe we lead too, step down
+    /// and come back (reference §4.9.3).
+    pub fn master_announced(self: &Arc<Self>, base: &BaseName, from: &ServiceId) {
+        if self.snapshot(base).is_some_and(|s| s.fsm.state() == State::Master) {
+            tracing::warn!(base = %base, "suspicious double master: {from} claims mastership too; leaving");
+            self.send(base, Msg::Event(Event::LeaveReq), false);
+        }
+        self.poke(base, false);
+    }
+
+    pub fn snapshot(&self, base: &BaseName) -> Option<Arc<Snapshot>> {
+        let key = self.key(base);
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(&key).map(|s| s.view.borrow().clone())
+    }
+
+    pub fn snapshots(&self) -> Vec<Arc<Snapshot>> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.values().map(|s| s.view.borrow().clone()).collect()
+    }
+
+    /// Election counts per class, for `/info` (PEERING counts as pending).
+    pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut out: std::collections::BTreeMap<&'static str, usize> =
+            ["none", "pending", "failed", "slave", "master"].into_iter().map(|k| (k, 0)).collect();
+        for s in self.snapshots() {
+            *out.entry(s.fsm.state().class()).or_default() += 1;
+        }
+        out
+    }
+
+    /// Pokes the election until it reaches MASTER or SLAVE, or `budget` ends.
+    pub async fn wait_final(self: &Arc<Self>, base: &BaseName, budget: Duration) -> Result<Arc<Snapshot>, WaitError> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let quantum = Duration::from_millis(500);
+        let mut view = self.send(base, Msg::Poke { touch: true }, true);
+        loop {
+            if self.is_exiting() {
+                return Err(WaitError::Exiting);
+            }
+            let Some(rx) = view.as_mut() else {
+                view = self.send(base, Msg::Poke { touch: true }, true);
+                continue;
+            };
+            let snap = rx.borrow_and_update().clone();
+            if snap.fsm.state().is_final() {
+                return Ok(snap);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(WaitError::Timeout(snap));
+            }
+            let wake = (now + quantum).min(deadline);
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        view = None;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    view = self.send(base, Msg::Poke { touch: true }, true);
+                }
+            }
+        }
+    }
+
+    /// Resets every election bound to a lost session.
+    pub fn session_lost(&self, epoch: u64) {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in slots.values() {
+            let _ = slot.tx.send(Msg::SessionLost { epoch });
+        }
+    }
+
+    /// SIGTERM: refuse new masterships, leave every election, and wait
+    /// (bounded) until none is a member any more.
+    pub async fn exit_cleanly(&self, budget: Duration) -> usize {
+        self.exiting.store(true, Ordering::SeqCst);
+        {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            for slot in slots.values() {
+                let _ = slot.tx.send(Msg::Exit);
+            }
+        }
+        let deadline = Instant::now() + budget;
+        loop {
+            let members =
+                self.snapshots().iter().filter(|s| !matches!(s.fsm.state(), State::None | State::Failed)).count();
+            if members == 0 || Instant::now() >= deadline {
+                return members;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Marks the service as exiting without leaving (SIGINT).
+    pub fn exit_fast(&self) {
+        self.exiting.store(true, Ordering::SeqCst);
+    }
+
+    /// Is this service a peer of `base` according to the directory?
+    pub async fn manages(&self, base: &BaseName) -> Result<Option<Vec<ServiceId>>, crate::directory::DirectoryError> {
+        Ok(self.directory.lookup(&self.stype, base).await?.filter(|e| e.peers.contains(&self.me)).map(|e| e.peers))
+    }
+}
+
+fn jitter_seed(key: &ElectionKey, me: &ServiceId) -> u64 {
+    let mut seed = key.spread();
+    for b in me.as_str().bytes() {
+        seed = seed.rotate_left(5) ^ u64::from(b);
+        seed = seed.wrapping_mul(0x100_0000_01B3);
+    }
+    seed
+}
+
+/// The task owning one election.
+async fn run_election(
+    svc: Arc<Service>,
+    base: BaseName,
+    key: ElectionKey,
+    tx: mpsc::UnboundedSender<Msg>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    view_tx: watch::Sender<Arc<Snapshot>>,
+) {
+    let mut fsm = view_tx.borrow().fsm.clone();
+    if svc.is_exiting() {
+        fsm.set_exiting();
+    }
+    let mut bound_epoch = 0u64;
+    let driver = Driver { svc: svc.clone(), base: base.clone(), key: key.clone(), tx };
+    let expire_none = svc.cfg.expire_none.as_millis() as u64;
+    loop {
+        let now = svc.now();
+        let wake = match fsm.state() {
+            State::None => fsm.entered_mono() + expire_none,
+            _ => fsm.next_deadline().unwrap_or(u64::MAX),
+        };
+        let sleep = Duration::from_millis(wake.saturating_sub(now.mono_ms).min(86_400_000));
+        let msg = tokio::select! {
+            biased;
+            m = rx.recv() => m,
+            _ = tokio::time::sleep(sleep) => None,
+        };
+        let now = svc.now();
+        let event = match msg {
+            Some(Msg::Event(e)) => e,
+            Some(Msg::Poke { touch }) => {
+                if touch {
+                    fsm.touch(now);
+                }
+                Event::None
+            }
+            Some(Msg::SessionLost { epoch }) => {
+                if epoch != bound_epoch || fsm.state() == State::None {
+                    continue;
+                }
+                Event::Disconnected
+            }
+            Some(Msg::Exit) => {
+                fsm.set_exiting();
+                Event::LeaveReq
+            }
+            None if fsm.state() == State::None => {
+                // Idle expiry: forget the election if nobody waits on it.
+                if fsm.idle_for(now).is_some_and(|idle| idle >= expire_none) && view_tx.receiver_count() <= 1 {
+                    let mut slots = svc.slots.lock().unwrap_or_else(|p| p.into_inner());
+                    if rx.is_empty() {
+                        slots.remove(&key);
+                        return;
+                    }
+                }
+                continue;
+            }
+            None => Event::None,
+        };
+        let pre = fsm.state();
+        let actions = fsm.handle(now, event);
+        for action in actions {
+            driver.execute(&fsm, action, &mut bound_epoch);
+        }
+        if fsm.state() != pre {
+            tracing::debug!(base = %base, "{pre} -> {}", fsm.state());
+        }
+        view_tx.send_replace(Arc::new(Snapshot { base: base.clone(), key: key.clone(), fsm: fsm.clone(), bound_epoch }));
+    }
+}
+
+struct Driver {
+    svc: Arc<Service>,
+    base: BaseName,
+    key: ElectionKey,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// How a failed ZooKeeper call maps to an event.
+fn zk_failure(e: &zk::Error, ko: Event) -> Event {
+    match classify(e) {
+        ErrorClass::SessionLost => Event::Disconnected,
+        _ => ko,
+    }
+}
+
+impl Driver {
+    fn emit(&self, ev: Event) {
+        let _ = self.tx.send(Msg::Event(ev));
+    }
+
+    fn node(&self, seq: Seq) -> String {
+        self.svc.layout.election_node(&self.svc.stype, &self.key, seq)
+    }
+
+    fn execute(&self, fsm: &Election, action: Action, bound_epoch: &mut u64) {
+        let svc = &self.svc;
+        let client = svc.zk.client();
+        match action {
+            Action::ResolvePeers { op, decache: _ } => {
+                let (svc, base, tx) = (svc.clone(), self.base.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let peers = match svc.manages(&base).await {
+                        Ok(Some(peers)) => Some(peers.into_iter().filter(|p| *p != svc.me).collect()),
+                        Ok(None) => {
+                            tracing::info!(base = %base, "base not managed by this service");
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!(base = %base, "peer resolution failed: {e}");
+                            None
+                        }
+                    };
+                    let _ = tx.send(Msg::Event(Event::GetpeersDone { op, peers }));
+                });
+            }
+            Action::Create { op, generation: _ } => {
+                let Some((client, epoch)) = client else {
+                    return self.emit(Event::CreateKo { op, error: "ZooKeeper not connected".into() });
+                };
+                *bound_epoch = epoch;
+                let prefix = format!("{}-", svc.layout.election_prefix(&svc.stype, &self.key));
+                let dir = svc.layout.election_dir(&svc.stype, &self.key);
+                let me = svc.me.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+                    let mut result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
+                    if matches!(result, Err(zk::Error::NoNode)) {
+                        // Group directories are created on demand, never all up front.
+                        let dir_opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                        if client.mkdir(&dir, &dir_opts).await.is_ok() {
+                            result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
+                        }
+                    }
+                    let ev = match result {
+                        Ok((_, seq)) => Event::CreateOk { op, seq: seq.into_i64() },
+                        Err(e) => zk_failure(&e, Event::CreateKo { op, error: e.to_string() }),
+                    };
+                    let _ = tx.send(Msg::Event(ev));
+                });
+            }
+            Action::WatchSelf { op, seq, generation } => {
+                let Some((client, _)) = client else {
+                    return self.emit(Event::ExistsKo { op, error: "ZooKeeper not connected".into() });
+                };
+                let path = self.node(seq);
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    match client.check_and_watch_stat(&path).await {
+                        Ok((None, _)) => {
+                            let _ = tx.send(Msg::Event(Event::LeftSelf { generation, seq }));
+                            let _ = tx.send(Msg::Event(Event::ExistsOk { op }));
+                        }
+                        Ok((Some(_), watcher)) => {
+                            let _ = tx.send(Msg::Event(Event::ExistsOk { op }));
+                            drop(client);
+                            let ev = watcher.changed().await;
+                            if ev.event_type == zk::EventType::NodeDeleted {
+                                let _ = tx.send(Msg::Event(Event::LeftSelf { generation, seq }));
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Msg::Event(zk_failure(&e, Event::ExistsKo { op, error: e.to_string() })));
+                        }
+                    }
+                });
+            }
+            Action::List { op, seq } => {
+                let Some((client, _)) = client else {
+                    return self.emit(Event::ListKo { op, error: "ZooKeeper not connected".into() });
+                };
+                let dir = svc.layout.election_dir(&svc.stype, &self.key);
+                let key = self.key.clone();
+                let own = self.node(seq);
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let ev = match client.list_children(&dir).await {
+                        Ok(children) => {
+                            // Garbage children (foreign names, other keys) are skipped.
+                            let seqs: Vec<Seq> = children
+                                .iter()
+                                .filter_map(|c| parse_node_name(c))
+                                .filter(|(k, _)| *k == key.as_str())
+                                .map(|(_, s)| s)
+                                .collect();
+                            match seqs.iter().min() {
+                                _ if !seqs.contains(&seq) => {
+                                    Event::ListKo { op, error: format!("our node {seq} is not in the group") }
+                                }
+                                Some(&lowest) if lowest == seq => {
+                                    // Never lead on a node that is not our current session's.
+                                    match client.check_stat(&own).await {
+                                        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
+                                            Event::ListOk { op, lowest }
+                                        }
+                                        Ok(Some(_)) => Event::Disconnected,
+                                        Ok(None) => Event::ListKo { op, error: "our node vanished".into() },
+                                        Err(e) => zk_failure(&e, Event::ListKo { op, error: e.to_string() }),
+                                    }
+                                }
+                                Some(&lowest) => Event::ListOk { op, lowest },
+                                None => Event::ListKo { op, error: "empty group".into() },
+                            }
+                        }
+                        Err(e) => zk_failure(&e, Event::ListKo { op, error: e.to_string() }),
+                    };
+                    let _ = tx.send(Msg::Event(ev));
+                });
+            }
+            Action::GetMaster { op, seq, generation } => {
+                let Some((client, _)) = client else {
+                    return self.emit(Event::MasterKo { op, error: "ZooKeeper not connected".into() });
+                };
+                let path = self.node(seq);
+                let tx = self.tx.clone();
+                let me = svc.me.clone();
+                let peers: Option<Vec<ServiceId>> = fsm.peers().map(<[ServiceId]>::to_vec);
+                tokio::spawn(async move {
+                    match client.get_and_watch_data(&path).await {
+                        Ok((data, _, watcher)) => {
+                            let ev = match master_from_node(&data, &me, peers.as_deref()) {
+                                Ok(master) => Event::MasterOk { op, master },
+                                Err(MasterBadReason::Rogue(_)) => Event::MasterBad { op, reason: MasterBadReason::Rogue(seq) },
+                                Err(reason) => Event::MasterBad { op, reason },
+                            };
+                            let _ = tx.send(Msg::Event(ev));
+                            drop(client);
+                            let ev = watcher.changed().await;
+                            if ev.event_type == zk::EventType::NodeDeleted {
+                                let _ = tx.send(Msg::Event(Event::LeftMaster { generation, seq }));
+                            }
+                        }
+                        Err(zk::Error::NoNode) => {
+                            let _ = tx.send(Msg::Event(Event::LeftMaster { generation, seq }));
+                            let _ = tx.send(Msg::Event(Event::MasterKo { op, error: "master node vanished".into() }));
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Msg::Event(zk_failure(&e, Event::MasterKo { op, error: e.to_string() })));
+                        }
+                    }
+                });
+            }
+            Action::Delete { op, seq } => {
+                let Some((client, _)) = client else {
+                    if let Some(op) = op {
+                        self.emit(Event::LeaveKo { op, error: "ZooKeeper not connected".into() });
+                    }
+                    return;
+                };
+                // The request is sent now, before any later action's request.
+                let fut = client.delete(&self.node(seq), None);
+                let tx = self.tx.clone();
+                let base = self.base.clone();
+                tokio::spawn(async move {
+                    let result = fut.await;
+                    match (op, result) {
+                        (Some(op), Ok(())) | (Some(op), Err(zk::Error::NoNode)) => {
+                            let _ = tx.send(Msg::Event(Event::LeaveOk { op }));
+                        }
+                        (Some(op), Err(e)) => {
+                            let _ = tx.send(Msg::Event(zk_failure(&e, Event::LeaveKo { op, error: e.to_string() })));
+                        }
+                        (None, Ok(())) => tracing::info!(base = %base, "deleted leftover node {seq}"),
+                        (None, Err(_)) => {}
+                    }
+                });
+            }
+            Action::SendUse { peers, master } => {
+                for peer in peers {
+                    let svc = svc.clone();
+                    let req = UseRequest {
+                        base: self.base.clone(),
+                        service_type: svc.stype.clone(),
+                        from: svc.me.clone(),
+                        master,
+                    };
+                    tokio::spawn(async move {
+                        if let Err(e) = svc.rpc.use_(&peer, &req, svc.cfg.use_timeout).await {
+                            tracing::debug!(base = %req.base, "USE to {peer} failed: {e}");
+                        }
+                    });
+                }
+            }
+            Action::SendGetvers { op, peer, master_seq } => {
+                let svc = svc.clone();
+                let (base, key, tx) = (self.base.clone(), self.key.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let req = GetversRequest { base, service_type: svc.stype.clone(), from: svc.me.clone(), master_seq };
+                    let remote = svc.rpc.getvers(&peer, &req, svc.cfg.getvers_timeout).await;
+                    let svc2 = svc.clone();
+                    let local = tokio::task::spawn_blocking(move || svc2.store.version(&key)).await;
+                    let outcome = match (local, remote) {
+                        (Err(e), _) => GetversOutcome::Ko(format!("reading the local version failed: {e}")),
+                        (_, Err(e)) => GetversOutcome::Ko(e.to_string()),
+                        (_, Ok(GetversReply::Refused { reason })) => GetversOutcome::Ko(format!("{peer} refused: {reason}")),
+                        (Ok(local), Ok(GetversReply::Version { version })) => match compare(&local, &version) {
+                            VersionDiff::Equal | VersionDiff::LocalAhead => GetversOutcome::Ok,
+                            VersionDiff::LocalBehind => GetversOutcome::Old,
+                            VersionDiff::Diverged => GetversOutcome::Race,
+                            VersionDiff::Unknown(why) => GetversOutcome::Ko(format!("{peer}: version unknown ({why})")),
+                        },
+                    };
+                    let _ = tx.send(Msg::Event(Event::Getvers { op, peer, outcome }));
+                });
+            }
+            Action::Sync { op, master } => {
+                let svc = svc.clone();
+                let (base, key, tx) = (self.base.clone(), self.key.clone(), self.tx.clone());
+                svc.store.begin_restore(&key);
+                tokio::spawn(async move {
+                    let dumped = svc.rpc.dump(&master, &base, &svc.stype, &svc.me, svc.cfg.sync_timeout).await;
+                    let ev = match dumped {
+                        Ok(bytes) => {
+                            let svc2 = svc.clone();
+                            let k2 = key.clone();
+                            match tokio::task::spawn_blocking(move || svc2.store.restore(&k2, &bytes)).await {
+                                Ok(Ok(())) => {
+                                    tracing::info!(base = %base, "replica restored from {master}");
+                                    Event::SyncOk { op }
+                                }
+                                Ok(Err(e)) => Event::SyncKo { op, error: e.to_string() },
+                                Err(e) => Event::SyncKo { op, error: e.to_string() },
+                            }
+                        }
+                        Err(e) => Event::SyncKo { op, error: e.to_string() },
+                    };
+                    svc.store.abort_restore(&key);
+                    let _ = tx.send(Msg::Event(ev));
+                });
+            }
+        }
+    }
+}
+
+/// Reads the owner id written in a master node.
+fn master_from_node(data: &[u8], me: &ServiceId, peers: Option<&[ServiceId]>) -> Result<ServiceId, MasterBadReason> {
+    if data.is_empty() || data.len() > 256 {
+        return Err(MasterBadReason::Invalid(format!("node data of {} bytes", data.len())));
+    }
+    let text = std::str::from_utf8(data).map_err(|_| MasterBadReason::Invalid("node data is not UTF-8".into()))?;
+    let id = ServiceId::new(text.trim()).map_err(|e| MasterBadReason::Invalid(e.to_string()))?;
+    if &id == me {
+        return Err(MasterBadReason::Rogue(0));
+    }
+    match peers {
+        Some(p) if !p.contains(&id) => Err(MasterBadReason::UnknownPeer(id)),
+        None => Err(MasterBadReason::Invalid("no peers known".into())),
+        _ => Ok(id),
+    }
+}
+
+/// Is the session our node lives in still ours and usable?
+pub fn session_live(svc: &Service, bound_epoch: u64) -> bool {
+    let view = svc.zk.view();
+    view.epoch == bound_epoch && view.is_live(svc.cfg.disconnect_grace) && view.link != Link::Expired
+}

@@ -1,0 +1,276 @@
+//! Base replicas: one SQLite file per base, named after its election key
+//! (hex only: no user string ever becomes a path).
+//!
+//! Durability: rollback journal (`journal_mode=DELETE`) with
+//! `synchronous=FULL`, so a committed transaction survives a crash; a copy
+//! received from the master is written to a temporary file, fsynced, then
+//! renamed over the replica.
+
+use election_core::names::{BaseName, ElectionKey, ServiceId, ServiceType};
+use election_core::version::{ReplicaVersion, TableVersion};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("base not found on this service")]
+    Missing,
+    #[error("base is being restored")]
+    Restoring,
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Metadata written into a replica's admin table at creation.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BaseInfo {
+    pub base: BaseName,
+    pub service_type: ServiceType,
+    pub account: String,
+    pub reference: String,
+    pub peers: Vec<ServiceId>,
+    pub ctime_ms: u64,
+}
+
+pub struct BaseStore {
+    root: PathBuf,
+    restoring: Mutex<HashSet<ElectionKey>>,
+}
+
+impl BaseStore {
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let root = data_dir.join("bases");
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(data_dir.join("tmp"))?;
+        Ok(Self { root, restoring: Mutex::new(HashSet::new()) })
+    }
+
+    fn path(&self, key: &ElectionKey) -> PathBuf {
+        self.root.join(&key.as_str()[..2]).join(format!("{key}.sqlite3"))
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.with_file_name("tmp")
+    }
+
+    fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "DELETE")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(conn)
+    }
+
+    /// Creates the replica if absent. Returns false when it already existed.
+    pub fn create(&self, key: &ElectionKey, info: &BaseInfo) -> Result<bool, StoreError> {
+        let path = self.path(key);
+        if path.exists() {
+            return Ok(false);
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.tmp_dir().join(format!("{key}.create.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let mut conn = Self::connect(&tmp, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+            let tx = conn.transaction()?;
+            tx.execute_batch(
+                "CREATE TABLE admin (k TEXT PRIMARY KEY NOT NULL, v BLOB);
+                 CREATE TABLE properties (k TEXT PRIMARY KEY NOT NULL, v TEXT NOT NULL);",
+            )?;
+            let peers: Vec<&str> = info.peers.iter().map(ServiceId::as_str).collect();
+            let rows = [
+                ("version:main.admin".to_string(), format!("1:{}", info.ctime_ms)),
+                ("version:main.properties".to_string(), format!("0:{}", info.ctime_ms)),
+                ("sys.name".to_string(), format!("{}.{}", info.base, info.service_type)),
+                ("sys.type".to_string(), info.service_type.to_string()),
+                ("sys.account".to_string(), info.account.clone()),
+                ("sys.user.name".to_string(), info.reference.clone()),
+                ("sys.peers".to_string(), peers.join(",")),
+                ("sys.m2.ctime".to_string(), info.ctime_ms.to_string()),
+            ];
+            for (k, v) in rows {
+                tx.execute("INSERT INTO admin (k, v) VALUES (?1, ?2)", params![k, v])?;
+            }
+            tx.commit()?;
+        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(path.parent())?;
+        Ok(true)
+    }
+
+    /// The version vector of the local replica, or why it is not known.
+    pub fn version(&self, key: &ElectionKey) -> ReplicaVersion {
+        if self.is_restoring(key) {
+            return ReplicaVersion::Unknown { reason: "base is being restored from the master".into() };
+        }
+        let path = self.path(key);
+        if !path.exists() {
+            return ReplicaVersion::Missing;
+        }
+        match self.read_versions(&path) {
+            Ok(tables) => ReplicaVersion::Known { tables },
+            Err(e) => ReplicaVersion::Unknown { reason: format!("base unreadable: {e}") },
+        }
+    }
+
+    fn read_versions(&self, path: &Path) -> rusqlite::Result<BTreeMap<String, TableVersion>> {
+        let conn = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let mut stmt = conn.prepare("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
+        let mut rows = stmt.query([])?;
+        let mut out = BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            let k: String = row.get(0)?;
+            let v: String = row.get(1)?;
+            let table = k.trim_start_matches("version:").to_string();
+            let (version, when) = v.split_once(':').unwrap_or((v.as_str(), "0"));
+            let (Ok(version), Ok(when)) = (version.parse(), when.parse()) else {
+                return Err(rusqlite::Error::InvalidColumnType(1, k, rusqlite::types::Type::Text));
+            };
+            out.insert(table, TableVersion { version, when });
+        }
+        if out.is_empty() {
+            return Err(rusqlite::Error::QueryReturnedNoRows);
+        }
+        Ok(out)
+    }
+
+    /// One admin key of the local replica.
+    #[cfg(test)]
+    pub fn admin_value(&self, key: &ElectionKey, k: &str) -> Result<Option<String>, StoreError> {
+        let path = self.path(key);
+        if !path.exists() {
+            return Err(StoreError::Missing);
+        }
+        let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Ok(conn.query_row("SELECT v FROM admin WHERE k = ?1", [k], |r| r.get::<_, String>(0)).optional()?)
+    }
+
+    /// A consistent snapshot of the replica, as bytes (for a peer's resync).
+    pub fn dump(&self, key: &ElectionKey) -> Result<Vec<u8>, StoreError> {
+        if self.is_restoring(key) {
+            return Err(StoreError::Restoring);
+        }
+        let path = self.path(key);
+        if !path.exists() {
+            return Err(StoreError::Missing);
+        }
+        let tmp = self.tmp_dir().join(format!("{key}.dump.{:x}", rand_suffix()));
+        let _ = std::fs::remove_file(&tmp);
+        let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
+        let bytes = std::fs::read(&tmp);
+        let _ = std::fs::remove_file(&tmp);
+        Ok(bytes?)
+    }
+
+    /// Marks the replica as restoring: its version is unknown until `restore`
+    /// (or `abort_restore`) ends it.
+    pub fn begin_restore(&self, key: &ElectionKey) {
+        if let Ok(mut set) = self.restoring.lock() {
+            set.insert(key.clone());
+        }
+    }
+
+    pub fn abort_restore(&self, key: &ElectionKey) {
+        if let Ok(mut set) = self.restoring.lock() {
+            set.remove(key);
+        }
+    }
+
+    fn is_restoring(&self, key: &ElectionKey) -> bool {
+        self.restoring.lock().map(|s| s.contains(key)).unwrap_or(true)
+    }
+
+    /// Replaces the replica with a copy received from the master, after
+    /// checking that the copy is a readable base.
+    pub fn restore(&self, key: &ElectionKey, bytes: &[u8]) -> Result<(), StoreError> {
+        let result = self.restore_inner(key, bytes);
+        self.abort_restore(key);
+        result
+    }
+
+    fn restore_inner(&self, key: &ElectionKey, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.tmp_dir().join(format!("{key}.restore.{:x}", rand_suffix()));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        if let Err(e) = self.read_versions(&tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(path.parent())?;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: Option<&Path>) -> std::io::Result<()> {
+    if let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use election_core::version::{compare, VersionDiff};
+
+    fn info(base: &BaseName) -> BaseInfo {
+        BaseInfo {
+            base: base.clone(),
+            service_type: ServiceType::new("meta2").expect("valid"),
+            account: "acct".into(),
+            reference: "ref".into(),
+            peers: vec![ServiceId::new("127.0.0.1:1").expect("valid")],
+            ctime_ms: 5,
+        }
+    }
+
+    #[test]
+    fn create_version_dump_restore() {
+        let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir).expect("open");
+        let base = BaseName::parse("ABC.1").expect("valid");
+        let key = ElectionKey::compute(&base, &ServiceType::new("meta2").expect("valid"));
+        assert_eq!(store.version(&key), ReplicaVersion::Missing);
+        assert!(store.create(&key, &info(&base)).expect("create"));
+        assert!(!store.create(&key, &info(&base)).expect("idempotent"));
+        let v = store.version(&key);
+        let ReplicaVersion::Known { tables } = &v else { panic!("{v:?}") };
+        assert_eq!(tables["main.admin"].version, 1);
+        assert_eq!(compare(&ReplicaVersion::Missing, &v), VersionDiff::LocalBehind);
+        let bytes = store.dump(&key).expect("dump");
+        store.begin_restore(&key);
+        assert!(matches!(store.version(&key), ReplicaVersion::Unknown { .. }), "restoring is unknown");
+        assert!(store.restore(&key, b"not a database").is_err(), "garbage is refused");
+        assert_eq!(store.version(&key), v, "the replica is untouched by a refused copy");
+        store.begin_restore(&key);
+        store.restore(&key, &bytes).expect("restore");
+        assert_eq!(store.version(&key), v);
+        assert_eq!(store.admin_value(&key, "sys.account").expect("read").as_deref(), Some("acct"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

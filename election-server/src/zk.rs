@@ -1,0 +1,256 @@
+//! The ZooKeeper session shared by every election of the service, and its
+//! supervisor: it connects, reconnects after expiry, and tells the election
+//! manager when the elections bound to a session must be reset.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use zookeeper_client as zk;
+
+/// How an error from ZooKeeper must be treated (reference §1.2: the
+/// "disconnected" class resets the election, the rest is an ordinary KO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The session is gone: every election bound to it must be reset.
+    SessionLost,
+    /// The node is not there.
+    NoNode,
+    /// Anything else: the operation failed, its outcome may be unknown.
+    Failed,
+}
+
+pub fn classify(e: &zk::Error) -> ErrorClass {
+    match e {
+        zk::Error::NoNode => ErrorClass::NoNode,
+        zk::Error::SessionExpired
+        | zk::Error::AuthFailed
+        | zk::Error::ClientClosed
+        | zk::Error::MarshallingError
+        | zk::Error::Unimplemented
+        | zk::Error::RuntimeInconsistent
+        | zk::Error::SessionMoved => ErrorClass::SessionLost,
+        _ => ErrorClass::Failed,
+    }
+}
+
+/// The connection state as the rest of the service sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Connected,
+    Disconnected,
+    Expired,
+    Closed,
+}
+
+impl Link {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::Connecting => "CONNECTING",
+            Link::Connected => "CONNECTED",
+            Link::Disconnected => "DISCONNECTED",
+            Link::Expired => "EXPIRED",
+            Link::Closed => "CLOSED",
+        }
+    }
+}
+
+/// What the supervisor publishes about the current session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionView {
+    /// Increases with every new session (never with a mere reconnection).
+    pub epoch: u64,
+    pub session_id: i64,
+    pub link: Link,
+    pub since: Instant,
+    pub negotiated_timeout: Duration,
+}
+
+impl SessionView {
+    /// Live: connected, or disconnected for less than the grace period.
+    pub fn is_live(&self, grace: Duration) -> bool {
+        match self.link {
+            Link::Connected => true,
+            Link::Disconnected => self.since.elapsed() < grace,
+            _ => false,
+        }
+    }
+}
+
+/// Sent to the election manager: reset every election bound to `epoch`.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLost {
+    pub epoch: u64,
+    pub why: &'static str,
+}
+
+pub struct ZkSession {
+    hosts: String,
+    requested_timeout: Duration,
+    current: RwLock<Option<(zk::Client, u64)>>,
+    view: watch::Sender<SessionView>,
+    epoch: AtomicU64,
+    reconnects: AtomicU64,
+    closing: AtomicBool,
+}
+
+impl ZkSession {
+    /// Connects the first session (retrying until `first_deadline`).
+    pub async fn connect(hosts: &str, timeout: Duration, first_deadline: Duration) -> anyhow::Result<Arc<Self>> {
+        let (view, _) = watch::channel(SessionView {
+            epoch: 0,
+            session_id: 0,
+            link: Link::Connecting,
+            since: Instant::now(),
+            negotiated_timeout: timeout,
+        });
+        let me = Arc::new(Self {
+            hosts: hosts.to_string(),
+            requested_timeout: timeout,
+            current: RwLock::new(None),
+            view,
+            epoch: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
+        });
+        let started = Instant::now();
+        loop {
+            match me.open().await {
+                Ok(()) => return Ok(me),
+                Err(e) if started.elapsed() < first_deadline => {
+                    tracing::warn!("ZooKeeper {hosts} not reachable yet: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => anyhow::bail!(
+                    "cannot connect to ZooKeeper at {hosts}: {e} (is it running? try scripts/zk.sh start)"
+                ),
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<(), zk::Error> {
+        let client = zk::Client::connector()
+            .with_session_timeout(self.requested_timeout)
+            .connect(&self.hosts)
+            .await?;
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let session_id = client.session_id().0;
+        tracing::info!(
+            "ZooKeeper session 0x{session_id:x} established (epoch {epoch}, timeout {:?})",
+            client.session_timeout()
+        );
+        self.view.send_replace(SessionView {
+            epoch,
+            session_id,
+            link: Link::Connected,
+            since: Instant::now(),
+            negotiated_timeout: client.session_timeout(),
+        });
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Some((client, epoch));
+        }
+        Ok(())
+    }
+
+    /// The current client and the epoch of its session.
+    pub fn client(&self) -> Option<(zk::Client, u64)> {
+        self.current.read().ok().and_then(|c| c.clone())
+    }
+
+    pub fn view(&self) -> SessionView {
+        *self.view.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<SessionView> {
+        self.view.subscribe()
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub fn hosts(&self) -> &str {
+        &self.hosts
+    }
+
+    /// Watches the session: on expiry opens a new one; reports lost sessions
+    /// (expired, or disconnected for longer than `grace`) on `lost`.
+    pub async fn supervise(self: Arc<Self>, grace: Duration, lost: mpsc::UnboundedSender<SessionLost>) {
+        loop {
+            let Some((client, epoch)) = self.client() else { return };
+            let mut states = client.state_watcher();
+            drop(client);
+            let mut grace_reported = false;
+            loop {
+                let sleep = async {
+                    let v = self.view();
+                    if v.link == Link::Disconnected && !grace_reported {
+                        tokio::time::sleep(grace.saturating_sub(v.since.elapsed())).await;
+                        true
+                    } else {
+                        std::future::pending::<bool>().await
+                    }
+                };
+                tokio::select! {
+                    state = states.changed() => {
+                        let link = match state {
+                            zk::SessionState::Disconnected => Link::Disconnected,
+                            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => Link::Connected,
+                            zk::SessionState::Expired | zk::SessionState::AuthFailed => Link::Expired,
+                            zk::SessionState::Closed => Link::Closed,
+                        };
+                        tracing::warn!("ZooKeeper session epoch {epoch}: {}", link.as_str());
+                        self.view.send_modify(|v| { v.link = link; v.since = Instant::now(); });
+                        if link == Link::Connected {
+                            grace_reported = false;
+                        }
+                        if matches!(link, Link::Expired | Link::Closed) {
+                            break;
+                        }
+                    }
+                    true = sleep => {
+                        grace_reported = true;
+                        tracing::warn!("ZooKeeper disconnected for more than {grace:?}: resetting elections of epoch {epoch}");
+                        let _ = lost.send(SessionLost { epoch, why: "ZooKeeper disconnected beyond the grace period" });
+                    }
+                }
+            }
+            if self.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            let _ = lost.send(SessionLost { epoch, why: "ZooKeeper session expired" });
+            if let Ok(mut cur) = self.current.write() {
+                *cur = None;
+            }
+            let mut pause = Duration::from_millis(100);
+            loop {
+                if self.closing.load(Ordering::SeqCst) {
+                    return;
+                }
+                match self.open().await {
+                    Ok(()) => {
+                        self.reconnects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("ZooKeeper reconnection failed: {e}; retrying in {pause:?}");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the session so that our ephemeral nodes vanish at once.
+    pub async fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let taken = self.current.write().ok().and_then(|mut c| c.take());
+        if let Some((client, _)) = taken {
+            let mut states = client.state_watcher();
+            drop(client);
+            let _ = tokio::time::timeout(Duration::from_secs(2), states.changed()).await;
+        }
+    }
+}
