@@ -35,7 +35,10 @@ pub struct Now {
 
 impl Now {
     pub fn at(mono_ms: u64) -> Self {
-        Self { mono_ms, wall_ms: mono_ms }
+        Self {
+            mono_ms,
+            wall_ms: mono_ms,
+        }
     }
 }
 
@@ -245,17 +248,29 @@ impl Election {
     pub fn next_deadline(&self) -> Option<u64> {
         match self.state {
             State::None => None,
-            State::DelayedCheckingMaster | State::DelayedCheckingSlaves | State::Failed => self.wake_at,
+            State::DelayedCheckingMaster | State::DelayedCheckingSlaves | State::Failed => {
+                self.wake_at
+            }
             State::Slave => Some(self.last_access.saturating_add(self.config.expire_slave_ms)),
-            State::Master => Some(self.last_access.saturating_add(self.config.expire_master_ms)),
-            State::Syncing => Some(self.entered_mono.saturating_add(self.config.sync_timeout_ms)),
-            _ => Some(self.entered_mono.saturating_add(self.config.pending_timeout_ms)),
+            State::Master => Some(
+                self.last_access
+                    .saturating_add(self.config.expire_master_ms),
+            ),
+            State::Syncing => Some(
+                self.entered_mono
+                    .saturating_add(self.config.sync_timeout_ms),
+            ),
+            _ => Some(
+                self.entered_mono
+                    .saturating_add(self.config.pending_timeout_ms),
+            ),
         }
     }
 
     /// How long this election has been in NONE with nothing pending, if it is.
     pub fn idle_for(&self, now: Now) -> Option<u64> {
-        (self.state == State::None && !self.flags.rejoin).then(|| now.mono_ms.saturating_sub(self.entered_mono))
+        (self.state == State::None && !self.flags.rejoin)
+            .then(|| now.mono_ms.saturating_sub(self.entered_mono))
     }
 
     /// A one-line explanation of what this election is doing or waiting for.
@@ -264,11 +279,24 @@ impl Election {
             let total = self.config.getvers_attempts + 1;
             format!("attempt {}/{}", total - self.retries_left, total)
         };
-        let err = || self.last_error.clone().unwrap_or_else(|| "unknown error".into());
-        let seq = |s: Option<Seq>| s.map(crate::names::format_seq).unwrap_or_else(|| "?".into());
+        let err = || {
+            self.last_error
+                .clone()
+                .unwrap_or_else(|| "unknown error".into())
+        };
+        let seq = |s: Option<Seq>| {
+            s.map(crate::names::format_seq)
+                .unwrap_or_else(|| "?".into())
+        };
         match self.state {
             State::None => match &self.last_error {
-                Some(e) if self.log.iter().next().is_some_and(|l| l.event == "DISCONNECTED") => {
+                Some(e)
+                    if self
+                        .log
+                        .iter()
+                        .next()
+                        .is_some_and(|l| l.event == "DISCONNECTED") =>
+                {
                     format!("idle after losing the ZooKeeper session ({e})")
                 }
                 _ => "idle: not a member of the election (a request or ping starts it)".into(),
@@ -277,15 +305,23 @@ impl Election {
             State::Creating => "creating our node in ZooKeeper".into(),
             State::Watching => format!("setting a watch on our node {}", seq(self.local_id)),
             State::Listing => "listing the election's nodes in ZooKeeper".into(),
-            State::Asking => format!("reading the master's node {} (the lowest)", seq(self.master_id)),
+            State::Asking => format!(
+                "reading the master's node {} (the lowest)",
+                seq(self.master_id)
+            ),
             State::CheckingMaster => format!(
                 "waiting for GETVERS from master {} ({})",
                 self.master.as_ref().map(ServiceId::as_str).unwrap_or("?"),
                 attempt()
             ),
             State::CheckingSlaves => {
-                let pending: Vec<&str> = self.getvers.pending.iter().map(ServiceId::as_str).collect();
-                format!("candidate: waiting for GETVERS from {} ({})", pending.join(", "), attempt())
+                let pending: Vec<&str> =
+                    self.getvers.pending.iter().map(ServiceId::as_str).collect();
+                format!(
+                    "candidate: waiting for GETVERS from {} ({})",
+                    pending.join(", "),
+                    attempt()
+                )
             }
             State::Syncing => format!(
                 "copying the base from master {}",
@@ -301,7 +337,11 @@ impl Election {
                 format!("re-resolving peers without cache after: {}", err())
             }
             State::Leaving => format!("leaving: deleting our node {}", seq(self.local_id)),
-            State::LeavingFailing => format!("failing: deleting our node {} after: {}", seq(self.local_id), err()),
+            State::LeavingFailing => format!(
+                "failing: deleting our node {} after: {}",
+                seq(self.local_id),
+                err()
+            ),
             State::Failed => format!(
                 "failed ({} in a row): {}; retry in {} ms",
                 self.failures,
@@ -366,10 +406,14 @@ impl Election {
         }
         // Watches of an older membership or about another node.
         match &event {
-            Event::LeftSelf { generation, seq } if *generation != self.generation || Some(*seq) != self.local_id => {
+            Event::LeftSelf { generation, seq }
+                if *generation != self.generation || Some(*seq) != self.local_id =>
+            {
                 return None;
             }
-            Event::LeftMaster { generation, seq } if *generation != self.generation || Some(*seq) != self.master_id => {
+            Event::LeftMaster { generation, seq }
+                if *generation != self.generation || Some(*seq) != self.master_id =>
+            {
                 return None;
             }
             _ => {}
@@ -391,7 +435,10 @@ impl Election {
         if event == Event::None {
             if let Some(timeout_to) = self.expired_pending(now) {
                 self.last_error = Some(format!("{} timed out", self.state));
-                if matches!(self.state, State::Leaving | State::LeavingFailing | State::Creating) {
+                if matches!(
+                    self.state,
+                    State::Leaving | State::LeavingFailing | State::Creating
+                ) {
                     if let Some(seq) = self.local_id {
                         self.remember_stale(seq);
                     }
@@ -427,7 +474,9 @@ impl Election {
             return None;
         }
         Some(match self.state {
-            State::Peering | State::Creating | State::Leaving | State::LeavingFailing => State::Failed,
+            State::Peering | State::Creating | State::Leaving | State::LeavingFailing => {
+                State::Failed
+            }
             _ => State::LeavingFailing,
         })
     }
@@ -455,7 +504,10 @@ impl Election {
             // ---------------- PEERING ----------------
             (S::Peering, E::LeaveReq) => {
                 // OpenIO drops it; we honour it: nothing was created yet.
-                self.flags = Flags { sync: self.flags.sync, ..Flags::default() };
+                self.flags = Flags {
+                    sync: self.flags.sync,
+                    ..Flags::default()
+                };
                 self.pending_op = None;
                 self.goto(now, S::None, out);
                 Logged::Always
@@ -568,7 +620,10 @@ impl Election {
                     MasterBadReason::Rogue(seq) => {
                         // A leftover of ours: delete it, then list again; the
                         // session's FIFO order makes the list see the delete.
-                        self.last_error = Some(format!("deleted our leftover node {}", crate::names::format_seq(seq)));
+                        self.last_error = Some(format!(
+                            "deleted our leftover node {}",
+                            crate::names::format_seq(seq)
+                        ));
                         out.push(Action::Delete { op: None, seq });
                         if self.flags.leave || self.flags.left_self {
                             self.goto(now, S::Leaving, out);
@@ -577,7 +632,8 @@ impl Election {
                         }
                     }
                     MasterBadReason::UnknownPeer(id) => {
-                        self.last_error = Some(format!("master node names {id}, not a peer of this base"));
+                        self.last_error =
+                            Some(format!("master node names {id}, not a peer of this base"));
                         self.flags.decache = true;
                         self.goto(now, S::LeavingFailing, out);
                     }
@@ -659,7 +715,11 @@ impl Election {
                     self.flags.rejoin = true;
                     self.goto(now, S::Leaving, out);
                 } else if errors > 0 && errors >= group.div_ceil(2) {
-                    let detail: Vec<String> = round.errors.iter().map(|(p, e)| format!("{p}: {e}")).collect();
+                    let detail: Vec<String> = round
+                        .errors
+                        .iter()
+                        .map(|(p, e)| format!("{p}: {e}"))
+                        .collect();
                     self.last_error = Some(format!(
                         "no quorum: {} of {} peers answered GETVERS, {} needed ({})",
                         round.ok,
@@ -849,7 +909,10 @@ impl Election {
                 Logged::IfChanged
             }
             (S::Failed, E::LeaveReq) => {
-                self.flags = Flags { sync: self.flags.sync, ..Flags::default() };
+                self.flags = Flags {
+                    sync: self.flags.sync,
+                    ..Flags::default()
+                };
                 self.goto(now, S::None, out);
                 Logged::Always
             }
@@ -1019,7 +1082,10 @@ impl Election {
             State::Peering => {
                 let op = self.op();
                 self.pending_op = Some(op);
-                out.push(Action::ResolvePeers { op, decache: std::mem::take(&mut self.flags.decache) });
+                out.push(Action::ResolvePeers {
+                    op,
+                    decache: std::mem::take(&mut self.flags.decache),
+                });
             }
             State::Creating => {
                 self.flags.rejoin = false;
@@ -1031,21 +1097,33 @@ impl Election {
                     out.push(Action::Delete { op: None, seq });
                 }
                 let peers = self.peers.clone().unwrap_or_default();
-                let due = self.last_use_sent.is_none_or(|t| now.mono_ms >= t + self.config.use_interval_ms);
+                let due = self
+                    .last_use_sent
+                    .is_none_or(|t| now.mono_ms >= t + self.config.use_interval_ms);
                 if due && !peers.is_empty() {
                     self.last_use_sent = Some(now.mono_ms);
-                    out.push(Action::SendUse { peers, master: false });
+                    out.push(Action::SendUse {
+                        peers,
+                        master: false,
+                    });
                 }
                 self.generation += 1;
                 let op = self.op();
                 self.pending_op = Some(op);
-                out.push(Action::Create { op, generation: self.generation });
+                out.push(Action::Create {
+                    op,
+                    generation: self.generation,
+                });
             }
             State::Watching => {
                 let op = self.op();
                 self.pending_op = Some(op);
                 let seq = self.local_id.unwrap_or_default();
-                out.push(Action::WatchSelf { op, seq, generation: self.generation });
+                out.push(Action::WatchSelf {
+                    op,
+                    seq,
+                    generation: self.generation,
+                });
             }
             State::Listing => {
                 self.flags.left_master = false;
@@ -1053,21 +1131,35 @@ impl Election {
                 self.master = None;
                 let op = self.op();
                 self.pending_op = Some(op);
-                out.push(Action::List { op, seq: self.local_id.unwrap_or_default() });
+                out.push(Action::List {
+                    op,
+                    seq: self.local_id.unwrap_or_default(),
+                });
             }
             State::Asking => {
                 let op = self.op();
                 self.pending_op = Some(op);
                 let seq = self.master_id.unwrap_or_default();
-                out.push(Action::GetMaster { op, seq, generation: self.generation });
+                out.push(Action::GetMaster {
+                    op,
+                    seq,
+                    generation: self.generation,
+                });
             }
             State::CheckingMaster => {
                 let op = self.op();
                 let master = self.master.clone();
-                self.getvers = GetversRound { op, ..GetversRound::default() };
+                self.getvers = GetversRound {
+                    op,
+                    ..GetversRound::default()
+                };
                 if let Some(peer) = master {
                     self.getvers.pending.insert(peer.clone());
-                    out.push(Action::SendGetvers { op, peer, master_seq: self.master_id });
+                    out.push(Action::SendGetvers {
+                        op,
+                        peer,
+                        master_seq: self.master_id,
+                    });
                 }
             }
             State::CheckingSlaves => {
@@ -1077,10 +1169,17 @@ impl Election {
                     self.retries_left = self.config.getvers_attempts;
                 }
                 let op = self.op();
-                self.getvers = GetversRound { op, ..GetversRound::default() };
+                self.getvers = GetversRound {
+                    op,
+                    ..GetversRound::default()
+                };
                 for peer in self.peers.clone().unwrap_or_default() {
                     self.getvers.pending.insert(peer.clone());
-                    out.push(Action::SendGetvers { op, peer, master_seq: None });
+                    out.push(Action::SendGetvers {
+                        op,
+                        peer,
+                        master_seq: None,
+                    });
                 }
                 if self.getvers.pending.is_empty() {
                     // A group of one: nobody to ask.
@@ -1097,7 +1196,10 @@ impl Election {
                 }
             }
             State::DelayedCheckingMaster | State::DelayedCheckingSlaves => {
-                let used = self.config.getvers_attempts.saturating_sub(self.retries_left);
+                let used = self
+                    .config
+                    .getvers_attempts
+                    .saturating_sub(self.retries_left);
                 let delay = self.backoff(
                     self.config.getvers_delay_ms,
                     self.config.getvers_delay_max_ms,
@@ -1126,7 +1228,11 @@ impl Election {
                     }
                     None => {
                         // Nothing to delete: conclude at once.
-                        let next = if to == State::Leaving { State::None } else { State::Failed };
+                        let next = if to == State::Leaving {
+                            State::None
+                        } else {
+                            State::Failed
+                        };
                         self.enter(now, next, out);
                     }
                 }
@@ -1162,7 +1268,10 @@ impl Election {
                 self.last_error = None;
                 let peers = self.peers.clone().unwrap_or_default();
                 if !peers.is_empty() {
-                    out.push(Action::SendUse { peers, master: true });
+                    out.push(Action::SendUse {
+                        peers,
+                        master: true,
+                    });
                 }
             }
         }
@@ -1176,16 +1285,26 @@ impl Election {
         let s = self.state;
         match s {
             State::None => {
-                debug_assert!(self.local_id.is_none() && self.master_id.is_none(), "{s}: ids set");
+                debug_assert!(
+                    self.local_id.is_none() && self.master_id.is_none(),
+                    "{s}: ids set"
+                );
                 debug_assert!(self.pending_op.is_none(), "{s}: op pending");
                 debug_assert!(self.unstable_since.is_none(), "{s}: unstable");
             }
-            State::Creating => debug_assert!(self.local_id.is_none() && self.pending_op.is_some(), "{s}"),
+            State::Creating => {
+                debug_assert!(self.local_id.is_none() && self.pending_op.is_some(), "{s}")
+            }
             State::Watching | State::Listing => {
                 debug_assert!(self.local_id.is_some() && self.master_id.is_none(), "{s}")
             }
             State::Asking => {
-                debug_assert!(self.local_id.is_some() && self.master_id.is_some() && self.master_id != self.local_id, "{s}");
+                debug_assert!(
+                    self.local_id.is_some()
+                        && self.master_id.is_some()
+                        && self.master_id != self.local_id,
+                    "{s}"
+                );
                 debug_assert!(self.master.is_none(), "{s}: master url known");
             }
             State::CheckingMaster
@@ -1193,21 +1312,35 @@ impl Election {
             | State::DelayedCheckingMaster
             | State::RefreshCheckingMaster
             | State::Slave => {
-                debug_assert!(self.master_id.is_some() && self.master_id != self.local_id, "{s}");
+                debug_assert!(
+                    self.master_id.is_some() && self.master_id != self.local_id,
+                    "{s}"
+                );
                 debug_assert!(self.master.is_some(), "{s}: no master url");
             }
-            State::CheckingSlaves | State::DelayedCheckingSlaves | State::RefreshCheckingSlaves | State::Master => {
-                debug_assert!(self.master_id.is_some() && self.master_id == self.local_id, "{s}");
+            State::CheckingSlaves
+            | State::DelayedCheckingSlaves
+            | State::RefreshCheckingSlaves
+            | State::Master => {
+                debug_assert!(
+                    self.master_id.is_some() && self.master_id == self.local_id,
+                    "{s}"
+                );
                 debug_assert!(self.master.is_none(), "{s}: follows someone");
             }
             State::Leaving | State::LeavingFailing => {
                 debug_assert!(self.local_id.is_some() && self.master_id.is_none(), "{s}")
             }
-            State::Failed => debug_assert!(self.local_id.is_none() && self.master_id.is_none(), "{s}"),
+            State::Failed => {
+                debug_assert!(self.local_id.is_none() && self.master_id.is_none(), "{s}")
+            }
             State::Peering => {}
         }
         if s.is_final() {
-            debug_assert!(self.peers.is_some() && self.pending_op.is_none() && self.unstable_since.is_none(), "{s}");
+            debug_assert!(
+                self.peers.is_some() && self.pending_op.is_none() && self.unstable_since.is_none(),
+                "{s}"
+            );
         }
     }
 }

@@ -33,14 +33,24 @@ impl TransitionLog {
     pub const DEFAULT_CAPACITY: usize = 64;
 
     pub fn new(capacity: usize) -> Self {
-        Self { entries: VecDeque::with_capacity(capacity.min(8)), capacity: capacity.max(1), next_seq: 0 }
+        Self {
+            entries: VecDeque::with_capacity(capacity.min(8)),
+            capacity: capacity.max(1),
+            next_seq: 0,
+        }
     }
 
     pub fn push(&mut self, wall_ms: u64, pre: State, event: &'static str, post: State) {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
-        self.entries.push_back(LogEntry { seq: self.next_seq, wall_ms, pre, event, post });
+        self.entries.push_back(LogEntry {
+            seq: self.next_seq,
+            wall_ms,
+            pre,
+            event,
+            post,
+        });
         self.next_seq += 1;
     }
 

@@ -15,7 +15,9 @@ pub enum NameError {
     ContainerId(String),
     #[error("service id {0:?} is invalid: expected host:port (1 to 255 printable characters, no '/' or spaces)")]
     ServiceId(String),
-    #[error("namespace {0:?} is invalid: use 1 to 64 characters among A-Z, a-z, 0-9, '_', '-' and '.'")]
+    #[error(
+        "namespace {0:?} is invalid: use 1 to 64 characters among A-Z, a-z, 0-9, '_', '-' and '.'"
+    )]
     Namespace(String),
 }
 
@@ -43,7 +45,9 @@ fn is_printable_token(s: &str) -> bool {
 
 /// A service identity, as registered and written into election nodes: `host:port`
 /// unless the operator configured another id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ServiceId(String);
 
@@ -76,7 +80,9 @@ impl Namespace {
         let ns = ns.into();
         let ok = !ns.is_empty()
             && ns.len() <= 64
-            && ns.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && ns
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
             && ns != "."
             && ns != "..";
         if ok {
@@ -97,7 +103,9 @@ impl fmt::Display for Namespace {
 }
 
 /// A service type such as `meta2`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ServiceType(String);
 
@@ -106,7 +114,8 @@ impl ServiceType {
         let t = t.into();
         let ok = !t.is_empty()
             && t.len() <= 32
-            && t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            && t.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if ok {
             Ok(Self(t))
         } else {
@@ -141,7 +150,11 @@ pub struct ContainerId(String);
 
 impl ContainerId {
     pub fn compute(account: &str, reference: &str) -> Self {
-        Self(sha256_upper_hex(&[account.as_bytes(), b"\0", reference.as_bytes()]))
+        Self(sha256_upper_hex(&[
+            account.as_bytes(),
+            b"\0",
+            reference.as_bytes(),
+        ]))
     }
     /// Accepts 64 hex digits in either case; stores them uppercase.
     pub fn parse(s: &str) -> Result<Self, NameError> {
@@ -167,7 +180,9 @@ impl fmt::Display for ContainerId {
 }
 
 /// The name of a replicated base (`<CID>.1` for meta2).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct BaseName(String);
 
@@ -175,7 +190,8 @@ impl BaseName {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != '@');
+            && s.chars()
+                .all(|c| c.is_ascii_graphic() && c != '/' && c != '@');
         if ok {
             Ok(Self(s.to_string()))
         } else {
@@ -202,13 +218,19 @@ impl fmt::Display for BaseName {
 }
 
 /// The election key: uppercase hex SHA-256 of `<base>@<type>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ElectionKey(String);
 
 impl ElectionKey {
     pub fn compute(base: &BaseName, stype: &ServiceType) -> Self {
-        Self(sha256_upper_hex(&[base.as_str().as_bytes(), b"@", stype.as_str().as_bytes()]))
+        Self(sha256_upper_hex(&[
+            base.as_str().as_bytes(),
+            b"@",
+            stype.as_str().as_bytes(),
+        ]))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -277,7 +299,14 @@ impl ZkLayout {
     pub fn directory_node(&self, stype: &ServiceType, base: &BaseName) -> String {
         let key = ElectionKey::compute(base, stype);
         let k = key.as_str();
-        format!("/hc/ns/{}/dir/{}/{}/{}/{}", self.ns, stype, &k[0..2], &k[2..4], base)
+        format!(
+            "/hc/ns/{}/dir/{}/{}/{}/{}",
+            self.ns,
+            stype,
+            &k[0..2],
+            &k[2..4],
+            base
+        )
     }
 }
 
@@ -298,7 +327,11 @@ pub fn parse_node_name(name: &str) -> Option<(&str, Seq)> {
         return None;
     }
     let (key, rest) = name.split_at(64);
-    if !key.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()) || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !key
+        .chars()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        || !key.chars().all(|c| c.is_ascii_hexdigit())
+    {
         return None;
     }
     let digits = rest.strip_prefix('-')?;
@@ -320,23 +353,47 @@ mod tests {
     #[test]
     fn seed_container_vectors() {
         let cid = ContainerId::compute("myaccount", "FVE0");
-        assert_eq!(cid.as_str(), "697ECB056A5F9339B36C3B0A020B5AB17B4B0160FBEBEA203315EA1FC1B61605");
+        assert_eq!(
+            cid.as_str(),
+            "697ECB056A5F9339B36C3B0A020B5AB17B4B0160FBEBEA203315EA1FC1B61605"
+        );
         let base = cid.meta2_base();
-        assert_eq!(base.as_str(), "697ECB056A5F9339B36C3B0A020B5AB17B4B0160FBEBEA203315EA1FC1B61605.1");
+        assert_eq!(
+            base.as_str(),
+            "697ECB056A5F9339B36C3B0A020B5AB17B4B0160FBEBEA203315EA1FC1B61605.1"
+        );
         let key = ElectionKey::compute(&base, &ServiceType::new("meta2").expect("valid"));
-        assert_eq!(key.as_str(), "D9EAF7894DB54D52FDA5A0CCC26FF3E3EE2731FEDD9944B06298A22C6BE5FCD5");
+        assert_eq!(
+            key.as_str(),
+            "D9EAF7894DB54D52FDA5A0CCC26FF3E3EE2731FEDD9944B06298A22C6BE5FCD5"
+        );
         assert_eq!(base.container_id(), Some(cid));
     }
 
     #[test]
     fn reference_key_vectors() {
         let cases = [
-            (format!("{}.1", "0".repeat(64)), "meta2", "D2573EFC8E2686B6D6CCC47D5324B6037CF1DC3696E92CD25FDD5D792FBD4A68"),
-            ("0000".to_string(), "meta1", "B1420F694D17FD630151A6F2DAE37DB09F79C62A901821985D875ED71E7C5A82"),
-            ("OPENIO".to_string(), "meta0", "1F57FC3651B6ACFEFDB3CA5103CFC2CB86AD3A4CDE01E47275F63DE76B293868"),
+            (
+                format!("{}.1", "0".repeat(64)),
+                "meta2",
+                "D2573EFC8E2686B6D6CCC47D5324B6037CF1DC3696E92CD25FDD5D792FBD4A68",
+            ),
+            (
+                "0000".to_string(),
+                "meta1",
+                "B1420F694D17FD630151A6F2DAE37DB09F79C62A901821985D875ED71E7C5A82",
+            ),
+            (
+                "OPENIO".to_string(),
+                "meta0",
+                "1F57FC3651B6ACFEFDB3CA5103CFC2CB86AD3A4CDE01E47275F63DE76B293868",
+            ),
         ];
         for (base, t, want) in cases {
-            let key = ElectionKey::compute(&BaseName::parse(&base).expect("valid"), &ServiceType::new(t).expect("valid"));
+            let key = ElectionKey::compute(
+                &BaseName::parse(&base).expect("valid"),
+                &ServiceType::new(t).expect("valid"),
+            );
             assert_eq!(key.as_str(), want, "{base}@{t}");
         }
     }
@@ -347,7 +404,10 @@ mod tests {
         let base = BaseName::parse(&format!("{}.1", "0".repeat(64))).expect("valid");
         let m2 = ServiceType::new("meta2").expect("valid");
         let key = ElectionKey::compute(&base, &m2);
-        assert_eq!(layout.election_dir(&m2, &key), "/hc/ns/OPENIO/el/meta2/D2/57");
+        assert_eq!(
+            layout.election_dir(&m2, &key),
+            "/hc/ns/OPENIO/el/meta2/D2/57"
+        );
         assert_eq!(
             layout.election_node(&m2, &key, 42),
             format!("/hc/ns/OPENIO/el/meta2/D2/57/{key}-0000000042")
@@ -363,10 +423,24 @@ mod tests {
     #[test]
     fn node_names() {
         let key = "D2573EFC8E2686B6D6CCC47D5324B6037CF1DC3696E92CD25FDD5D792FBD4A68";
-        assert_eq!(parse_node_name(&format!("{key}-0000000042")), Some((key, 42)));
-        assert_eq!(parse_node_name(&format!("{key}--0000000007")), Some((key, -7)));
+        assert_eq!(
+            parse_node_name(&format!("{key}-0000000042")),
+            Some((key, 42))
+        );
+        assert_eq!(
+            parse_node_name(&format!("{key}--0000000007")),
+            Some((key, -7))
+        );
         assert_eq!(format_seq(-7), "-0000000007");
-        for bad in ["", "garbage", &format!("{key}-42"), &format!("{key}_0000000042"), &format!("{}-0000000042", key.to_lowercase()), &format!("{key}-00000000x2"), "é".repeat(40).as_str()] {
+        for bad in [
+            "",
+            "garbage",
+            &format!("{key}-42"),
+            &format!("{key}_0000000042"),
+            &format!("{}-0000000042", key.to_lowercase()),
+            &format!("{key}-00000000x2"),
+            "é".repeat(40).as_str(),
+        ] {
             assert_eq!(parse_node_name(bad), None, "{bad:?}");
         }
     }
@@ -380,6 +454,9 @@ mod tests {
         assert!(ContainerId::parse("xyz").is_err());
         assert!(ServiceId::new("a b").is_err());
         assert!(Namespace::new("..").is_err());
-        assert_eq!(ContainerId::parse(&"a".repeat(64)).expect("valid").as_str(), "A".repeat(64));
+        assert_eq!(
+            ContainerId::parse(&"a".repeat(64)).expect("valid").as_str(),
+            "A".repeat(64)
+        );
     }
 }

@@ -138,26 +138,75 @@ pub enum Event {
     LeaveReq,
     SyncReq,
     /// Our node was deleted (watch fired, or exists said no node).
-    LeftSelf { generation: u64, seq: Seq },
+    LeftSelf {
+        generation: u64,
+        seq: Seq,
+    },
     /// The master's node was deleted.
-    LeftMaster { generation: u64, seq: Seq },
-    GetpeersDone { op: OpId, peers: Option<Vec<ServiceId>> },
-    Getvers { op: OpId, peer: ServiceId, outcome: GetversOutcome },
-    MasterOk { op: OpId, master: ServiceId },
-    MasterKo { op: OpId, error: String },
-    MasterBad { op: OpId, reason: MasterBadReason },
-    CreateOk { op: OpId, seq: Seq },
-    CreateKo { op: OpId, error: String },
-    ExistsOk { op: OpId },
-    ExistsKo { op: OpId, error: String },
+    LeftMaster {
+        generation: u64,
+        seq: Seq,
+    },
+    GetpeersDone {
+        op: OpId,
+        peers: Option<Vec<ServiceId>>,
+    },
+    Getvers {
+        op: OpId,
+        peer: ServiceId,
+        outcome: GetversOutcome,
+    },
+    MasterOk {
+        op: OpId,
+        master: ServiceId,
+    },
+    MasterKo {
+        op: OpId,
+        error: String,
+    },
+    MasterBad {
+        op: OpId,
+        reason: MasterBadReason,
+    },
+    CreateOk {
+        op: OpId,
+        seq: Seq,
+    },
+    CreateKo {
+        op: OpId,
+        error: String,
+    },
+    ExistsOk {
+        op: OpId,
+    },
+    ExistsKo {
+        op: OpId,
+        error: String,
+    },
     /// The group was listed: `lowest` is the lowest sequence among the
     /// nodes of this election.
-    ListOk { op: OpId, lowest: Seq },
-    ListKo { op: OpId, error: String },
-    LeaveOk { op: OpId },
-    LeaveKo { op: OpId, error: String },
-    SyncOk { op: OpId },
-    SyncKo { op: OpId, error: String },
+    ListOk {
+        op: OpId,
+        lowest: Seq,
+    },
+    ListKo {
+        op: OpId,
+        error: String,
+    },
+    LeaveOk {
+        op: OpId,
+    },
+    LeaveKo {
+        op: OpId,
+        error: String,
+    },
+    SyncOk {
+        op: OpId,
+    },
+    SyncKo {
+        op: OpId,
+        error: String,
+    },
 }
 
 impl Event {
@@ -243,7 +292,11 @@ pub enum Action {
     /// Ask one peer for its version vector and compare it with ours; answer
     /// `Getvers`. `master_seq` is set when asking the master, which must
     /// confirm it owns that node.
-    SendGetvers { op: OpId, peer: ServiceId, master_seq: Option<Seq> },
+    SendGetvers {
+        op: OpId,
+        peer: ServiceId,
+        master_seq: Option<Seq>,
+    },
     /// Copy the base from the master; answer `SyncOk`/`SyncKo`.
     Sync { op: OpId, master: ServiceId },
 }

@@ -18,7 +18,9 @@ pub struct TableVersion {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ReplicaVersion {
     /// The base is present and readable: here is its vector.
-    Known { tables: BTreeMap<String, TableVersion> },
+    Known {
+        tables: BTreeMap<String, TableVersion>,
+    },
     /// This replica holds no copy of the base at all (never created or lost).
     Missing,
     /// The base is loading, restoring, syncing or unreadable: its version is
@@ -58,7 +60,10 @@ pub fn compare(local: &ReplicaVersion, remote: &ReplicaVersion) -> VersionDiff {
     }
 }
 
-fn compare_tables(local: &BTreeMap<String, TableVersion>, remote: &BTreeMap<String, TableVersion>) -> VersionDiff {
+fn compare_tables(
+    local: &BTreeMap<String, TableVersion>,
+    remote: &BTreeMap<String, TableVersion>,
+) -> VersionDiff {
     let same_tables = local.len() == remote.len() && local.keys().all(|k| remote.contains_key(k));
     let (mut min_d, mut max_d) = (0i64, 0i64);
     for (table, l) in local {
@@ -88,7 +93,18 @@ mod tests {
 
     fn known(v: &[(&str, i64)]) -> ReplicaVersion {
         ReplicaVersion::Known {
-            tables: v.iter().map(|(t, n)| (t.to_string(), TableVersion { version: *n, when: 0 })).collect(),
+            tables: v
+                .iter()
+                .map(|(t, n)| {
+                    (
+                        t.to_string(),
+                        TableVersion {
+                            version: *n,
+                            when: 0,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -96,12 +112,36 @@ mod tests {
     fn comparisons() {
         use VersionDiff::*;
         let cases: Vec<(ReplicaVersion, ReplicaVersion, VersionDiff)> = vec![
-            (known(&[("main.admin", 3)]), known(&[("main.admin", 3)]), Equal),
-            (known(&[("main.admin", 4)]), known(&[("main.admin", 3)]), Equal),
-            (known(&[("main.admin", 5)]), known(&[("main.admin", 3)]), LocalAhead),
-            (known(&[("main.admin", 2)]), known(&[("main.admin", 3)]), LocalBehind),
-            (known(&[("main.admin", 1)]), known(&[("main.admin", 3)]), LocalBehind),
-            (known(&[("a", 2), ("b", 1)]), known(&[("a", 1), ("b", 2)]), Diverged),
+            (
+                known(&[("main.admin", 3)]),
+                known(&[("main.admin", 3)]),
+                Equal,
+            ),
+            (
+                known(&[("main.admin", 4)]),
+                known(&[("main.admin", 3)]),
+                Equal,
+            ),
+            (
+                known(&[("main.admin", 5)]),
+                known(&[("main.admin", 3)]),
+                LocalAhead,
+            ),
+            (
+                known(&[("main.admin", 2)]),
+                known(&[("main.admin", 3)]),
+                LocalBehind,
+            ),
+            (
+                known(&[("main.admin", 1)]),
+                known(&[("main.admin", 3)]),
+                LocalBehind,
+            ),
+            (
+                known(&[("a", 2), ("b", 1)]),
+                known(&[("a", 1), ("b", 2)]),
+                Diverged,
+            ),
             (known(&[("a", 2), ("b", 1)]), known(&[("a", 1)]), LocalAhead),
             (known(&[("a", 1), ("b", 1)]), known(&[("a", 1)]), Equal),
             (ReplicaVersion::Missing, known(&[("a", 0)]), LocalBehind),
@@ -115,8 +155,16 @@ mod tests {
 
     #[test]
     fn unknown_is_never_version_zero() {
-        let unknown = ReplicaVersion::Unknown { reason: "loading".into() };
-        assert!(matches!(compare(&known(&[("a", 0)]), &unknown), VersionDiff::Unknown(_)));
-        assert!(matches!(compare(&unknown, &known(&[("a", 0)])), VersionDiff::Unknown(_)));
+        let unknown = ReplicaVersion::Unknown {
+            reason: "loading".into(),
+        };
+        assert!(matches!(
+            compare(&known(&[("a", 0)]), &unknown),
+            VersionDiff::Unknown(_)
+        ));
+        assert!(matches!(
+            compare(&unknown, &known(&[("a", 0)])),
+            VersionDiff::Unknown(_)
+        ));
     }
 }

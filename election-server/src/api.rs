@@ -50,10 +50,16 @@ pub struct ApiError {
 
 impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
-        Self { code: 400, message: message.into() }
+        Self {
+            code: 400,
+            message: message.into(),
+        }
     }
     fn unavailable(message: impl Into<String>) -> Self {
-        Self { code: 503, message: message.into() }
+        Self {
+            code: 503,
+            message: message.into(),
+        }
     }
 }
 
@@ -105,7 +111,10 @@ fn check_type(svc: &Service, t: Option<&str>) -> Result<(), ApiError> {
             if t == svc.stype {
                 Ok(())
             } else {
-                Err(ApiError::bad_request(format!("this service serves type {}, not {t}", svc.stype)))
+                Err(ApiError::bad_request(format!(
+                    "this service serves type {}, not {t}",
+                    svc.stype
+                )))
             }
         }
     }
@@ -133,7 +142,10 @@ fn wait_budget(svc: &Service, q: &BaseQuery, headers: &HeaderMap) -> Duration {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_micros);
-    let from_query = q.timeout.filter(|t| t.is_finite() && *t > 0.0).map(Duration::from_secs_f64);
+    let from_query = q
+        .timeout
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64);
     match from_header.or(from_query) {
         Some(budget) => {
             let margin = (budget / 20).max(Duration::from_millis(150));
@@ -143,15 +155,29 @@ fn wait_budget(svc: &Service, q: &BaseQuery, headers: &HeaderMap) -> Duration {
     }
 }
 
-async fn info(State(svc): Svc, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+async fn info(
+    State(svc): Svc,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let counts = svc.counts();
     let total: usize = counts.values().sum();
     let view = svc.zk.view();
     if q.get("format").map(String::as_str) == Some("text") {
         let mut text = String::from("# server\n");
-        text.push_str(&format!("service_id:{}\nservice_type:{}\n", svc.me, svc.stype));
-        text.push_str(&format!("uptime_in_seconds:{}\nexiting:{}\n", svc.uptime().as_secs(), u8::from(svc.is_exiting())));
-        text.push_str(&format!("zookeeper_state:{}\nzookeeper_session:0x{:x}\n", view.link.as_str(), view.session_id));
+        text.push_str(&format!(
+            "service_id:{}\nservice_type:{}\n",
+            svc.me, svc.stype
+        ));
+        text.push_str(&format!(
+            "uptime_in_seconds:{}\nexiting:{}\n",
+            svc.uptime().as_secs(),
+            u8::from(svc.is_exiting())
+        ));
+        text.push_str(&format!(
+            "zookeeper_state:{}\nzookeeper_session:0x{:x}\n",
+            view.link.as_str(),
+            view.session_id
+        ));
         text.push_str("# elections\n");
         text.push_str(&format!("elections_total:{total}\n"));
         for (k, v) in &counts {
@@ -201,7 +227,10 @@ async fn ping(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, A
 
 fn step(snap: &Snapshot) -> String {
     let s = snap.fsm.state();
-    let idx = election_core::State::ALL.iter().position(|x| *x == s).unwrap_or(0);
+    let idx = election_core::State::ALL
+        .iter()
+        .position(|x| *x == s)
+        .unwrap_or(0);
     format!("{idx}/{s}")
 }
 
@@ -221,7 +250,10 @@ fn status_extra(svc: &Service, snap: &Snapshot) -> Value {
 async fn ensure_managed(svc: &Service, base: &BaseName) -> Result<(), ApiError> {
     match svc.manages(base).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(ApiError { code: 431, message: format!("Base not managed: {base} is not hosted by {}", svc.me) }),
+        Ok(None) => Err(ApiError {
+            code: 431,
+            message: format!("Base not managed: {base} is not hosted by {}", svc.me),
+        }),
         Err(e) => Err(ApiError::unavailable(format!("directory unavailable: {e}"))),
     }
 }
@@ -241,7 +273,11 @@ fn election_failed(svc: &Service, base: &BaseName, err: WaitError) -> Response {
     }
 }
 
-async fn status(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn status(
+    State(svc): Svc,
+    Query(q): Query<BaseQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let base = resolve(&svc, &q)?;
     if svc.is_exiting() {
         return Ok(reply(503, "service exiting", json!({})));
@@ -311,7 +347,11 @@ async fn leave(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, 
     Ok(reply(200, "OK", json!({})))
 }
 
-async fn sync(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn sync(
+    State(svc): Svc,
+    Query(q): Query<BaseQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let base = resolve(&svc, &q)?;
     if svc.is_exiting() {
         return Ok(reply(503, "service exiting", json!({})));
@@ -319,22 +359,35 @@ async fn sync(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -
     ensure_managed(&svc, &base).await?;
     let budget = wait_budget(&svc, &q, &headers);
     Ok(match svc.wait_final(&base, budget).await {
-        Ok(snap) if snap.fsm.master().is_none() => reply(301, "not SLAVE", status_extra(&svc, &snap)),
+        Ok(snap) if snap.fsm.master().is_none() => {
+            reply(301, "not SLAVE", status_extra(&svc, &snap))
+        }
         Ok(snap) => {
             svc.request_sync(&base);
-            reply(200, "resync triggered", json!({"body": {"master": snap.fsm.master()}}))
+            reply(
+                200,
+                "resync triggered",
+                json!({"body": {"master": snap.fsm.master()}}),
+            )
         }
         Err(e) => election_failed(&svc, &base, e),
     })
 }
 
-async fn create_container(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
+async fn create_container(
+    State(svc): Svc,
+    Query(q): Query<BaseQuery>,
+) -> Result<Response, ApiError> {
     check_type(&svc, q.service_type.as_deref())?;
     let (Some(account), Some(reference)) = (q.acct.as_deref(), q.reference.as_deref()) else {
-        return Err(ApiError::bad_request("container creation needs acct=<account>&ref=<reference>"));
+        return Err(ApiError::bad_request(
+            "container creation needs acct=<account>&ref=<reference>",
+        ));
     };
     if account.is_empty() || reference.is_empty() || account.len() > 256 || reference.len() > 1024 {
-        return Err(ApiError::bad_request("account and reference must be 1-256 and 1-1024 bytes"));
+        return Err(ApiError::bad_request(
+            "account and reference must be 1-256 and 1-1024 bytes",
+        ));
     }
     let replicas = q.replicas.unwrap_or(3);
     if !(2..=9).contains(&replicas) {
@@ -357,12 +410,24 @@ async fn create_container(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result
     };
     let calls = entry.peers.iter().map(|p| {
         let (svc, info) = (svc.clone(), info.clone());
-        async move { (p.clone(), svc.rpc.create_replica(p, &info, Duration::from_secs(5)).await) }
+        async move {
+            (
+                p.clone(),
+                svc.rpc
+                    .create_replica(p, &info, Duration::from_secs(5))
+                    .await,
+            )
+        }
     });
     let results = futures::future::join_all(calls).await;
     let mut replicas_out = serde_json::Map::new();
     for (peer, r) in results {
-        replicas_out.insert(peer.to_string(), json!(r.map(|_| "OK".to_string()).unwrap_or_else(|e| e.to_string())));
+        replicas_out.insert(
+            peer.to_string(),
+            json!(r
+                .map(|_| "OK".to_string())
+                .unwrap_or_else(|e| e.to_string())),
+        );
     }
     let code = if created { 201 } else { 200 };
     Ok(reply(
@@ -376,7 +441,10 @@ async fn show_container(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<R
     let base = resolve(&svc, &q)?;
     match svc.directory.lookup(&svc.stype, &base).await {
         Ok(Some(entry)) => Ok(reply(200, "OK", json!({"entry": entry}))),
-        Ok(None) => Err(ApiError { code: 431, message: format!("Base not managed: no directory entry for {base}") }),
+        Ok(None) => Err(ApiError {
+            code: 431,
+            message: format!("Base not managed: no directory entry for {base}"),
+        }),
         Err(e) => Err(ApiError::unavailable(e.to_string())),
     }
 }
@@ -396,7 +464,10 @@ async fn peer_use(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Respon
     Ok(reply(200, "OK", json!({})))
 }
 
-async fn peer_getvers(State(svc): Svc, Json(req): Json<GetversRequest>) -> Result<Json<GetversReply>, ApiError> {
+async fn peer_getvers(
+    State(svc): Svc,
+    Json(req): Json<GetversRequest>,
+) -> Result<Json<GetversReply>, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
     // Like OpenIO's DB_VERS, asking our version starts our side of the election.
     if !svc.is_exiting() {
@@ -408,7 +479,9 @@ async fn peer_getvers(State(svc): Svc, Json(req): Json<GetversRequest>) -> Resul
         if owned != Some(seq) {
             let state = snap.map(|s| s.fsm.state().as_str()).unwrap_or("NONE");
             return Ok(Json(GetversReply::Refused {
-                reason: format!("not the owner of master node {seq} (our node: {owned:?}, state {state})"),
+                reason: format!(
+                    "not the owner of master node {seq} (our node: {owned:?}, state {state})"
+                ),
             }));
         }
     }
@@ -428,7 +501,10 @@ async fn peer_create(State(svc): Svc, Json(info): Json<BaseInfo>) -> Result<Resp
     let created = tokio::task::spawn_blocking(move || svc2.store.create(&key, &info))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError { code: 500, message: format!("cannot create the replica: {e}") })?;
+        .map_err(|e| ApiError {
+            code: 500,
+            message: format!("cannot create the replica: {e}"),
+        })?;
     Ok(reply(200, "OK", json!({"created": created})))
 }
 
@@ -447,7 +523,10 @@ async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Respon
         Some(election_core::State::Master) => {}
         other => {
             let state = other.map(|s| s.as_str()).unwrap_or("NONE");
-            return Err(ApiError { code: 409, message: format!("not master of {base} (state {state})") });
+            return Err(ApiError {
+                code: 409,
+                message: format!("not master of {base} (state {state})"),
+            });
         }
     }
     let key = svc.key(&base);
@@ -455,6 +534,14 @@ async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Respon
     let bytes = tokio::task::spawn_blocking(move || svc2.store.dump(&key))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError { code: 500, message: format!("dump failed: {e}") })?;
-    Ok((StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        .map_err(|e| ApiError {
+            code: 500,
+            message: format!("dump failed: {e}"),
+        })?;
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
 }

@@ -34,7 +34,11 @@ pub enum DirectoryError {
     #[error("directory entry {path} is corrupt: {why}")]
     Corrupt { path: String, why: String },
     #[error("only {live} live {stype} service(s) registered, {wanted} needed")]
-    NotEnoughServices { live: usize, wanted: usize, stype: ServiceType },
+    NotEnoughServices {
+        live: usize,
+        wanted: usize,
+        stype: ServiceType,
+    },
 }
 
 #[derive(Clone)]
@@ -51,7 +55,10 @@ impl Directory {
     }
 
     fn client(&self) -> Result<zk::Client, DirectoryError> {
-        self.zk.client().map(|(c, _)| c).ok_or(DirectoryError::NotConnected)
+        self.zk
+            .client()
+            .map(|(c, _)| c)
+            .ok_or(DirectoryError::NotConnected)
     }
 
     /// Creates the fixed parts of the tree (idempotent, `openio zk bootstrap`).
@@ -69,10 +76,16 @@ impl Directory {
     }
 
     /// Registers this service (again, after a new session).
-    pub async fn register(&self, stype: &ServiceType, me: &ServiceId, addr: &str) -> Result<(), DirectoryError> {
+    pub async fn register(
+        &self,
+        stype: &ServiceType,
+        me: &ServiceId,
+        addr: &str,
+    ) -> Result<(), DirectoryError> {
         let c = self.client()?;
         let path = format!("{}/{}", self.layout.services_dir(stype), me);
-        let data = serde_json::json!({"id": me, "addr": addr, "type": stype, "ctime": now_ms()}).to_string();
+        let data = serde_json::json!({"id": me, "addr": addr, "type": stype, "ctime": now_ms()})
+            .to_string();
         let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         for _ in 0..3 {
             match c.create(&path, data.as_bytes(), &opts).await {
@@ -98,10 +111,17 @@ impl Directory {
     }
 
     /// Live services of a type, sorted.
-    pub async fn live_services(&self, stype: &ServiceType) -> Result<Vec<ServiceId>, DirectoryError> {
+    pub async fn live_services(
+        &self,
+        stype: &ServiceType,
+    ) -> Result<Vec<ServiceId>, DirectoryError> {
         let c = self.client()?;
-        let mut out: Vec<ServiceId> = match c.list_children(&self.layout.services_dir(stype)).await {
-            Ok(names) => names.into_iter().filter_map(|n| ServiceId::new(n).ok()).collect(),
+        let mut out: Vec<ServiceId> = match c.list_children(&self.layout.services_dir(stype)).await
+        {
+            Ok(names) => names
+                .into_iter()
+                .filter_map(|n| ServiceId::new(n).ok())
+                .collect(),
             Err(zk::Error::NoNode) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
@@ -110,17 +130,27 @@ impl Directory {
     }
 
     /// The directory entry of a base, if the base exists.
-    pub async fn lookup(&self, stype: &ServiceType, base: &BaseName) -> Result<Option<DirectoryEntry>, DirectoryError> {
+    pub async fn lookup(
+        &self,
+        stype: &ServiceType,
+        base: &BaseName,
+    ) -> Result<Option<DirectoryEntry>, DirectoryError> {
         let c = self.client()?;
         let path = self.layout.directory_node(stype, base);
         match c.get_data(&path).await {
             Ok((data, _)) => {
                 if data.len() > MAX_ENTRY_BYTES {
-                    return Err(DirectoryError::Corrupt { path, why: format!("{} bytes", data.len()) });
+                    return Err(DirectoryError::Corrupt {
+                        path,
+                        why: format!("{} bytes", data.len()),
+                    });
                 }
                 serde_json::from_slice(&data)
                     .map(Some)
-                    .map_err(|e| DirectoryError::Corrupt { path, why: e.to_string() })
+                    .map_err(|e| DirectoryError::Corrupt {
+                        path,
+                        why: e.to_string(),
+                    })
             }
             Err(e) if classify(&e) == ErrorClass::NoNode => Ok(None),
             Err(e) => Err(e.into()),
@@ -143,7 +173,11 @@ impl Directory {
         }
         let live = self.live_services(stype).await?;
         if live.len() < replicas {
-            return Err(DirectoryError::NotEnoughServices { live: live.len(), wanted: replicas, stype: stype.clone() });
+            return Err(DirectoryError::NotEnoughServices {
+                live: live.len(),
+                wanted: replicas,
+                stype: stype.clone(),
+            });
         }
         let mut ranked: Vec<(String, ServiceId)> = live
             .into_iter()
@@ -166,8 +200,14 @@ impl Directory {
         let path = self.layout.directory_node(stype, base);
         let c = self.client()?;
         let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        let data = serde_json::to_vec(&entry).map_err(|e| DirectoryError::Corrupt { path: path.clone(), why: e.to_string() })?;
-        let parent = path.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
+        let data = serde_json::to_vec(&entry).map_err(|e| DirectoryError::Corrupt {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        let parent = path
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
         for _ in 0..2 {
             match c.create(&path, &data, &opts).await {
                 Ok(_) => return Ok((entry, true)),

@@ -94,7 +94,10 @@ fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
     if args.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -102,7 +105,9 @@ fn main() -> anyhow::Result<()> {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
@@ -119,13 +124,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (in use? choose another --listen)", args.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (in use? choose another --listen)",
+                args.listen
+            )
+        })?;
     let store = storage::BaseStore::open(&args.data_dir)
         .with_context(|| format!("cannot use --data-dir {}", args.data_dir.display()))?;
-    let session = zk::ZkSession::connect(&args.zk, Duration::from_millis(args.session_timeout_ms), Duration::from_secs(30))
-        .await?;
+    let session = zk::ZkSession::connect(
+        &args.zk,
+        Duration::from_millis(args.session_timeout_ms),
+        Duration::from_secs(30),
+    )
+    .await?;
     let negotiated = session.view().negotiated_timeout;
-    let grace = args.disconnect_grace_ms.map(Duration::from_millis).unwrap_or(negotiated / 2);
+    let grace = args
+        .disconnect_grace_ms
+        .map(Duration::from_millis)
+        .unwrap_or(negotiated / 2);
     let election = election_core::Config {
         getvers_attempts: args.getvers_attempts,
         getvers_delay_ms: args.getvers_delay_ms,
@@ -147,8 +164,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         exit_budget: Duration::from_millis(args.exit_budget_ms),
     };
     let svc = service::Service::new(cfg, me.clone(), ns, stype.clone(), session.clone(), store);
-    svc.directory.bootstrap(&stype).await.context("cannot create the namespace's ZooKeeper tree")?;
-    svc.directory.register(&stype, &me, &args.listen).await.context("cannot register the service")?;
+    svc.directory
+        .bootstrap(&stype)
+        .await
+        .context("cannot create the namespace's ZooKeeper tree")?;
+    svc.directory
+        .register(&stype, &me, &args.listen)
+        .await
+        .context("cannot register the service")?;
 
     // Session supervision: reset elections of lost sessions, re-register.
     let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -157,13 +180,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let svc = svc.clone();
         tokio::spawn(async move {
             while let Some(lost) = lost_rx.recv().await {
-                tracing::warn!("{}: resetting elections bound to session epoch {}", lost.why, lost.epoch);
+                tracing::warn!(
+                    "{}: resetting elections bound to session epoch {}",
+                    lost.why,
+                    lost.epoch
+                );
                 svc.session_lost(lost.epoch);
             }
         });
     }
     {
-        let (svc, stype, me, listen) = (svc.clone(), stype.clone(), me.clone(), args.listen.clone());
+        let (svc, stype, me, listen) =
+            (svc.clone(), stype.clone(), me.clone(), args.listen.clone());
         let mut views = session.subscribe();
         tokio::spawn(async move {
             let mut epoch = views.borrow().epoch;
@@ -187,6 +215,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         negotiated,
         grace
     );
+    // Peer RPCs are small request/response pairs: Nagle + delayed ACK would add ~40 ms each.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -37,10 +37,14 @@ pub struct GetversRequest {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum GetversReply {
-    Version { version: ReplicaVersion },
+    Version {
+        version: ReplicaVersion,
+    },
     /// The receiver cannot vouch for what was asked (e.g. it does not own
     /// the master node the asker follows).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// Errors of a peer call, worded for the transition log and the CLI.
@@ -53,7 +57,11 @@ pub enum PeerError {
     #[error("Timeout ({secs:.1}s) to {peer}")]
     Timeout { peer: ServiceId, secs: f64 },
     #[error("{peer}: HTTP {status}: {body}")]
-    Status { peer: ServiceId, status: u16, body: String },
+    Status {
+        peer: ServiceId,
+        status: u16,
+        body: String,
+    },
     #[error("{peer}: {detail}")]
     Other { peer: ServiceId, detail: String },
 }
@@ -75,19 +83,33 @@ impl PeerClient {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { http, connect_timeout }
+        Self {
+            http,
+            connect_timeout,
+        }
     }
 
     fn classify(&self, peer: &ServiceId, timeout: Duration, e: reqwest::Error) -> PeerError {
         let text = format!("{e:?}");
-        if e.is_connect() && (text.contains("ConnectionRefused") || text.contains("Connection refused")) {
+        if e.is_connect()
+            && (text.contains("ConnectionRefused") || text.contains("Connection refused"))
+        {
             PeerError::Refused { peer: peer.clone() }
         } else if e.is_connect() && e.is_timeout() {
-            PeerError::ConnectTimeout { peer: peer.clone(), secs: self.connect_timeout.as_secs_f64() }
+            PeerError::ConnectTimeout {
+                peer: peer.clone(),
+                secs: self.connect_timeout.as_secs_f64(),
+            }
         } else if e.is_timeout() {
-            PeerError::Timeout { peer: peer.clone(), secs: timeout.as_secs_f64() }
+            PeerError::Timeout {
+                peer: peer.clone(),
+                secs: timeout.as_secs_f64(),
+            }
         } else {
-            PeerError::Other { peer: peer.clone(), detail: e.to_string() }
+            PeerError::Other {
+                peer: peer.clone(),
+                detail: e.to_string(),
+            }
         }
     }
 
@@ -108,9 +130,15 @@ impl PeerClient {
             .await
             .map_err(|e| self.classify(peer, timeout, e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.classify(peer, timeout, e))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.classify(peer, timeout, e))?;
         if bytes.len() > MAX_ANSWER_BYTES {
-            return Err(PeerError::Other { peer: peer.clone(), detail: format!("answer too large ({} bytes)", bytes.len()) });
+            return Err(PeerError::Other {
+                peer: peer.clone(),
+                detail: format!("answer too large ({} bytes)", bytes.len()),
+            });
         }
         if !status.is_success() {
             return Err(PeerError::Status {
@@ -119,20 +147,41 @@ impl PeerClient {
                 body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
             });
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| PeerError::Other { peer: peer.clone(), detail: format!("unparsable answer: {e}") })
+        serde_json::from_slice(&bytes).map_err(|e| PeerError::Other {
+            peer: peer.clone(),
+            detail: format!("unparsable answer: {e}"),
+        })
     }
 
-    pub async fn use_(&self, peer: &ServiceId, req: &UseRequest, timeout: Duration) -> Result<(), PeerError> {
-        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/use", req, timeout).await.map(|_| ())
+    pub async fn use_(
+        &self,
+        peer: &ServiceId,
+        req: &UseRequest,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/use", req, timeout)
+            .await
+            .map(|_| ())
     }
 
-    pub async fn getvers(&self, peer: &ServiceId, req: &GetversRequest, timeout: Duration) -> Result<GetversReply, PeerError> {
+    pub async fn getvers(
+        &self,
+        peer: &ServiceId,
+        req: &GetversRequest,
+        timeout: Duration,
+    ) -> Result<GetversReply, PeerError> {
         self.post_json(peer, "/v1/peer/getvers", req, timeout).await
     }
 
-    pub async fn create_replica(&self, peer: &ServiceId, info: &BaseInfo, timeout: Duration) -> Result<(), PeerError> {
-        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/create", info, timeout).await.map(|_| ())
+    pub async fn create_replica(
+        &self,
+        peer: &ServiceId,
+        info: &BaseInfo,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/create", info, timeout)
+            .await
+            .map(|_| ())
     }
 
     pub async fn dump(
@@ -147,13 +196,20 @@ impl PeerClient {
         let resp = self
             .http
             .get(url)
-            .query(&[("base", base.as_str()), ("type", stype.as_str()), ("from", from.as_str())])
+            .query(&[
+                ("base", base.as_str()),
+                ("type", stype.as_str()),
+                ("from", from.as_str()),
+            ])
             .timeout(timeout)
             .send()
             .await
             .map_err(|e| self.classify(peer, timeout, e))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.classify(peer, timeout, e))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.classify(peer, timeout, e))?;
         if !status.is_success() {
             return Err(PeerError::Status {
                 peer: peer.clone(),

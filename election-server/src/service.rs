@@ -10,7 +10,9 @@ use crate::directory::Directory;
 use crate::rpc::{GetversReply, GetversRequest, PeerClient, UseRequest};
 use crate::storage::BaseStore;
 use crate::zk::{classify, ErrorClass, Link, ZkSession};
-use election_core::names::{parse_node_name, BaseName, ElectionKey, Namespace, Seq, ServiceId, ServiceType, ZkLayout};
+use election_core::names::{
+    parse_node_name, BaseName, ElectionKey, Namespace, Seq, ServiceId, ServiceType, ZkLayout,
+};
 use election_core::version::{compare, VersionDiff};
 use election_core::{Action, Election, Event, GetversOutcome, MasterBadReason, Now, State};
 use std::collections::HashMap;
@@ -110,7 +112,10 @@ impl Service {
     pub fn now(&self) -> Now {
         Now {
             mono_ms: self.started.elapsed().as_millis() as u64,
-            wall_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            wall_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
         }
     }
 
@@ -128,7 +133,12 @@ impl Service {
 
     /// Sends to the election of `base`, creating it when `create` is set.
     /// Returns a view on it, or None when it does not exist.
-    fn send(self: &Arc<Self>, base: &BaseName, msg: Msg, create: bool) -> Option<watch::Receiver<Arc<Snapshot>>> {
+    fn send(
+        self: &Arc<Self>,
+        base: &BaseName,
+        msg: Msg,
+        create: bool,
+    ) -> Option<watch::Receiver<Arc<Snapshot>>> {
         let key = self.key(base);
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let mut msg = msg;
@@ -146,11 +156,33 @@ impl Service {
                 return None;
             }
             let (tx, rx) = mpsc::unbounded_channel();
-            let fsm = Election::new(self.cfg.election.clone(), jitter_seed(&key, &self.me), self.now());
-            let snap = Arc::new(Snapshot { base: base.clone(), key: key.clone(), fsm, bound_epoch: 0 });
+            let fsm = Election::new(
+                self.cfg.election.clone(),
+                jitter_seed(&key, &self.me),
+                self.now(),
+            );
+            let snap = Arc::new(Snapshot {
+                base: base.clone(),
+                key: key.clone(),
+                fsm,
+                bound_epoch: 0,
+            });
             let (view_tx, view) = watch::channel(snap);
-            slots.insert(key.clone(), Slot { tx: tx.clone(), view });
-            tokio::spawn(run_election(self.clone(), base.clone(), key.clone(), tx, rx, view_tx));
+            slots.insert(
+                key.clone(),
+                Slot {
+                    tx: tx.clone(),
+                    view,
+                },
+            );
+            tokio::spawn(run_election(
+                self.clone(),
+                base.clone(),
+                key.clone(),
+                tx,
+                rx,
+                view_tx,
+            ));
         }
         None
     }
@@ -162,7 +194,8 @@ impl Service {
 
     /// Asks the election to leave, without creating it when absent.
     pub fn leave(self: &Arc<Self>, base: &BaseName) -> bool {
-        self.send(base, Msg::Event(Event::LeaveReq), false).is_some()
+        self.send(base, Msg::Event(Event::LeaveReq), false)
+            .is_some()
     }
 
     pub fn request_sync(self: &Arc<Self>, base: &BaseName) {
@@ -172,7 +205,10 @@ impl Service {
     /// A new master told us it leads: if we believe we lead too, step down
     /// and come back (reference §4.9.3).
     pub fn master_announced(self: &Arc<Self>, base: &BaseName, from: &ServiceId) {
-        if self.snapshot(base).is_some_and(|s| s.fsm.state() == State::Master) {
+        if self
+            .snapshot(base)
+            .is_some_and(|s| s.fsm.state() == State::Master)
+        {
             tracing::warn!(base = %base, "suspicious double master: {from} claims mastership too; leaving");
             self.send(base, Msg::Event(Event::LeaveReq), false);
         }
@@ -193,7 +229,10 @@ impl Service {
     /// Election counts per class, for `/info` (PEERING counts as pending).
     pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut out: std::collections::BTreeMap<&'static str, usize> =
-            ["none", "pending", "failed", "slave", "master"].into_iter().map(|k| (k, 0)).collect();
+            ["none", "pending", "failed", "slave", "master"]
+                .into_iter()
+                .map(|k| (k, 0))
+                .collect();
         for s in self.snapshots() {
             *out.entry(s.fsm.state().class()).or_default() += 1;
         }
@@ -201,7 +240,11 @@ impl Service {
     }
 
     /// Pokes the election until it reaches MASTER or SLAVE, or `budget` ends.
-    pub async fn wait_final(self: &Arc<Self>, base: &BaseName, budget: Duration) -> Result<Arc<Snapshot>, WaitError> {
+    pub async fn wait_final(
+        self: &Arc<Self>,
+        base: &BaseName,
+        budget: Duration,
+    ) -> Result<Arc<Snapshot>, WaitError> {
         let deadline = tokio::time::Instant::now() + budget;
         let quantum = Duration::from_millis(500);
         let mut view = self.send(base, Msg::Poke { touch: true }, true);
@@ -255,8 +298,11 @@ impl Service {
         }
         let deadline = Instant::now() + budget;
         loop {
-            let members =
-                self.snapshots().iter().filter(|s| !matches!(s.fsm.state(), State::None | State::Failed)).count();
+            let members = self
+                .snapshots()
+                .iter()
+                .filter(|s| !matches!(s.fsm.state(), State::None | State::Failed))
+                .count();
             if members == 0 || Instant::now() >= deadline {
                 return members;
             }
@@ -270,8 +316,16 @@ impl Service {
     }
 
     /// Is this service a peer of `base` according to the directory?
-    pub async fn manages(&self, base: &BaseName) -> Result<Option<Vec<ServiceId>>, crate::directory::DirectoryError> {
-        Ok(self.directory.lookup(&self.stype, base).await?.filter(|e| e.peers.contains(&self.me)).map(|e| e.peers))
+    pub async fn manages(
+        &self,
+        base: &BaseName,
+    ) -> Result<Option<Vec<ServiceId>>, crate::directory::DirectoryError> {
+        Ok(self
+            .directory
+            .lookup(&self.stype, base)
+            .await?
+            .filter(|e| e.peers.contains(&self.me))
+            .map(|e| e.peers))
     }
 }
 
@@ -298,7 +352,12 @@ async fn run_election(
         fsm.set_exiting();
     }
     let mut bound_epoch = 0u64;
-    let driver = Driver { svc: svc.clone(), base: base.clone(), key: key.clone(), tx };
+    let driver = Driver {
+        svc: svc.clone(),
+        base: base.clone(),
+        key: key.clone(),
+        tx,
+    };
     let expire_none = svc.cfg.expire_none.as_millis() as u64;
     loop {
         let now = svc.now();
@@ -333,7 +392,9 @@ async fn run_election(
             }
             None if fsm.state() == State::None => {
                 // Idle expiry: forget the election if nobody waits on it.
-                if fsm.idle_for(now).is_some_and(|idle| idle >= expire_none) && view_tx.receiver_count() <= 1 {
+                if fsm.idle_for(now).is_some_and(|idle| idle >= expire_none)
+                    && view_tx.receiver_count() <= 1
+                {
                     let mut slots = svc.slots.lock().unwrap_or_else(|p| p.into_inner());
                     if rx.is_empty() {
                         slots.remove(&key);
@@ -352,7 +413,12 @@ async fn run_election(
         if fsm.state() != pre {
             tracing::debug!(base = %base, "{pre} -> {}", fsm.state());
         }
-        view_tx.send_replace(Arc::new(Snapshot { base: base.clone(), key: key.clone(), fsm: fsm.clone(), bound_epoch }));
+        view_tx.send_replace(Arc::new(Snapshot {
+            base: base.clone(),
+            key: key.clone(),
+            fsm: fsm.clone(),
+            bound_epoch,
+        }));
     }
 }
 
@@ -377,7 +443,9 @@ impl Driver {
     }
 
     fn node(&self, seq: Seq) -> String {
-        self.svc.layout.election_node(&self.svc.stype, &self.key, seq)
+        self.svc
+            .layout
+            .election_node(&self.svc.stype, &self.key, seq)
     }
 
     fn execute(&self, fsm: &Election, action: Action, bound_epoch: &mut u64) {
@@ -388,7 +456,9 @@ impl Driver {
                 let (svc, base, tx) = (svc.clone(), self.base.clone(), self.tx.clone());
                 tokio::spawn(async move {
                     let peers = match svc.manages(&base).await {
-                        Ok(Some(peers)) => Some(peers.into_iter().filter(|p| *p != svc.me).collect()),
+                        Ok(Some(peers)) => {
+                            Some(peers.into_iter().filter(|p| *p != svc.me).collect())
+                        }
                         Ok(None) => {
                             tracing::info!(base = %base, "base not managed by this service");
                             None
@@ -403,7 +473,10 @@ impl Driver {
             }
             Action::Create { op, generation: _ } => {
                 let Some((client, epoch)) = client else {
-                    return self.emit(Event::CreateKo { op, error: "ZooKeeper not connected".into() });
+                    return self.emit(Event::CreateKo {
+                        op,
+                        error: "ZooKeeper not connected".into(),
+                    });
                 };
                 *bound_epoch = epoch;
                 let prefix = format!("{}-", svc.layout.election_prefix(&svc.stype, &self.key));
@@ -411,7 +484,8 @@ impl Driver {
                 let me = svc.me.clone();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+                    let opts =
+                        zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
                     let mut result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
                     if matches!(result, Err(zk::Error::NoNode)) {
                         // Group directories are created on demand, never all up front.
@@ -421,15 +495,31 @@ impl Driver {
                         }
                     }
                     let ev = match result {
-                        Ok((_, seq)) => Event::CreateOk { op, seq: seq.into_i64() },
-                        Err(e) => zk_failure(&e, Event::CreateKo { op, error: e.to_string() }),
+                        Ok((_, seq)) => Event::CreateOk {
+                            op,
+                            seq: seq.into_i64(),
+                        },
+                        Err(e) => zk_failure(
+                            &e,
+                            Event::CreateKo {
+                                op,
+                                error: e.to_string(),
+                            },
+                        ),
                     };
                     let _ = tx.send(Msg::Event(ev));
                 });
             }
-            Action::WatchSelf { op, seq, generation } => {
+            Action::WatchSelf {
+                op,
+                seq,
+                generation,
+            } => {
                 let Some((client, _)) = client else {
-                    return self.emit(Event::ExistsKo { op, error: "ZooKeeper not connected".into() });
+                    return self.emit(Event::ExistsKo {
+                        op,
+                        error: "ZooKeeper not connected".into(),
+                    });
                 };
                 let path = self.node(seq);
                 let tx = self.tx.clone();
@@ -448,56 +538,82 @@ impl Driver {
                             }
                         }
                         Err(e) => {
-                            let _ = tx.send(Msg::Event(zk_failure(&e, Event::ExistsKo { op, error: e.to_string() })));
+                            let _ = tx.send(Msg::Event(zk_failure(
+                                &e,
+                                Event::ExistsKo {
+                                    op,
+                                    error: e.to_string(),
+                                },
+                            )));
                         }
                     }
                 });
             }
             Action::List { op, seq } => {
                 let Some((client, _)) = client else {
-                    return self.emit(Event::ListKo { op, error: "ZooKeeper not connected".into() });
+                    return self.emit(Event::ListKo {
+                        op,
+                        error: "ZooKeeper not connected".into(),
+                    });
                 };
                 let dir = svc.layout.election_dir(&svc.stype, &self.key);
-                let key = self.key.clone();
-                let own = self.node(seq);
-                let tx = self.tx.clone();
+                let (key, tx, me) = (self.key.clone(), self.tx.clone(), svc.me.clone());
+                let peers: Vec<ServiceId> =
+                    fsm.peers().map(<[ServiceId]>::to_vec).unwrap_or_default();
+                let base = self.base.clone();
                 tokio::spawn(async move {
-                    let ev = match client.list_children(&dir).await {
-                        Ok(children) => {
-                            // Garbage children (foreign names, other keys) are skipped.
-                            let seqs: Vec<Seq> = children
-                                .iter()
-                                .filter_map(|c| parse_node_name(c))
-                                .filter(|(k, _)| *k == key.as_str())
-                                .map(|(_, s)| s)
-                                .collect();
-                            match seqs.iter().min() {
-                                _ if !seqs.contains(&seq) => {
-                                    Event::ListKo { op, error: format!("our node {seq} is not in the group") }
+                    let ev = match lowest_valid(&client, &dir, &key, seq, &me, &peers, &base).await
+                    {
+                        Ok(lowest) if lowest == seq => {
+                            // Never lead on a node that is not our current session's.
+                            let own =
+                                format!("{dir}/{key}-{}", election_core::names::format_seq(seq));
+                            match client.check_stat(&own).await {
+                                Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
+                                    Event::ListOk { op, lowest }
                                 }
-                                Some(&lowest) if lowest == seq => {
-                                    // Never lead on a node that is not our current session's.
-                                    match client.check_stat(&own).await {
-                                        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
-                                            Event::ListOk { op, lowest }
-                                        }
-                                        Ok(Some(_)) => Event::Disconnected,
-                                        Ok(None) => Event::ListKo { op, error: "our node vanished".into() },
-                                        Err(e) => zk_failure(&e, Event::ListKo { op, error: e.to_string() }),
-                                    }
-                                }
-                                Some(&lowest) => Event::ListOk { op, lowest },
-                                None => Event::ListKo { op, error: "empty group".into() },
+                                Ok(Some(_)) => Event::Disconnected,
+                                Ok(None) => Event::ListKo {
+                                    op,
+                                    error: "our node vanished".into(),
+                                },
+                                Err(e) => zk_failure(
+                                    &e,
+                                    Event::ListKo {
+                                        op,
+                                        error: e.to_string(),
+                                    },
+                                ),
                             }
                         }
-                        Err(e) => zk_failure(&e, Event::ListKo { op, error: e.to_string() }),
+                        Ok(lowest) => Event::ListOk { op, lowest },
+                        Err(ev) => match ev {
+                            ListFailure::Zk(e) => zk_failure(
+                                &e,
+                                Event::ListKo {
+                                    op,
+                                    error: e.to_string(),
+                                },
+                            ),
+                            ListFailure::Missing => Event::ListKo {
+                                op,
+                                error: format!("our node {seq} is not in the group"),
+                            },
+                        },
                     };
                     let _ = tx.send(Msg::Event(ev));
                 });
             }
-            Action::GetMaster { op, seq, generation } => {
+            Action::GetMaster {
+                op,
+                seq,
+                generation,
+            } => {
                 let Some((client, _)) = client else {
-                    return self.emit(Event::MasterKo { op, error: "ZooKeeper not connected".into() });
+                    return self.emit(Event::MasterKo {
+                        op,
+                        error: "ZooKeeper not connected".into(),
+                    });
                 };
                 let path = self.node(seq);
                 let tx = self.tx.clone();
@@ -508,7 +624,10 @@ impl Driver {
                         Ok((data, _, watcher)) => {
                             let ev = match master_from_node(&data, &me, peers.as_deref()) {
                                 Ok(master) => Event::MasterOk { op, master },
-                                Err(MasterBadReason::Rogue(_)) => Event::MasterBad { op, reason: MasterBadReason::Rogue(seq) },
+                                Err(MasterBadReason::Rogue(_)) => Event::MasterBad {
+                                    op,
+                                    reason: MasterBadReason::Rogue(seq),
+                                },
                                 Err(reason) => Event::MasterBad { op, reason },
                             };
                             let _ = tx.send(Msg::Event(ev));
@@ -520,10 +639,19 @@ impl Driver {
                         }
                         Err(zk::Error::NoNode) => {
                             let _ = tx.send(Msg::Event(Event::LeftMaster { generation, seq }));
-                            let _ = tx.send(Msg::Event(Event::MasterKo { op, error: "master node vanished".into() }));
+                            let _ = tx.send(Msg::Event(Event::MasterKo {
+                                op,
+                                error: "master node vanished".into(),
+                            }));
                         }
                         Err(e) => {
-                            let _ = tx.send(Msg::Event(zk_failure(&e, Event::MasterKo { op, error: e.to_string() })));
+                            let _ = tx.send(Msg::Event(zk_failure(
+                                &e,
+                                Event::MasterKo {
+                                    op,
+                                    error: e.to_string(),
+                                },
+                            )));
                         }
                     }
                 });
@@ -531,7 +659,10 @@ impl Driver {
             Action::Delete { op, seq } => {
                 let Some((client, _)) = client else {
                     if let Some(op) = op {
-                        self.emit(Event::LeaveKo { op, error: "ZooKeeper not connected".into() });
+                        self.emit(Event::LeaveKo {
+                            op,
+                            error: "ZooKeeper not connected".into(),
+                        });
                     }
                     return;
                 };
@@ -546,9 +677,17 @@ impl Driver {
                             let _ = tx.send(Msg::Event(Event::LeaveOk { op }));
                         }
                         (Some(op), Err(e)) => {
-                            let _ = tx.send(Msg::Event(zk_failure(&e, Event::LeaveKo { op, error: e.to_string() })));
+                            let _ = tx.send(Msg::Event(zk_failure(
+                                &e,
+                                Event::LeaveKo {
+                                    op,
+                                    error: e.to_string(),
+                                },
+                            )));
                         }
-                        (None, Ok(())) => tracing::info!(base = %base, "deleted leftover node {seq}"),
+                        (None, Ok(())) => {
+                            tracing::info!(base = %base, "deleted leftover node {seq}")
+                        }
                         (None, Err(_)) => {}
                     }
                 });
@@ -569,24 +708,41 @@ impl Driver {
                     });
                 }
             }
-            Action::SendGetvers { op, peer, master_seq } => {
+            Action::SendGetvers {
+                op,
+                peer,
+                master_seq,
+            } => {
                 let svc = svc.clone();
                 let (base, key, tx) = (self.base.clone(), self.key.clone(), self.tx.clone());
                 tokio::spawn(async move {
-                    let req = GetversRequest { base, service_type: svc.stype.clone(), from: svc.me.clone(), master_seq };
+                    let req = GetversRequest {
+                        base,
+                        service_type: svc.stype.clone(),
+                        from: svc.me.clone(),
+                        master_seq,
+                    };
                     let remote = svc.rpc.getvers(&peer, &req, svc.cfg.getvers_timeout).await;
                     let svc2 = svc.clone();
                     let local = tokio::task::spawn_blocking(move || svc2.store.version(&key)).await;
                     let outcome = match (local, remote) {
-                        (Err(e), _) => GetversOutcome::Ko(format!("reading the local version failed: {e}")),
+                        (Err(e), _) => {
+                            GetversOutcome::Ko(format!("reading the local version failed: {e}"))
+                        }
                         (_, Err(e)) => GetversOutcome::Ko(e.to_string()),
-                        (_, Ok(GetversReply::Refused { reason })) => GetversOutcome::Ko(format!("{peer} refused: {reason}")),
-                        (Ok(local), Ok(GetversReply::Version { version })) => match compare(&local, &version) {
-                            VersionDiff::Equal | VersionDiff::LocalAhead => GetversOutcome::Ok,
-                            VersionDiff::LocalBehind => GetversOutcome::Old,
-                            VersionDiff::Diverged => GetversOutcome::Race,
-                            VersionDiff::Unknown(why) => GetversOutcome::Ko(format!("{peer}: version unknown ({why})")),
-                        },
+                        (_, Ok(GetversReply::Refused { reason })) => {
+                            GetversOutcome::Ko(format!("{peer} refused: {reason}"))
+                        }
+                        (Ok(local), Ok(GetversReply::Version { version })) => {
+                            match compare(&local, &version) {
+                                VersionDiff::Equal | VersionDiff::LocalAhead => GetversOutcome::Ok,
+                                VersionDiff::LocalBehind => GetversOutcome::Old,
+                                VersionDiff::Diverged => GetversOutcome::Race,
+                                VersionDiff::Unknown(why) => {
+                                    GetversOutcome::Ko(format!("{peer}: version unknown ({why})"))
+                                }
+                            }
+                        }
                     };
                     let _ = tx.send(Msg::Event(Event::Getvers { op, peer, outcome }));
                 });
@@ -596,21 +752,37 @@ impl Driver {
                 let (base, key, tx) = (self.base.clone(), self.key.clone(), self.tx.clone());
                 svc.store.begin_restore(&key);
                 tokio::spawn(async move {
-                    let dumped = svc.rpc.dump(&master, &base, &svc.stype, &svc.me, svc.cfg.sync_timeout).await;
+                    let dumped = svc
+                        .rpc
+                        .dump(&master, &base, &svc.stype, &svc.me, svc.cfg.sync_timeout)
+                        .await;
                     let ev = match dumped {
                         Ok(bytes) => {
                             let svc2 = svc.clone();
                             let k2 = key.clone();
-                            match tokio::task::spawn_blocking(move || svc2.store.restore(&k2, &bytes)).await {
+                            match tokio::task::spawn_blocking(move || {
+                                svc2.store.restore(&k2, &bytes)
+                            })
+                            .await
+                            {
                                 Ok(Ok(())) => {
                                     tracing::info!(base = %base, "replica restored from {master}");
                                     Event::SyncOk { op }
                                 }
-                                Ok(Err(e)) => Event::SyncKo { op, error: e.to_string() },
-                                Err(e) => Event::SyncKo { op, error: e.to_string() },
+                                Ok(Err(e)) => Event::SyncKo {
+                                    op,
+                                    error: e.to_string(),
+                                },
+                                Err(e) => Event::SyncKo {
+                                    op,
+                                    error: e.to_string(),
+                                },
                             }
                         }
-                        Err(e) => Event::SyncKo { op, error: e.to_string() },
+                        Err(e) => Event::SyncKo {
+                            op,
+                            error: e.to_string(),
+                        },
                     };
                     svc.store.abort_restore(&key);
                     let _ = tx.send(Msg::Event(ev));
@@ -620,12 +792,63 @@ impl Driver {
     }
 }
 
-/// Reads the owner id written in a master node.
-fn master_from_node(data: &[u8], me: &ServiceId, peers: Option<&[ServiceId]>) -> Result<ServiceId, MasterBadReason> {
-    if data.is_empty() || data.len() > 256 {
-        return Err(MasterBadReason::Invalid(format!("node data of {} bytes", data.len())));
+enum ListFailure {
+    Zk(zk::Error),
+    Missing,
+}
+
+/// The lowest node of the election that a peer may follow: nodes below ours
+/// whose data is not a service id, or names a service that is not a peer of
+/// the base, are skipped (every peer applies the same rule, so all agree).
+/// Nodes carrying our own id are kept: the FSM deletes them.
+async fn lowest_valid(
+    client: &zk::Client,
+    dir: &str,
+    key: &ElectionKey,
+    ours: Seq,
+    me: &ServiceId,
+    peers: &[ServiceId],
+    base: &BaseName,
+) -> Result<Seq, ListFailure> {
+    let children = client.list_children(dir).await.map_err(ListFailure::Zk)?;
+    let mut seqs: Vec<Seq> = children
+        .iter()
+        .filter_map(|c| parse_node_name(c))
+        .filter(|(k, _)| *k == key.as_str())
+        .map(|(_, s)| s)
+        .collect();
+    if !seqs.contains(&ours) {
+        return Err(ListFailure::Missing);
     }
-    let text = std::str::from_utf8(data).map_err(|_| MasterBadReason::Invalid("node data is not UTF-8".into()))?;
+    seqs.sort_unstable();
+    for s in seqs.into_iter().take_while(|s| *s < ours) {
+        let path = format!("{dir}/{key}-{}", election_core::names::format_seq(s));
+        match client.get_data(&path).await {
+            Ok((data, _)) => match master_from_node(&data, me, Some(peers)) {
+                Ok(_) | Err(MasterBadReason::Rogue(_)) => return Ok(s),
+                Err(why) => tracing::warn!(base = %base, "ignoring election node {path}: {why:?}"),
+            },
+            Err(zk::Error::NoNode) => continue,
+            Err(e) => return Err(ListFailure::Zk(e)),
+        }
+    }
+    Ok(ours)
+}
+
+/// Reads the owner id written in a master node.
+fn master_from_node(
+    data: &[u8],
+    me: &ServiceId,
+    peers: Option<&[ServiceId]>,
+) -> Result<ServiceId, MasterBadReason> {
+    if data.is_empty() || data.len() > 256 {
+        return Err(MasterBadReason::Invalid(format!(
+            "node data of {} bytes",
+            data.len()
+        )));
+    }
+    let text = std::str::from_utf8(data)
+        .map_err(|_| MasterBadReason::Invalid("node data is not UTF-8".into()))?;
     let id = ServiceId::new(text.trim()).map_err(|e| MasterBadReason::Invalid(e.to_string()))?;
     if &id == me {
         return Err(MasterBadReason::Rogue(0));
@@ -640,5 +863,7 @@ fn master_from_node(data: &[u8], me: &ServiceId, peers: Option<&[ServiceId]>) ->
 /// Is the session our node lives in still ours and usable?
 pub fn session_live(svc: &Service, bound_epoch: u64) -> bool {
     let view = svc.zk.view();
-    view.epoch == bound_epoch && view.is_live(svc.cfg.disconnect_grace) && view.link != Link::Expired
+    view.epoch == bound_epoch
+        && view.is_live(svc.cfg.disconnect_grace)
+        && view.link != Link::Expired
 }

@@ -8,7 +8,7 @@
 
 use election_core::names::{BaseName, ElectionKey, ServiceId, ServiceType};
 use election_core::version::{ReplicaVersion, TableVersion};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,11 +47,16 @@ impl BaseStore {
         let root = data_dir.join("bases");
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(data_dir.join("tmp"))?;
-        Ok(Self { root, restoring: Mutex::new(HashSet::new()) })
+        Ok(Self {
+            root,
+            restoring: Mutex::new(HashSet::new()),
+        })
     }
 
     fn path(&self, key: &ElectionKey) -> PathBuf {
-        self.root.join(&key.as_str()[..2]).join(format!("{key}.sqlite3"))
+        self.root
+            .join(&key.as_str()[..2])
+            .join(format!("{key}.sqlite3"))
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -75,10 +80,15 @@ impl BaseStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = self.tmp_dir().join(format!("{key}.create.{}", std::process::id()));
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{key}.create.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         {
-            let mut conn = Self::connect(&tmp, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+            let mut conn = Self::connect(
+                &tmp,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )?;
             let tx = conn.transaction()?;
             tx.execute_batch(
                 "CREATE TABLE admin (k TEXT PRIMARY KEY NOT NULL, v BLOB);
@@ -86,9 +96,18 @@ impl BaseStore {
             )?;
             let peers: Vec<&str> = info.peers.iter().map(ServiceId::as_str).collect();
             let rows = [
-                ("version:main.admin".to_string(), format!("1:{}", info.ctime_ms)),
-                ("version:main.properties".to_string(), format!("0:{}", info.ctime_ms)),
-                ("sys.name".to_string(), format!("{}.{}", info.base, info.service_type)),
+                (
+                    "version:main.admin".to_string(),
+                    format!("1:{}", info.ctime_ms),
+                ),
+                (
+                    "version:main.properties".to_string(),
+                    format!("0:{}", info.ctime_ms),
+                ),
+                (
+                    "sys.name".to_string(),
+                    format!("{}.{}", info.base, info.service_type),
+                ),
                 ("sys.type".to_string(), info.service_type.to_string()),
                 ("sys.account".to_string(), info.account.clone()),
                 ("sys.user.name".to_string(), info.reference.clone()),
@@ -109,7 +128,9 @@ impl BaseStore {
     /// The version vector of the local replica, or why it is not known.
     pub fn version(&self, key: &ElectionKey) -> ReplicaVersion {
         if self.is_restoring(key) {
-            return ReplicaVersion::Unknown { reason: "base is being restored from the master".into() };
+            return ReplicaVersion::Unknown {
+                reason: "base is being restored from the master".into(),
+            };
         }
         let path = self.path(key);
         if !path.exists() {
@@ -117,7 +138,9 @@ impl BaseStore {
         }
         match self.read_versions(&path) {
             Ok(tables) => ReplicaVersion::Known { tables },
-            Err(e) => ReplicaVersion::Unknown { reason: format!("base unreadable: {e}") },
+            Err(e) => ReplicaVersion::Unknown {
+                reason: format!("base unreadable: {e}"),
+            },
         }
     }
 
@@ -132,7 +155,11 @@ impl BaseStore {
             let table = k.trim_start_matches("version:").to_string();
             let (version, when) = v.split_once(':').unwrap_or((v.as_str(), "0"));
             let (Ok(version), Ok(when)) = (version.parse(), when.parse()) else {
-                return Err(rusqlite::Error::InvalidColumnType(1, k, rusqlite::types::Type::Text));
+                return Err(rusqlite::Error::InvalidColumnType(
+                    1,
+                    k,
+                    rusqlite::types::Type::Text,
+                ));
             };
             out.insert(table, TableVersion { version, when });
         }
@@ -150,7 +177,12 @@ impl BaseStore {
             return Err(StoreError::Missing);
         }
         let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        Ok(conn.query_row("SELECT v FROM admin WHERE k = ?1", [k], |r| r.get::<_, String>(0)).optional()?)
+        use rusqlite::OptionalExtension;
+        Ok(conn
+            .query_row("SELECT v FROM admin WHERE k = ?1", [k], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?)
     }
 
     /// A consistent snapshot of the replica, as bytes (for a peer's resync).
@@ -162,7 +194,9 @@ impl BaseStore {
         if !path.exists() {
             return Err(StoreError::Missing);
         }
-        let tmp = self.tmp_dir().join(format!("{key}.dump.{:x}", rand_suffix()));
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{key}.dump.{:x}", rand_suffix()));
         let _ = std::fs::remove_file(&tmp);
         let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
@@ -186,7 +220,10 @@ impl BaseStore {
     }
 
     fn is_restoring(&self, key: &ElectionKey) -> bool {
-        self.restoring.lock().map(|s| s.contains(key)).unwrap_or(true)
+        self.restoring
+            .lock()
+            .map(|s| s.contains(key))
+            .unwrap_or(true)
     }
 
     /// Replaces the replica with a copy received from the master, after
@@ -202,7 +239,9 @@ impl BaseStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = self.tmp_dir().join(format!("{key}.restore.{:x}", rand_suffix()));
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{key}.restore.{:x}", rand_suffix()));
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(bytes)?;
@@ -228,7 +267,12 @@ fn sync_dir(dir: Option<&Path>) -> std::io::Result<()> {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
@@ -259,18 +303,39 @@ mod tests {
         assert!(store.create(&key, &info(&base)).expect("create"));
         assert!(!store.create(&key, &info(&base)).expect("idempotent"));
         let v = store.version(&key);
-        let ReplicaVersion::Known { tables } = &v else { panic!("{v:?}") };
+        let ReplicaVersion::Known { tables } = &v else {
+            panic!("{v:?}")
+        };
         assert_eq!(tables["main.admin"].version, 1);
-        assert_eq!(compare(&ReplicaVersion::Missing, &v), VersionDiff::LocalBehind);
+        assert_eq!(
+            compare(&ReplicaVersion::Missing, &v),
+            VersionDiff::LocalBehind
+        );
         let bytes = store.dump(&key).expect("dump");
         store.begin_restore(&key);
-        assert!(matches!(store.version(&key), ReplicaVersion::Unknown { .. }), "restoring is unknown");
-        assert!(store.restore(&key, b"not a database").is_err(), "garbage is refused");
-        assert_eq!(store.version(&key), v, "the replica is untouched by a refused copy");
+        assert!(
+            matches!(store.version(&key), ReplicaVersion::Unknown { .. }),
+            "restoring is unknown"
+        );
+        assert!(
+            store.restore(&key, b"not a database").is_err(),
+            "garbage is refused"
+        );
+        assert_eq!(
+            store.version(&key),
+            v,
+            "the replica is untouched by a refused copy"
+        );
         store.begin_restore(&key);
         store.restore(&key, &bytes).expect("restore");
         assert_eq!(store.version(&key), v);
-        assert_eq!(store.admin_value(&key, "sys.account").expect("read").as_deref(), Some("acct"));
+        assert_eq!(
+            store
+                .admin_value(&key, "sys.account")
+                .expect("read")
+                .as_deref(),
+            Some("acct")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -97,7 +97,11 @@ pub struct ZkSession {
 
 impl ZkSession {
     /// Connects the first session (retrying until `first_deadline`).
-    pub async fn connect(hosts: &str, timeout: Duration, first_deadline: Duration) -> anyhow::Result<Arc<Self>> {
+    pub async fn connect(
+        hosts: &str,
+        timeout: Duration,
+        first_deadline: Duration,
+    ) -> anyhow::Result<Arc<Self>> {
         let (view, _) = watch::channel(SessionView {
             epoch: 0,
             session_id: 0,
@@ -176,9 +180,15 @@ impl ZkSession {
 
     /// Watches the session: on expiry opens a new one; reports lost sessions
     /// (expired, or disconnected for longer than `grace`) on `lost`.
-    pub async fn supervise(self: Arc<Self>, grace: Duration, lost: mpsc::UnboundedSender<SessionLost>) {
+    pub async fn supervise(
+        self: Arc<Self>,
+        grace: Duration,
+        lost: mpsc::UnboundedSender<SessionLost>,
+    ) {
         loop {
-            let Some((client, epoch)) = self.client() else { return };
+            let Some((client, epoch)) = self.client() else {
+                return;
+            };
             let mut states = client.state_watcher();
             drop(client);
             let mut grace_reported = false;
@@ -219,7 +229,10 @@ impl ZkSession {
             if self.closing.load(Ordering::SeqCst) {
                 return;
             }
-            let _ = lost.send(SessionLost { epoch, why: "ZooKeeper session expired" });
+            let _ = lost.send(SessionLost {
+                epoch,
+                why: "ZooKeeper session expired",
+            });
             if let Ok(mut cur) = self.current.write() {
                 *cur = None;
             }

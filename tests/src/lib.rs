@@ -1,1 +1,555 @@
+//! Whole-system test harness: a real ZooKeeper (standalone, temporary data
+//! dir, free loopback port, short tickTime) and N real `election-server`
+//! processes on free loopback ports, with helpers to kill -9, SIGSTOP/SIGCONT,
+//! restart a service, and restart ZooKeeper. Every process is stopped by PID
+//! when its handle drops, also when a test panics.
+//!
+//! ZooKeeper comes from Debian's `zookeeper` package (`scripts/zk.sh install`).
+//! A missing ZooKeeper is a test failure, never a skip.
 
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("oio-election-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY-free: libc::kill is a plain syscall wrapper; we only signal
+    // processes this harness spawned, by their PID.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Asks ZooKeeper's `srvr` four-letter word; Some(answer) when serving.
+pub fn srvr(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().ok()?,
+        Duration::from_millis(300),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"srvr").ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.contains("Mode:").then_some(out)
+}
+
+/// A standalone ZooKeeper server.
+pub struct Zk {
+    pub port: u16,
+    pub tick_ms: u64,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Zk {
+    pub fn start(tick_ms: u64) -> Zk {
+        assert!(
+            Path::new(ZK_JAR).exists(),
+            "ZooKeeper is not installed ({ZK_JAR} missing): run `scripts/zk.sh install` (Debian package zookeeper)"
+        );
+        let dir = TempDir::new("zk");
+        let mut zk = Zk {
+            port: free_port(),
+            tick_ms,
+            dir,
+            child: None,
+        };
+        zk.spawn();
+        zk
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        std::fs::create_dir_all(d.join("data")).expect("zk data dir");
+        let cfg = format!(
+            "tickTime={}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
+             4lw.commands.whitelist=ruok,srvr,stat,mntr,conf,cons,envi\nmaxClientCnxns=0\n",
+            self.tick_ms,
+            d.join("data").display(),
+            self.port
+        );
+        std::fs::write(d.join("zoo.cfg"), cfg).expect("write zoo.cfg");
+        let log = std::fs::File::create(d.join("out.log")).expect("zk log");
+        let cp = format!("/etc/zookeeper/conf:{ZK_JAR}:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar");
+        let child = Command::new("java")
+            .args([
+                "-Xmx128m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Dzookeeper.root.logger=WARN,CONSOLE",
+            ])
+            .arg(format!("-Dzookeeper.log.dir={}", d.display()))
+            .args([
+                "-cp",
+                &cp,
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+            ])
+            .arg(d.join("zoo.cfg"))
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start java (is a JRE installed? scripts/zk.sh install)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while srvr(self.port).is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "ZooKeeper did not serve on port {} within 30 s; log: {}",
+                self.port,
+                std::fs::read_to_string(d.join("out.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn connect_string(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (kill -9: sessions are not closed).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Down for `outage`, then started again on the same port with the same data.
+    pub fn restart_after(&mut self, outage: Duration) {
+        self.kill();
+        std::thread::sleep(outage);
+        self.spawn();
+    }
+}
+
+impl Drop for Zk {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `election-server` binary built by `cargo build` next to the tests.
+pub fn server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ELECTION_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("election-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p election-server` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Options of the services a cluster starts.
+#[derive(Debug, Clone)]
+pub struct ServiceOpts {
+    pub session_timeout_ms: u64,
+    pub extra: Vec<String>,
+}
+
+impl Default for ServiceOpts {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 2_000,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// One `election-server` process.
+pub struct Service {
+    pub port: u16,
+    pub id: String,
+    data: TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Service {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("service log");
+        let child = Command::new(server_bin())
+            .args(&self.args)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .env("RUST_LOG", "info,zookeeper_client=warn")
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start election-server");
+        self.child = Some(child);
+        let started = Instant::now();
+        while !http_ok(self.port) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "{} exited with {status}; log:\n{}",
+                    self.id,
+                    self.log_text()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} not ready; log:\n{}",
+                self.id,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9: no clean leave, the session lingers until it expires.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit (clean leave).
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGTERM);
+            let _ = c.wait();
+        }
+        started.elapsed()
+    }
+
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, libc::SIGSTOP);
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, libc::SIGCONT);
+        }
+    }
+
+    /// Starts the process again, same port, id and data.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, libc::SIGCONT);
+        }
+        self.kill9();
+    }
+}
+
+fn http_ok(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().expect("addr"),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
+
+/// ZooKeeper plus N services.
+pub struct Cluster {
+    pub zk: Zk,
+    pub services: Vec<Service>,
+    pub http: reqwest::Client,
+    _dir: TempDir,
+}
+
+/// One peer's answer to an election route.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub id: String,
+    pub status: u16,
+    pub message: String,
+    pub body: Value,
+}
+
+impl Cluster {
+    pub fn start(n: usize, opts: ServiceOpts) -> Cluster {
+        let zk = Zk::start(200);
+        let dir = TempDir::new("cluster");
+        let mut services = Vec::new();
+        for i in 0..n {
+            let port = free_port();
+            let id = format!("127.0.0.1:{port}");
+            let mut args = vec![
+                "--listen".to_string(),
+                id.clone(),
+                "--zk".to_string(),
+                zk.connect_string(),
+                "--session-timeout-ms".to_string(),
+                opts.session_timeout_ms.to_string(),
+            ];
+            args.extend(opts.extra.iter().cloned());
+            let mut s = Service {
+                port,
+                id,
+                data: TempDir::new(&format!("svc{i}")),
+                args,
+                child: None,
+                log: dir.path().join(format!("svc{i}.log")),
+            };
+            s.spawn();
+            services.push(s);
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("http client");
+        Cluster {
+            zk,
+            services,
+            http,
+            _dir: dir,
+        }
+    }
+
+    pub fn service(&self, id: &str) -> &Service {
+        self.services
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no service {id}"))
+    }
+
+    pub fn service_mut(&mut self, id: &str) -> &mut Service {
+        self.services
+            .iter_mut()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no service {id}"))
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.services.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// All service logs, for failure messages.
+    pub fn logs(&self) -> String {
+        self.services
+            .iter()
+            .map(|s| format!("===== {} =====\n{}", s.id, s.log_text()))
+            .collect()
+    }
+
+    /// Creates a container through the first running service; returns its base name.
+    pub async fn create_container(&self, account: &str, reference: &str) -> String {
+        let s = self
+            .services
+            .iter()
+            .find(|s| s.is_running())
+            .expect("a running service");
+        let url = format!("http://{}/v1/container/create", s.id);
+        let resp = self
+            .http
+            .post(url)
+            .query(&[("acct", account), ("ref", reference), ("type", "meta2")])
+            .send()
+            .await
+            .expect("create container");
+        let code = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert!(code.is_success(), "container creation failed: {body}");
+        body["base"].as_str().expect("base").to_string()
+    }
+
+    /// Calls an election route on one peer, OpenIO-style: transport errors
+    /// become codes 2 (refused), 7 (timeout), 10 (other).
+    pub async fn call(&self, id: &str, route: &str, base: &str, timeout: Duration) -> Answer {
+        let url = format!("http://{id}/v1/election/{route}");
+        let fut = self
+            .http
+            .post(url)
+            .query(&[("base", base), ("type", "meta2")])
+            .header("x-oio-timeout", (timeout.as_micros() as u64).to_string())
+            .timeout(timeout)
+            .send();
+        match fut.await {
+            Ok(resp) => {
+                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                Answer {
+                    id: id.to_string(),
+                    status: body["status"].as_u64().unwrap_or(0) as u16,
+                    message: body["message"].as_str().unwrap_or_default().to_string(),
+                    body,
+                }
+            }
+            Err(e) if e.is_timeout() => Answer {
+                id: id.into(),
+                status: 7,
+                message: "Timeout".into(),
+                body: Value::Null,
+            },
+            Err(e) if e.is_connect() => Answer {
+                id: id.into(),
+                status: 2,
+                message: format!("{id}: [errno=111] Connection refused"),
+                body: Value::Null,
+            },
+            Err(e) => Answer {
+                id: id.into(),
+                status: 10,
+                message: e.to_string(),
+                body: Value::Null,
+            },
+        }
+    }
+
+    /// `status` on every running peer, in parallel.
+    pub async fn status_all(&self, base: &str, timeout: Duration) -> Vec<Answer> {
+        let futs = self
+            .services
+            .iter()
+            .filter(|s| s.is_running())
+            .map(|s| self.call(&s.id, "status", base, timeout));
+        let mut out = futures::future::join_all(futs).await;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// The debug body of one peer (Null when it has no election for the base).
+    pub async fn debug(&self, id: &str, base: &str) -> Value {
+        self.call(id, "debug", base, Duration::from_secs(5))
+            .await
+            .body["body"]
+            .clone()
+    }
+
+    /// `/v1/elections` of one peer.
+    pub async fn elections(&self, id: &str) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("http://{id}/v1/elections"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// Polls `status` on the running peers until they agree on one master.
+    pub async fn wait_converged(&self, base: &str, within: Duration) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let answers = self.status_all(base, Duration::from_secs(3)).await;
+            match one_master(&answers) {
+                Ok(m) => return Ok(m),
+                Err(e) if started.elapsed() > within => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+/// Exactly one 200 and every other answer a 303 naming it.
+pub fn one_master(answers: &[Answer]) -> Result<String, String> {
+    let masters: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
+    if masters.len() != 1 {
+        return Err(format!("{} masters: {answers:?}", masters.len()));
+    }
+    let m = masters[0].id.clone();
+    for a in answers.iter().filter(|a| a.status != 200) {
+        if a.status != 303 || a.message != m {
+            return Err(format!(
+                "{} answers {} {:?}, expected 303 {m}",
+                a.id, a.status, a.message
+            ));
+        }
+    }
+    Ok(m)
+}
+
+/// The p-th percentile (0..=100) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// The container id of `account`/`reference`, as the servers compute it.
+pub fn base_of(account: &str, reference: &str) -> String {
+    election_core::names::ContainerId::compute(account, reference)
+        .meta2_base()
+        .to_string()
+}
