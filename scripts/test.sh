@@ -19,8 +19,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "build the binaries the tests run"
 cargo build --workspace --bins
 
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+
 step "unit tests"
-cargo test --workspace --exclude system-tests
+cargo test --workspace --exclude system-tests 2>&1 | tee -a "$LOG"
 
 step "whole-system tests (real ZooKeeper, real processes; one at a time)"
-cargo test -p system-tests -- --test-threads=1
+cargo test -p system-tests --tests -- --test-threads=1 2>&1 | tee -a "$LOG"
+
+# One closing line over every test binary (pipefail above already failed
+# the script if any cargo test did).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$LOG"

@@ -248,7 +248,7 @@ fn status_extra(svc: &Service, snap: &Snapshot) -> Value {
 
 /// Checks that we are a peer of `base` (431 otherwise).
 async fn ensure_managed(svc: &Service, base: &BaseName) -> Result<(), ApiError> {
-    match svc.manages(base).await {
+    match svc.manages(base, false).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(ApiError {
             code: 431,

@@ -208,6 +208,10 @@ impl Directory {
             .rsplit_once('/')
             .map(|(p, _)| p.to_string())
             .unwrap_or_default();
+        // The base's election group directory, so its first election does
+        // not pay for it.
+        let key = election_core::names::ElectionKey::compute(base, stype);
+        crate::zk::ensure_dir(&c, &self.layout.election_dir(stype, &key)).await?;
         for _ in 0..2 {
             match c.create(&path, &data, &opts).await {
                 Ok(_) => return Ok((entry, true)),
@@ -217,7 +221,7 @@ impl Directory {
                         None => Err(DirectoryError::Zk(zk::Error::NodeExists)),
                     };
                 }
-                Err(zk::Error::NoNode) => c.mkdir(&parent, &opts).await?,
+                Err(zk::Error::NoNode) => crate::zk::ensure_dir(&c, &parent).await?,
                 Err(e) => return Err(e.into()),
             }
         }

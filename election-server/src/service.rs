@@ -73,7 +73,12 @@ pub struct Service {
     started: Instant,
     exiting: AtomicBool,
     slots: Mutex<HashMap<ElectionKey, Slot>>,
+    /// Peers of the bases we host: fixed at creation, so positive answers
+    /// are kept (bounded); a `decache` resolution bypasses and refreshes it.
+    peers_cache: Mutex<HashMap<BaseName, Arc<Vec<ServiceId>>>>,
 }
+
+const PEERS_CACHE_MAX: usize = 200_000;
 
 /// Why waiting for a final state failed.
 #[derive(Debug)]
@@ -106,6 +111,7 @@ impl Service {
             started: Instant::now(),
             exiting: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
+            peers_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -315,17 +321,38 @@ impl Service {
         self.exiting.store(true, Ordering::SeqCst);
     }
 
-    /// Is this service a peer of `base` according to the directory?
+    /// Is this service a peer of `base` according to the directory? Returns
+    /// all its peers (self included) when it is.
     pub async fn manages(
         &self,
         base: &BaseName,
-    ) -> Result<Option<Vec<ServiceId>>, crate::directory::DirectoryError> {
-        Ok(self
+        decache: bool,
+    ) -> Result<Option<Arc<Vec<ServiceId>>>, crate::directory::DirectoryError> {
+        if !decache {
+            let cache = self.peers_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(peers) = cache.get(base) {
+                return Ok(Some(peers.clone()));
+            }
+        }
+        let peers = self
             .directory
             .lookup(&self.stype, base)
             .await?
             .filter(|e| e.peers.contains(&self.me))
-            .map(|e| e.peers))
+            .map(|e| Arc::new(e.peers));
+        let mut cache = self.peers_cache.lock().unwrap_or_else(|p| p.into_inner());
+        match &peers {
+            Some(p) => {
+                if cache.len() >= PEERS_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(base.clone(), p.clone());
+            }
+            None => {
+                cache.remove(base);
+            }
+        }
+        Ok(peers)
     }
 }
 
@@ -452,12 +479,12 @@ impl Driver {
         let svc = &self.svc;
         let client = svc.zk.client();
         match action {
-            Action::ResolvePeers { op, decache: _ } => {
+            Action::ResolvePeers { op, decache } => {
                 let (svc, base, tx) = (svc.clone(), self.base.clone(), self.tx.clone());
                 tokio::spawn(async move {
-                    let peers = match svc.manages(&base).await {
+                    let peers = match svc.manages(&base, decache).await {
                         Ok(Some(peers)) => {
-                            Some(peers.into_iter().filter(|p| *p != svc.me).collect())
+                            Some(peers.iter().filter(|p| **p != svc.me).cloned().collect())
                         }
                         Ok(None) => {
                             tracing::info!(base = %base, "base not managed by this service");
@@ -488,9 +515,9 @@ impl Driver {
                         zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
                     let mut result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
                     if matches!(result, Err(zk::Error::NoNode)) {
-                        // Group directories are created on demand, never all up front.
-                        let dir_opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-                        if client.mkdir(&dir, &dir_opts).await.is_ok() {
+                        // Group directories are created on demand (and at container
+                        // creation), never all 65,536 up front.
+                        if crate::zk::ensure_dir(&client, &dir).await.is_ok() {
                             result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
                         }
                     }

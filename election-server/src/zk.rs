@@ -34,6 +34,28 @@ pub fn classify(e: &zk::Error) -> ErrorClass {
     }
 }
 
+/// Creates the persistent directory `path`, creating only the missing
+/// ancestors (deepest first tried: usually one write, never a walk from `/`).
+pub async fn ensure_dir(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let mut missing = vec![path.to_string()];
+    while let Some(p) = missing.last().cloned() {
+        match client.create(&p, b"", &opts).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {
+                missing.pop();
+            }
+            Err(zk::Error::NoNode) => match p.rsplit_once('/') {
+                Some((parent, _)) if !parent.is_empty() && missing.len() < 16 => {
+                    missing.push(parent.to_string())
+                }
+                _ => return Err(zk::Error::NoNode),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The connection state as the rest of the service sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
