@@ -281,6 +281,16 @@ impl Service {
         started.elapsed()
     }
 
+    /// SIGINT, then wait for the exit (fast exit).
+    pub fn interrupt(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGINT);
+            let _ = c.wait();
+        }
+        started.elapsed()
+    }
+
     pub fn pause(&self) {
         if let Some(pid) = self.pid() {
             signal(pid, libc::SIGSTOP);

@@ -666,3 +666,96 @@ async fn sigterm_hands_over_without_waiting_for_expiry() {
         .log_text()
         .contains("SIGTERM: leaving every election"));
 }
+
+/// Idle elections expire, slaves before masters, then are forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_elections_expire_slaves_first() {
+    let extra = [
+        "--expire-slave-s",
+        "1",
+        "--expire-master-s",
+        "3",
+        "--expire-none-s",
+        "1",
+    ];
+    let opts = ServiceOpts {
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..ServiceOpts::default()
+    };
+    let c = Cluster::start(3, opts);
+    let base = c.create_container("acct", "idle").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let slaves: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    let d = c.debug(&master, &base).await;
+    assert_eq!(
+        d["local"]["state"], "MASTER",
+        "the master outlives its slaves: {d}"
+    );
+    for s in &slaves {
+        let d = c.debug(s, &base).await;
+        // Either left (NONE) or already forgotten (null).
+        if !d.is_null() {
+            assert_eq!(d["local"]["state"], "NONE", "{s}: {d}");
+            assert!(
+                log_entries(&d)
+                    .iter()
+                    .any(|l| l.ends_with(":SLAVE:NONE:LEAVING")),
+                "{d}"
+            );
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let d = c.debug(&master, &base).await;
+        if d.is_null() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "the idle master never expired: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for s in &slaves {
+        assert!(
+            c.debug(s, &base).await.is_null(),
+            "{s} still remembers the idle election"
+        );
+    }
+    // A new request starts it again.
+    c.wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+}
+
+/// SIGINT exits at once; closing the session lets peers take over quickly too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_exits_fast() {
+    let opts = ServiceOpts {
+        session_timeout_ms: 4_000,
+        ..ServiceOpts::default()
+    };
+    let mut c = Cluster::start(3, opts);
+    let base = c.create_container("acct", "sigint").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let took = c.service_mut(&master).interrupt();
+    assert!(took < Duration::from_secs(1), "SIGINT exit took {took:?}");
+    let started = Instant::now();
+    let m = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert_ne!(m, master);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "takeover waited for the session expiry: {:?}",
+        started.elapsed()
+    );
+}
