@@ -734,24 +734,28 @@ impl Election {
                 Logged::Always
             }
 
-            // ---------------- DELAYED_CHECKING_MASTER ----------------
-            (S::DelayedCheckingMaster, E::None) => {
+            // ---------------- DELAYED_CHECKING_MASTER / _SLAVES ----------------
+            (s @ (S::DelayedCheckingMaster | S::DelayedCheckingSlaves), E::None) => {
                 if self.wake_at.is_some_and(|t| now.mono_ms >= t) {
-                    let to = if std::mem::take(&mut self.flags.decache) {
-                        S::RefreshCheckingMaster
-                    } else {
-                        S::CheckingMaster
+                    let refresh = std::mem::take(&mut self.flags.decache);
+                    let to = match (s, refresh) {
+                        (S::DelayedCheckingMaster, true) => S::RefreshCheckingMaster,
+                        (S::DelayedCheckingMaster, false) => S::CheckingMaster,
+                        (_, true) => S::RefreshCheckingSlaves,
+                        (_, false) => S::CheckingSlaves,
                     };
                     self.goto(now, to, out);
                 }
                 Logged::IfChanged
             }
-            (S::DelayedCheckingMaster, E::SyncReq) => self.flag(|f| f.sync = true),
-            (S::DelayedCheckingMaster, E::LeaveReq) => {
+            (S::DelayedCheckingMaster | S::DelayedCheckingSlaves, E::SyncReq) => {
+                self.flag(|f| f.sync = true)
+            }
+            (S::DelayedCheckingMaster | S::DelayedCheckingSlaves, E::LeaveReq) => {
                 self.goto(now, S::Leaving, out);
                 Logged::Always
             }
-            (S::DelayedCheckingMaster, E::LeftSelf { .. }) => {
+            (S::DelayedCheckingMaster | S::DelayedCheckingSlaves, E::LeftSelf { .. }) => {
                 self.forget_ids();
                 self.goto(now, S::Creating, out);
                 Logged::Always
@@ -761,71 +765,38 @@ impl Election {
                 Logged::Always
             }
 
-            // ---------------- REFRESH_CHECKING_MASTER ----------------
-            (S::RefreshCheckingMaster, E::SyncReq) => self.flag(|f| f.sync = true),
-            (S::RefreshCheckingMaster, E::LeaveReq) => self.flag(|f| f.leave = true),
-            (S::RefreshCheckingMaster, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
+            // ---------------- REFRESH_CHECKING_MASTER / _SLAVES ----------------
+            (S::RefreshCheckingMaster | S::RefreshCheckingSlaves, E::SyncReq) => {
+                self.flag(|f| f.sync = true)
+            }
+            (S::RefreshCheckingMaster | S::RefreshCheckingSlaves, E::LeaveReq) => {
+                self.flag(|f| f.leave = true)
+            }
+            (S::RefreshCheckingMaster | S::RefreshCheckingSlaves, E::LeftSelf { .. }) => {
+                self.flag(|f| f.left_self = true)
+            }
             (S::RefreshCheckingMaster, E::LeftMaster { .. }) => self.flag(|f| f.left_master = true),
-            (S::RefreshCheckingMaster, E::GetpeersDone { peers, .. }) => {
+            (
+                s @ (S::RefreshCheckingMaster | S::RefreshCheckingSlaves),
+                E::GetpeersDone { peers, .. },
+            ) => {
+                let follower = s == S::RefreshCheckingMaster;
                 let peers = peers.filter(|p| !p.is_empty());
                 if let Some(p) = &peers {
                     self.peers = Some(p.clone());
                 }
+                let left_master = std::mem::take(&mut self.flags.left_master);
                 if self.flags.leave {
                     self.goto(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
-                } else if std::mem::take(&mut self.flags.left_master) {
+                } else if follower && left_master {
                     self.goto(now, S::Listing, out);
                 } else if peers.is_none() {
                     self.last_error = Some("no peers found for this base".into());
                     self.goto(now, S::LeavingFailing, out);
-                } else {
+                } else if follower {
                     self.goto(now, S::CheckingMaster, out);
-                }
-                Logged::Always
-            }
-
-            // ---------------- DELAYED_CHECKING_SLAVES ----------------
-            (S::DelayedCheckingSlaves, E::None) => {
-                if self.wake_at.is_some_and(|t| now.mono_ms >= t) {
-                    let to = if std::mem::take(&mut self.flags.decache) {
-                        S::RefreshCheckingSlaves
-                    } else {
-                        S::CheckingSlaves
-                    };
-                    self.goto(now, to, out);
-                }
-                Logged::IfChanged
-            }
-            (S::DelayedCheckingSlaves, E::SyncReq) => self.flag(|f| f.sync = true),
-            (S::DelayedCheckingSlaves, E::LeaveReq) => {
-                self.goto(now, S::Leaving, out);
-                Logged::Always
-            }
-            (S::DelayedCheckingSlaves, E::LeftSelf { .. }) => {
-                self.forget_ids();
-                self.goto(now, S::Creating, out);
-                Logged::Always
-            }
-
-            // ---------------- REFRESH_CHECKING_SLAVES ----------------
-            (S::RefreshCheckingSlaves, E::SyncReq) => self.flag(|f| f.sync = true),
-            (S::RefreshCheckingSlaves, E::LeaveReq) => self.flag(|f| f.leave = true),
-            (S::RefreshCheckingSlaves, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
-            (S::RefreshCheckingSlaves, E::GetpeersDone { peers, .. }) => {
-                let peers = peers.filter(|p| !p.is_empty());
-                if let Some(p) = &peers {
-                    self.peers = Some(p.clone());
-                }
-                self.flags.left_master = false;
-                if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
-                } else if self.flags.left_self {
-                    self.restart_after_left_self(now, out);
-                } else if peers.is_none() {
-                    self.last_error = Some("no peers found for this base".into());
-                    self.goto(now, S::LeavingFailing, out);
                 } else {
                     self.goto(now, S::CheckingSlaves, out);
                 }

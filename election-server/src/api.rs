@@ -273,24 +273,37 @@ fn election_failed(svc: &Service, base: &BaseName, err: WaitError) -> Response {
     }
 }
 
-async fn status(
-    State(svc): Svc,
-    Query(q): Query<BaseQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let base = resolve(&svc, &q)?;
+/// The common part of `status` and `sync`: resolve, check we host the base,
+/// wait (bounded) for a final state. `Err` is the answer to give at once.
+async fn wait_for_role(
+    svc: &Arc<Service>,
+    q: &BaseQuery,
+    headers: &HeaderMap,
+) -> Result<(BaseName, Result<Arc<Snapshot>, WaitError>), Response> {
+    let base = resolve(svc, q).map_err(IntoResponse::into_response)?;
     if svc.is_exiting() {
-        return Ok(reply(503, "service exiting", json!({})));
+        return Err(reply(503, "service exiting", json!({})));
     }
-    ensure_managed(&svc, &base).await?;
-    let budget = wait_budget(&svc, &q, &headers);
-    Ok(match svc.wait_final(&base, budget).await {
+    ensure_managed(svc, &base)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let budget = wait_budget(svc, q, headers);
+    let outcome = svc.wait_final(&base, budget).await;
+    Ok((base, outcome))
+}
+
+async fn status(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -> Response {
+    let (base, outcome) = match wait_for_role(&svc, &q, &headers).await {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    match outcome {
         Ok(snap) => match snap.fsm.master() {
             None => reply(200, "OK", status_extra(&svc, &snap)),
             Some(master) => reply(303, master.as_str(), status_extra(&svc, &snap)),
         },
         Err(e) => election_failed(&svc, &base, e),
-    })
+    }
 }
 
 async fn debug(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
@@ -347,18 +360,12 @@ async fn leave(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, 
     Ok(reply(200, "OK", json!({})))
 }
 
-async fn sync(
-    State(svc): Svc,
-    Query(q): Query<BaseQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let base = resolve(&svc, &q)?;
-    if svc.is_exiting() {
-        return Ok(reply(503, "service exiting", json!({})));
-    }
-    ensure_managed(&svc, &base).await?;
-    let budget = wait_budget(&svc, &q, &headers);
-    Ok(match svc.wait_final(&base, budget).await {
+async fn sync(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -> Response {
+    let (base, outcome) = match wait_for_role(&svc, &q, &headers).await {
+        Ok(x) => x,
+        Err(answer) => return answer,
+    };
+    match outcome {
         Ok(snap) if snap.fsm.master().is_none() => {
             reply(301, "not SLAVE", status_extra(&svc, &snap))
         }
@@ -371,7 +378,7 @@ async fn sync(
             )
         }
         Err(e) => election_failed(&svc, &base, e),
-    })
+    }
 }
 
 async fn create_container(

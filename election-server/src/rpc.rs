@@ -73,6 +73,7 @@ pub struct PeerClient {
 }
 
 const MAX_ANSWER_BYTES: usize = 1 << 20;
+const MAX_DUMP_BYTES: usize = 1 << 30;
 
 impl PeerClient {
     pub fn new(connect_timeout: Duration) -> Self {
@@ -113,19 +114,16 @@ impl PeerClient {
         }
     }
 
-    async fn post_json<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    /// Sends a request and returns the body of a 2xx answer (bounded in size).
+    async fn exchange(
         &self,
         peer: &ServiceId,
-        route: &str,
-        body: &T,
+        req: reqwest::RequestBuilder,
         timeout: Duration,
-    ) -> Result<R, PeerError> {
-        let url = format!("http://{peer}{route}");
-        let resp = self
-            .http
-            .post(url)
+        limit: usize,
+    ) -> Result<Vec<u8>, PeerError> {
+        let resp = req
             .timeout(timeout)
-            .json(body)
             .send()
             .await
             .map_err(|e| self.classify(peer, timeout, e))?;
@@ -134,12 +132,6 @@ impl PeerClient {
             .bytes()
             .await
             .map_err(|e| self.classify(peer, timeout, e))?;
-        if bytes.len() > MAX_ANSWER_BYTES {
-            return Err(PeerError::Other {
-                peer: peer.clone(),
-                detail: format!("answer too large ({} bytes)", bytes.len()),
-            });
-        }
         if !status.is_success() {
             return Err(PeerError::Status {
                 peer: peer.clone(),
@@ -147,6 +139,24 @@ impl PeerClient {
                 body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
             });
         }
+        if bytes.len() > limit {
+            return Err(PeerError::Other {
+                peer: peer.clone(),
+                detail: format!("answer too large ({} bytes)", bytes.len()),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    async fn post_json<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        peer: &ServiceId,
+        route: &str,
+        body: &T,
+        timeout: Duration,
+    ) -> Result<R, PeerError> {
+        let req = self.http.post(format!("http://{peer}{route}")).json(body);
+        let bytes = self.exchange(peer, req, timeout, MAX_ANSWER_BYTES).await?;
         serde_json::from_slice(&bytes).map_err(|e| PeerError::Other {
             peer: peer.clone(),
             detail: format!("unparsable answer: {e}"),
@@ -192,31 +202,14 @@ impl PeerClient {
         from: &ServiceId,
         timeout: Duration,
     ) -> Result<Vec<u8>, PeerError> {
-        let url = format!("http://{peer}/v1/peer/dump");
-        let resp = self
+        let req = self
             .http
-            .get(url)
+            .get(format!("http://{peer}/v1/peer/dump"))
             .query(&[
                 ("base", base.as_str()),
                 ("type", stype.as_str()),
                 ("from", from.as_str()),
-            ])
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| self.classify(peer, timeout, e))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.classify(peer, timeout, e))?;
-        if !status.is_success() {
-            return Err(PeerError::Status {
-                peer: peer.clone(),
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-            });
-        }
-        Ok(bytes.to_vec())
+            ]);
+        self.exchange(peer, req, timeout, MAX_DUMP_BYTES).await
     }
 }
