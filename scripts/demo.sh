@@ -61,14 +61,25 @@ for p in "${PORTS[@]}"; do
 done
 
 export OIO_NS=OPENIO OIO_ACCOUNT=myaccount OIO_ZOOKEEPER="127.0.0.1:$ZK_PORT"
+OPENIO=target/debug/openio
 echo "==> openio container create FVE0"
-curl -s -X POST "http://127.0.0.1:${PORTS[0]}/v1/container/create?acct=myaccount&ref=FVE0&type=meta2"
-echo
+$OPENIO container create FVE0
 
 echo "==> openio election status meta2 FVE0"
-target/debug/openio election status meta2 FVE0
+$OPENIO election status meta2 FVE0
 
-echo
-echo "Try: target/debug/openio election debug meta2 FVE0 --human"
-echo "     target/debug/openio election leave meta2 FVE0 --service-id <the 200 peer>"
-echo "Stop everything with: scripts/demo.sh stop"
+echo "==> openio election status meta2 FVE0 --long"
+$OPENIO election status meta2 FVE0 --long
+
+echo "==> openio election debug meta2 FVE0 --human"
+$OPENIO election debug meta2 FVE0 --human
+
+cat <<HELP
+
+The cluster keeps running. With OIO_ACCOUNT=myaccount OIO_ZOOKEEPER=127.0.0.1:$ZK_PORT set:
+  $OPENIO election leave meta2 FVE0 --service-id <the 200 peer>   # hand mastership over
+  $OPENIO election history meta2 FVE0                             # every peer's transitions, merged
+  $OPENIO election check meta2 FVE0                               # directory vs ZooKeeper nodes
+  kill -9 \$(cat $DEMO_DIR/6017.pid); $OPENIO election status meta2 FVE0 -t 5
+Stop everything with: scripts/demo.sh stop
+HELP

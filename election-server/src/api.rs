@@ -234,14 +234,24 @@ fn step(snap: &Snapshot) -> String {
     format!("{idx}/{s}")
 }
 
-fn status_extra(svc: &Service, snap: &Snapshot) -> Value {
+/// What `status` adds to its code, for `openio election status --long`.
+async fn status_extra(svc: &Arc<Service>, snap: &Snapshot) -> Value {
     let now = svc.now();
+    let view = svc.zk.view();
+    let (svc2, key) = (svc.clone(), snap.key.clone());
+    let version = tokio::task::spawn_blocking(move || svc2.store.version(&key))
+        .await
+        .ok();
     json!({
         "state": snap.fsm.state().as_str(),
         "master": snap.fsm.master(),
+        "local_id": snap.fsm.local_id(),
         "epoch": snap.fsm.master_id(),
         "reason": snap.fsm.reason(now),
         "since_ms": now.mono_ms.saturating_sub(snap.fsm.entered_mono()),
+        "version": version,
+        "zk_session": format!("0x{:x}", view.session_id),
+        "zk_state": view.link.as_str(),
         "zk_session_live": session_live(svc, snap.bound_epoch),
     })
 }
@@ -258,7 +268,7 @@ async fn ensure_managed(svc: &Service, base: &BaseName) -> Result<(), ApiError> 
     }
 }
 
-fn election_failed(svc: &Service, base: &BaseName, err: WaitError) -> Response {
+async fn election_failed(svc: &Arc<Service>, base: &BaseName, err: WaitError) -> Response {
     match err {
         WaitError::Exiting => reply(503, "service exiting", json!({})),
         WaitError::Timeout(snap) => {
@@ -268,7 +278,7 @@ fn election_failed(svc: &Service, base: &BaseName, err: WaitError) -> Response {
                 step(&snap),
                 snap.fsm.reason(svc.now())
             );
-            reply(500, &msg, status_extra(svc, &snap))
+            reply(500, &msg, status_extra(svc, &snap).await)
         }
     }
 }
@@ -299,10 +309,10 @@ async fn status(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap)
     };
     match outcome {
         Ok(snap) => match snap.fsm.master() {
-            None => reply(200, "OK", status_extra(&svc, &snap)),
-            Some(master) => reply(303, master.as_str(), status_extra(&svc, &snap)),
+            None => reply(200, "OK", status_extra(&svc, &snap).await),
+            Some(master) => reply(303, master.as_str(), status_extra(&svc, &snap).await),
         },
-        Err(e) => election_failed(&svc, &base, e),
+        Err(e) => election_failed(&svc, &base, e).await,
     }
 }
 
@@ -367,7 +377,7 @@ async fn sync(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -
     };
     match outcome {
         Ok(snap) if snap.fsm.master().is_none() => {
-            reply(301, "not SLAVE", status_extra(&svc, &snap))
+            reply(301, "not SLAVE", status_extra(&svc, &snap).await)
         }
         Ok(snap) => {
             svc.request_sync(&base);
@@ -377,7 +387,7 @@ async fn sync(State(svc): Svc, Query(q): Query<BaseQuery>, headers: HeaderMap) -
                 json!({"body": {"master": snap.fsm.master()}}),
             )
         }
-        Err(e) => election_failed(&svc, &base, e),
+        Err(e) => election_failed(&svc, &base, e).await,
     }
 }
 

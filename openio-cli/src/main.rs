@@ -1,17 +1,25 @@
-//! `openio`: the troubleshooting CLI. `openio election ping|status|debug|leave|sync`
-//! finds the peers of a base in the ZooKeeper directory (or takes them from
+//! `openio`: the troubleshooting CLI.
+//!
+//! `openio election ping|status|debug|leave|sync|history|check` finds the
+//! peers of a base in the ZooKeeper directory (or takes them from
 //! `--service-id`), asks them all in parallel, each with its own timeout,
 //! and prints one row per peer, sorted by id, in the seed's format.
+//! `openio container create|show|list` manage the directory.
 //!
-//! Modules: [`render`] (output formats).
+//! Modules: [`config`] (where ZooKeeper is), [`zkdir`] (directory and
+//! election nodes in ZooKeeper), [`fanout`] (parallel peer calls),
+//! [`election`] (tables, verdict, history, check), [`render`] (formats).
 
+mod config;
+mod election;
+mod fanout;
 mod render;
+mod zkdir;
 
-use clap::{Parser, Subcommand};
-use election_core::names::{BaseName, ContainerId, Namespace, ServiceId, ServiceType, ZkLayout};
-use render::{pretty_json, render, Cell, Format};
-use serde_json::Value;
-use std::path::PathBuf;
+use clap::{CommandFactory, Parser, Subcommand};
+use election_core::names::{BaseName, ContainerId, Namespace, ServiceId, ServiceType};
+use render::{render, Cell, Format};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,8 +28,12 @@ Configuration precedence: command-line flag > environment (OIO_NS, OIO_ACCOUNT,
 OIO_ZOOKEEPER) > the [<NS>] section, key `zookeeper`, of /etc/oio/sds.conf.d/*,
 /etc/oio/sds.conf or ~/.oio/sds.conf (later files win).
 
+Per-peer codes: 200 OK (master), 303 <master> (slave), 301 not SLAVE,
+431 base not managed, 500 Election failed, 503 service exiting; and when the
+peer could not be asked: 2 connection refused, 5 connect timeout, 7 timeout.
+
 Exit codes: 0 every peer answered; 1 the command ran but some peer did not
-answer (refused, timeout); 2 usage or fatal error.";
+answer (or a `check --clean` deletion failed); 2 usage or fatal error.";
 
 /// Troubleshoot per-base elections of an OpenIO-style namespace.
 #[derive(Debug, Parser)]
@@ -39,7 +51,7 @@ struct Cli {
     /// Seconds to wait for each peer (all peers are asked in parallel).
     #[arg(short = 't', long, default_value_t = 30.0, global = true)]
     timeout: f64,
-    /// Output format.
+    /// Output format (`value`: values only, space-separated, no header).
     #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
     format: Format,
     /// Request id sent to the services (x-oio-req-id).
@@ -54,9 +66,17 @@ enum Command {
     /// Election troubleshooting.
     #[command(subcommand)]
     Election(ElectionCmd),
+    /// Containers (bases) in the directory.
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct Target {
     /// Service type (meta2, ...).
     service_type: String,
@@ -75,7 +95,17 @@ enum ElectionCmd {
     /// Trigger or refresh the election on every peer (returns at once).
     Ping(Target),
     /// Get the status of the election, triggering it if needed (waits).
-    Status(Target),
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Add role, master, fencing epoch, base version, ZooKeeper session,
+        /// time in state and reason per peer, and a verdict line.
+        #[arg(long)]
+        long: bool,
+        /// Refresh every SECONDS, like watch(1), until interrupted.
+        #[arg(short = 'W', long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
     /// Dump each peer's view of the election, with its transition log.
     Debug {
         #[command(flatten)]
@@ -84,17 +114,41 @@ enum ElectionCmd {
         #[arg(long)]
         human: bool,
     },
-    /// Ask the peers to leave the election.
+    /// Ask the peers to leave the election (they rejoin when asked again).
     Leave(Target),
     /// Ask slaves to re-copy the base from the master.
     Sync(Target),
+    /// Merge the peers' transition logs into one timeline.
+    History(Target),
+    /// Compare the base's peers with its election nodes in ZooKeeper.
+    Check {
+        #[command(flatten)]
+        target: Target,
+        /// Delete rogue nodes (owner not a peer, or not the owner's current node), last one first.
+        #[arg(long)]
+        clean: bool,
+    },
 }
 
-struct Row {
-    id: String,
-    status: i64,
-    message: String,
-    body: Option<Value>,
+#[derive(Debug, Subcommand)]
+enum ContainerCmd {
+    /// Create a container: its base is replicated on live services of the type.
+    Create {
+        reference: String,
+        #[arg(long = "type", default_value = "meta2")]
+        service_type: String,
+        /// Number of replicas.
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+    },
+    /// Show a container's directory entry.
+    Show {
+        reference: String,
+        #[arg(long = "type", default_value = "meta2")]
+        service_type: String,
+        #[arg(long)]
+        cid: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,314 +173,379 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Command::Election(cmd) = &cli.command;
-    let (route, target, human) = match cmd {
-        ElectionCmd::Ping(t) => ("ping", t, false),
-        ElectionCmd::Status(t) => ("status", t, false),
-        ElectionCmd::Debug { target, human } => ("debug", target, *human),
-        ElectionCmd::Leave(t) => ("leave", t, false),
-        ElectionCmd::Sync(t) => ("sync", t, false),
-    };
-    if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
-    let ns = Namespace::new(cli.ns.clone())?;
-    let stype = ServiceType::new(target.service_type.clone())?;
-    let base = if target.cid {
-        ContainerId::parse(&target.reference)?.meta2_base()
-    } else {
-        let account = cli.account.clone().ok_or_else(|| {
-            anyhow::anyhow!("no account: pass --oio-account/-a or set OIO_ACCOUNT (or use --cid)")
-        })?;
-        ContainerId::compute(&account, &target.reference).meta2_base()
-    };
-    let timeout = Duration::from_secs_f64(cli.timeout);
-    let peers = if target.service_ids.is_empty() {
-        let hosts = zookeeper_hosts(&cli, &ns)?;
-        directory_peers(&hosts, &ns, &stype, &base, timeout).await?
-    } else {
-        target
-            .service_ids
-            .iter()
-            .map(|s| ServiceId::new(s.clone()))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    let mut rows = fan_out(
-        &peers,
-        route,
-        &base,
-        &stype,
-        timeout,
-        cli.request_id.as_deref(),
-    )
-    .await;
-    rows.sort_by(|a, b| a.id.cmp(&b.id));
-    let with_body = matches!(route, "debug" | "sync");
-    let columns: Vec<&str> = if with_body {
-        vec!["Id", "Status", "Message", "Body"]
-    } else {
-        vec!["Id", "Status", "Message"]
-    };
-    let cells: Vec<Vec<Cell>> = rows
-        .iter()
-        .map(|r| {
-            let mut row = vec![
-                Cell::Text(r.id.clone()),
-                Cell::Num(r.status),
-                Cell::Text(r.message.clone()),
-            ];
-            if with_body {
-                let body = match &r.body {
-                    None | Some(Value::Null) => String::new(),
-                    Some(b) if human => pretty_json(&humanize(b)),
-                    Some(b) => pretty_json(b),
-                };
-                row.push(Cell::Text(body));
-            }
-            row
+/// Everything a command needs to reach a base.
+struct Ctx {
+    ns: Namespace,
+    stype: ServiceType,
+    base: BaseName,
+    timeout: Duration,
+    zk_hosts: Option<String>,
+}
+
+impl Ctx {
+    fn new(cli: &Cli, stype: &str, reference: &str, cid: bool) -> anyhow::Result<Ctx> {
+        if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
+            anyhow::bail!("--timeout must be a positive number of seconds");
+        }
+        let ns = Namespace::new(cli.ns.clone())?;
+        let stype = ServiceType::new(stype.to_string())?;
+        let base = if cid {
+            ContainerId::parse(reference)?.meta2_base()
+        } else {
+            ContainerId::compute(&account(cli)?, reference).meta2_base()
+        };
+        Ok(Ctx {
+            ns,
+            stype,
+            base,
+            timeout: Duration::from_secs_f64(cli.timeout),
+            zk_hosts: cli.zookeeper.clone(),
         })
-        .collect();
-    print!("{}", render(cli.format, &columns, &cells));
-    let all_answered = rows.iter().all(|r| r.status >= 100);
-    Ok(if all_answered {
+    }
+
+    async fn zk(&self) -> anyhow::Result<zkdir::Zk> {
+        let hosts = config::zookeeper_hosts(self.zk_hosts.as_deref(), &self.ns)?;
+        zkdir::Zk::connect(&hosts, &self.ns, self.timeout).await
+    }
+
+    /// `--service-id`s, or the peers recorded in the directory.
+    async fn peers(&self, ids: &[String]) -> anyhow::Result<Vec<ServiceId>> {
+        if !ids.is_empty() {
+            return Ok(ids
+                .iter()
+                .map(|s| ServiceId::new(s.clone()))
+                .collect::<Result<Vec<_>, _>>()?);
+        }
+        let zk = self.zk().await?;
+        let peers = zk.peers(&self.stype, &self.base).await;
+        zk.close().await;
+        peers
+    }
+}
+
+fn account(cli: &Cli) -> anyhow::Result<String> {
+    cli.account
+        .clone()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("no account: pass --oio-account/-a or set OIO_ACCOUNT (or use --cid)")
+        })
+}
+
+fn print(format: Format, columns: &[&str], rows: &[Vec<Cell>]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(render(format, columns, rows).as_bytes());
+    let _ = out.flush();
+}
+
+fn exit_for(rows: &[fanout::Row]) -> ExitCode {
+    if rows.iter().all(fanout::Row::answered) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
-/// flag > environment (both via clap) > sds.conf files.
-fn zookeeper_hosts(cli: &Cli, ns: &Namespace) -> anyhow::Result<String> {
-    if let Some(z) = &cli.zookeeper {
-        return Ok(z.clone());
-    }
-    let mut files: Vec<PathBuf> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/etc/oio/sds.conf.d") {
-        let mut v: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        v.sort();
-        files.extend(v);
-    }
-    files.push(PathBuf::from("/etc/oio/sds.conf"));
-    if let Some(home) = std::env::var_os("HOME") {
-        files.push(PathBuf::from(home).join(".oio/sds.conf"));
-    }
-    let mut found = None;
-    for f in files {
-        if let Ok(text) = std::fs::read_to_string(&f) {
-            if let Some(v) = ini_value(&text, ns.as_str(), "zookeeper") {
-                found = Some(v);
-            }
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "openio",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Election(cmd) => run_election(&cli, cmd).await,
+        Command::Container(cmd) => run_container(&cli, cmd).await,
     }
-    found.ok_or_else(|| {
-        anyhow::anyhow!(
-            "no ZooKeeper known for namespace {ns}: pass --zookeeper HOST:PORT, set OIO_ZOOKEEPER, \
-             or add `zookeeper=HOST:PORT` to the [{ns}] section of ~/.oio/sds.conf"
-        )
-    })
 }
 
-fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
-    let mut in_section = false;
-    let mut out = None;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') && line.ends_with(']') {
-            in_section = &line[1..line.len() - 1] == section;
-        } else if in_section {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == key {
-                    out = Some(v.trim().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
-async fn directory_peers(
-    hosts: &str,
-    ns: &Namespace,
-    stype: &ServiceType,
-    base: &BaseName,
-    timeout: Duration,
-) -> anyhow::Result<Vec<ServiceId>> {
-    let connect = zookeeper_client::Client::connector()
-        .with_session_timeout(Duration::from_secs(10))
-        .with_connection_timeout(timeout.min(Duration::from_secs(5)))
-        .connect(hosts);
-    let client = tokio::time::timeout(timeout, connect)
-        .await
-        .map_err(|_| anyhow::anyhow!("ZooKeeper {hosts} did not answer within {timeout:?}"))?
-        .map_err(|e| anyhow::anyhow!("cannot reach ZooKeeper {hosts}: {e}"))?;
-    let path = ZkLayout::new(ns.clone()).directory_node(stype, base);
-    let result = tokio::time::timeout(timeout, client.get_data(&path)).await;
-    let mut states = client.state_watcher();
-    drop(client);
-    let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
-    let data = match result {
-        Err(_) => anyhow::bail!("ZooKeeper {hosts} did not answer within {timeout:?}"),
-        Ok(Err(zookeeper_client::Error::NoNode)) => anyhow::bail!(
-            "no {stype} base {base} in namespace {ns} (directory node {path} missing): check the account and reference, or pass --service-id"
-        ),
-        Ok(Err(e)) => anyhow::bail!("reading {path}: {e}"),
-        Ok(Ok((data, _))) => data,
+async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> {
+    let req_id = cli.request_id.as_deref();
+    let (route, target) = match cmd {
+        ElectionCmd::Ping(t) => ("ping", t),
+        ElectionCmd::Status { target, .. } => ("status", target),
+        ElectionCmd::Debug { target, .. }
+        | ElectionCmd::History(target)
+        | ElectionCmd::Check { target, .. } => ("debug", target),
+        ElectionCmd::Leave(t) => ("leave", t),
+        ElectionCmd::Sync(t) => ("sync", t),
     };
-    let entry: Value = serde_json::from_slice(&data)
-        .map_err(|e| anyhow::anyhow!("directory node {path} is corrupt: {e}"))?;
-    let peers = entry["peers"]
-        .as_array()
-        .ok_or_else(|| anyhow::anyhow!("directory node {path} has no peers"))?
-        .iter()
-        .filter_map(|p| p.as_str().and_then(|s| ServiceId::new(s).ok()))
-        .collect();
-    Ok(peers)
+    let ctx = Ctx::new(cli, &target.service_type, &target.reference, target.cid)?;
+    let peers = ctx.peers(&target.service_ids).await?;
+    match cmd {
+        ElectionCmd::Status {
+            long,
+            watch: Some(every),
+            ..
+        } => {
+            if !(every.is_finite() && *every > 0.0) {
+                anyhow::bail!("--watch needs a positive number of seconds");
+            }
+            loop {
+                let started = std::time::Instant::now();
+                let frame = status_frame(cli, &ctx, &peers, *long, req_id).await?;
+                print!(
+                    "\x1b[2J\x1b[HEvery {every}s: openio election status {} {}    {}\n\n{frame}",
+                    target.service_type,
+                    target.reference,
+                    chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+                );
+                let _ = std::io::stdout().flush();
+                tokio::time::sleep(
+                    Duration::from_secs_f64(*every).saturating_sub(started.elapsed()),
+                )
+                .await;
+            }
+        }
+        ElectionCmd::Status { long, .. } => {
+            let rows =
+                fanout::fan_out(&peers, "status", &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+            if *long {
+                let (cols, cells) = election::long_rows(&rows);
+                print(cli.format, &cols, &cells);
+                let verdict = long_verdict(&ctx, &rows, &peers).await;
+                if cli.format == Format::Table {
+                    println!("{verdict}");
+                } else {
+                    eprintln!("{verdict}");
+                }
+            } else {
+                let (cols, cells) = election::basic_rows(&rows, false, false);
+                print(cli.format, &cols, &cells);
+            }
+            Ok(exit_for(&rows))
+        }
+        ElectionCmd::History(_) => {
+            let rows =
+                fanout::fan_out(&peers, "debug", &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+            let (cols, cells) = election::history_rows(&rows);
+            print(cli.format, &cols, &cells);
+            for r in rows.iter().filter(|r| !r.answered()) {
+                eprintln!("{}: no history ({})", r.id, r.message);
+            }
+            Ok(exit_for(&rows))
+        }
+        ElectionCmd::Check { clean, .. } => check(cli, &ctx, &peers, *clean).await,
+        _ => {
+            let rows =
+                fanout::fan_out(&peers, route, &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+            let human = matches!(cmd, ElectionCmd::Debug { human: true, .. });
+            let (cols, cells) =
+                election::basic_rows(&rows, matches!(route, "debug" | "sync"), human);
+            print(cli.format, &cols, &cells);
+            Ok(exit_for(&rows))
+        }
+    }
 }
 
-async fn fan_out(
+async fn status_frame(
+    cli: &Cli,
+    ctx: &Ctx,
     peers: &[ServiceId],
-    route: &str,
-    base: &BaseName,
-    stype: &ServiceType,
-    timeout: Duration,
-    request_id: Option<&str>,
-) -> Vec<Row> {
-    let connect_timeout = timeout.min(Duration::from_secs(5));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
-    // The peers' budget: 99 % of ours (as OpenIO's SDK), so they answer first.
-    let budget_us = (timeout.as_micros() as u64) * 99 / 100;
-    let calls = peers.iter().map(|peer| {
-        let http = http.clone();
-        async move {
-            let mut req = http
-                .post(format!("http://{peer}/v1/election/{route}"))
-                .query(&[("base", base.as_str()), ("type", stype.as_str())])
-                .header("x-oio-timeout", budget_us.to_string())
-                .timeout(timeout);
-            if let Some(id) = request_id {
-                req = req.header("x-oio-req-id", id);
-            }
-            let id = peer.to_string();
-            match req.send().await {
-                Ok(resp) => {
-                    let http_status = resp.status().as_u16();
-                    match resp.json::<Value>().await {
-                        Ok(v) => Row {
-                            id,
-                            status: v["status"].as_i64().unwrap_or(i64::from(http_status)),
-                            message: v["message"].as_str().unwrap_or("").to_string(),
-                            body: v.get("body").cloned(),
-                        },
-                        Err(e) => Row {
-                            id,
-                            status: 10,
-                            message: format!("unparsable answer (HTTP {http_status}): {e}"),
-                            body: None,
-                        },
-                    }
-                }
-                Err(e) => transport_error(id, &e, timeout, connect_timeout),
-            }
-        }
-    });
-    futures::future::join_all(calls).await
-}
-
-fn transport_error(
-    id: String,
-    e: &reqwest::Error,
-    timeout: Duration,
-    connect_timeout: Duration,
-) -> Row {
-    let text = format!("{e:?}");
-    let (status, message) = if e.is_connect() && text.contains("ConnectionRefused") {
-        (2, format!("{id}: [errno=111] Connection refused"))
-    } else if e.is_connect() && e.is_timeout() {
-        (
-            5,
-            format!(
-                "Connect timeout ({:.1}s) to {id}",
-                connect_timeout.as_secs_f64()
-            ),
+    long: bool,
+    req_id: Option<&str>,
+) -> anyhow::Result<String> {
+    let rows = fanout::fan_out(peers, "status", &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+    Ok(if long {
+        let (cols, cells) = election::long_rows(&rows);
+        format!(
+            "{}{}\n",
+            render(cli.format, &cols, &cells),
+            long_verdict(ctx, &rows, peers).await
         )
-    } else if e.is_timeout() {
-        let _ = timeout;
-        (7, "Timeout".to_string())
     } else {
-        (10, format!("{id}: {e}"))
+        let (cols, cells) = election::basic_rows(&rows, false, false);
+        render(cli.format, &cols, &cells)
+    })
+}
+
+async fn long_verdict(ctx: &Ctx, rows: &[fanout::Row], peers: &[ServiceId]) -> String {
+    let nodes = match ctx.zk().await {
+        Ok(zk) => {
+            let nodes = zk.election_nodes(&ctx.stype, &ctx.base).await;
+            zk.close().await;
+            nodes.ok()
+        }
+        Err(_) => None,
     };
-    Row {
-        id,
-        status,
-        message,
-        body: None,
+    let v = election::verdict(rows, nodes.as_deref(), peers);
+    if nodes.is_none() {
+        format!("Verdict: {v} (ZooKeeper not consulted)")
+    } else {
+        format!("Verdict: {v}")
     }
 }
 
-/// Rewrites `"<ms>:<PRE>:<EVENT>:<POST>"` log entries as local dates.
-fn humanize(body: &Value) -> Value {
-    let mut out = body.clone();
-    if let Some(log) = out.get_mut("log").and_then(Value::as_array_mut) {
-        for entry in log.iter_mut() {
-            if let Some(s) = entry.as_str() {
-                *entry = Value::String(human_entry(s));
-            }
+async fn check(cli: &Cli, ctx: &Ctx, peers: &[ServiceId], clean: bool) -> anyhow::Result<ExitCode> {
+    let rows = fanout::fan_out(
+        peers,
+        "debug",
+        &ctx.base,
+        &ctx.stype,
+        ctx.timeout,
+        cli.request_id.as_deref(),
+    )
+    .await;
+    let current: Vec<(String, Option<i64>)> = rows
+        .iter()
+        .filter(|r| r.status == 200 && !r.answer["body"].is_null())
+        .map(|r| (r.id.clone(), r.answer["body"]["local"]["id"].as_i64()))
+        .collect();
+    let zk = ctx.zk().await?;
+    let nodes = zk.election_nodes(&ctx.stype, &ctx.base).await?;
+    let verdicts = election::classify_nodes(&nodes, peers, &current);
+    let mut actions = vec![String::new(); nodes.len()];
+    let mut failed = false;
+    if clean {
+        // Last one first: deleting a lower node first would hand the lead to
+        // the next rogue for a moment.
+        for i in (0..nodes.len()).rev().filter(|i| verdicts[*i].rogue) {
+            actions[i] = match zk.delete(&nodes[i]).await {
+                Ok(()) => "deleted".into(),
+                Err(e) => {
+                    failed = true;
+                    e.to_string()
+                }
+            };
         }
     }
-    out
-}
-
-fn human_entry(s: &str) -> String {
-    let parts: Vec<&str> = s.splitn(4, ':').collect();
-    let [ms, pre, event, post] = parts[..] else {
-        return s.to_string();
-    };
-    let Ok(ms) = ms.parse::<i64>() else {
-        return s.to_string();
-    };
-    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
-        return s.to_string();
-    };
-    let local = t.with_timezone(&chrono::Local);
-    format!(
-        "{} {pre}, {event} -> {post}",
-        local.format("%Y-%m-%d %H:%M:%S%.3f")
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ini_lookup() {
-        let text =
-            "[OTHER]\nzookeeper=1.1.1.1:1\n[OPENIO]\n# comment\nzookeeper = 127.0.0.1:2181\n";
-        assert_eq!(
-            ini_value(text, "OPENIO", "zookeeper").as_deref(),
-            Some("127.0.0.1:2181")
+    zk.close().await;
+    let cells: Vec<Vec<Cell>> = nodes
+        .iter()
+        .zip(&verdicts)
+        .zip(&actions)
+        .map(|((n, v), a)| {
+            vec![
+                Cell::Text(n.name.clone()),
+                Cell::Text(n.owner.clone()),
+                Cell::Text(v.status.clone()),
+                Cell::Text(a.clone()),
+            ]
+        })
+        .collect();
+    print(cli.format, &["Node", "Host", "Status", "Action"], &cells);
+    for r in rows.iter().filter(|r| !r.answered()) {
+        eprintln!(
+            "{}: not asked for its current node ({}); its nodes are judged on ownership only",
+            r.id, r.message
         );
-        assert_eq!(ini_value(text, "NOPE", "zookeeper"), None);
     }
+    Ok(if failed || !rows.iter().all(fanout::Row::answered) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
-    #[test]
-    fn human_log_entries() {
-        let h = human_entry("1712345678901:LISTING:LIST_OK:ASKING");
-        assert!(h.ends_with(" LISTING, LIST_OK -> ASKING"), "{h}");
-        assert_eq!(
-            h.len(),
-            "2024-04-05 19:34:38.901".len() + " LISTING, LIST_OK -> ASKING".len()
-        );
-        assert!(h.contains(".901 "), "{h}");
-        assert_eq!(human_entry("garbage"), "garbage");
-        let key = election_core::names::ElectionKey::compute(
-            &ContainerId::compute("myaccount", "FVE0").meta2_base(),
-            &ServiceType::new("meta2").expect("t"),
-        );
-        assert!(key.as_str().starts_with("D9EAF789"));
+async fn run_container(cli: &Cli, cmd: &ContainerCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ContainerCmd::Create {
+            reference,
+            service_type,
+            replicas,
+        } => {
+            let ctx = Ctx::new(cli, service_type, reference, false)?;
+            let zk = ctx.zk().await?;
+            let services = zk.live_services(&ctx.stype).await;
+            zk.close().await;
+            let services = services?;
+            if services.is_empty() {
+                anyhow::bail!(
+                    "no live {} service registered in namespace {}: start election-server first",
+                    ctx.stype,
+                    ctx.ns
+                );
+            }
+            let http = reqwest::Client::builder().timeout(ctx.timeout).build()?;
+            let account = account(cli)?;
+            let mut last_err = String::new();
+            for s in &services {
+                let resp = http
+                    .post(format!("http://{s}/v1/container/create"))
+                    .query(&[
+                        ("acct", account.as_str()),
+                        ("ref", reference.as_str()),
+                        ("type", ctx.stype.as_str()),
+                    ])
+                    .query(&[("replicas", replicas)])
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) => {
+                        let body: serde_json::Value = r.json().await.unwrap_or_default();
+                        let status = body["status"].as_i64().unwrap_or(0);
+                        if status == 200 || status == 201 {
+                            let peers: Vec<String> = body["peers"]
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default()
+                                .iter()
+                                .filter_map(|p| p.as_str().map(String::from))
+                                .collect();
+                            let created = if status == 201 { "True" } else { "False" };
+                            print(
+                                cli.format,
+                                &["Name", "Created", "Peers"],
+                                &[vec![
+                                    Cell::Text(reference.clone()),
+                                    Cell::Text(created.into()),
+                                    Cell::Text(peers.join(",")),
+                                ]],
+                            );
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        anyhow::bail!(
+                            "{s} refused: ({status}) {}",
+                            body["message"].as_str().unwrap_or("")
+                        );
+                    }
+                    Err(e) => last_err = format!("{s}: {e}"),
+                }
+            }
+            anyhow::bail!("no live service answered: {last_err}")
+        }
+        ContainerCmd::Show {
+            reference,
+            service_type,
+            cid,
+        } => {
+            let ctx = Ctx::new(cli, service_type, reference, *cid)?;
+            let zk = ctx.zk().await?;
+            let entry = zk.entry(&ctx.stype, &ctx.base).await;
+            zk.close().await;
+            let entry = entry?;
+            let text = |k: &str| entry[k].as_str().unwrap_or("").to_string();
+            let peers: Vec<String> = entry["peers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect();
+            let ctime = entry["ctime_ms"]
+                .as_i64()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            let rows = vec![
+                vec![Cell::Text("account".into()), Cell::Text(text("account"))],
+                vec![
+                    Cell::Text("base_name".into()),
+                    Cell::Text(ctx.base.to_string()),
+                ],
+                vec![
+                    Cell::Text("container".into()),
+                    Cell::Text(text("reference")),
+                ],
+                vec![Cell::Text("ctime".into()), Cell::Text(ctime)],
+                vec![Cell::Text("peers".into()), Cell::Text(peers.join(","))],
+                vec![Cell::Text("type".into()), Cell::Text(ctx.stype.to_string())],
+            ];
+            print(cli.format, &["Field", "Value"], &rows);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

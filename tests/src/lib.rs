@@ -188,6 +188,51 @@ pub fn server_bin() -> PathBuf {
     bin
 }
 
+/// The `openio` binary built next to the tests.
+pub fn openio_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OPENIO_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("openio");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// One run of the `openio` CLI.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl CliRun {
+    /// The data rows of a simple table: one `Vec` of trimmed cells per row.
+    pub fn table(&self) -> Vec<Vec<String>> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(|l| {
+                l.trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// Options of the services a cluster starts.
 #[derive(Debug, Clone)]
 pub struct ServiceOpts {
@@ -419,6 +464,25 @@ impl Cluster {
             .iter()
             .map(|s| format!("===== {} =====\n{}", s.id, s.log_text()))
             .collect()
+    }
+
+    /// Runs `openio` against this cluster's ZooKeeper (namespace OPENIO).
+    pub async fn openio(&self, args: &[&str]) -> CliRun {
+        let started = Instant::now();
+        let out = tokio::process::Command::new(openio_bin())
+            .args(args)
+            .env("OIO_ZOOKEEPER", self.zk.connect_string())
+            .env("OIO_NS", "OPENIO")
+            .env_remove("OIO_ACCOUNT")
+            .output()
+            .await
+            .expect("run openio");
+        CliRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        }
     }
 
     /// Creates a container through the first running service; returns its base name.

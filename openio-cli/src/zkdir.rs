@@ -1,0 +1,183 @@
+//! The CLI's read-only (and `check --clean`) access to ZooKeeper: the
+//! directory entry of a base and the nodes of its election.
+
+use election_core::names::{
+    parse_node_name, BaseName, ElectionKey, Namespace, Seq, ServiceId, ServiceType, ZkLayout,
+};
+use serde_json::Value;
+use std::time::Duration;
+use zookeeper_client as zk;
+
+pub struct Zk {
+    client: zk::Client,
+    hosts: String,
+    timeout: Duration,
+    layout: ZkLayout,
+}
+
+/// One child of the election's group directory that carries the base's key.
+#[derive(Debug, Clone)]
+pub struct ElectionNode {
+    pub name: String,
+    pub path: String,
+    /// None when the name does not parse as `<KEY>-<seq>`.
+    pub seq: Option<Seq>,
+    /// The owner written in the node (lossy UTF-8, truncated).
+    pub owner: String,
+    pub version: i32,
+}
+
+impl Zk {
+    pub async fn connect(hosts: &str, ns: &Namespace, timeout: Duration) -> anyhow::Result<Zk> {
+        let connect = zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_connection_timeout(timeout.min(Duration::from_secs(5)))
+            .connect(hosts);
+        let client = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("ZooKeeper {hosts} did not answer within {timeout:?}"))?
+            .map_err(|e| {
+                anyhow::anyhow!("cannot reach ZooKeeper {hosts}: {e} (check --zookeeper)")
+            })?;
+        Ok(Zk {
+            client,
+            hosts: hosts.to_string(),
+            timeout,
+            layout: ZkLayout::new(ns.clone()),
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, zk::Error>>,
+    ) -> anyhow::Result<Result<T, zk::Error>> {
+        tokio::time::timeout(self.timeout, f).await.map_err(|_| {
+            anyhow::anyhow!(
+                "ZooKeeper {} did not answer {what} within {:?}",
+                self.hosts,
+                self.timeout
+            )
+        })
+    }
+
+    /// The peers recorded for a base, or a clear error when there is none.
+    pub async fn peers(
+        &self,
+        stype: &ServiceType,
+        base: &BaseName,
+    ) -> anyhow::Result<Vec<ServiceId>> {
+        let entry = self.entry(stype, base).await?;
+        let path = self.layout.directory_node(stype, base);
+        let peers = entry["peers"]
+            .as_array()
+            .ok_or_else(|| anyhow::anyhow!("directory node {path} has no peers"))?
+            .iter()
+            .filter_map(|p| p.as_str().and_then(|s| ServiceId::new(s).ok()))
+            .collect();
+        Ok(peers)
+    }
+
+    /// Live services of a type (their registrations), sorted.
+    pub async fn live_services(&self, stype: &ServiceType) -> anyhow::Result<Vec<ServiceId>> {
+        let dir = self.layout.services_dir(stype);
+        let mut out: Vec<ServiceId> = match self
+            .bounded("a listing", self.client.list_children(&dir))
+            .await?
+        {
+            Ok(c) => c
+                .into_iter()
+                .filter_map(|n| ServiceId::new(n).ok())
+                .collect(),
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(e) => anyhow::bail!("listing {dir}: {e}"),
+        };
+        out.sort();
+        Ok(out)
+    }
+
+    /// The directory entry of a base.
+    pub async fn entry(&self, stype: &ServiceType, base: &BaseName) -> anyhow::Result<Value> {
+        let path = self.layout.directory_node(stype, base);
+        let data = match self.bounded("a directory read", self.client.get_data(&path)).await? {
+            Err(zk::Error::NoNode) => anyhow::bail!(
+                "no {stype} base {base} in namespace {} (directory node {path} missing): check the account and reference, or pass --service-id",
+                self.layout.namespace()
+            ),
+            Err(e) => anyhow::bail!("reading {path}: {e}"),
+            Ok((data, _)) => data,
+        };
+        serde_json::from_slice(&data)
+            .map_err(|e| anyhow::anyhow!("directory node {path} is corrupt: {e}"))
+    }
+
+    /// Every child of the election's directory that starts with its key,
+    /// sorted by sequence (unparsable names last).
+    pub async fn election_nodes(
+        &self,
+        stype: &ServiceType,
+        base: &BaseName,
+    ) -> anyhow::Result<Vec<ElectionNode>> {
+        let key = ElectionKey::compute(base, stype);
+        let dir = self.layout.election_dir(stype, &key);
+        let children = match self
+            .bounded("a listing", self.client.list_children(&dir))
+            .await?
+        {
+            Ok(c) => c,
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(e) => anyhow::bail!("listing {dir}: {e}"),
+        };
+        let mut out = Vec::new();
+        for name in children.into_iter().filter(|c| c.starts_with(key.as_str())) {
+            let path = format!("{dir}/{name}");
+            let seq = parse_node_name(&name)
+                .filter(|(k, _)| *k == key.as_str())
+                .map(|(_, s)| s);
+            match self
+                .bounded("a node read", self.client.get_data(&path))
+                .await?
+            {
+                Ok((data, stat)) => {
+                    let mut owner =
+                        String::from_utf8_lossy(&data[..data.len().min(256)]).into_owned();
+                    if data.len() > 256 {
+                        owner.push_str(&format!("… ({} bytes)", data.len()));
+                    }
+                    out.push(ElectionNode {
+                        name,
+                        path,
+                        seq,
+                        owner,
+                        version: stat.version,
+                    });
+                }
+                Err(zk::Error::NoNode) => continue,
+                Err(e) => anyhow::bail!("reading {path}: {e}"),
+            }
+        }
+        out.sort_by_key(|n| (n.seq.is_none(), n.seq.unwrap_or(0), n.name.clone()));
+        Ok(out)
+    }
+
+    /// Deletes a node if it still is the one inspected (same data version).
+    pub async fn delete(&self, node: &ElectionNode) -> anyhow::Result<()> {
+        match self
+            .bounded(
+                "a delete",
+                self.client.delete(&node.path, Some(node.version)),
+            )
+            .await?
+        {
+            Ok(()) => Ok(()),
+            Err(e) => anyhow::bail!("{e}"),
+        }
+    }
+
+    /// Closes the session so that nothing lingers.
+    pub async fn close(self) {
+        let mut states = self.client.state_watcher();
+        drop(self.client);
+        let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
+    }
+}
