@@ -29,15 +29,15 @@ pub enum ReplicaVersion {
 }
 
 /// The outcome of comparing the local copy with a remote one, from the
-/// local point of view.
+/// local point of view (over the tables both know).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionDiff {
-    /// Same versions (or at most one step ahead: the remote missed the last
-    /// write, which is not the local side's problem).
+    /// Same versions.
     Equal,
     /// The local copy is behind: it must be refreshed from the remote.
     LocalBehind,
-    /// The local copy is ahead of the remote.
+    /// The local copy has writes the remote lacks. A candidate may lead
+    /// (the remote will catch up); a follower must refresh from its master.
     LocalAhead,
     /// Each side has writes the other lacks.
     Diverged,
@@ -46,8 +46,9 @@ pub enum VersionDiff {
 }
 
 /// Compares `local` and `remote` as OpenIO's `version_validate_diff` does,
-/// with one deliberate difference: a side with no copy at all is behind a
-/// side holding the base (an empty replica never looks "caught up").
+/// with two deliberate differences: a side with no copy at all is behind a
+/// side holding the base (an empty replica never looks "caught up"), and
+/// "ahead by one" is reported as ahead rather than equal (the caller decides).
 pub fn compare(local: &ReplicaVersion, remote: &ReplicaVersion) -> VersionDiff {
     use ReplicaVersion::*;
     match (local, remote) {
@@ -64,7 +65,6 @@ fn compare_tables(
     local: &BTreeMap<String, TableVersion>,
     remote: &BTreeMap<String, TableVersion>,
 ) -> VersionDiff {
-    let same_tables = local.len() == remote.len() && local.keys().all(|k| remote.contains_key(k));
     let (mut min_d, mut max_d) = (0i64, 0i64);
     for (table, l) in local {
         if let Some(r) = remote.get(table) {
@@ -73,18 +73,22 @@ fn compare_tables(
             max_d = max_d.max(d);
         }
     }
-    if min_d < 0 && max_d > 0 {
-        VersionDiff::Diverged
-    } else if min_d < 0 {
-        // Behind by one or more, or with different tables: refresh either way.
-        // (OpenIO reports "behind by exactly one" without error, then maps it
-        // to the same PIPEFROM outcome.)
-        VersionDiff::LocalBehind
-    } else if max_d > 1 || (max_d > 0 && !same_tables) {
-        VersionDiff::LocalAhead
-    } else {
-        VersionDiff::Equal
+    match (min_d < 0, max_d > 0) {
+        (true, true) => VersionDiff::Diverged,
+        (true, false) => VersionDiff::LocalBehind,
+        (false, true) => VersionDiff::LocalAhead,
+        (false, false) => VersionDiff::Equal,
     }
+}
+
+/// The vector's versions only (the `when` parts are informative).
+pub fn same_versions(
+    a: &BTreeMap<String, TableVersion>,
+    b: &BTreeMap<String, TableVersion>,
+) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .all(|(t, v)| b.get(t).is_some_and(|w| w.version == v.version))
 }
 
 #[cfg(test)]
@@ -120,7 +124,7 @@ mod tests {
             (
                 known(&[("main.admin", 4)]),
                 known(&[("main.admin", 3)]),
-                Equal,
+                LocalAhead,
             ),
             (
                 known(&[("main.admin", 5)]),
@@ -143,6 +147,7 @@ mod tests {
                 Diverged,
             ),
             (known(&[("a", 2), ("b", 1)]), known(&[("a", 1)]), LocalAhead),
+            (known(&[("a", 1)]), known(&[("a", 1), ("b", 5)]), Equal),
             (known(&[("a", 1), ("b", 1)]), known(&[("a", 1)]), Equal),
             (ReplicaVersion::Missing, known(&[("a", 0)]), LocalBehind),
             (known(&[("a", 0)]), ReplicaVersion::Missing, LocalAhead),

@@ -33,6 +33,13 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/election/sync", post(sync))
         .route("/v1/container/create", post(create_container))
         .route("/v1/container/show", get(show_container))
+        .route("/v1/container/set", post(set_properties))
+        .route("/v1/container/unset", post(unset_properties))
+        .route("/v1/container/props", get(get_properties))
+        .route("/v1/admin/readonly", get(readonly_status))
+        .route("/v1/admin/readonly/clear", post(readonly_clear))
+        .route("/v1/admin/fault", post(fault_switch))
+        .route("/v1/peer/replicate", post(peer_replicate))
         .route("/v1/peer/use", post(peer_use))
         .route("/v1/peer/getvers", post(peer_getvers))
         .route("/v1/peer/create", post(peer_create))
@@ -101,6 +108,8 @@ pub struct BaseQuery {
     /// Seconds the caller is willing to wait.
     timeout: Option<f64>,
     replicas: Option<usize>,
+    /// Reads: only the master may answer (slaves redirect).
+    master_only: Option<bool>,
 }
 
 fn check_type(svc: &Service, t: Option<&str>) -> Result<(), ApiError> {
@@ -178,6 +187,17 @@ async fn info(
             view.link.as_str(),
             view.session_id
         ));
+        let ro = svc.writes.readonly();
+        text.push_str(&format!(
+            "emergency_read_only_mode:{}\n",
+            u8::from(!ro.is_empty())
+        ));
+        for d in &ro {
+            text.push_str(&format!(
+                "emergency_read_only_base:{} {}\n",
+                d.base, d.detail
+            ));
+        }
         text.push_str("# elections\n");
         text.push_str(&format!("elections_total:{total}\n"));
         for (k, v) in &counts {
@@ -191,7 +211,8 @@ async fn info(
     }
     Json(json!({
         "service": {"id": svc.me, "type": svc.stype, "ns": svc.layout.namespace(),
-                    "uptime_s": svc.uptime().as_secs(), "exiting": svc.is_exiting()},
+                    "uptime_s": svc.uptime().as_secs(), "exiting": svc.is_exiting(),
+                    "emergency_read_only_mode": u8::from(!svc.writes.readonly().is_empty())},
         "elections": elections,
         "zookeeper": {"hosts": svc.zk.hosts(), "state": view.link.as_str(), "session": format!("0x{:x}", view.session_id),
                       "epoch": view.epoch, "session_timeout_ms": view.negotiated_timeout.as_millis() as u64,
@@ -561,4 +582,156 @@ async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Respon
         bytes,
     )
         .into_response())
+}
+
+// ---------------- writes and reads ----------------
+
+#[derive(serde::Deserialize)]
+struct SetBody {
+    properties: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct UnsetBody {
+    keys: Vec<String>,
+}
+
+async fn do_write(
+    svc: &Arc<Service>,
+    q: &BaseQuery,
+    headers: &HeaderMap,
+    ops: Vec<crate::storage::WriteOp>,
+) -> Response {
+    let base = match resolve(svc, q) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let budget = wait_budget(svc, q, headers);
+    match crate::writes::write(svc, &base, ops, budget).await {
+        Ok(next) => reply(
+            200,
+            "OK",
+            json!({"version": crate::storage::render_vector(&next)}),
+        ),
+        Err(e) => {
+            let (code, message) = e.code_and_message();
+            reply(code, &message, json!({}))
+        }
+    }
+}
+
+async fn set_properties(
+    State(svc): Svc,
+    Query(q): Query<BaseQuery>,
+    headers: HeaderMap,
+    body: Option<Json<SetBody>>,
+) -> Response {
+    let Some(Json(body)) = body else {
+        return ApiError::bad_request(
+            "expected a JSON body {\"properties\": {\"key\": \"value\"}}",
+        )
+        .into_response();
+    };
+    let ops = body
+        .properties
+        .into_iter()
+        .map(|(key, value)| crate::storage::WriteOp::Set { key, value })
+        .collect();
+    do_write(&svc, &q, &headers, ops).await
+}
+
+async fn unset_properties(
+    State(svc): Svc,
+    Query(q): Query<BaseQuery>,
+    headers: HeaderMap,
+    body: Option<Json<UnsetBody>>,
+) -> Response {
+    let Some(Json(body)) = body else {
+        return ApiError::bad_request("expected a JSON body {\"keys\": [\"key\"]}").into_response();
+    };
+    let ops = body
+        .keys
+        .into_iter()
+        .map(|key| crate::storage::WriteOp::Unset { key })
+        .collect();
+    do_write(&svc, &q, &headers, ops).await
+}
+
+async fn get_properties(
+    State(svc): Svc,
+    Query(q): Query<BaseQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    let budget = wait_budget(&svc, &q, &headers);
+    Ok(
+        match crate::writes::read(&svc, &base, q.master_only.unwrap_or(false), budget).await {
+            Ok((props, vector, role)) => reply(
+                200,
+                "OK",
+                json!({"properties": props, "version": crate::storage::render_vector(&vector), "role": role}),
+            ),
+            Err(e) => {
+                let (code, message) = e.code_and_message();
+                reply(code, &message, json!({}))
+            }
+        },
+    )
+}
+
+async fn readonly_status(State(svc): Svc) -> Response {
+    let ro = svc.writes.readonly();
+    Json(json!({"emergency_read_only_mode": u8::from(!ro.is_empty()), "bases": ro})).into_response()
+}
+
+async fn readonly_clear(State(svc): Svc) -> Response {
+    match crate::writes::clear_readonly(&svc).await {
+        Ok(cleared) => {
+            tracing::warn!(
+                "emergency read-only mode cleared by an operator for {} base(s)",
+                cleared.len()
+            );
+            reply(
+                200,
+                "OK",
+                json!({"cleared": cleared, "emergency_read_only_mode": u8::from(!svc.writes.readonly().is_empty())}),
+            )
+        }
+        Err(why) => reply(409, &format!("not cleared: {why}"), json!({})),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FaultQuery {
+    lose_acks: Option<bool>,
+}
+
+async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response {
+    if !svc.cfg.fault_switches {
+        return reply(
+            403,
+            "fault switches are disabled (start with --enable-fault-switches, tests only)",
+            json!({}),
+        );
+    }
+    if let Some(v) = q.lose_acks {
+        svc.writes
+            .fault_lose_acks
+            .store(v, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("fault switch lose_acks = {v}");
+    }
+    reply(
+        200,
+        "OK",
+        json!({"lose_acks": svc.writes.fault_lose_acks.load(std::sync::atomic::Ordering::SeqCst)}),
+    )
+}
+
+async fn peer_replicate(
+    State(svc): Svc,
+    Json(req): Json<crate::writes::ReplicateRequest>,
+) -> Result<Response, ApiError> {
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    let (code, message) = crate::writes::apply_replicated(&svc, req).await;
+    Ok(reply(code, &message, json!({})))
 }

@@ -10,6 +10,7 @@ mod directory;
 mod rpc;
 mod service;
 mod storage;
+mod writes;
 mod zk;
 
 use anyhow::Context;
@@ -81,6 +82,12 @@ struct Args {
     /// SIGTERM: time allowed to leave every election cleanly, in ms.
     #[arg(long, default_value_t = 10_000)]
     exit_budget_ms: u64,
+    /// Timeout of one replicated write to a slave, in ms.
+    #[arg(long, default_value_t = 5_000)]
+    replicate_timeout_ms: u64,
+    /// Accept test-only fault switches on POST /v1/admin/fault (never in production).
+    #[arg(long)]
+    enable_fault_switches: bool,
     /// Never become master (the service still follows and replicates).
     #[arg(long)]
     no_master: bool,
@@ -162,7 +169,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sync_timeout: Duration::from_secs(240),
         disconnect_grace: grace,
         exit_budget: Duration::from_millis(args.exit_budget_ms),
+        replicate_timeout: Duration::from_millis(args.replicate_timeout_ms),
+        fault_switches: args.enable_fault_switches,
     };
+    if args.enable_fault_switches {
+        tracing::warn!("test-only fault switches are ENABLED: never run like this in production");
+    }
     let svc = service::Service::new(cfg, me.clone(), ns, stype.clone(), session.clone(), store);
     svc.directory
         .bootstrap(&stype)

@@ -194,6 +194,17 @@ impl PeerClient {
             .map(|_| ())
     }
 
+    pub async fn replicate(
+        &self,
+        peer: &ServiceId,
+        req: &crate::writes::ReplicateRequest,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/replicate", req, timeout)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn dump(
         &self,
         peer: &ServiceId,

@@ -37,6 +37,10 @@ pub struct ServiceConfig {
     pub disconnect_grace: Duration,
     /// SIGTERM: time allowed to leave every election cleanly.
     pub exit_budget: Duration,
+    /// Timeout of one replicated write to a slave.
+    pub replicate_timeout: Duration,
+    /// Test-only fault switches may be set through the admin API.
+    pub fault_switches: bool,
 }
 
 /// What an election looks like from outside its task.
@@ -70,6 +74,7 @@ pub struct Service {
     pub store: BaseStore,
     pub directory: Directory,
     pub rpc: PeerClient,
+    pub writes: crate::writes::Writes,
     started: Instant,
     exiting: AtomicBool,
     slots: Mutex<HashMap<ElectionKey, Slot>>,
@@ -108,6 +113,7 @@ impl Service {
             store,
             directory,
             rpc,
+            writes: crate::writes::Writes::default(),
             started: Instant::now(),
             exiting: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
@@ -202,6 +208,12 @@ impl Service {
     pub fn leave(self: &Arc<Self>, base: &BaseName) -> bool {
         self.send(base, Msg::Event(Event::LeaveReq), false)
             .is_some()
+    }
+
+    /// Leaves the election and comes back at once (as a new member).
+    pub fn leave_and_rejoin(self: &Arc<Self>, base: &BaseName) {
+        self.send(base, Msg::Event(Event::LeaveReq), false);
+        self.send(base, Msg::Poke { touch: false }, false);
     }
 
     pub fn request_sync(self: &Arc<Self>, base: &BaseName) {
@@ -762,7 +774,15 @@ impl Driver {
                         }
                         (Ok(local), Ok(GetversReply::Version { version })) => {
                             match compare(&local, &version) {
-                                VersionDiff::Equal | VersionDiff::LocalAhead => GetversOutcome::Ok,
+                                VersionDiff::Equal => GetversOutcome::Ok,
+                                // A candidate leads peers that are behind (they
+                                // catch up); a follower ahead of its master holds a
+                                // write the master never acknowledged: it must
+                                // take the master's copy (OpenIO keeps it).
+                                VersionDiff::LocalAhead if master_seq.is_none() => {
+                                    GetversOutcome::Ok
+                                }
+                                VersionDiff::LocalAhead => GetversOutcome::Race,
                                 VersionDiff::LocalBehind => GetversOutcome::Old,
                                 VersionDiff::Diverged => GetversOutcome::Race,
                                 VersionDiff::Unknown(why) => {

@@ -18,12 +18,64 @@ use std::sync::Mutex;
 pub enum StoreError {
     #[error("base not found on this service")]
     Missing,
+    #[error("out of order: the local copy is at {local}, the write expects {expected}")]
+    OutOfOrder { local: String, expected: String },
     #[error("base is being restored")]
     Restoring,
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// One change of a write, replicated as is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WriteOp {
+    Set { key: String, value: String },
+    Unset { key: String },
+}
+
+pub type Vector = BTreeMap<String, TableVersion>;
+
+/// Renders a vector compactly: `admin=1 properties=7`.
+pub fn render_vector(v: &Vector) -> String {
+    v.iter()
+        .map(|(t, tv)| format!("{}={}", t.trim_start_matches("main."), tv.version))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A write applied inside an open transaction on the master, waiting for the
+/// slaves' answers. Dropped without `commit`, it is rolled back.
+pub struct PendingWrite {
+    conn: Connection,
+    pub prev: Vector,
+    pub next: Vector,
+    open: bool,
+}
+
+impl PendingWrite {
+    pub fn commit(&mut self) -> Result<(), StoreError> {
+        self.open = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    pub fn rollback(&mut self) {
+        if std::mem::take(&mut self.open) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        self.rollback();
+    }
 }
 
 /// Metadata written into a replica's admin table at creation.
@@ -169,6 +221,162 @@ impl BaseStore {
         Ok(out)
     }
 
+    fn open_rw(&self, key: &ElectionKey) -> Result<Connection, StoreError> {
+        if self.is_restoring(key) {
+            return Err(StoreError::Restoring);
+        }
+        let path = self.path(key);
+        if !path.exists() {
+            return Err(StoreError::Missing);
+        }
+        Ok(Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?)
+    }
+
+    fn vector_in(tx: &Connection) -> Result<Vector, StoreError> {
+        let mut stmt = tx.prepare("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vector::new();
+        for row in rows {
+            let (k, v) = row?;
+            let (version, when) = v.split_once(':').unwrap_or((v.as_str(), "0"));
+            out.insert(
+                k.trim_start_matches("version:").to_string(),
+                TableVersion {
+                    version: version.parse().unwrap_or(-1),
+                    when: when.parse().unwrap_or(0),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    fn apply_ops(tx: &Connection, ops: &[WriteOp]) -> Result<(), StoreError> {
+        for op in ops {
+            match op {
+                WriteOp::Set { key, value } => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO properties (k, v) VALUES (?1, ?2)",
+                        params![key, value],
+                    )?;
+                }
+                WriteOp::Unset { key } => {
+                    tx.execute("DELETE FROM properties WHERE k = ?1", params![key])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn store_vector(tx: &Connection, v: &Vector) -> Result<(), StoreError> {
+        for (table, tv) in v {
+            tx.execute(
+                "INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)",
+                params![
+                    format!("version:{table}"),
+                    format!("{}:{}", tv.version, tv.when)
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Starts the master's side of a write: `ops` applied and the properties
+    /// version bumped inside an open transaction, committed or rolled back
+    /// later (after the slaves answered).
+    pub fn begin_write(
+        &self,
+        key: &ElectionKey,
+        ops: &[WriteOp],
+        when_ms: i64,
+    ) -> Result<PendingWrite, StoreError> {
+        let conn = self.open_rw(key)?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Dropping `pending` on an error below rolls the transaction back.
+        let mut pending = PendingWrite {
+            conn,
+            prev: Vector::new(),
+            next: Vector::new(),
+            open: true,
+        };
+        let prev = Self::vector_in(&pending.conn)?;
+        Self::apply_ops(&pending.conn, ops)?;
+        let mut next = prev.clone();
+        let entry = next
+            .entry("main.properties".to_string())
+            .or_insert(TableVersion {
+                version: 0,
+                when: 0,
+            });
+        entry.version += 1;
+        entry.when = when_ms;
+        Self::store_vector(&pending.conn, &next)?;
+        pending.prev = prev;
+        pending.next = next;
+        Ok(pending)
+    }
+
+    /// A write committed at once (tests: the master's path waits for slaves).
+    #[cfg(test)]
+    pub fn apply(
+        &self,
+        key: &ElectionKey,
+        ops: &[WriteOp],
+        when_ms: i64,
+    ) -> Result<(Vector, Vector), StoreError> {
+        let mut pending = self.begin_write(key, ops, when_ms)?;
+        pending.commit()?;
+        Ok((pending.prev.clone(), pending.next.clone()))
+    }
+
+    /// A slave's side: applies a write only if the local copy is exactly at
+    /// `prev` (or already at `next`: a retried write), so no write is ever
+    /// applied out of order or twice.
+    pub fn apply_replica(
+        &self,
+        key: &ElectionKey,
+        ops: &[WriteOp],
+        prev: &Vector,
+        next: &Vector,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.open_rw(key)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let local = Self::vector_in(&tx)?;
+        if election_core::version::same_versions(&local, next) {
+            return Ok(false);
+        }
+        if !election_core::version::same_versions(&local, prev) {
+            return Err(StoreError::OutOfOrder {
+                local: render_vector(&local),
+                expected: render_vector(prev),
+            });
+        }
+        Self::apply_ops(&tx, ops)?;
+        Self::store_vector(&tx, next)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The properties of the local replica, with its vector.
+    pub fn properties(
+        &self,
+        key: &ElectionKey,
+    ) -> Result<(BTreeMap<String, String>, Vector), StoreError> {
+        let mut conn = self.open_rw(key)?;
+        let tx = conn.transaction()?;
+        let vector = Self::vector_in(&tx)?;
+        let mut props = BTreeMap::new();
+        {
+            let mut stmt = tx.prepare("SELECT k, v FROM properties")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (k, v) = row?;
+                props.insert(k, v);
+            }
+        }
+        Ok((props, vector))
+    }
+
     /// One admin key of the local replica.
     #[cfg(test)]
     pub fn admin_value(&self, key: &ElectionKey, k: &str) -> Result<Option<String>, StoreError> {
@@ -279,7 +487,7 @@ fn rand_suffix() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use election_core::version::{compare, VersionDiff};
+    use election_core::version::{compare, same_versions, VersionDiff};
 
     fn info(base: &BaseName) -> BaseInfo {
         BaseInfo {
@@ -336,6 +544,105 @@ mod tests {
                 .as_deref(),
             Some("acct")
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writes_apply_in_order_only() {
+        let dir = std::env::temp_dir().join(format!("store-writes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir).expect("open");
+        let t = ServiceType::new("meta2").expect("valid");
+        let (mb, sb) = (
+            BaseName::parse("M.1").expect("valid"),
+            BaseName::parse("S.1").expect("valid"),
+        );
+        let (master, slave) = (ElectionKey::compute(&mb, &t), ElectionKey::compute(&sb, &t));
+        store.create(&master, &info(&mb)).expect("create");
+        store.create(&slave, &info(&sb)).expect("create");
+        let (_, start) = store.properties(&slave).expect("props");
+
+        // The master applies and bumps the properties version.
+        let set = vec![WriteOp::Set {
+            key: "a".into(),
+            value: "1".into(),
+        }];
+        let (prev1, next1) = store.apply(&master, &set, 77).expect("apply");
+        assert!(same_versions(&prev1, &start));
+        assert_eq!(
+            next1["main.properties"].version,
+            prev1["main.properties"].version + 1
+        );
+        let unset = vec![WriteOp::Unset { key: "a".into() }];
+        let (prev2, next2) = store.apply(&master, &unset, 78).expect("apply");
+        assert!(same_versions(&prev2, &next1));
+
+        // A replica refuses a write it cannot apply in order...
+        let err = store
+            .apply_replica(&slave, &unset, &prev2, &next2)
+            .expect_err("out of order");
+        assert!(matches!(err, StoreError::OutOfOrder { .. }), "{err}");
+        // ...applies them in order, and a retried write is a no-op.
+        assert!(store
+            .apply_replica(&slave, &set, &prev1, &next1)
+            .expect("first"));
+        assert!(!store
+            .apply_replica(&slave, &set, &prev1, &next1)
+            .expect("retry"));
+        assert_eq!(
+            store
+                .properties(&slave)
+                .expect("props")
+                .0
+                .get("a")
+                .map(String::as_str),
+            Some("1")
+        );
+        assert!(store
+            .apply_replica(&slave, &unset, &prev2, &next2)
+            .expect("second"));
+        assert_eq!(
+            store.properties(&slave).expect("props"),
+            store.properties(&master).expect("props")
+        );
+        // An uncommitted write is invisible and vanishes on rollback.
+        let mut pending = store.begin_write(&master, &set, 79).expect("begin");
+        assert!(same_versions(&pending.prev, &next2));
+        let ReplicaVersion::Known { tables } = store.version(&master) else {
+            panic!("readable while pending")
+        };
+        assert!(
+            same_versions(&tables, &next2),
+            "readers see the committed state"
+        );
+        pending.rollback();
+        assert!(same_versions(
+            &store.properties(&master).expect("props").1,
+            &next2
+        ));
+        let mut pending = store.begin_write(&master, &set, 80).expect("begin");
+        pending.commit().expect("commit");
+        assert_eq!(
+            store.properties(&master).expect("props").1["main.properties"].version,
+            next2["main.properties"].version + 1
+        );
+        drop(store.begin_write(&master, &unset, 81).expect("begin"));
+        assert_eq!(
+            store
+                .properties(&master)
+                .expect("props")
+                .0
+                .get("a")
+                .map(String::as_str),
+            Some("1"),
+            "dropped = rolled back"
+        );
+        std::fs::remove_file(store.path(&slave)).expect("remove");
+        assert_eq!(store.version(&slave), ReplicaVersion::Missing);
+        assert!(matches!(
+            store.apply(&slave, &set, 1),
+            Err(StoreError::Missing)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

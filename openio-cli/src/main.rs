@@ -141,7 +141,7 @@ enum ContainerCmd {
         #[arg(long, default_value_t = 3)]
         replicas: usize,
     },
-    /// Show a container's directory entry.
+    /// Show a container: its directory entry and properties.
     Show {
         reference: String,
         #[arg(long = "type", default_value = "meta2")]
@@ -149,6 +149,132 @@ enum ContainerCmd {
         #[arg(long)]
         cid: bool,
     },
+    /// Set properties (written on the master, replicated to a majority).
+    Set {
+        reference: String,
+        /// KEY=VALUE (repeatable).
+        #[arg(long = "property", required = true, value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+        #[arg(long = "type", default_value = "meta2")]
+        service_type: String,
+        #[arg(long)]
+        cid: bool,
+    },
+    /// Remove properties.
+    Unset {
+        reference: String,
+        /// KEY (repeatable).
+        #[arg(long = "property", required = true)]
+        keys: Vec<String>,
+        #[arg(long = "type", default_value = "meta2")]
+        service_type: String,
+        #[arg(long)]
+        cid: bool,
+    },
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// The outcome of a request sent to the base's peers, following redirects.
+struct Answer {
+    status: i64,
+    message: String,
+    body: serde_json::Value,
+    http: u16,
+}
+
+/// Sends `route` to the base: to the first peer that answers, following 303
+/// redirects (at most 4, pausing 200, 400, 800 ms before the 2nd..4th, as
+/// OpenIO's client does).
+async fn to_base(
+    ctx: &Ctx,
+    peers: &[ServiceId],
+    method: reqwest::Method,
+    route: &str,
+    body: Option<serde_json::Value>,
+    req_id: Option<&str>,
+) -> anyhow::Result<Answer> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(ctx.timeout.min(Duration::from_secs(5)))
+        .build()?;
+    let budget_us = (ctx.timeout.as_micros() as u64) * 99 / 100;
+    let send = |target: String| {
+        let mut req = http
+            .request(method.clone(), format!("http://{target}{route}"))
+            .query(&[("base", ctx.base.as_str()), ("type", ctx.stype.as_str())])
+            .header("x-oio-timeout", budget_us.to_string())
+            .timeout(ctx.timeout);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        if let Some(id) = req_id {
+            req = req.header("x-oio-req-id", id);
+        }
+        req.send()
+    };
+    let mut errors = Vec::new();
+    for first in peers {
+        let mut target = first.to_string();
+        let mut redirects = 0u32;
+        loop {
+            let resp = match send(target.clone()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{target}: {e}"));
+                    break;
+                }
+            };
+            let http_status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let status = body["status"].as_i64().unwrap_or(i64::from(http_status));
+            let message = body["message"].as_str().unwrap_or("").to_string();
+            if status == 303 && redirects < 4 {
+                if redirects > 0 {
+                    tokio::time::sleep(Duration::from_millis(200 << (redirects - 1))).await;
+                }
+                redirects += 1;
+                target = message;
+                continue;
+            }
+            if status == 303 {
+                return Ok(Answer {
+                    status: 305,
+                    message: format!("Too many redirections (last: {message})"),
+                    body,
+                    http: 503,
+                });
+            }
+            return Ok(Answer {
+                status,
+                message,
+                body,
+                http: http_status,
+            });
+        }
+    }
+    anyhow::bail!("no peer of {} answered: {}", ctx.base, errors.join("; "))
+}
+
+/// Prints a failed write the way the seed shows it.
+fn write_failure(a: &Answer) -> String {
+    // "Election failed [<base>][<type>]: ..." -> the seed's "Open/lock: ..." line.
+    if let Some(rest) = a.message.strip_prefix("Election failed [") {
+        if let Some(end) = rest.find("]:") {
+            return format!(
+                "Open/lock: Election failed [{}] (HTTP {}) (STATUS {})",
+                &rest[..end],
+                a.http,
+                a.status
+            );
+        }
+    }
+    format!("{} (HTTP {}) (STATUS {})", a.message, a.http, a.status)
 }
 
 fn main() -> ExitCode {
@@ -544,8 +670,105 @@ async fn run_container(cli: &Cli, cmd: &ContainerCmd) -> anyhow::Result<ExitCode
                 vec![Cell::Text("peers".into()), Cell::Text(peers.join(","))],
                 vec![Cell::Text("type".into()), Cell::Text(ctx.stype.to_string())],
             ];
+            let mut rows = rows;
+            let peers: Vec<ServiceId> = peers
+                .iter()
+                .filter_map(|p| ServiceId::new(p.clone()).ok())
+                .collect();
+            match to_base(
+                &ctx,
+                &peers,
+                reqwest::Method::GET,
+                "/v1/container/props",
+                None,
+                cli.request_id.as_deref(),
+            )
+            .await
+            {
+                Ok(a) if a.status == 200 => {
+                    rows.push(vec![
+                        Cell::Text("version".into()),
+                        Cell::Text(a.body["version"].as_str().unwrap_or("").into()),
+                    ]);
+                    for (k, v) in a.body["properties"]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        rows.push(vec![
+                            Cell::Text(format!("meta.{k}")),
+                            Cell::Text(v.as_str().unwrap_or("").into()),
+                        ]);
+                    }
+                }
+                Ok(a) => eprintln!("properties unavailable: {}", write_failure(&a)),
+                Err(e) => eprintln!("properties unavailable: {e:#}"),
+            }
             print(cli.format, &["Field", "Value"], &rows);
             Ok(ExitCode::SUCCESS)
         }
+        ContainerCmd::Set {
+            reference,
+            properties,
+            service_type,
+            cid,
+        } => {
+            let props: serde_json::Map<String, serde_json::Value> = properties
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            write_command(
+                cli,
+                service_type,
+                reference,
+                *cid,
+                "/v1/container/set",
+                serde_json::json!({ "properties": props }),
+            )
+            .await
+        }
+        ContainerCmd::Unset {
+            reference,
+            keys,
+            service_type,
+            cid,
+        } => {
+            write_command(
+                cli,
+                service_type,
+                reference,
+                *cid,
+                "/v1/container/unset",
+                serde_json::json!({ "keys": keys }),
+            )
+            .await
+        }
+    }
+}
+
+async fn write_command(
+    cli: &Cli,
+    stype: &str,
+    reference: &str,
+    cid: bool,
+    route: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::new(cli, stype, reference, cid)?;
+    let peers = ctx.peers(&[]).await?;
+    let a = to_base(
+        &ctx,
+        &peers,
+        reqwest::Method::POST,
+        route,
+        Some(body),
+        cli.request_id.as_deref(),
+    )
+    .await?;
+    if a.status == 200 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{}", write_failure(&a));
+        Ok(ExitCode::from(1))
     }
 }

@@ -548,6 +548,98 @@ impl Cluster {
         }
     }
 
+    /// A write sent to one peer, without following redirects: (status, message).
+    pub async fn write_to(
+        &self,
+        id: &str,
+        base: &str,
+        props: &[(&str, &str)],
+        timeout: Duration,
+    ) -> (u16, String) {
+        let body = serde_json::json!({"properties": props.iter().map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string()))).collect::<serde_json::Map<_, _>>()});
+        let resp = self
+            .http
+            .post(format!("http://{id}/v1/container/set"))
+            .query(&[("base", base), ("type", "meta2")])
+            .header("x-oio-timeout", (timeout.as_micros() as u64).to_string())
+            .timeout(timeout)
+            .json(&body)
+            .send()
+            .await;
+        match resp {
+            Ok(r) => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                (
+                    v["status"].as_u64().unwrap_or(0) as u16,
+                    v["message"].as_str().unwrap_or("").to_string(),
+                )
+            }
+            Err(e) => (if e.is_timeout() { 7 } else { 2 }, e.to_string()),
+        }
+    }
+
+    /// A write sent like a client does: to a running peer, following up to
+    /// 4 redirects. Returns (status, message, the peer that answered).
+    pub async fn write(
+        &self,
+        base: &str,
+        props: &[(&str, &str)],
+        timeout: Duration,
+    ) -> (u16, String, String) {
+        let mut last = (0, "no running peer".to_string(), String::new());
+        for s in self.services.iter().filter(|s| s.is_running()) {
+            let mut target = s.id.clone();
+            for _ in 0..5 {
+                let (code, message) = self.write_to(&target, base, props, timeout).await;
+                if code == 303 {
+                    target = message;
+                    continue;
+                }
+                last = (code, message, target.clone());
+                break;
+            }
+            if last.0 == 200 || (last.0 >= 100 && last.0 != 303) {
+                return last;
+            }
+        }
+        last
+    }
+
+    /// The properties as one peer serves them: (status, properties, version).
+    pub async fn props(&self, id: &str, base: &str) -> (u16, Value, String) {
+        let resp = self
+            .http
+            .get(format!("http://{id}/v1/container/props"))
+            .query(&[("base", base), ("type", "meta2")])
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        match resp {
+            Ok(r) => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                (
+                    v["status"].as_u64().unwrap_or(0) as u16,
+                    v["properties"].clone(),
+                    v["version"].as_str().unwrap_or("").to_string(),
+                )
+            }
+            Err(_) => (2, Value::Null, String::new()),
+        }
+    }
+
+    /// `/info?format=text` of one peer.
+    pub async fn info_text(&self, id: &str) -> String {
+        match self
+            .http
+            .get(format!("http://{id}/info?format=text"))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        }
+    }
+
     /// `status` on every running peer, in parallel.
     pub async fn status_all(&self, base: &str, timeout: Duration) -> Vec<Answer> {
         let futs = self

@@ -1,0 +1,526 @@
+//! The writer path: master-only writes replicated to a majority, with the
+//! fencing epoch; the slaves' side; and emergency read-only mode.
+//!
+//! A write on the master: wait (bounded) for a final election state; a SLAVE
+//! answers 303 with its master; the MASTER re-checks its role and session
+//! under the base's write lock, applies the write in an SQLite transaction,
+//! sends it with its epoch (its election node's sequence) and the resulting
+//! version vector to the slaves, and commits only when a majority of the
+//! group, itself included, acknowledged. Otherwise it rolls back and answers
+//! 503. A slave applies a write only from the master it follows, under that
+//! master's epoch, and only in version order; anything else is refused (and
+//! a slave that finds itself behind resyncs from the master).
+//!
+//! If a slave may have applied a write the master then rolled back (its
+//! answer was lost), replicas may differ from the master: the service enters
+//! emergency read-only mode (seed 000) until an operator clears it once every
+//! replica reports the same version, or the service restarts.
+
+use crate::rpc::PeerError;
+use crate::service::{session_live, Service, WaitError};
+use crate::storage::{render_vector, StoreError, Vector, WriteOp};
+use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
+use election_core::State;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const READONLY_MESSAGE: &str =
+    "READONLY Server is in emergency read-only mode due to a critical propagation failure.";
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReplicateRequest {
+    pub base: BaseName,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub from: ServiceId,
+    /// The master's fencing epoch: the sequence of its election node.
+    pub epoch: Seq,
+    pub prev: Vector,
+    pub next: Vector,
+    pub ops: Vec<WriteOp>,
+}
+
+/// Why a write was not acknowledged.
+#[derive(Debug)]
+pub enum WriteError {
+    /// This peer is a slave: write to the master.
+    Redirect(ServiceId),
+    /// No final election state in time (the seed's 503).
+    ElectionFailed(String),
+    Exiting,
+    NotManaged(String),
+    ReadOnly,
+    /// Not enough replicas acknowledged: the write was rolled back.
+    NoQuorum(String),
+    Invalid(String),
+    Internal(String),
+}
+
+impl WriteError {
+    /// (OpenIO code, message).
+    pub fn code_and_message(&self) -> (u16, String) {
+        match self {
+            WriteError::Redirect(m) => (303, m.to_string()),
+            WriteError::ElectionFailed(m) => (503, m.clone()),
+            WriteError::Exiting => (503, "service exiting".into()),
+            WriteError::NotManaged(m) => (431, m.clone()),
+            WriteError::ReadOnly => (503, READONLY_MESSAGE.into()),
+            WriteError::NoQuorum(m) => (503, m.clone()),
+            WriteError::Invalid(m) => (400, m.clone()),
+            WriteError::Internal(m) => (500, m.clone()),
+        }
+    }
+}
+
+/// One base whose replicas may differ from the master.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Divergence {
+    pub base: BaseName,
+    pub detail: String,
+    pub since_ms: u64,
+}
+
+/// Per-service write state: per-base write locks and the read-only mode.
+#[derive(Default)]
+pub struct Writes {
+    locks: Mutex<HashMap<BaseName, Arc<tokio::sync::Mutex<()>>>>,
+    readonly: Mutex<Vec<Divergence>>,
+    /// Test-only fault switch: pretend every slave's answer to a write was
+    /// lost after it applied it (`--enable-fault-switches`).
+    pub fault_lose_acks: std::sync::atomic::AtomicBool,
+}
+
+impl Writes {
+    fn lock(&self, base: &BaseName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() > 100_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(base.clone()).or_default().clone()
+    }
+
+    pub fn readonly(&self) -> Vec<Divergence> {
+        self.readonly
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn enter_readonly(&self, d: Divergence) {
+        tracing::error!(
+            base = %d.base,
+            "CRITICAL emergency read-only mode: write on {} could not be propagated safely: {}",
+            d.base,
+            d.detail
+        );
+        self.readonly
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(d);
+    }
+
+    fn clear_readonly(&self, bases: &[BaseName]) {
+        self.readonly
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|d| !bases.contains(&d.base));
+    }
+}
+
+fn validate(ops: &[WriteOp]) -> Result<(), WriteError> {
+    if ops.is_empty() {
+        return Err(WriteError::Invalid(
+            "nothing to write: give at least one property".into(),
+        ));
+    }
+    if ops.len() > 1000 {
+        return Err(WriteError::Invalid(format!(
+            "{} changes in one write; at most 1000",
+            ops.len()
+        )));
+    }
+    for op in ops {
+        let (WriteOp::Set { key, .. } | WriteOp::Unset { key }) = op;
+        if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+            return Err(WriteError::Invalid(format!(
+                "property key {key:?}: 1 to 256 printable characters"
+            )));
+        }
+        if let WriteOp::Set { value, .. } = op {
+            if value.len() > 16 * 1024 {
+                return Err(WriteError::Invalid(format!(
+                    "value of {key:?} is {} bytes; at most 16384",
+                    value.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A client write, on whichever peer received it.
+pub async fn write(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    ops: Vec<WriteOp>,
+    budget: Duration,
+) -> Result<Vector, WriteError> {
+    validate(&ops)?;
+    if !svc.writes.readonly().is_empty() {
+        return Err(WriteError::ReadOnly);
+    }
+    match svc.manages(base, false).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(WriteError::NotManaged(format!(
+                "Base not managed: {base} is not hosted by {}",
+                svc.me
+            )))
+        }
+        Err(e) => {
+            return Err(WriteError::ElectionFailed(format!(
+                "directory unavailable: {e}"
+            )))
+        }
+    }
+    let snap = match svc.wait_final(base, budget).await {
+        Ok(s) => s,
+        Err(WaitError::Exiting) => return Err(WriteError::Exiting),
+        Err(WaitError::Timeout(s)) => {
+            return Err(WriteError::ElectionFailed(format!(
+                "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
+                svc.stype,
+                s.fsm.state(),
+                s.fsm.reason(svc.now())
+            )))
+        }
+    };
+    if let Some(master) = snap.fsm.master() {
+        return Err(WriteError::Redirect(master.clone()));
+    }
+    let lock = svc.writes.lock(base);
+    let _guard = lock.lock().await;
+    // Re-check under the lock: the role may have changed while we waited.
+    let snap = svc
+        .snapshot(base)
+        .ok_or_else(|| WriteError::ElectionFailed("election vanished".into()))?;
+    match (snap.fsm.state(), snap.fsm.master()) {
+        (_, Some(master)) => return Err(WriteError::Redirect(master.clone())),
+        (State::Master, None) if session_live(svc, snap.bound_epoch) => {}
+        (state, None) => {
+            return Err(WriteError::ElectionFailed(format!(
+                "Election failed [{base}][{}]: election status changed during the write (now {state}, session live: {})",
+                svc.stype,
+                session_live(svc, snap.bound_epoch)
+            )))
+        }
+    }
+    let epoch = snap
+        .fsm
+        .local_id()
+        .ok_or_else(|| WriteError::Internal("master without a node".into()))?;
+    let peers: Vec<ServiceId> = snap
+        .fsm
+        .peers()
+        .map(<[ServiceId]>::to_vec)
+        .unwrap_or_default();
+    let group = peers.len() + 1;
+    let needed = group / 2 + 1;
+
+    // Apply in a transaction held open while the slaves are asked; commit
+    // only with a majority. The blocking thread drives the async calls.
+    let (svc2, base2, key) = (svc.clone(), base.clone(), svc.key(base));
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Vector, WriteError> {
+        let store_err = |e: StoreError| WriteError::Internal(format!("local write failed: {e}"));
+        let when = i64::try_from(svc2.now().wall_ms).unwrap_or(0);
+        let mut pending = svc2.store.begin_write(&key, &ops, when).map_err(store_err)?;
+        let req = ReplicateRequest {
+            base: base2.clone(),
+            service_type: svc2.stype.clone(),
+            from: svc2.me.clone(),
+            epoch,
+            prev: pending.prev.clone(),
+            next: pending.next.clone(),
+            ops,
+        };
+        let answers = handle.block_on(replicate(&svc2, &peers, &req, needed));
+        let acked = 1 + answers.iter().filter(|(_, a)| matches!(a, Ack::Applied)).count();
+        if acked >= needed {
+            pending.commit().map_err(|e| {
+                // The slaves have it and we do not: replicas differ.
+                svc2.writes.enter_readonly(Divergence {
+                    base: base2.clone(),
+                    detail: format!("local commit failed after {acked} acknowledgements: {e}"),
+                    since_ms: svc2.now().wall_ms,
+                });
+                WriteError::ReadOnly
+            })?;
+            return Ok(req.next);
+        }
+        pending.rollback();
+        let detail: Vec<String> = answers.iter().map(|(p, a)| format!("{p}: {a}")).collect();
+        let message = format!(
+            "no quorum: {acked} of {group} replicas acknowledged, {needed} needed; the write was rolled back ({})",
+            detail.join("; ")
+        );
+        if answers.iter().any(|(_, a)| matches!(a, Ack::Unknown(_))) {
+            svc2.writes.enter_readonly(Divergence {
+                base: base2.clone(),
+                detail: format!("write {} -> {} may be on some replicas: {}", render_vector(&req.prev), render_vector(&req.next), detail.join("; ")),
+                since_ms: svc2.now().wall_ms,
+            });
+        }
+        if answers.iter().any(|(_, a)| matches!(a, Ack::Deposed(_))) {
+            // Another master leads: step down; we rejoin as its slave.
+            tracing::warn!(base = %base2, "write refused by a peer following another master: leaving");
+            svc2.leave_and_rejoin(&base2);
+        }
+        Err(WriteError::NoQuorum(message))
+    })
+    .await
+    .map_err(|e| WriteError::Internal(e.to_string()))?;
+    outcome
+}
+
+/// A slave's answer to one replicated write.
+#[derive(Debug)]
+enum Ack {
+    Applied,
+    /// Refused before applying (out of order, not settled...).
+    Refused(String),
+    /// Refused because it follows another master or is master itself.
+    Deposed(String),
+    /// No answer: it may or may not have applied the write.
+    Unknown(String),
+    /// Not answered yet when the outcome was decided.
+    Pending,
+}
+
+impl std::fmt::Display for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ack::Applied => f.write_str("applied"),
+            Ack::Refused(m) => write!(f, "refused ({m})"),
+            Ack::Deposed(m) => write!(f, "refused ({m})"),
+            Ack::Unknown(m) => write!(f, "no answer ({m})"),
+            Ack::Pending => f.write_str("still pending"),
+        }
+    }
+}
+
+/// Sends the write to every slave and returns as soon as the outcome is
+/// decided: `needed - 1` slaves applied it, or too many refused for that to
+/// happen. Slower slaves keep receiving it in the background.
+async fn replicate(
+    svc: &Arc<Service>,
+    peers: &[ServiceId],
+    req: &ReplicateRequest,
+    needed: usize,
+) -> Vec<(ServiceId, Ack)> {
+    use futures::StreamExt;
+    let lose = svc
+        .writes
+        .fault_lose_acks
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let req = Arc::new(req.clone());
+    let mut calls: futures::stream::FuturesUnordered<_> = peers
+        .iter()
+        .map(|peer| {
+            let (svc, req, peer) = (svc.clone(), req.clone(), peer.clone());
+            // Spawned: a call still running when we decide goes on by itself.
+            tokio::spawn(async move {
+                let answer = svc
+                    .rpc
+                    .replicate(&peer, &req, svc.cfg.replicate_timeout)
+                    .await;
+                let ack = match answer {
+                    Ok(()) if lose => Ack::Unknown("fault switch: acknowledgement dropped".into()),
+                    Ok(()) => Ack::Applied,
+                    Err(PeerError::Status {
+                        status: 409 | 473,
+                        body,
+                        ..
+                    }) if body.contains("not following") || body.contains("IS_MASTER") => {
+                        Ack::Deposed(body)
+                    }
+                    Err(PeerError::Status { body, .. }) => Ack::Refused(body),
+                    Err(e @ (PeerError::Refused { .. } | PeerError::ConnectTimeout { .. })) => {
+                        Ack::Refused(e.to_string())
+                    }
+                    Err(e) => Ack::Unknown(e.to_string()),
+                };
+                (peer, ack)
+            })
+        })
+        .collect();
+    let total = peers.len();
+    let mut answers = Vec::new();
+    while let Some(done) = calls.next().await {
+        let Ok(answer) = done else { continue };
+        answers.push(answer);
+        let applied = answers
+            .iter()
+            .filter(|(_, a)| matches!(a, Ack::Applied))
+            .count();
+        let failed = answers.len() - applied;
+        if 1 + applied >= needed || 1 + total - failed < needed {
+            break;
+        }
+    }
+    let pending: Vec<ServiceId> = peers
+        .iter()
+        .filter(|p| !answers.iter().any(|(a, _)| a == *p))
+        .cloned()
+        .collect();
+    answers.extend(pending.into_iter().map(|p| (p, Ack::Pending)));
+    answers
+}
+
+/// The slave's side of a replicated write: (code, message).
+pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16, String) {
+    let base = &req.base;
+    let Some(snap) = svc.snapshot(base) else {
+        svc.poke(base, false);
+        return (503, format!("no election running for {base} here yet"));
+    };
+    match (snap.fsm.state(), snap.fsm.master()) {
+        (State::Master, _) => {
+            return (
+                473,
+                format!(
+                    "IS_MASTER: {} is master of {base} (epoch {:?})",
+                    svc.me,
+                    snap.fsm.local_id()
+                ),
+            )
+        }
+        (State::Slave, Some(m)) if *m == req.from && snap.fsm.master_id() == Some(req.epoch) => {}
+        (State::Slave, Some(m)) => {
+            return (
+                409,
+                format!(
+                    "not following {} (epoch {}): following {m} (epoch {:?})",
+                    req.from,
+                    req.epoch,
+                    snap.fsm.master_id()
+                ),
+            )
+        }
+        (state, _) => {
+            return (
+                503,
+                format!("election of {base} not settled here (state {state})"),
+            )
+        }
+    }
+    let lock = svc.writes.lock(base);
+    let _guard = lock.lock().await;
+    let (svc2, key) = (svc.clone(), svc.key(base));
+    let result = tokio::task::spawn_blocking(move || {
+        svc2.store
+            .apply_replica(&key, &req.ops, &req.prev, &req.next)
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => (200, "OK".into()),
+        Ok(Err(e @ (StoreError::OutOfOrder { .. } | StoreError::Missing))) => {
+            // Behind (or without a copy): fetch the master's copy.
+            svc.request_sync(base);
+            (409, format!("{e}; resyncing from the master"))
+        }
+        Ok(Err(StoreError::Restoring)) => (503, "base is being restored".into()),
+        Ok(Err(e)) => (500, format!("replica write failed: {e}")),
+        Err(e) => (500, e.to_string()),
+    }
+}
+
+/// Reads, on master or slave (`master_only`: slaves redirect).
+pub async fn read(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    master_only: bool,
+    budget: Duration,
+) -> Result<(BTreeMap<String, String>, Vector, &'static str), WriteError> {
+    match svc.manages(base, false).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(WriteError::NotManaged(format!(
+                "Base not managed: {base} is not hosted by {}",
+                svc.me
+            )))
+        }
+        Err(e) => {
+            return Err(WriteError::ElectionFailed(format!(
+                "directory unavailable: {e}"
+            )))
+        }
+    }
+    let snap = match svc.wait_final(base, budget).await {
+        Ok(s) => s,
+        Err(WaitError::Exiting) => return Err(WriteError::Exiting),
+        Err(WaitError::Timeout(s)) => {
+            return Err(WriteError::ElectionFailed(format!(
+                "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
+                svc.stype,
+                s.fsm.state(),
+                s.fsm.reason(svc.now())
+            )))
+        }
+    };
+    let role = match snap.fsm.master() {
+        Some(m) if master_only => return Err(WriteError::Redirect(m.clone())),
+        Some(_) => "SLAVE",
+        None => "MASTER",
+    };
+    let (svc2, key) = (svc.clone(), svc.key(base));
+    let (props, vector) = tokio::task::spawn_blocking(move || svc2.store.properties(&key))
+        .await
+        .map_err(|e| WriteError::Internal(e.to_string()))?
+        .map_err(|e| WriteError::Internal(format!("read failed: {e}")))?;
+    Ok((props, vector, role))
+}
+
+/// Clears emergency read-only mode, but only once every replica of every
+/// affected base reports the same version as this service.
+pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String> {
+    let divergent = svc.writes.readonly();
+    let mut cleared = Vec::new();
+    for d in &divergent {
+        let peers = match svc.manages(&d.base, true).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                cleared.push(d.base.clone());
+                continue;
+            }
+            Err(e) => return Err(format!("{}: directory unavailable: {e}", d.base)),
+        };
+        let (svc2, key) = (svc.clone(), svc.key(&d.base));
+        let local = tokio::task::spawn_blocking(move || svc2.store.version(&key))
+            .await
+            .map_err(|e| e.to_string())?;
+        for peer in peers.iter().filter(|p| **p != svc.me) {
+            let req = crate::rpc::GetversRequest {
+                base: d.base.clone(),
+                service_type: svc.stype.clone(),
+                from: svc.me.clone(),
+                master_seq: None,
+            };
+            match svc.rpc.getvers(peer, &req, svc.cfg.getvers_timeout).await {
+                Ok(crate::rpc::GetversReply::Version { version }) if version == local => {}
+                Ok(crate::rpc::GetversReply::Version { version }) => {
+                    return Err(format!(
+                        "{}: {peer} is at {version:?}, this service at {local:?}: resync it first (openio election sync)",
+                        d.base
+                    ))
+                }
+                Ok(other) => return Err(format!("{}: {peer} answered {other:?}", d.base)),
+                Err(e) => return Err(format!("{}: {e}", d.base)),
+            }
+        }
+        cleared.push(d.base.clone());
+    }
+    svc.writes.clear_readonly(&cleared);
+    Ok(cleared)
+}

@@ -1,0 +1,416 @@
+//! The writer path on real processes: redirects, majority replication with
+//! fencing, resync, emergency read-only mode.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use system_tests::{Cluster, ServiceOpts};
+
+const T: Duration = Duration::from_secs(5);
+
+/// Polls until every running peer serves the same version and properties.
+async fn wait_replicas_equal(c: &Cluster, base: &str, within: Duration) -> (Value, String) {
+    let started = Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for s in c.services.iter().filter(|s| s.is_running()) {
+            seen.push(c.props(&s.id, base).await);
+        }
+        if seen
+            .iter()
+            .all(|(code, p, v)| *code == 200 && *p == seen[0].1 && *v == seen[0].2)
+        {
+            return (seen[0].1.clone(), seen[0].2.clone());
+        }
+        assert!(
+            started.elapsed() < within,
+            "replicas never converged: {seen:?}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A write sent to a slave is redirected; the CLI follows it; every replica
+/// ends with the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_land_on_the_master_through_redirects() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("myaccount", "FVE0").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let slave = c.ids().into_iter().find(|i| *i != master).expect("a slave");
+    let (code, message) = c.write_to(&slave, &base, &[("a", "0")], T).await;
+    assert_eq!(
+        (code, message.as_str()),
+        (303, master.as_str()),
+        "a slave redirects writers to the master"
+    );
+
+    let run = c
+        .openio(&[
+            "-a",
+            "myaccount",
+            "container",
+            "set",
+            "FVE0",
+            "--property",
+            "a=1",
+            "--property",
+            "b=2",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let (props, version) = wait_replicas_equal(&c, &base, T).await;
+    assert_eq!(props, serde_json::json!({"a": "1", "b": "2"}));
+    assert_eq!(version, "admin=1 properties=1");
+    let show = c
+        .openio(&["-a", "myaccount", "container", "show", "FVE0"])
+        .await;
+    assert!(show.stdout.contains("| meta.a    | 1"), "{}", show.stdout);
+    let unset = c
+        .openio(&[
+            "-a",
+            "myaccount",
+            "container",
+            "unset",
+            "FVE0",
+            "--property",
+            "a",
+        ])
+        .await;
+    assert_eq!(unset.code, 0, "{unset:?}");
+    let (props, _) = wait_replicas_equal(&c, &base, T).await;
+    assert_eq!(props, serde_json::json!({"b": "2"}));
+    let bad = c
+        .openio(&[
+            "-a",
+            "myaccount",
+            "container",
+            "set",
+            "FVE0",
+            "--property",
+            "novalue",
+        ])
+        .await;
+    assert_eq!(bad.code, 2, "usage error: {bad:?}");
+}
+
+/// The seed: when the election fails, `container set` prints the 503 line
+/// and exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_set_when_the_election_fails() {
+    let opts = ServiceOpts {
+        extra: vec!["--getvers-timeout-ms".into(), "300".into()],
+        ..ServiceOpts::default()
+    };
+    let mut c = Cluster::start(3, opts);
+    c.create_container("myaccount", "FVE0").await;
+    let ids = c.ids();
+    c.service_mut(&ids[1]).kill9();
+    c.service_mut(&ids[2]).kill9();
+    let run = c
+        .openio(&[
+            "-a",
+            "myaccount",
+            "-t",
+            "2",
+            "container",
+            "set",
+            "FVE0",
+            "--property",
+            "a=1",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr.trim(),
+        "Open/lock: Election failed [697ECB056A5F9339B36C3B0A020B5AB17B4B0160FBEBEA203315EA1FC1B61605.1][meta2] (HTTP 503) (STATUS 503)"
+    );
+}
+
+/// kill -9 of the master during a stream of writes: every acknowledged write
+/// is on the new master and, after resync, on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_when_the_master_crashes() {
+    let mut c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "stream").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let mut refused = 0;
+    let started = Instant::now();
+    let mut killed = false;
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        if !killed && i == 40 {
+            c.service_mut(&master).kill9();
+            killed = true;
+        }
+        let (k, v) = (format!("k{i:04}"), format!("v{i}"));
+        let (code, message, _) = c.write(&base, &[(&k, &v)], Duration::from_secs(2)).await;
+        if code == 200 {
+            acked.insert(k, v);
+        } else {
+            refused += 1;
+            assert!(
+                code == 503 || code == 7 || code == 2,
+                "unexpected answer {code} {message}"
+            );
+        }
+        i += 1;
+    }
+    assert!(killed);
+    assert!(
+        acked.len() > 45,
+        "writes resumed on the new master: {} acked, {refused} refused",
+        acked.len()
+    );
+    let new = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(new, master);
+    let (code, props, _) = c.props(&new, &base).await;
+    assert_eq!(code, 200);
+    for (k, v) in &acked {
+        assert_eq!(
+            props[k].as_str(),
+            Some(v.as_str()),
+            "acknowledged {k} lost on the new master"
+        );
+    }
+    c.service_mut(&master).restart();
+    c.wait_converged(&base, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (props, _) = wait_replicas_equal(&c, &base, Duration::from_secs(15)).await;
+    for (k, v) in &acked {
+        assert_eq!(
+            props[k].as_str(),
+            Some(v.as_str()),
+            "acknowledged {k} lost after resync"
+        );
+    }
+    eprintln!(
+        "{} writes acknowledged, {refused} refused during the failover",
+        acked.len()
+    );
+}
+
+/// A master paused beyond its session timeout, then resumed, cannot get a
+/// single write acknowledged under its old epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_zombie_master_acknowledges_nothing() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "zombie").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.write(&base, &[("before", "1")], T).await.0, 200);
+    c.service(&master).pause();
+    // Beyond the session timeout (2 s): the others elect a new master.
+    let started = Instant::now();
+    let new = loop {
+        let others: Vec<_> = c
+            .services
+            .iter()
+            .filter(|s| s.id != master)
+            .map(|s| c.call(&s.id, "status", &base, Duration::from_secs(2)))
+            .collect();
+        let answers = futures::future::join_all(others).await;
+        if let Some(m) = answers.iter().find(|a| a.status == 200) {
+            break m.id.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no new master: {answers:?}"
+        );
+    };
+    assert_eq!(c.write_to(&new, &base, &[("during", "1")], T).await.0, 200);
+    c.service(&master).resume();
+    // Hammer the zombie at once, before and while it notices.
+    let burst = (0..20).map(|i| {
+        let key = format!("zombie{i}");
+        let c = &c;
+        let master = master.clone();
+        let base = base.clone();
+        async move {
+            (
+                key.clone(),
+                c.write_to(&master, &base, &[(&key, "x")], Duration::from_secs(3))
+                    .await,
+            )
+        }
+    });
+    let answers = futures::future::join_all(burst).await;
+    for (key, (code, message)) in &answers {
+        assert_ne!(
+            *code, 200,
+            "{key} acknowledged by the zombie master: {message}"
+        );
+    }
+    let (_, props, _) = c.props(&new, &base).await;
+    for (key, _) in &answers {
+        assert!(
+            props.get(key).is_none(),
+            "{key} reached the new master's data through the zombie"
+        );
+    }
+    let (props, _) = wait_replicas_equal(&c, &base, Duration::from_secs(15)).await;
+    assert_eq!(props["before"], "1");
+    assert_eq!(props["during"], "1");
+}
+
+/// A slave that missed writes (stopped, then restarted) converges to the
+/// master's version vector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_that_missed_writes_converges() {
+    let mut c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "missed").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let slave = c.ids().into_iter().find(|i| *i != master).expect("slave");
+    c.service_mut(&slave).kill9();
+    for i in 0..10 {
+        let (code, message, _) = c.write(&base, &[(&format!("m{i}"), "v")], T).await;
+        assert_eq!(code, 200, "a 2-of-3 majority acknowledges: {message}");
+    }
+    c.service_mut(&slave).restart();
+    let (props, version) = wait_replicas_equal(&c, &base, Duration::from_secs(10)).await;
+    assert_eq!(version, "admin=1 properties=10");
+    assert_eq!(props.as_object().map(|o| o.len()), Some(10));
+    // Writes keep flowing to all three afterwards.
+    assert_eq!(c.write(&base, &[("after", "1")], T).await.0, 200);
+    let (_, version) = wait_replicas_equal(&c, &base, T).await;
+    assert_eq!(version, "admin=1 properties=11");
+}
+
+/// A propagation failure (forced: the slaves' acknowledgements are lost after
+/// they applied) puts the master in emergency read-only mode; reads work;
+/// both recovery paths clear it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_read_only_mode_and_its_recoveries() {
+    let opts = ServiceOpts {
+        extra: vec!["--enable-fault-switches".into()],
+        ..ServiceOpts::default()
+    };
+    let mut c = Cluster::start(3, opts);
+    let base = c.create_container("acct", "readonly").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.write_to(&master, &base, &[("a", "1")], T).await.0, 200);
+    let fault = |on: bool| {
+        c.http
+            .post(format!("http://{master}/v1/admin/fault?lose_acks={on}"))
+            .send()
+    };
+    assert!(fault(true)
+        .await
+        .expect("fault switch")
+        .status()
+        .is_success());
+    let (code, message) = c.write_to(&master, &base, &[("b", "2")], T).await;
+    assert_eq!(code, 503, "{message}");
+    assert!(message.starts_with("no quorum"), "{message}");
+    assert!(fault(false)
+        .await
+        .expect("fault switch")
+        .status()
+        .is_success());
+    let (code, message) = c.write_to(&master, &base, &[("c", "3")], T).await;
+    assert_eq!(
+        (code, message.as_str()),
+        (
+            503,
+            "READONLY Server is in emergency read-only mode due to a critical propagation failure."
+        )
+    );
+    let info = c.info_text(&master).await;
+    assert!(info.contains("emergency_read_only_mode:1"), "{info}");
+    assert!(c.service(&master).log_text().contains(&format!(
+        "CRITICAL emergency read-only mode: write on {base}"
+    )));
+    let (code, props, _) = c.props(&master, &base).await;
+    assert_eq!(
+        (code, props["a"].as_str()),
+        (200, Some("1")),
+        "reads keep working"
+    );
+
+    // Operator path: refused while the replicas differ (the slaves hold the
+    // rolled-back write), accepted once they resynced from the master.
+    let clear = c
+        .http
+        .post(format!("http://{master}/v1/admin/readonly/clear"))
+        .send()
+        .await
+        .expect("clear");
+    assert_eq!(clear.status().as_u16(), 409);
+    let sync = c
+        .openio(&["-a", "acct", "election", "sync", "meta2", "readonly"])
+        .await;
+    assert!(sync.stdout.contains("resync triggered"), "{}", sync.stdout);
+    let started = Instant::now();
+    loop {
+        let clear = c
+            .http
+            .post(format!("http://{master}/v1/admin/readonly/clear"))
+            .send()
+            .await
+            .expect("clear");
+        if clear.status().is_success() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never cleared: {}",
+            clear.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(c
+        .info_text(&master)
+        .await
+        .contains("emergency_read_only_mode:0"));
+    eprintln!(
+        "read-only cleared by the operator {:?} after the resync was asked",
+        started.elapsed()
+    );
+    assert_eq!(c.write_to(&master, &base, &[("d", "4")], T).await.0, 200);
+
+    // Seed path: restart the service.
+    assert!(fault(true)
+        .await
+        .expect("fault switch")
+        .status()
+        .is_success());
+    assert_eq!(c.write_to(&master, &base, &[("e", "5")], T).await.0, 503);
+    assert_eq!(
+        c.write_to(&master, &base, &[("f", "6")], T).await.1,
+        "READONLY Server is in emergency read-only mode due to a critical propagation failure."
+    );
+    c.service_mut(&master).restart();
+    assert!(c
+        .info_text(&master)
+        .await
+        .contains("emergency_read_only_mode:0"));
+    eprintln!("read-only gone after the restart of {master}");
+    c.wait_converged(&base, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, message, _) = c.write(&base, &[("g", "7")], T).await;
+    assert_eq!(code, 200, "{message}");
+    let (props, _) = wait_replicas_equal(&c, &base, Duration::from_secs(10)).await;
+    assert_eq!(props["d"], "4");
+    assert_eq!(props["g"], "7");
+}
