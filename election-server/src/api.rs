@@ -40,6 +40,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/admin/readonly/clear", post(readonly_clear))
         .route("/v1/admin/fault", post(fault_switch))
         .route("/v1/peer/replicate", post(peer_replicate))
+        .route("/v1/container/delete", post(delete_container))
+        .route("/v1/peer/drop", post(peer_drop))
         .route("/v1/peer/use", post(peer_use))
         .route("/v1/peer/getvers", post(peer_getvers))
         .route("/v1/peer/create", post(peer_create))
@@ -733,5 +735,33 @@ async fn peer_replicate(
 ) -> Result<Response, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
     let (code, message) = crate::writes::apply_replicated(&svc, req).await;
+    Ok(reply(code, &message, json!({})))
+}
+
+async fn delete_container(
+    State(svc): Svc,
+    Query(q): Query<BaseQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    let budget = wait_budget(&svc, &q, &headers);
+    Ok(match crate::writes::delete(&svc, &base, budget).await {
+        Ok(peers) => {
+            let peers: serde_json::Map<String, Value> = peers
+                .into_iter()
+                .map(|(p, o)| (p.to_string(), Value::String(o)))
+                .collect();
+            reply(200, "Deleted", json!({"replicas": peers}))
+        }
+        Err(e) => {
+            let (code, message) = e.code_and_message();
+            reply(code, &message, json!({}))
+        }
+    })
+}
+
+async fn peer_drop(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Response, ApiError> {
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    let (code, message) = crate::writes::drop_replica(&svc, &req.base).await;
     Ok(reply(code, &message, json!({})))
 }

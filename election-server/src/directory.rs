@@ -214,7 +214,10 @@ impl Directory {
         crate::zk::ensure_dir(&c, &self.layout.election_dir(stype, &key)).await?;
         for _ in 0..2 {
             match c.create(&path, &data, &opts).await {
-                Ok(_) => return Ok((entry, true)),
+                Ok(_) => {
+                    self.index(stype, account, reference, base).await?;
+                    return Ok((entry, true));
+                }
                 Err(zk::Error::NodeExists) => {
                     return match self.lookup(stype, base).await? {
                         Some(e) => Ok((e, false)),
@@ -227,6 +230,67 @@ impl Directory {
         }
         Err(DirectoryError::Zk(zk::Error::NoNode))
     }
+}
+
+impl Directory {
+    /// `/hc/ns/<NS>/acct/<type>/<hex(account)>/<hex(reference)>`: the
+    /// per-account index used by `container list` (hex keeps any name a
+    /// valid node name).
+    fn index_path(&self, stype: &ServiceType, account: &str, reference: Option<&str>) -> String {
+        let mut p = format!("{}/acct/{stype}/{}", self.layout.ns_root(), hex(account));
+        if let Some(r) = reference {
+            p.push('/');
+            p.push_str(&hex(r));
+        }
+        p
+    }
+
+    async fn index(
+        &self,
+        stype: &ServiceType,
+        account: &str,
+        reference: &str,
+        base: &BaseName,
+    ) -> Result<(), DirectoryError> {
+        let c = self.client()?;
+        crate::zk::ensure_dir(&c, &self.index_path(stype, account, None)).await?;
+        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        match c
+            .create(
+                &self.index_path(stype, account, Some(reference)),
+                base.as_str().as_bytes(),
+                &opts,
+            )
+            .await
+        {
+            Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a base from the directory (and the account index): no
+    /// service will manage it any more.
+    pub async fn remove(
+        &self,
+        stype: &ServiceType,
+        entry: &DirectoryEntry,
+    ) -> Result<(), DirectoryError> {
+        let c = self.client()?;
+        for path in [
+            self.layout.directory_node(stype, &entry.base),
+            self.index_path(stype, &entry.account, Some(&entry.reference)),
+        ] {
+            match c.delete(&path, None).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn now_ms() -> u64 {

@@ -210,6 +210,14 @@ impl Service {
             .is_some()
     }
 
+    /// Forgets the cached peers of a base (deleted, or moved).
+    pub fn forget_peers(&self, base: &BaseName) {
+        self.peers_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(base);
+    }
+
     /// Leaves the election and comes back at once (as a new member).
     pub fn leave_and_rejoin(self: &Arc<Self>, base: &BaseName) {
         self.send(base, Msg::Event(Event::LeaveReq), false);

@@ -377,6 +377,15 @@ impl BaseStore {
         Ok((props, vector))
     }
 
+    /// Removes the local replica (its container was deleted).
+    pub fn remove(&self, key: &ElectionKey) -> Result<bool, StoreError> {
+        match std::fs::remove_file(self.path(key)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// One admin key of the local replica.
     #[cfg(test)]
     pub fn admin_value(&self, key: &ElectionKey, k: &str) -> Result<Option<String>, StoreError> {
@@ -637,7 +646,8 @@ mod tests {
             Some("1"),
             "dropped = rolled back"
         );
-        std::fs::remove_file(store.path(&slave)).expect("remove");
+        assert!(store.remove(&slave).expect("remove"));
+        assert!(!store.remove(&slave).expect("removing twice is fine"));
         assert_eq!(store.version(&slave), ReplicaVersion::Missing);
         assert!(matches!(
             store.apply(&slave, &set, 1),

@@ -524,3 +524,96 @@ pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String>
     svc.writes.clear_readonly(&cleared);
     Ok(cleared)
 }
+
+/// Deletes a container: on the master (ordered with writes), removes the
+/// directory entry, so that no replica can ever be elected again (even one
+/// that missed the deletion), then asks every peer to drop its replica.
+pub async fn delete(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    budget: Duration,
+) -> Result<Vec<(ServiceId, String)>, WriteError> {
+    let entry = match svc.directory.lookup(&svc.stype, base).await {
+        Ok(Some(e)) if e.peers.contains(&svc.me) => e,
+        Ok(_) => {
+            return Err(WriteError::NotManaged(format!(
+                "Base not managed: {base} is not hosted by {}",
+                svc.me
+            )))
+        }
+        Err(e) => {
+            return Err(WriteError::ElectionFailed(format!(
+                "directory unavailable: {e}"
+            )))
+        }
+    };
+    let snap = match svc.wait_final(base, budget).await {
+        Ok(s) => s,
+        Err(WaitError::Exiting) => return Err(WriteError::Exiting),
+        Err(WaitError::Timeout(s)) => {
+            return Err(WriteError::ElectionFailed(format!(
+                "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
+                svc.stype,
+                s.fsm.state(),
+                s.fsm.reason(svc.now())
+            )))
+        }
+    };
+    if let Some(master) = snap.fsm.master() {
+        return Err(WriteError::Redirect(master.clone()));
+    }
+    let lock = svc.writes.lock(base);
+    let _guard = lock.lock().await;
+    svc.directory
+        .remove(&svc.stype, &entry)
+        .await
+        .map_err(|e| WriteError::Internal(format!("directory: {e}")))?;
+    svc.forget_peers(base);
+    let calls = entry.peers.iter().map(|peer| {
+        let svc = svc.clone();
+        let req = crate::rpc::UseRequest {
+            base: base.clone(),
+            service_type: svc.stype.clone(),
+            from: svc.me.clone(),
+            master: false,
+        };
+        async move {
+            let outcome = match svc
+                .rpc
+                .drop_replica(peer, &req, svc.cfg.replicate_timeout)
+                .await
+            {
+                Ok(()) => "dropped".to_string(),
+                Err(e) => format!("not dropped ({e}); it can no longer be elected"),
+            };
+            (peer.clone(), outcome)
+        }
+    });
+    Ok(futures::future::join_all(calls).await)
+}
+
+/// A peer's side of a deletion: only once the directory no longer lists the
+/// base, leave its election and remove the local replica.
+pub async fn drop_replica(svc: &Arc<Service>, base: &BaseName) -> (u16, String) {
+    svc.forget_peers(base);
+    match svc.manages(base, true).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return (
+                409,
+                format!("{base} is still in the directory: not dropped"),
+            )
+        }
+        Err(e) => return (503, format!("directory unavailable: {e}")),
+    }
+    svc.leave(base);
+    let (svc2, key) = (svc.clone(), svc.key(base));
+    match tokio::task::spawn_blocking(move || svc2.store.remove(&key)).await {
+        Ok(Ok(_)) => {
+            tracing::info!(base = %base, "replica dropped (container deleted)");
+            (200, "OK".into())
+        }
+        Ok(Err(e)) => (500, format!("cannot remove the replica: {e}")),
+        Err(e) => (500, e.to_string()),
+    }
+}

@@ -160,6 +160,19 @@ enum ContainerCmd {
         #[arg(long)]
         cid: bool,
     },
+    /// Delete a container: its replicas are dropped and never elected again.
+    Delete {
+        reference: String,
+        #[arg(long = "type", default_value = "meta2")]
+        service_type: String,
+        #[arg(long)]
+        cid: bool,
+    },
+    /// List the account's containers.
+    List {
+        #[arg(long = "type", default_value = "meta2")]
+        service_type: String,
+    },
     /// Remove properties.
     Unset {
         reference: String,
@@ -726,6 +739,61 @@ async fn run_container(cli: &Cli, cmd: &ContainerCmd) -> anyhow::Result<ExitCode
                 serde_json::json!({ "properties": props }),
             )
             .await
+        }
+        ContainerCmd::Delete {
+            reference,
+            service_type,
+            cid,
+        } => {
+            let ctx = Ctx::new(cli, service_type, reference, *cid)?;
+            let peers = ctx.peers(&[]).await?;
+            let a = to_base(
+                &ctx,
+                &peers,
+                reqwest::Method::POST,
+                "/v1/container/delete",
+                None,
+                cli.request_id.as_deref(),
+            )
+            .await?;
+            if a.status != 200 {
+                eprintln!("{}", write_failure(&a));
+                return Ok(ExitCode::from(1));
+            }
+            let rows: Vec<Vec<Cell>> = a.body["replicas"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(p, o)| {
+                    vec![
+                        Cell::Text(p),
+                        Cell::Text(o.as_str().unwrap_or("").to_string()),
+                    ]
+                })
+                .collect();
+            print(cli.format, &["Id", "Replica"], &rows);
+            let all_dropped = rows
+                .iter()
+                .all(|r| r.get(1) == Some(&Cell::Text("dropped".into())));
+            Ok(if all_dropped {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        ContainerCmd::List { service_type } => {
+            let ns = Namespace::new(cli.ns.clone())?;
+            let stype = ServiceType::new(service_type.clone())?;
+            let account = account(cli)?;
+            let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+            let hosts = config::zookeeper_hosts(cli.zookeeper.as_deref(), &ns)?;
+            let zk = zkdir::Zk::connect(&hosts, &ns, timeout).await?;
+            let refs = zk.references(&stype, &account).await;
+            zk.close().await;
+            let rows: Vec<Vec<Cell>> = refs?.into_iter().map(|r| vec![Cell::Text(r)]).collect();
+            print(cli.format, &["Name"], &rows);
+            Ok(ExitCode::SUCCESS)
         }
         ContainerCmd::Unset {
             reference,

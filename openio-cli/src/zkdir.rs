@@ -96,6 +96,26 @@ impl Zk {
         Ok(out)
     }
 
+    /// The references of an account's containers (the per-account index).
+    pub async fn references(
+        &self,
+        stype: &ServiceType,
+        account: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let dir = format!("{}/acct/{stype}/{}", self.layout.ns_root(), hex(account));
+        let names = match self
+            .bounded("a listing", self.client.list_children(&dir))
+            .await?
+        {
+            Ok(c) => c,
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(e) => anyhow::bail!("listing {dir}: {e}"),
+        };
+        let mut out: Vec<String> = names.iter().filter_map(|n| unhex(n)).collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// The directory entry of a base.
     pub async fn entry(&self, stype: &ServiceType, base: &BaseName) -> anyhow::Result<Value> {
         let path = self.layout.directory_node(stype, base);
@@ -179,5 +199,32 @@ impl Zk {
         let mut states = self.client.state_watcher();
         drop(self.client);
         let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_round_trip() {
+        for s in ["FVE0", "a/b c", "é"] {
+            assert_eq!(super::unhex(&super::hex(s)).as_deref(), Some(s));
+        }
+        assert_eq!(super::unhex("zz"), None);
+        assert_eq!(super::unhex("abc"), None);
     }
 }

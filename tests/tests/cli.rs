@@ -390,3 +390,28 @@ async fn usage_errors_and_completion() {
     let version = c.openio(&["--version"]).await;
     assert!(version.stdout.starts_with("openio "));
 }
+
+/// `status -W` refreshes until interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_refreshes() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    c.create_container("acct", "watched").await;
+    let mut child = tokio::process::Command::new(system_tests::openio_bin())
+        .args([
+            "-a", "acct", "election", "status", "meta2", "watched", "-W", "0.3",
+        ])
+        .env("OIO_ZOOKEEPER", c.zk.connect_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    child.start_kill().expect("kill");
+    let out = child.wait_with_output().await.expect("output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let frames = text
+        .matches("Every 0.3s: openio election status meta2 watched")
+        .count();
+    assert!(frames >= 3, "{frames} frames in 1.5 s:\n{text}");
+    assert!(text.matches("|    200 | OK").count() >= 3, "{text}");
+}

@@ -414,3 +414,62 @@ async fn emergency_read_only_mode_and_its_recoveries() {
     assert_eq!(props["d"], "4");
     assert_eq!(props["g"], "7");
 }
+
+/// `container list` and `delete`: a deleted base is dropped everywhere, and a
+/// replica that missed the deletion can never be elected again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_list_containers() {
+    let mut c = Cluster::start(3, ServiceOpts::default());
+    for r in ["zeta", "alpha", "a/b c"] {
+        assert_eq!(
+            c.openio(&["-a", "acct", "container", "create", r])
+                .await
+                .code,
+            0
+        );
+    }
+    let list = c.openio(&["-a", "acct", "container", "list"]).await;
+    assert_eq!(
+        list.table(),
+        vec![
+            vec!["a/b c".to_string()],
+            vec!["alpha".into()],
+            vec!["zeta".into()]
+        ],
+        "{}",
+        list.stdout
+    );
+    let base = system_tests::base_of("acct", "zeta");
+    c.wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.write(&base, &[("k", "v")], T).await.0, 200);
+    // One replica misses the deletion.
+    let missed = c.ids()[2].clone();
+    c.service_mut(&missed).kill9();
+    let del = c
+        .openio(&["-a", "acct", "container", "delete", "zeta"])
+        .await;
+    assert_eq!(del.code, 1, "one replica could not drop: {del:?}");
+    let rows = del.table();
+    assert_eq!(
+        rows.iter().filter(|r| r[1] == "dropped").count(),
+        2,
+        "{}",
+        del.stdout
+    );
+    let list = c.openio(&["-a", "acct", "container", "list"]).await;
+    assert!(!list.stdout.contains("zeta"), "{}", list.stdout);
+    c.service_mut(&missed).restart();
+    // The leftover copy is never elected: every peer says the base is not managed.
+    let answers = c.status_all(&base, Duration::from_secs(2)).await;
+    assert!(answers.iter().all(|a| a.status == 431), "{answers:?}");
+    let (code, _) = c
+        .write_to(&missed, &base, &[("k", "again")], Duration::from_secs(2))
+        .await;
+    assert_eq!(code, 431);
+    let status = c
+        .openio(&["-a", "acct", "election", "status", "meta2", "zeta"])
+        .await;
+    assert_eq!(status.code, 2, "{status:?}");
+}
