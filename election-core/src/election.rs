@@ -238,6 +238,12 @@ impl Election {
         self.last_access = self.last_access.max(now.mono_ms);
     }
 
+    /// Allows or refuses future masterships (stop-writes, operator choice).
+    /// A current MASTER is not affected: the caller asks it to leave.
+    pub fn set_allow_master(&mut self, allow: bool) {
+        self.config.allow_master = allow;
+    }
+
     /// Refuses future masterships and any restart: the service is stopping.
     pub fn set_exiting(&mut self) {
         self.exiting = true;

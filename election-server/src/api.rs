@@ -200,6 +200,11 @@ async fn info(
                 d.base, d.detail
             ));
         }
+        let stop = svc.guard.stopped();
+        text.push_str(&format!("stop_writes:{}\n", u8::from(stop.is_some())));
+        if let Some(reason) = &stop {
+            text.push_str(&format!("stop_writes_reason:{reason}\n"));
+        }
         text.push_str("# elections\n");
         text.push_str(&format!("elections_total:{total}\n"));
         for (k, v) in &counts {
@@ -214,7 +219,9 @@ async fn info(
     Json(json!({
         "service": {"id": svc.me, "type": svc.stype, "ns": svc.layout.namespace(),
                     "uptime_s": svc.uptime().as_secs(), "exiting": svc.is_exiting(),
-                    "emergency_read_only_mode": u8::from(!svc.writes.readonly().is_empty())},
+                    "emergency_read_only_mode": u8::from(!svc.writes.readonly().is_empty()),
+                    "stop_writes": u8::from(svc.guard.stopped().is_some()),
+                    "stop_writes_reason": svc.guard.stopped()},
         "elections": elections,
         "zookeeper": {"hosts": svc.zk.hosts(), "state": view.link.as_str(), "session": format!("0x{:x}", view.session_id),
                       "epoch": view.epoch, "session_timeout_ms": view.negotiated_timeout.as_millis() as u64,
@@ -706,6 +713,7 @@ async fn readonly_clear(State(svc): Svc) -> Response {
 #[derive(serde::Deserialize)]
 struct FaultQuery {
     lose_acks: Option<bool>,
+    low_disk: Option<bool>,
 }
 
 async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response {
@@ -722,10 +730,18 @@ async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response 
             .store(v, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!("fault switch lose_acks = {v}");
     }
+    if let Some(v) = q.low_disk {
+        svc.guard
+            .fault_low_disk
+            .store(v, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("fault switch low_disk = {v}");
+        crate::check_resources(&svc);
+    }
     reply(
         200,
         "OK",
-        json!({"lose_acks": svc.writes.fault_lose_acks.load(std::sync::atomic::Ordering::SeqCst)}),
+        json!({"lose_acks": svc.writes.fault_lose_acks.load(std::sync::atomic::Ordering::SeqCst),
+               "low_disk": svc.guard.fault_low_disk.load(std::sync::atomic::Ordering::SeqCst)}),
     )
 }
 

@@ -7,6 +7,7 @@
 
 mod api;
 mod directory;
+mod guard;
 mod rpc;
 mod service;
 mod storage;
@@ -17,6 +18,7 @@ use anyhow::Context;
 use clap::Parser;
 use election_core::names::{Namespace, ServiceId, ServiceType};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs the elections of the bases hosted by this service, on ZooKeeper.
@@ -88,12 +90,47 @@ struct Args {
     /// Accept test-only fault switches on POST /v1/admin/fault (never in production).
     #[arg(long)]
     enable_fault_switches: bool,
+    /// Stop client writes below this share of free space on the data volume (%).
+    #[arg(long, default_value_t = 5.0)]
+    min_avail_pct: f64,
+    /// Memory budget of the service, in MiB (0: no memory threshold).
+    #[arg(long, default_value_t = 0)]
+    memory_budget_mb: u64,
+    /// Stop client writes at this share of the memory budget (%).
+    #[arg(long, default_value_t = 90.0)]
+    stop_writes_pct: f64,
+    /// Test-only: every base reads as still loading for this long after start, in ms
+    /// (needs --enable-fault-switches).
+    #[arg(long, default_value_t = 0)]
+    fault_slow_load_ms: u64,
     /// Never become master (the service still follows and replicates).
     #[arg(long)]
     no_master: bool,
     /// Log format.
     #[arg(long, value_parser = ["human", "json"], default_value = "human")]
     log_format: String,
+}
+
+/// One stop-writes check (every second, and when a fault switch changes).
+pub(crate) fn check_resources(svc: &Arc<service::Service>) {
+    let reason = match svc.guard.read() {
+        Ok(r) => svc.guard.judge(&r),
+        Err(e) => {
+            tracing::warn!("cannot read the data volume's usage: {e}");
+            return;
+        }
+    };
+    match svc.guard.update(reason.clone()) {
+        Some(true) => {
+            tracing::warn!("STOP-WRITES: {}", reason.unwrap_or_default());
+            svc.apply_stop_writes(true);
+        }
+        Some(false) => {
+            tracing::warn!("stop-writes cleared: resources back under their thresholds");
+            svc.apply_stop_writes(false);
+        }
+        None => {}
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -175,7 +212,47 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.enable_fault_switches {
         tracing::warn!("test-only fault switches are ENABLED: never run like this in production");
     }
-    let svc = service::Service::new(cfg, me.clone(), ns, stype.clone(), session.clone(), store);
+    if !(0.0..=100.0).contains(&args.min_avail_pct)
+        || !(0.0..=100.0).contains(&args.stop_writes_pct)
+    {
+        anyhow::bail!("--min-avail-pct and --stop-writes-pct are percentages: 0 to 100");
+    }
+    if args.fault_slow_load_ms > 0 {
+        if !args.enable_fault_switches {
+            anyhow::bail!(
+                "--fault-slow-load-ms is a test-only fault: it needs --enable-fault-switches"
+            );
+        }
+        store.simulate_slow_load(Duration::from_millis(args.fault_slow_load_ms));
+    }
+    let guard = guard::Guard::new(
+        &args.data_dir,
+        guard::Thresholds {
+            min_avail_pct: args.min_avail_pct,
+            memory_budget_bytes: (args.memory_budget_mb > 0).then_some(args.memory_budget_mb << 20),
+            stop_writes_pct: args.stop_writes_pct,
+        },
+    );
+    let svc = service::Service::new(
+        cfg,
+        me.clone(),
+        ns,
+        stype.clone(),
+        session.clone(),
+        store,
+        guard,
+    );
+    check_resources(&svc);
+    {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                check_resources(&svc);
+            }
+        });
+    }
     svc.directory
         .bootstrap(&stype)
         .await

@@ -55,6 +55,7 @@ pub struct Snapshot {
 
 enum Msg {
     Event(Event),
+    AllowMaster(bool),
     Poke { touch: bool },
     SessionLost { epoch: u64 },
     Exit,
@@ -75,6 +76,9 @@ pub struct Service {
     pub directory: Directory,
     pub rpc: PeerClient,
     pub writes: crate::writes::Writes,
+    pub guard: crate::guard::Guard,
+    /// May our elections become master (configured, and not in stop-writes)?
+    allow_master: AtomicBool,
     started: Instant,
     exiting: AtomicBool,
     slots: Mutex<HashMap<ElectionKey, Slot>>,
@@ -100,8 +104,10 @@ impl Service {
         stype: ServiceType,
         zk: Arc<ZkSession>,
         store: BaseStore,
+        guard: crate::guard::Guard,
     ) -> Arc<Self> {
         let layout = ZkLayout::new(ns);
+        let allow_master = AtomicBool::new(cfg.election.allow_master);
         let directory = Directory::new(zk.clone(), layout.clone());
         let rpc = PeerClient::new(Duration::from_secs(1));
         Arc::new(Self {
@@ -114,6 +120,8 @@ impl Service {
             directory,
             rpc,
             writes: crate::writes::Writes::default(),
+            guard,
+            allow_master,
             started: Instant::now(),
             exiting: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
@@ -208,6 +216,34 @@ impl Service {
     pub fn leave(self: &Arc<Self>, base: &BaseName) -> bool {
         self.send(base, Msg::Event(Event::LeaveReq), false)
             .is_some()
+    }
+
+    /// Enters or leaves stop-writes: refuse (or allow again) masterships, and
+    /// hand every current mastership over to healthy peers.
+    pub fn apply_stop_writes(self: &Arc<Self>, stopped: bool) {
+        let allow = self.cfg.election.allow_master && !stopped;
+        self.allow_master.store(allow, Ordering::SeqCst);
+        let masters: Vec<BaseName> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            for slot in slots.values() {
+                let _ = slot.tx.send(Msg::AllowMaster(allow));
+            }
+            slots
+                .values()
+                .map(|s| s.view.borrow().clone())
+                .filter(|s| s.fsm.state() == State::Master)
+                .map(|s| s.base.clone())
+                .collect()
+        };
+        if stopped {
+            for base in &masters {
+                self.leave_and_rejoin(base);
+            }
+            tracing::warn!(
+                "stop-writes: handing {} mastership(s) over to healthy peers",
+                masters.len()
+            );
+        }
     }
 
     /// Forgets the cached peers of a base (deleted, or moved).
@@ -432,6 +468,10 @@ async fn run_election(
                     continue;
                 }
                 Event::Disconnected
+            }
+            Some(Msg::AllowMaster(allow)) => {
+                fsm.set_allow_master(allow);
+                continue;
             }
             Some(Msg::Exit) => {
                 fsm.set_exiting();

@@ -92,6 +92,8 @@ pub struct BaseInfo {
 pub struct BaseStore {
     root: PathBuf,
     restoring: Mutex<HashSet<ElectionKey>>,
+    /// Test-only: bases read as "loading" until then (slow start).
+    loading_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl BaseStore {
@@ -102,6 +104,7 @@ impl BaseStore {
         Ok(Self {
             root,
             restoring: Mutex::new(HashSet::new()),
+            loading_until: Mutex::new(None),
         })
     }
 
@@ -177,8 +180,26 @@ impl BaseStore {
         Ok(true)
     }
 
+    /// Test-only fault: every base reads as still loading for `d`.
+    pub fn simulate_slow_load(&self, d: std::time::Duration) {
+        *self.loading_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now() + d);
+    }
+
+    fn loading(&self) -> bool {
+        self.loading_until
+            .lock()
+            .map(|l| l.is_some_and(|t| std::time::Instant::now() < t))
+            .unwrap_or(true)
+    }
+
     /// The version vector of the local replica, or why it is not known.
     pub fn version(&self, key: &ElectionKey) -> ReplicaVersion {
+        if self.loading() {
+            return ReplicaVersion::Unknown {
+                reason: "base is still loading".into(),
+            };
+        }
         if self.is_restoring(key) {
             return ReplicaVersion::Unknown {
                 reason: "base is being restored from the master".into(),
@@ -222,7 +243,7 @@ impl BaseStore {
     }
 
     fn open_rw(&self, key: &ElectionKey) -> Result<Connection, StoreError> {
-        if self.is_restoring(key) {
+        if self.is_restoring(key) || self.loading() {
             return Err(StoreError::Restoring);
         }
         let path = self.path(key);

@@ -53,6 +53,8 @@ pub enum WriteError {
     ReadOnly,
     /// Not enough replicas acknowledged: the write was rolled back.
     NoQuorum(String),
+    /// A resource threshold is breached (seed 001).
+    StopWrites(String),
     Invalid(String),
     Internal(String),
 }
@@ -67,6 +69,12 @@ impl WriteError {
             WriteError::NotManaged(m) => (431, m.clone()),
             WriteError::ReadOnly => (503, READONLY_MESSAGE.into()),
             WriteError::NoQuorum(m) => (503, m.clone()),
+            WriteError::StopWrites(reason) => (
+                503,
+                format!(
+                    "STOP_WRITES {reason}: this service is handing its bases over to healthy peers"
+                ),
+            ),
             WriteError::Invalid(m) => (400, m.clone()),
             WriteError::Internal(m) => (500, m.clone()),
         }
@@ -215,6 +223,9 @@ pub async fn write(
                 session_live(svc, snap.bound_epoch)
             )))
         }
+    }
+    if let Some(reason) = svc.guard.stopped() {
+        return Err(WriteError::StopWrites(reason));
     }
     let epoch = snap
         .fsm

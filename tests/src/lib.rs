@@ -260,6 +260,29 @@ pub struct Service {
 }
 
 impl Service {
+    /// Starts the process again with `extra` flags for this start only.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.kill9();
+        let saved = self.args.clone();
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn();
+        self.args = saved;
+    }
+
+    /// Where this service keeps its replica of `base` (meta2).
+    pub fn replica_path(&self, base: &str) -> PathBuf {
+        use election_core::names::{BaseName, ElectionKey, ServiceType};
+        let key = ElectionKey::compute(
+            &BaseName::parse(base).expect("base"),
+            &ServiceType::new("meta2").expect("type"),
+        );
+        self.data
+            .path()
+            .join("bases")
+            .join(&key.as_str()[..2])
+            .join(format!("{key}.sqlite3"))
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)

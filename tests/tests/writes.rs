@@ -473,3 +473,147 @@ async fn delete_and_list_containers() {
         .await;
     assert_eq!(status.code, 2, "{status:?}");
 }
+
+/// Stop-writes (seed 001): a disk-threshold breach makes the master refuse
+/// client writes, hand its role to a healthy peer (writes succeed there),
+/// keep accepting replication, refuse mastership, and recover by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_writes_hands_mastership_over_and_recovers() {
+    let opts = ServiceOpts {
+        extra: vec!["--enable-fault-switches".into()],
+        ..ServiceOpts::default()
+    };
+    let c = Cluster::start(3, opts);
+    let base = c.create_container("acct", "stopwrites").await;
+    let breached = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.write(&base, &[("a", "1")], T).await.0, 200);
+    let low_disk = |on: bool| {
+        c.http
+            .post(format!("http://{breached}/v1/admin/fault?low_disk={on}"))
+            .send()
+    };
+    assert!(low_disk(true).await.expect("fault").status().is_success());
+    let info = c.info_text(&breached).await;
+    assert!(info.contains("stop_writes:1"), "{info}");
+    assert!(
+        info.contains("stop_writes_reason:min-avail-pct breached: 0.0% of the data volume"),
+        "{info}"
+    );
+    // A write sent to it now is refused with the threshold, or redirected
+    // once the hand-over happened.
+    let (code, message) = c.write_to(&breached, &base, &[("b", "2")], T).await;
+    assert!(
+        (code == 503 && message.starts_with("STOP_WRITES min-avail-pct breached")) || code == 303,
+        "{code} {message}"
+    );
+    let new = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert_ne!(
+        new, breached,
+        "the breached service handed its mastership over"
+    );
+    assert!(c
+        .service(&breached)
+        .log_text()
+        .contains("STOP-WRITES: min-avail-pct breached"));
+    let (code, message, at) = c.write(&base, &[("c", "3")], T).await;
+    assert_eq!((code, at.as_str()), (200, new.as_str()), "{message}");
+    // It still takes replication: its copy follows the master's.
+    let (props, _) = wait_replicas_equal(&c, &base, T).await;
+    assert_eq!(props["c"], "3");
+    // It refuses mastership while breached: the next master is the third peer.
+    let third = c
+        .ids()
+        .into_iter()
+        .find(|i| *i != breached && *i != new)
+        .expect("third");
+    assert_eq!(c.call(&new, "leave", &base, T).await.status, 200);
+    let m = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m, third, "the breached service must not become master");
+    // The threshold clears: writes and mastership come back.
+    assert!(low_disk(false).await.expect("fault").status().is_success());
+    assert!(c.info_text(&breached).await.contains("stop_writes:0"));
+    let mut master = m;
+    for _ in 0..4 {
+        if master == breached {
+            break;
+        }
+        assert_eq!(c.call(&master, "leave", &base, T).await.status, 200);
+        master = c
+            .wait_converged(&base, T)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(master, breached, "mastership possible again after recovery");
+    assert_eq!(c.write_to(&breached, &base, &[("d", "4")], T).await.0, 200);
+}
+
+/// Seed 002, the rookie's untimely promotion: a replica added empty, while
+/// the only up-to-date live peer restarts and is still loading, never
+/// becomes master, and the base's data survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_replica_never_wins_against_a_loading_one() {
+    let extra = ["--enable-fault-switches", "--getvers-timeout-ms", "500"];
+    let opts = ServiceOpts {
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..ServiceOpts::default()
+    };
+    let mut c = Cluster::start(3, opts);
+    let base = c.create_container("acct", "rookie").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..5 {
+        assert_eq!(c.write(&base, &[(&format!("k{i}"), "v")], T).await.0, 200);
+    }
+    wait_replicas_equal(&c, &base, T).await;
+    let others: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    let (mentor, rookie) = (others[0].clone(), others[1].clone());
+    // The rookie loses its copy (a replica added empty), the old master is
+    // gone for good, and the mentor restarts and loads slowly.
+    c.service_mut(&rookie).kill9();
+    std::fs::remove_file(c.service(&rookie).replica_path(&base)).expect("empty the rookie");
+    c.service_mut(&master).kill9();
+    c.service_mut(&mentor).kill9();
+    // The rookie comes back first: it is the candidate while its mentor loads.
+    c.service_mut(&rookie).restart();
+    c.service_mut(&mentor)
+        .restart_with(&["--fault-slow-load-ms", "5000"]);
+    let started = Instant::now();
+    let mut rookie_claims = Vec::new();
+    while started.elapsed() < Duration::from_secs(4) {
+        for a in c.status_all(&base, Duration::from_millis(800)).await {
+            if a.status == 200 {
+                rookie_claims.push((a.id.clone(), started.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rookie_claims.is_empty(),
+        "a master appeared while the only copy was loading: {rookie_claims:?}"
+    );
+    let m = c
+        .wait_converged(&base, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert_eq!(m, mentor, "the peer holding the data leads");
+    let (props, version) = wait_replicas_equal(&c, &base, Duration::from_secs(10)).await;
+    assert_eq!(version, "admin=1 properties=5");
+    assert_eq!(
+        props.as_object().map(|o| o.len()),
+        Some(5),
+        "the data survived: {props}"
+    );
+    let debug = c.debug(&mentor, &base).await;
+    let _ = debug;
+}
