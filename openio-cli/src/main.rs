@@ -69,6 +69,9 @@ enum Command {
     /// Containers (bases) in the directory.
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// One service: INFO, emergency read-only mode.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -127,6 +130,22 @@ enum ElectionCmd {
         /// Delete rogue nodes (owner not a peer, or not the owner's current node), last one first.
         #[arg(long)]
         clean: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCmd {
+    /// The service's INFO (`key:value` lines, or JSON with -f json).
+    Info {
+        /// The service (host:port).
+        service_id: String,
+    },
+    /// Leave emergency read-only mode: accepted only once every replica of
+    /// every affected base reports the same version (resync them first with
+    /// `openio election sync`).
+    ClearReadonly {
+        /// The service (host:port).
+        service_id: String,
     },
 }
 
@@ -398,6 +417,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Election(cmd) => run_election(&cli, cmd).await,
         Command::Container(cmd) => run_container(&cli, cmd).await,
+        Command::Admin(cmd) => run_admin(&cli, cmd).await,
     }
 }
 
@@ -838,5 +858,55 @@ async fn write_command(
     } else {
         eprintln!("{}", write_failure(&a));
         Ok(ExitCode::from(1))
+    }
+}
+
+async fn run_admin(cli: &Cli, cmd: &AdminCmd) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    match cmd {
+        AdminCmd::Info { service_id } => {
+            let id = ServiceId::new(service_id.clone())?;
+            let text_form = cli.format != Format::Json;
+            let mut req = http.get(format!("http://{id}/info"));
+            if text_form {
+                req = req.query(&[("format", "text")]);
+            }
+            let body = req
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{id}: {e}"))?
+                .text()
+                .await?;
+            print!("{body}");
+            if !text_form {
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCmd::ClearReadonly { service_id } => {
+            let id = ServiceId::new(service_id.clone())?;
+            let resp = http
+                .post(format!("http://{id}/v1/admin/readonly/clear"))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let status = body["status"].as_i64().unwrap_or(0);
+            if status == 200 {
+                println!(
+                    "{id}: emergency read-only mode {}",
+                    if body["emergency_read_only_mode"] == 0 {
+                        "cleared"
+                    } else {
+                        "still on for other bases"
+                    }
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{id}: {}", body["message"].as_str().unwrap_or("no answer"));
+                Ok(ExitCode::from(1))
+            }
+        }
     }
 }

@@ -132,7 +132,8 @@ async fn container_set_when_the_election_fails() {
 }
 
 /// kill -9 of the master during a stream of writes: every acknowledged write
-/// is on the new master and, after resync, on every replica.
+/// is on the new master and, after resync, on every replica; every write
+/// (two keys each) is there whole or not at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_when_the_master_crashes() {
     let mut c = Cluster::start(3, ServiceOpts::default());
@@ -141,7 +142,7 @@ async fn no_acknowledged_write_is_lost_when_the_master_crashes() {
         .wait_converged(&base, T)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let mut acked: Vec<usize> = Vec::new();
     let mut refused = 0;
     let started = Instant::now();
     let mut killed = false;
@@ -151,10 +152,12 @@ async fn no_acknowledged_write_is_lost_when_the_master_crashes() {
             c.service_mut(&master).kill9();
             killed = true;
         }
-        let (k, v) = (format!("k{i:04}"), format!("v{i}"));
-        let (code, message, _) = c.write(&base, &[(&k, &v)], Duration::from_secs(2)).await;
+        let (a, b, v) = (format!("k{i:04}a"), format!("k{i:04}b"), format!("v{i}"));
+        let (code, message, _) = c
+            .write(&base, &[(&a, &v), (&b, &v)], Duration::from_secs(2))
+            .await;
         if code == 200 {
-            acked.insert(k, v);
+            acked.push(i);
         } else {
             refused += 1;
             assert!(
@@ -175,27 +178,28 @@ async fn no_acknowledged_write_is_lost_when_the_master_crashes() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(new, master);
+    let check = |props: &Value, when: &str| {
+        for n in 0..i {
+            let (a, b) = (&props[format!("k{n:04}a")], &props[format!("k{n:04}b")]);
+            assert_eq!(a, b, "write {n} is half there {when}");
+            if acked.contains(&n) {
+                assert_eq!(
+                    a.as_str(),
+                    Some(format!("v{n}").as_str()),
+                    "acknowledged write {n} lost {when}"
+                );
+            }
+        }
+    };
     let (code, props, _) = c.props(&new, &base).await;
     assert_eq!(code, 200);
-    for (k, v) in &acked {
-        assert_eq!(
-            props[k].as_str(),
-            Some(v.as_str()),
-            "acknowledged {k} lost on the new master"
-        );
-    }
+    check(&props, "on the new master");
     c.service_mut(&master).restart();
     c.wait_converged(&base, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (props, _) = wait_replicas_equal(&c, &base, Duration::from_secs(15)).await;
-    for (k, v) in &acked {
-        assert_eq!(
-            props[k].as_str(),
-            Some(v.as_str()),
-            "acknowledged {k} lost after resync"
-        );
-    }
+    check(&props, "after resync");
     eprintln!(
         "{} writes acknowledged, {refused} refused during the failover",
         acked.len()
@@ -356,6 +360,15 @@ async fn emergency_read_only_mode_and_its_recoveries() {
         .await
         .expect("clear");
     assert_eq!(clear.status().as_u16(), 409);
+    let refused = c.openio(&["admin", "clear-readonly", &master]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("not cleared"), "{}", refused.stderr);
+    let info = c.openio(&["admin", "info", &master]).await;
+    assert!(
+        info.stdout.contains("emergency_read_only_mode:1"),
+        "{}",
+        info.stdout
+    );
     let sync = c
         .openio(&["-a", "acct", "election", "sync", "meta2", "readonly"])
         .await;
