@@ -2,7 +2,6 @@
 //! fencing, resync, emergency read-only mode.
 
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use system_tests::{Cluster, ServiceOpts};
 
