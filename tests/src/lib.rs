@@ -172,39 +172,34 @@ impl Drop for Zk {
     }
 }
 
-/// The `election-server` binary built by `cargo build` next to the tests.
-pub fn server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ELECTION_SERVER_BIN") {
+/// A binary built next to this program: tests run from `target/<profile>/deps/`,
+/// the benchmark from `target/<profile>/`.
+fn sibling_bin(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("election-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p election-server` first (scripts/test.sh does)",
-        bin.display()
+    let dir = exe.parent().expect("exe dir");
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        let bin = d.join(name);
+        if bin.exists() {
+            return bin;
+        }
+    }
+    panic!(
+        "{name} is missing next to {}: run `cargo build --bins` first (scripts/test.sh does)",
+        exe.display()
     );
-    bin
+}
+
+/// The `election-server` binary built by `cargo build` next to the tests.
+pub fn server_bin() -> PathBuf {
+    sibling_bin("election-server", "ELECTION_SERVER_BIN")
 }
 
 /// The `openio` binary built next to the tests.
 pub fn openio_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("OPENIO_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("openio");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bins` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
+    sibling_bin("openio", "OPENIO_BIN")
 }
 
 /// One run of the `openio` CLI.
@@ -424,7 +419,11 @@ pub struct Answer {
 
 impl Cluster {
     pub fn start(n: usize, opts: ServiceOpts) -> Cluster {
-        let zk = Zk::start(200);
+        Self::start_with_tick(n, opts, 200)
+    }
+
+    pub fn start_with_tick(n: usize, opts: ServiceOpts, tick_ms: u64) -> Cluster {
+        let zk = Zk::start(tick_ms);
         let dir = TempDir::new("cluster");
         let mut services = Vec::new();
         for i in 0..n {
