@@ -945,8 +945,14 @@ impl Election {
             }
             (S::Master, E::SyncReq) => Logged::Always,
 
-            // Pokes in pending states only matter for deadlines (handled above).
-            (_, E::None) => Logged::Never,
+            // A poke in a pending state (deadlines were handled above): someone
+            // wants this election, so if the attempt fails it rejoins after its
+            // back-off instead of going idle. (OpenIO drops it, and a follower
+            // that fails while its master is slow stays without a role.)
+            (_, E::None) => {
+                self.flags.rejoin = !self.exiting;
+                Logged::Never
+            }
             // Anything else is abnormal in this state: stay, but keep a trace.
             _ => Logged::Always,
         }
@@ -1232,6 +1238,7 @@ impl Election {
                 self.unstable_since = None;
                 self.failures = 0;
                 self.pending_op = None;
+                self.flags.rejoin = false;
                 if self.flags.sync {
                     self.enter(now, State::Syncing, out);
                 }
@@ -1240,6 +1247,7 @@ impl Election {
                 self.unstable_since = None;
                 self.failures = 0;
                 self.pending_op = None;
+                self.flags.rejoin = false;
                 // A resync makes no sense on the master; the API answers 301.
                 self.flags.sync = false;
                 self.last_error = None;
@@ -1252,6 +1260,11 @@ impl Election {
                 }
             }
         }
+    }
+
+    /// Is a restart requested for when the election is back in NONE?
+    pub fn rejoin_requested(&self) -> bool {
+        self.flags.rejoin
     }
 
     /// The invariants of reference §1.3, checked in debug builds.

@@ -179,6 +179,16 @@ fn assert_noops(state: State, npeers: usize, events: &[Event]) {
     }
 }
 
+/// FIX: OpenIO's NONE is a pure no-op in pending states; ours changes no
+/// state and emits nothing, but records that someone wants the election.
+fn assert_poke_records_interest(state: State) {
+    let mut e = forced(state, 2);
+    let actions = e.handle(now(1_001), Event::None);
+    assert_eq!(e.state, state);
+    assert!(actions.is_empty(), "{state}: {:?}", ops(&actions));
+    assert!(e.flags.rejoin, "{state}: the poke is remembered");
+}
+
 fn left_self() -> Event {
     Event::LeftSelf {
         generation: 3,
@@ -262,7 +272,8 @@ fn state_none() {
 
 #[test]
 fn state_peering() {
-    assert_noops(State::Peering, 2, &[Event::None, left_self()]);
+    assert_noops(State::Peering, 2, &[left_self()]);
+    assert_poke_records_interest(State::Peering);
     run(&[
         Case {
             from: State::Peering,
@@ -937,11 +948,8 @@ fn state_delayed_checking_slaves() {
 
 #[test]
 fn state_refresh_checking_slaves() {
-    assert_noops(
-        State::RefreshCheckingSlaves,
-        2,
-        &[Event::None, left_master()],
-    );
+    assert_poke_records_interest(State::RefreshCheckingSlaves);
+    assert_noops(State::RefreshCheckingSlaves, 2, &[left_master()]);
     for ev in [Event::LeaveReq, left_self()] {
         let mut e = forced(State::RefreshCheckingSlaves, 2);
         assert!(e.handle(now(1_001), ev).is_empty());
@@ -1432,4 +1440,47 @@ fn seed_log_shape() {
         "{}",
         e.reason(now(6))
     );
+}
+
+#[test]
+fn fix_a_follower_poked_while_pending_rejoins_after_failing() {
+    // The master told us it leads (USE) while we were still checking it;
+    // our checks then fail (it was slow to answer): we must come back.
+    let mut e = forced(State::CheckingMaster, 2);
+    e.retries_left = 0;
+    e.handle(now(1_001), Event::None);
+    let ev = gv(&e, "ID1", ko());
+    e.handle(now(1_002), ev);
+    assert_eq!(e.state, State::LeavingFailing);
+    let op = op_of(&e);
+    e.handle(now(1_003), Event::LeaveOk { op });
+    assert_eq!(e.state, State::Failed);
+    let wake = e.wake_at.expect("back-off");
+    let actions = e.handle(now(wake), Event::None);
+    assert_eq!(
+        e.state,
+        State::Peering,
+        "OpenIO ends in NONE here and nothing restarts it"
+    );
+    assert_eq!(ops(&actions), vec!["PEERS"]);
+    // Without a poke, a failed election goes idle.
+    let mut idle = forced(State::CheckingMaster, 2);
+    idle.retries_left = 0;
+    let ev = gv(&idle, "ID1", ko());
+    idle.handle(now(1_002), ev);
+    let op = op_of(&idle);
+    idle.handle(now(1_003), Event::LeaveOk { op });
+    let wake = idle.wake_at.expect("back-off");
+    idle.handle(now(wake), Event::None);
+    assert_eq!(idle.state, State::None);
+    // A settled election forgets the interest (a later LEAVE stays a leave).
+    let mut m = forced(State::CheckingSlaves, 2);
+    m.handle(now(1_001), Event::None);
+    assert!(m.rejoin_requested());
+    for p in ["ID1", "ID2"] {
+        let ev = gv(&m, p, GetversOutcome::Ok);
+        m.handle(now(1_002), ev);
+    }
+    assert_eq!(m.state, State::Master);
+    assert!(!m.rejoin_requested());
 }
