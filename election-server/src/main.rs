@@ -264,7 +264,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Session supervision: reset elections of lost sessions, re-register.
     let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(session.clone().supervise(grace, lost_tx));
+    let (restored_tx, mut restored_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    tokio::spawn(session.clone().supervise(grace, lost_tx, restored_tx));
+    {
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            while let Some(epoch) = restored_rx.recv().await {
+                tracing::info!("ZooKeeper session usable again (epoch {epoch}): elections reset by the loss rejoin");
+                svc.session_restored();
+            }
+        });
+    }
     {
         let svc = svc.clone();
         tokio::spawn(async move {

@@ -55,9 +55,15 @@ pub struct Snapshot {
 
 enum Msg {
     Event(Event),
+    /// A usable session is back (new, or reconnected after the grace period).
+    SessionRestored,
     AllowMaster(bool),
-    Poke { touch: bool },
-    SessionLost { epoch: u64 },
+    Poke {
+        touch: bool,
+    },
+    SessionLost {
+        epoch: u64,
+    },
     Exit,
 }
 
@@ -348,6 +354,14 @@ impl Service {
         }
     }
 
+    /// A session is usable again: elections reset by its loss rejoin.
+    pub fn session_restored(&self) {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in slots.values() {
+            let _ = slot.tx.send(Msg::SessionRestored);
+        }
+    }
+
     /// SIGTERM: refuse new masterships, leave every election, and wait
     /// (bounded) until none is a member any more.
     pub async fn exit_cleanly(&self, budget: Duration) -> usize {
@@ -435,6 +449,8 @@ async fn run_election(
         fsm.set_exiting();
     }
     let mut bound_epoch = 0u64;
+    // Reset by a lost session while a member: rejoin once a session is back.
+    let mut rejoin_when_restored = false;
     let driver = Driver {
         svc: svc.clone(),
         base: base.clone(),
@@ -467,7 +483,14 @@ async fn run_election(
                 if epoch != bound_epoch || fsm.state() == State::None {
                     continue;
                 }
+                rejoin_when_restored = !svc.is_exiting();
                 Event::Disconnected
+            }
+            Some(Msg::SessionRestored) => {
+                if !std::mem::take(&mut rejoin_when_restored) || fsm.state() != State::None {
+                    continue;
+                }
+                Event::None
             }
             Some(Msg::AllowMaster(allow)) => {
                 fsm.set_allow_master(allow);

@@ -420,10 +420,14 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
             )
         }
         (state, _) => {
+            if matches!(state, State::None | State::Failed) {
+                // A live master replicates to us: we should be its slave.
+                svc.poke(base, false);
+            }
             return (
                 503,
                 format!("election of {base} not settled here (state {state})"),
-            )
+            );
         }
     }
     let lock = svc.writes.lock(base);

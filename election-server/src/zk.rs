@@ -206,6 +206,7 @@ impl ZkSession {
         self: Arc<Self>,
         grace: Duration,
         lost: mpsc::UnboundedSender<SessionLost>,
+        restored: mpsc::UnboundedSender<u64>,
     ) {
         loop {
             let Some((client, epoch)) = self.client() else {
@@ -234,8 +235,9 @@ impl ZkSession {
                         };
                         tracing::warn!("ZooKeeper session epoch {epoch}: {}", link.as_str());
                         self.view.send_modify(|v| { v.link = link; v.since = Instant::now(); });
-                        if link == Link::Connected {
-                            grace_reported = false;
+                        if link == Link::Connected && std::mem::take(&mut grace_reported) {
+                            // Elections reset after the grace period may come back.
+                            let _ = restored.send(epoch);
                         }
                         if matches!(link, Link::Expired | Link::Closed) {
                             break;
@@ -266,6 +268,7 @@ impl ZkSession {
                 match self.open().await {
                     Ok(()) => {
                         self.reconnects.fetch_add(1, Ordering::Relaxed);
+                        let _ = restored.send(self.epoch.load(Ordering::SeqCst));
                         break;
                     }
                     Err(e) => {

@@ -500,6 +500,18 @@ async fn main() {
     writes(&c, &bases[0], a.writes, &mut r).await;
     cli_wall_time(&c, &mut r).await;
     crash_failovers(&mut c, &bases[1], 5, &mut r).await;
+    drop(c);
+    // Scale on a fresh cluster with the production session timeout (10 s):
+    // with 2 s, 30,000 elections on 2 shared cores can starve a session.
+    eprintln!("bench: scale on a fresh cluster (session timeout 10 s)");
+    let c = Cluster::start_with_tick(
+        3,
+        ServiceOpts {
+            session_timeout_ms: 10_000,
+            extra: vec![],
+        },
+        250,
+    );
     scale(&c, a.scale, &mut r).await;
 
     let mut md = String::new();
