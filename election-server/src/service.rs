@@ -55,6 +55,11 @@ pub struct Snapshot {
 
 enum Msg {
     Event(Event),
+    /// The session that owns a node we just created (from create's Stat).
+    NodeOwner {
+        seq: Seq,
+        owner: i64,
+    },
     /// A usable session is back (new, or reconnected after the grace period).
     SessionRestored,
     AllowMaster(bool),
@@ -451,6 +456,8 @@ async fn run_election(
     let mut bound_epoch = 0u64;
     // Reset by a lost session while a member: rejoin once a session is back.
     let mut rejoin_when_restored = false;
+    // Our latest node and the session that created it (create's Stat).
+    let mut node_owner: Option<(Seq, i64)> = None;
     let driver = Driver {
         svc: svc.clone(),
         base: base.clone(),
@@ -486,6 +493,10 @@ async fn run_election(
                 rejoin_when_restored = !svc.is_exiting();
                 Event::Disconnected
             }
+            Some(Msg::NodeOwner { seq, owner }) => {
+                node_owner = Some((seq, owner));
+                continue;
+            }
             Some(Msg::SessionRestored) => {
                 if !std::mem::take(&mut rejoin_when_restored) || fsm.state() != State::None {
                     continue;
@@ -518,7 +529,7 @@ async fn run_election(
         let pre = fsm.state();
         let actions = fsm.handle(now, event);
         for action in actions {
-            driver.execute(&fsm, action, &mut bound_epoch);
+            driver.execute(&fsm, action, &mut bound_epoch, node_owner);
         }
         if fsm.state() != pre {
             tracing::debug!(base = %base, "{pre} -> {}", fsm.state());
@@ -558,7 +569,13 @@ impl Driver {
             .election_node(&self.svc.stype, &self.key, seq)
     }
 
-    fn execute(&self, fsm: &Election, action: Action, bound_epoch: &mut u64) {
+    fn execute(
+        &self,
+        fsm: &Election,
+        action: Action,
+        bound_epoch: &mut u64,
+        node_owner: Option<(Seq, i64)>,
+    ) {
         let svc = &self.svc;
         let client = svc.zk.client();
         match action {
@@ -602,6 +619,14 @@ impl Driver {
                         // creation), never all 65,536 up front.
                         if crate::zk::ensure_dir(&client, &dir).await.is_ok() {
                             result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
+                        }
+                    }
+                    if let Ok((stat, seq)) = &result {
+                        if stat.ephemeral_owner != 0 {
+                            let _ = tx.send(Msg::NodeOwner {
+                                seq: seq.into_i64(),
+                                owner: stat.ephemeral_owner,
+                            });
                         }
                     }
                     let ev = match result {
@@ -671,11 +696,18 @@ impl Driver {
                 let peers: Vec<ServiceId> =
                     fsm.peers().map(<[ServiceId]>::to_vec).unwrap_or_default();
                 let base = self.base.clone();
+                let known_owner = node_owner.filter(|(s, _)| *s == seq).map(|(_, o)| o);
                 tokio::spawn(async move {
                     let ev = match lowest_valid(&client, &dir, &key, seq, &me, &peers, &base).await
                     {
+                        // Never lead on a node that is not our current session's:
+                        // known from create's Stat, else asked.
+                        Ok(lowest)
+                            if lowest == seq && known_owner == Some(client.session_id().0) =>
+                        {
+                            Event::ListOk { op, lowest }
+                        }
                         Ok(lowest) if lowest == seq => {
-                            // Never lead on a node that is not our current session's.
                             let own =
                                 format!("{dir}/{key}-{}", election_core::names::format_seq(seq));
                             match client.check_stat(&own).await {

@@ -9,7 +9,7 @@
 use election_core::names::{BaseName, ElectionKey, ServiceId, ServiceType};
 use election_core::version::{ReplicaVersion, TableVersion};
 use rusqlite::{params, Connection, OpenFlags};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -46,10 +46,67 @@ pub fn render_vector(v: &Vector) -> String {
         .join(" ")
 }
 
+/// The replicas' version vectors, kept in memory so that GETVERS does not
+/// open SQLite. Every mutation goes through the store, which updates it; a
+/// per-key generation stops a read that raced with a mutation from caching
+/// a stale vector.
+#[derive(Default)]
+pub struct VersionCache {
+    entries: Mutex<HashMap<ElectionKey, (u64, Option<Vector>)>>,
+}
+
+impl VersionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ElectionKey, (u64, Option<Vector>)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn invalidate(&self, key: &ElectionKey) {
+        let mut m = self.lock();
+        let e = m.entry(key.clone()).or_insert((0, None));
+        e.0 += 1;
+        e.1 = None;
+    }
+
+    fn set(&self, key: &ElectionKey, v: Vector) {
+        let mut m = self.lock();
+        let e = m.entry(key.clone()).or_insert((0, None));
+        e.0 += 1;
+        e.1 = Some(v);
+    }
+
+    /// The cached vector, or the generation to quote when caching a read.
+    fn get(&self, key: &ElectionKey) -> Result<Vector, u64> {
+        let m = self.lock();
+        match m.get(key) {
+            Some((_, Some(v))) => Ok(v.clone()),
+            Some((g, None)) => Err(*g),
+            None => Err(0),
+        }
+    }
+
+    fn fill(&self, key: &ElectionKey, generation: u64, v: Vector) {
+        let mut m = self.lock();
+        let e = m.entry(key.clone()).or_insert((0, None));
+        if e.0 == generation {
+            e.1 = Some(v);
+        }
+    }
+
+    fn forget(&self, key: &ElectionKey) {
+        let mut m = self.lock();
+        if let Some(e) = m.get_mut(key) {
+            e.0 += 1;
+            e.1 = None;
+        }
+    }
+}
+
 /// A write applied inside an open transaction on the master, waiting for the
 /// slaves' answers. Dropped without `commit`, it is rolled back.
 pub struct PendingWrite {
     conn: Connection,
+    key: ElectionKey,
+    cache: std::sync::Arc<VersionCache>,
     pub prev: Vector,
     pub next: Vector,
     open: bool,
@@ -60,8 +117,10 @@ impl PendingWrite {
         self.open = false;
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
+            self.cache.invalidate(&self.key);
             return Err(e.into());
         }
+        self.cache.set(&self.key, self.next.clone());
         Ok(())
     }
 
@@ -94,6 +153,7 @@ pub struct BaseStore {
     restoring: Mutex<HashSet<ElectionKey>>,
     /// Test-only: bases read as "loading" until then (slow start).
     loading_until: Mutex<Option<std::time::Instant>>,
+    versions: std::sync::Arc<VersionCache>,
 }
 
 impl BaseStore {
@@ -105,6 +165,7 @@ impl BaseStore {
             root,
             restoring: Mutex::new(HashSet::new()),
             loading_until: Mutex::new(None),
+            versions: std::sync::Arc::default(),
         })
     }
 
@@ -176,6 +237,7 @@ impl BaseStore {
         }
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &path)?;
+        self.versions.invalidate(key);
         sync_dir(path.parent())?;
         Ok(true)
     }
@@ -205,12 +267,19 @@ impl BaseStore {
                 reason: "base is being restored from the master".into(),
             };
         }
+        let generation = match self.versions.get(key) {
+            Ok(tables) => return ReplicaVersion::Known { tables },
+            Err(g) => g,
+        };
         let path = self.path(key);
         if !path.exists() {
             return ReplicaVersion::Missing;
         }
         match self.read_versions(&path) {
-            Ok(tables) => ReplicaVersion::Known { tables },
+            Ok(tables) => {
+                self.versions.fill(key, generation, tables.clone());
+                ReplicaVersion::Known { tables }
+            }
             Err(e) => ReplicaVersion::Unknown {
                 reason: format!("base unreadable: {e}"),
             },
@@ -312,8 +381,11 @@ impl BaseStore {
     ) -> Result<PendingWrite, StoreError> {
         let conn = self.open_rw(key)?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.versions.invalidate(key);
         // Dropping `pending` on an error below rolls the transaction back.
         let mut pending = PendingWrite {
+            key: key.clone(),
+            cache: self.versions.clone(),
             conn,
             prev: Vector::new(),
             next: Vector::new(),
@@ -361,6 +433,7 @@ impl BaseStore {
     ) -> Result<bool, StoreError> {
         let mut conn = self.open_rw(key)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.versions.invalidate(key);
         let local = Self::vector_in(&tx)?;
         if election_core::version::same_versions(&local, next) {
             return Ok(false);
@@ -374,6 +447,7 @@ impl BaseStore {
         Self::apply_ops(&tx, ops)?;
         Self::store_vector(&tx, next)?;
         tx.commit()?;
+        self.versions.set(key, next.clone());
         Ok(true)
     }
 
@@ -400,6 +474,7 @@ impl BaseStore {
 
     /// Removes the local replica (its container was deleted).
     pub fn remove(&self, key: &ElectionKey) -> Result<bool, StoreError> {
+        self.versions.forget(key);
         match std::fs::remove_file(self.path(key)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -489,7 +564,9 @@ impl BaseStore {
             let _ = std::fs::remove_file(&tmp);
             return Err(e.into());
         }
+        self.versions.invalidate(key);
         std::fs::rename(&tmp, &path)?;
+        self.versions.invalidate(key);
         sync_dir(path.parent())?;
         Ok(())
     }
@@ -667,6 +744,16 @@ mod tests {
             Some("1"),
             "dropped = rolled back"
         );
+        // The in-memory vectors always equal the files.
+        for k in [&master, &slave] {
+            let ReplicaVersion::Known { tables } = store.version(k) else {
+                panic!("known")
+            };
+            assert!(same_versions(
+                &tables,
+                &store.read_versions(&store.path(k)).expect("disk")
+            ));
+        }
         assert!(store.remove(&slave).expect("remove"));
         assert!(!store.remove(&slave).expect("removing twice is fine"));
         assert_eq!(store.version(&slave), ReplicaVersion::Missing);
