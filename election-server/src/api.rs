@@ -617,10 +617,11 @@ async fn do_write(
     };
     let budget = wait_budget(svc, q, headers);
     match crate::writes::write(svc, &base, ops, budget).await {
-        Ok(next) => reply(
+        // Who acknowledged it, under which fencing epoch (for audits).
+        Ok((next, epoch)) => reply(
             200,
             "OK",
-            json!({"version": crate::storage::render_vector(&next)}),
+            json!({"version": crate::storage::render_vector(&next), "master": svc.me, "epoch": epoch}),
         ),
         Err(e) => {
             let (code, message) = e.code_and_message();

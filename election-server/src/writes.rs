@@ -173,7 +173,7 @@ pub async fn write(
     base: &BaseName,
     ops: Vec<WriteOp>,
     budget: Duration,
-) -> Result<Vector, WriteError> {
+) -> Result<(Vector, Seq), WriteError> {
     validate(&ops)?;
     if !svc.writes.readonly().is_empty() {
         return Err(WriteError::ReadOnly);
@@ -243,7 +243,7 @@ pub async fn write(
     // only with a majority. The blocking thread drives the async calls.
     let (svc2, base2, key) = (svc.clone(), base.clone(), svc.key(base));
     let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::spawn_blocking(move || -> Result<Vector, WriteError> {
+    let outcome = tokio::task::spawn_blocking(move || -> Result<(Vector, Seq), WriteError> {
         let store_err = |e: StoreError| WriteError::Internal(format!("local write failed: {e}"));
         let when = i64::try_from(svc2.now().wall_ms).unwrap_or(0);
         let mut pending = svc2.store.begin_write(&key, &ops, when).map_err(store_err)?;
@@ -268,7 +268,7 @@ pub async fn write(
                 });
                 WriteError::ReadOnly
             })?;
-            return Ok(req.next);
+            return Ok((req.next, epoch));
         }
         pending.rollback();
         let detail: Vec<String> = answers.iter().map(|(p, a)| format!("{p}: {a}")).collect();
