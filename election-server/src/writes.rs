@@ -392,9 +392,16 @@ async fn replicate(
 /// The slave's side of a replicated write: (code, message).
 pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16, String) {
     let base = &req.base;
-    let Some(snap) = svc.snapshot(base) else {
-        svc.poke(base, false);
-        return (503, format!("no election running for {base} here yet"));
+    // A write right after an election may reach us before our side settled
+    // (still checking the master): wait for it, briefly, rather than refuse.
+    let settle = (svc.cfg.replicate_timeout / 2).min(Duration::from_secs(2));
+    let snap = match svc.snapshot(base) {
+        Some(s) if s.fsm.state().is_final() => s,
+        _ => match svc.wait_final(base, settle).await {
+            Ok(s) => s,
+            Err(WaitError::Timeout(s)) => s,
+            Err(WaitError::Exiting) => return (503, "service exiting".into()),
+        },
     };
     match (snap.fsm.state(), snap.fsm.master()) {
         (State::Master, _) => {

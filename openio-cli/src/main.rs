@@ -250,47 +250,65 @@ async fn to_base(
         }
         req.send()
     };
+    // Rounds over the peers until the deadline: a redirect to a master that
+    // just died fails with a network error until the election moves on, so
+    // retry with growing pauses (250, 500, 1000 ms...) rather than give up.
+    let deadline = tokio::time::Instant::now() + ctx.timeout;
     let mut errors = Vec::new();
-    for first in peers {
-        let mut target = first.to_string();
-        let mut redirects = 0u32;
-        loop {
-            let resp = match send(target.clone()).await {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(format!("{target}: {e}"));
-                    break;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        for first in peers {
+            let mut target = first.to_string();
+            let mut redirects = 0u32;
+            loop {
+                let resp = match send(target.clone()).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        errors.push(format!("{target}: {e}"));
+                        break;
+                    }
+                };
+                let http_status = resp.status().as_u16();
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                let status = body["status"].as_i64().unwrap_or(i64::from(http_status));
+                let message = body["message"].as_str().unwrap_or("").to_string();
+                if status == 303 && redirects < 4 {
+                    if redirects > 0 {
+                        tokio::time::sleep(Duration::from_millis(200 << (redirects - 1))).await;
+                    }
+                    redirects += 1;
+                    target = message;
+                    continue;
                 }
-            };
-            let http_status = resp.status().as_u16();
-            let body: serde_json::Value = resp.json().await.unwrap_or_default();
-            let status = body["status"].as_i64().unwrap_or(i64::from(http_status));
-            let message = body["message"].as_str().unwrap_or("").to_string();
-            if status == 303 && redirects < 4 {
-                if redirects > 0 {
-                    tokio::time::sleep(Duration::from_millis(200 << (redirects - 1))).await;
+                if status == 303 {
+                    return Ok(Answer {
+                        status: 305,
+                        message: format!("Too many redirections (last: {message})"),
+                        body,
+                        http: 503,
+                    });
                 }
-                redirects += 1;
-                target = message;
-                continue;
-            }
-            if status == 303 {
                 return Ok(Answer {
-                    status: 305,
-                    message: format!("Too many redirections (last: {message})"),
+                    status,
+                    message,
                     body,
-                    http: 503,
+                    http: http_status,
                 });
             }
-            return Ok(Answer {
-                status,
-                message,
-                body,
-                http: http_status,
-            });
         }
+        let now = tokio::time::Instant::now();
+        if now + pause >= deadline {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
-    anyhow::bail!("no peer of {} answered: {}", ctx.base, errors.join("; "))
+    errors.dedup();
+    anyhow::bail!(
+        "no peer of {} answered before the deadline: {}",
+        ctx.base,
+        errors.join("; ")
+    )
 }
 
 /// Prints a failed write the way the seed shows it.

@@ -455,9 +455,14 @@ async fn delete_and_list_containers() {
     c.wait_converged(&base, T)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.write(&base, &[("k", "v")], T).await.0, 200);
-    // One replica misses the deletion.
-    let missed = c.ids()[2].clone();
+    let (code, message, _) = c.write(&base, &[("k", "v")], T).await;
+    assert_eq!(code, 200, "{message}");
+    // One replica (a slave) misses the deletion.
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let missed = c.ids().into_iter().find(|i| *i != master).expect("a slave");
     c.service_mut(&missed).kill9();
     let del = c
         .openio(&["-a", "acct", "container", "delete", "zeta"])
@@ -628,4 +633,50 @@ async fn an_empty_replica_never_wins_against_a_loading_one() {
     );
     let debug = c.debug(&mentor, &base).await;
     let _ = debug;
+}
+
+/// `container set` sent while the master has just crashed waits for the
+/// failover (within its timeout) instead of failing at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_set_rides_out_a_master_crash() {
+    let mut c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "crashset").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.service_mut(&master).kill9();
+    let run = c
+        .openio(&[
+            "-a",
+            "acct",
+            "-t",
+            "10",
+            "container",
+            "set",
+            "crashset",
+            "--property",
+            "a=1",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.took > Duration::from_millis(1_000),
+        "it waited for the session expiry: {:?}",
+        run.took
+    );
+    let (props, _) = wait_replicas_equal(&c, &base, T).await;
+    assert_eq!(props["a"], "1");
+}
+
+/// The first write right after a container's creation succeeds: slaves
+/// still settling wait for their election instead of refusing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_write_right_after_creation() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    for i in 0..10 {
+        let base = c.create_container("acct", &format!("fresh{i}")).await;
+        let (code, message, _) = c.write(&base, &[("k", "v")], T).await;
+        assert_eq!(code, 200, "fresh{i}: {message}");
+    }
 }
