@@ -70,44 +70,97 @@ pub fn srvr(port: u16) -> Option<String> {
     out.contains("Mode:").then_some(out)
 }
 
-/// A standalone ZooKeeper server.
-pub struct Zk {
-    pub port: u16,
-    pub tick_ms: u64,
+/// One ZooKeeper server process.
+struct ZkMember {
+    id: usize,
+    port: u16,
     dir: TempDir,
     child: Option<Child>,
 }
 
+/// ZooKeeper: a standalone server, or an ensemble of servers on loopback.
+pub struct Zk {
+    /// The first server's client port.
+    pub port: u16,
+    pub tick_ms: u64,
+    members: Vec<ZkMember>,
+    /// `server.N=...` lines of an ensemble (empty when standalone).
+    servers: String,
+}
+
 impl Zk {
     pub fn start(tick_ms: u64) -> Zk {
+        Self::start_servers(1, tick_ms)
+    }
+
+    /// A 3-server (or `n`-server) ensemble on loopback.
+    pub fn start_ensemble(n: usize, tick_ms: u64) -> Zk {
+        Self::start_servers(n, tick_ms)
+    }
+
+    fn start_servers(n: usize, tick_ms: u64) -> Zk {
         assert!(
             Path::new(ZK_JAR).exists(),
             "ZooKeeper is not installed ({ZK_JAR} missing): run `scripts/zk.sh install` (Debian package zookeeper)"
         );
-        let dir = TempDir::new("zk");
-        let mut zk = Zk {
-            port: free_port(),
-            tick_ms,
-            dir,
-            child: None,
+        let members: Vec<ZkMember> = (1..=n)
+            .map(|id| ZkMember {
+                id,
+                port: free_port(),
+                dir: TempDir::new(&format!("zk{id}")),
+                child: None,
+            })
+            .collect();
+        let servers = if n > 1 {
+            (1..=n)
+                .map(|id| format!("server.{id}=127.0.0.1:{}:{}\n", free_port(), free_port()))
+                .collect()
+        } else {
+            String::new()
         };
-        zk.spawn();
+        let mut zk = Zk {
+            port: members[0].port,
+            tick_ms,
+            members,
+            servers,
+        };
+        for i in 0..zk.members.len() {
+            zk.spawn_member(i);
+        }
+        for i in 0..zk.members.len() {
+            zk.wait_member(i);
+        }
         zk
     }
 
-    fn spawn(&mut self) {
-        let d = self.dir.path();
+    fn spawn_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let d = m.dir.path().to_path_buf();
         std::fs::create_dir_all(d.join("data")).expect("zk data dir");
-        let cfg = format!(
+        let mut cfg = format!(
             "tickTime={}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
              4lw.commands.whitelist=ruok,srvr,stat,mntr,conf,cons,envi\nmaxClientCnxns=0\n",
             self.tick_ms,
             d.join("data").display(),
-            self.port
+            m.port
         );
+        if !self.servers.is_empty() {
+            cfg.push_str("initLimit=10\nsyncLimit=5\n");
+            cfg.push_str(&self.servers);
+            std::fs::write(d.join("data").join("myid"), format!("{}\n", m.id)).expect("myid");
+        }
         std::fs::write(d.join("zoo.cfg"), cfg).expect("write zoo.cfg");
-        let log = std::fs::File::create(d.join("out.log")).expect("zk log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("out.log"))
+            .expect("zk log");
         let cp = format!("/etc/zookeeper/conf:{ZK_JAR}:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar");
+        let main = if self.servers.is_empty() {
+            "org.apache.zookeeper.server.ZooKeeperServerMain"
+        } else {
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+        };
         let child = Command::new("java")
             .args([
                 "-Xmx128m",
@@ -116,53 +169,84 @@ impl Zk {
                 "-Dzookeeper.root.logger=WARN,CONSOLE",
             ])
             .arg(format!("-Dzookeeper.log.dir={}", d.display()))
-            .args([
-                "-cp",
-                &cp,
-                "org.apache.zookeeper.server.ZooKeeperServerMain",
-            ])
+            .args(["-cp", &cp, main])
             .arg(d.join("zoo.cfg"))
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
             .expect("start java (is a JRE installed? scripts/zk.sh install)");
-        self.child = Some(child);
+        m.child = Some(child);
+    }
+
+    fn wait_member(&self, i: usize) {
+        let m = &self.members[i];
         let started = Instant::now();
-        while srvr(self.port).is_none() {
+        while srvr(m.port).is_none() {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "ZooKeeper did not serve on port {} within 30 s; log: {}",
-                self.port,
-                std::fs::read_to_string(d.join("out.log")).unwrap_or_default()
+                m.port,
+                std::fs::read_to_string(m.dir.path().join("out.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn connect_string(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// Stops the server (kill -9: sessions are not closed).
+    /// Stops every server (kill -9: sessions are not closed).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 
-    /// Starts it again on the same port with the same data.
+    /// Starts every server again on the same ports with the same data.
     pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+        self.restart_after(Duration::ZERO);
     }
 
-    /// Down for `outage`, then started again on the same port with the same data.
+    /// Down for `outage`, then started again on the same ports with the same data.
     pub fn restart_after(&mut self, outage: Duration) {
         self.kill();
         std::thread::sleep(outage);
-        self.spawn();
+        for i in 0..self.members.len() {
+            self.spawn_member(i);
+        }
+        for i in 0..self.members.len() {
+            self.wait_member(i);
+        }
+    }
+
+    /// Ensembles: kill -9 the current leader; returns its index.
+    pub fn kill_leader(&mut self) -> Option<usize> {
+        let i = self
+            .members
+            .iter()
+            .position(|m| srvr(m.port).is_some_and(|s| s.contains("Mode: leader")))?;
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        Some(i)
+    }
+
+    /// Starts one killed server again (it rejoins the ensemble).
+    pub fn start_member(&mut self, i: usize) {
+        if self.members[i].child.is_none() {
+            self.spawn_member(i);
+            self.wait_member(i);
+        }
     }
 }
 
@@ -423,7 +507,11 @@ impl Cluster {
     }
 
     pub fn start_with_tick(n: usize, opts: ServiceOpts, tick_ms: u64) -> Cluster {
-        let zk = Zk::start(tick_ms);
+        Self::start_on(Zk::start(tick_ms), n, opts)
+    }
+
+    /// N services on a given ZooKeeper (standalone or ensemble).
+    pub fn start_on(zk: Zk, n: usize, opts: ServiceOpts) -> Cluster {
         let dir = TempDir::new("cluster");
         let mut services = Vec::new();
         for i in 0..n {

@@ -72,12 +72,11 @@ async fn write_once(c: &Cluster, base: &str, key: &str, value: &str) -> Option<(
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_no_lost_write_no_double_master() {
+fn settings(test: &str, default_seconds: u64) -> (u64, u64) {
     let seconds: u64 = std::env::var("CHAOS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(25);
+        .unwrap_or(default_seconds);
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -88,8 +87,37 @@ async fn chaos_no_lost_write_no_double_master() {
                 .unwrap_or(1)
                 | 1
         });
-    eprintln!("REPRODUCE WITH: CHAOS_SEED={seed} CHAOS_SECONDS={seconds} cargo test -p system-tests --test chaos -- --nocapture");
-    let c = Cluster::start(3, ServiceOpts::default());
+    eprintln!("REPRODUCE WITH: CHAOS_SEED={seed} CHAOS_SECONDS={seconds} cargo test -p system-tests --test chaos -- --nocapture {test}");
+    (seconds, seed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_no_lost_write_no_double_master() {
+    let (seconds, seed) = settings("chaos_no_lost_write_no_double_master", 25);
+    run_chaos(
+        Cluster::start(3, ServiceOpts::default()),
+        seconds,
+        seed,
+        false,
+    )
+    .await;
+}
+
+/// The same on a 3-server ZooKeeper ensemble, whose leader gets killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_on_a_zookeeper_ensemble() {
+    let (seconds, seed) = settings("chaos_on_a_zookeeper_ensemble", 20);
+    let zk = system_tests::Zk::start_ensemble(3, 200);
+    run_chaos(
+        Cluster::start_on(zk, 3, ServiceOpts::default()),
+        seconds,
+        seed,
+        true,
+    )
+    .await;
+}
+
+async fn run_chaos(c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
     let mut bases = Vec::new();
     for i in 0..50 {
         bases.push(c.create_container("chaos", &format!("c{i}")).await);
@@ -141,7 +169,13 @@ async fn chaos_no_lost_write_no_double_master() {
         tokio::time::sleep(Duration::from_millis(1_000 + rng.below(2_000))).await;
         let ids = c.read().await.ids();
         let victim = ids[rng.below(ids.len() as u64) as usize].clone();
-        match rng.below(10) {
+        // On an ensemble, every third fault kills its leader.
+        let pick = if ensemble && faults.len() % 3 == 2 {
+            9
+        } else {
+            rng.below(10)
+        };
+        match pick {
             0..=2 => {
                 faults.push(format!("kill -9 {victim}"));
                 c.write().await.service_mut(&victim).kill9();
@@ -164,6 +198,18 @@ async fn chaos_no_lost_write_no_double_master() {
                             .call(&id, "leave", b, Duration::from_millis(500))
                             .await;
                     }
+                }
+            }
+            _ if ensemble => {
+                let mut guard = c.write().await;
+                match guard.zk.kill_leader() {
+                    Some(i) => {
+                        faults.push(format!("kill -9 the ZooKeeper leader (server {})", i + 1));
+                        drop(guard);
+                        tokio::time::sleep(Duration::from_millis(1_000 + rng.below(1_000))).await;
+                        c.write().await.zk.start_member(i);
+                    }
+                    None => faults.push("no ZooKeeper leader to kill".into()),
                 }
             }
             _ => {
@@ -189,6 +235,14 @@ async fn chaos_no_lost_write_no_double_master() {
         faults.len() >= seconds as usize / 4,
         "the fault injector ran"
     );
+    if ensemble {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.starts_with("kill -9 the ZooKeeper leader")),
+            "the ensemble leader was killed: {faults:?}"
+        );
+    }
     assert!(!history.is_empty(), "some writes were acknowledged");
 
     // Each fencing epoch of a base was acknowledged by one master only.
