@@ -17,7 +17,7 @@
 //! replica reports the same version, or the service restarts.
 
 use crate::rpc::PeerError;
-use crate::service::{session_live, Service, WaitError};
+use crate::service::{session_live, Service, Snapshot, WaitError};
 use crate::storage::{render_vector, StoreError, Vector, WriteOp};
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
 use election_core::State;
@@ -167,17 +167,13 @@ fn validate(ops: &[WriteOp]) -> Result<(), WriteError> {
     Ok(())
 }
 
-/// A client write, on whichever peer received it.
-pub async fn write(
+/// The common start of client requests on a base: we must host it, and its
+/// election must reach a final state within the caller's budget.
+async fn settled(
     svc: &Arc<Service>,
     base: &BaseName,
-    ops: Vec<WriteOp>,
     budget: Duration,
-) -> Result<(Vector, Seq), WriteError> {
-    validate(&ops)?;
-    if !svc.writes.readonly().is_empty() {
-        return Err(WriteError::ReadOnly);
-    }
+) -> Result<Arc<Snapshot>, WriteError> {
     match svc.manages(base, false).await {
         Ok(Some(_)) => {}
         Ok(None) => {
@@ -192,18 +188,40 @@ pub async fn write(
             )))
         }
     }
-    let snap = match svc.wait_final(base, budget).await {
-        Ok(s) => s,
-        Err(WaitError::Exiting) => return Err(WriteError::Exiting),
-        Err(WaitError::Timeout(s)) => {
-            return Err(WriteError::ElectionFailed(format!(
-                "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
-                svc.stype,
-                s.fsm.state(),
-                s.fsm.reason(svc.now())
-            )))
-        }
-    };
+    wait_settled(svc, base, budget).await
+}
+
+/// Waits (bounded) for a final election state; a timeout is the seed's
+/// `Election failed [<base>][<type>]`.
+async fn wait_settled(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    budget: Duration,
+) -> Result<Arc<Snapshot>, WriteError> {
+    match svc.wait_final(base, budget).await {
+        Ok(s) => Ok(s),
+        Err(WaitError::Exiting) => Err(WriteError::Exiting),
+        Err(WaitError::Timeout(s)) => Err(WriteError::ElectionFailed(format!(
+            "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
+            svc.stype,
+            s.fsm.state(),
+            s.fsm.reason(svc.now())
+        ))),
+    }
+}
+
+/// A client write, on whichever peer received it.
+pub async fn write(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    ops: Vec<WriteOp>,
+    budget: Duration,
+) -> Result<(Vector, Seq), WriteError> {
+    validate(&ops)?;
+    if !svc.writes.readonly().is_empty() {
+        return Err(WriteError::ReadOnly);
+    }
+    let snap = settled(svc, base, budget).await?;
     if let Some(master) = snap.fsm.master() {
         return Err(WriteError::Redirect(master.clone()));
     }
@@ -465,32 +483,7 @@ pub async fn read(
     master_only: bool,
     budget: Duration,
 ) -> Result<(BTreeMap<String, String>, Vector, &'static str), WriteError> {
-    match svc.manages(base, false).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(WriteError::NotManaged(format!(
-                "Base not managed: {base} is not hosted by {}",
-                svc.me
-            )))
-        }
-        Err(e) => {
-            return Err(WriteError::ElectionFailed(format!(
-                "directory unavailable: {e}"
-            )))
-        }
-    }
-    let snap = match svc.wait_final(base, budget).await {
-        Ok(s) => s,
-        Err(WaitError::Exiting) => return Err(WriteError::Exiting),
-        Err(WaitError::Timeout(s)) => {
-            return Err(WriteError::ElectionFailed(format!(
-                "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
-                svc.stype,
-                s.fsm.state(),
-                s.fsm.reason(svc.now())
-            )))
-        }
-    };
+    let snap = settled(svc, base, budget).await?;
     let role = match snap.fsm.master() {
         Some(m) if master_only => return Err(WriteError::Redirect(m.clone())),
         Some(_) => "SLAVE",
@@ -569,18 +562,7 @@ pub async fn delete(
             )))
         }
     };
-    let snap = match svc.wait_final(base, budget).await {
-        Ok(s) => s,
-        Err(WaitError::Exiting) => return Err(WriteError::Exiting),
-        Err(WaitError::Timeout(s)) => {
-            return Err(WriteError::ElectionFailed(format!(
-                "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
-                svc.stype,
-                s.fsm.state(),
-                s.fsm.reason(svc.now())
-            )))
-        }
-    };
+    let snap = wait_settled(svc, base, budget).await?;
     if let Some(master) = snap.fsm.master() {
         return Err(WriteError::Redirect(master.clone()));
     }
