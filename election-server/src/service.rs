@@ -458,6 +458,8 @@ async fn run_election(
     let mut rejoin_when_restored = false;
     // Our latest node and the session that created it (create's Stat).
     let mut node_owner: Option<(Seq, i64)> = None;
+    // The group's listing, sent right behind our node's EXISTS.
+    let mut prefetched: Option<Prefetch> = None;
     let driver = Driver {
         svc: svc.clone(),
         base: base.clone(),
@@ -529,7 +531,7 @@ async fn run_election(
         let pre = fsm.state();
         let actions = fsm.handle(now, event);
         for action in actions {
-            driver.execute(&fsm, action, &mut bound_epoch, node_owner);
+            driver.execute(&fsm, action, &mut bound_epoch, node_owner, &mut prefetched);
         }
         if fsm.state() != pre {
             tracing::debug!(base = %base, "{pre} -> {}", fsm.state());
@@ -575,6 +577,7 @@ impl Driver {
         action: Action,
         bound_epoch: &mut u64,
         node_owner: Option<(Seq, i64)>,
+        prefetched: &mut Option<Prefetch>,
     ) {
         let svc = &self.svc;
         let client = svc.zk.client();
@@ -658,8 +661,17 @@ impl Driver {
                 };
                 let path = self.node(seq);
                 let tx = self.tx.clone();
+                // LIST goes right behind EXISTS (a session's requests are
+                // processed in order): the listing LISTING would ask for next.
+                let dir = svc.layout.election_dir(&svc.stype, &self.key);
+                let (listing_tx, listing_rx) = tokio::sync::oneshot::channel();
+                *prefetched = Some((seq, listing_rx));
                 tokio::spawn(async move {
-                    match client.check_and_watch_stat(&path).await {
+                    let exists = client.check_and_watch_stat(&path);
+                    let listing = client.list_children(&dir);
+                    let (exists, listing) = futures::join!(exists, listing);
+                    let _ = listing_tx.send(listing);
+                    match exists {
                         Ok((None, _)) => {
                             let _ = tx.send(Msg::Event(Event::LeftSelf { generation, seq }));
                             let _ = tx.send(Msg::Event(Event::ExistsOk { op }));
@@ -697,52 +709,69 @@ impl Driver {
                     fsm.peers().map(<[ServiceId]>::to_vec).unwrap_or_default();
                 let base = self.base.clone();
                 let known_owner = node_owner.filter(|(s, _)| *s == seq).map(|(_, o)| o);
+                let listing = prefetched
+                    .take()
+                    .filter(|(s, _)| *s == seq)
+                    .map(|(_, rx)| rx);
                 tokio::spawn(async move {
-                    let ev = match lowest_valid(&client, &dir, &key, seq, &me, &peers, &base).await
-                    {
-                        // Never lead on a node that is not our current session's:
-                        // known from create's Stat, else asked.
-                        Ok(lowest)
-                            if lowest == seq && known_owner == Some(client.session_id().0) =>
+                    let children = match listing {
+                        Some(rx) => match rx.await {
+                            Ok(result) => result,
+                            Err(_) => client.list_children(&dir).await,
+                        },
+                        None => client.list_children(&dir).await,
+                    };
+                    let ev =
+                        match lowest_valid(&client, children, &dir, &key, seq, &me, &peers, &base)
+                            .await
                         {
-                            Event::ListOk { op, lowest }
-                        }
-                        Ok(lowest) if lowest == seq => {
-                            let own =
-                                format!("{dir}/{key}-{}", election_core::names::format_seq(seq));
-                            match client.check_stat(&own).await {
-                                Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
-                                    Event::ListOk { op, lowest }
+                            // Never lead on a node that is not our current session's:
+                            // known from create's Stat, else asked.
+                            Ok(lowest)
+                                if lowest == seq && known_owner == Some(client.session_id().0) =>
+                            {
+                                Event::ListOk { op, lowest }
+                            }
+                            Ok(lowest) if lowest == seq => {
+                                let own = format!(
+                                    "{dir}/{key}-{}",
+                                    election_core::names::format_seq(seq)
+                                );
+                                match client.check_stat(&own).await {
+                                    Ok(Some(stat))
+                                        if stat.ephemeral_owner == client.session_id().0 =>
+                                    {
+                                        Event::ListOk { op, lowest }
+                                    }
+                                    Ok(Some(_)) => Event::Disconnected,
+                                    Ok(None) => Event::ListKo {
+                                        op,
+                                        error: "our node vanished".into(),
+                                    },
+                                    Err(e) => zk_failure(
+                                        &e,
+                                        Event::ListKo {
+                                            op,
+                                            error: e.to_string(),
+                                        },
+                                    ),
                                 }
-                                Ok(Some(_)) => Event::Disconnected,
-                                Ok(None) => Event::ListKo {
-                                    op,
-                                    error: "our node vanished".into(),
-                                },
-                                Err(e) => zk_failure(
+                            }
+                            Ok(lowest) => Event::ListOk { op, lowest },
+                            Err(ev) => match ev {
+                                ListFailure::Zk(e) => zk_failure(
                                     &e,
                                     Event::ListKo {
                                         op,
                                         error: e.to_string(),
                                     },
                                 ),
-                            }
-                        }
-                        Ok(lowest) => Event::ListOk { op, lowest },
-                        Err(ev) => match ev {
-                            ListFailure::Zk(e) => zk_failure(
-                                &e,
-                                Event::ListKo {
+                                ListFailure::Missing => Event::ListKo {
                                     op,
-                                    error: e.to_string(),
+                                    error: format!("our node {seq} is not in the group"),
                                 },
-                            ),
-                            ListFailure::Missing => Event::ListKo {
-                                op,
-                                error: format!("our node {seq} is not in the group"),
                             },
-                        },
-                    };
+                        };
                     let _ = tx.send(Msg::Event(ev));
                 });
             }
@@ -942,6 +971,12 @@ impl Driver {
     }
 }
 
+/// A listing requested ahead of LISTING, for our node `Seq`.
+type Prefetch = (
+    Seq,
+    tokio::sync::oneshot::Receiver<Result<Vec<String>, zk::Error>>,
+);
+
 enum ListFailure {
     Zk(zk::Error),
     Missing,
@@ -951,8 +986,10 @@ enum ListFailure {
 /// whose data is not a service id, or names a service that is not a peer of
 /// the base, are skipped (every peer applies the same rule, so all agree).
 /// Nodes carrying our own id are kept: the FSM deletes them.
+#[allow(clippy::too_many_arguments)]
 async fn lowest_valid(
     client: &zk::Client,
+    children: Result<Vec<String>, zk::Error>,
     dir: &str,
     key: &ElectionKey,
     ours: Seq,
@@ -960,7 +997,7 @@ async fn lowest_valid(
     peers: &[ServiceId],
     base: &BaseName,
 ) -> Result<Seq, ListFailure> {
-    let children = client.list_children(dir).await.map_err(ListFailure::Zk)?;
+    let children = children.map_err(ListFailure::Zk)?;
     let mut seqs: Vec<Seq> = children
         .iter()
         .filter_map(|c| parse_node_name(c))
