@@ -673,14 +673,15 @@ impl Election {
             (S::CheckingMaster, E::Getvers { peer, outcome, .. }) => {
                 self.count_getvers(peer, outcome.clone());
                 let left_master = std::mem::take(&mut self.flags.left_master);
-                let left_self = std::mem::take(&mut self.flags.left_self);
                 if self.flags.leave {
                     self.goto(now, S::Leaving, out);
                 } else if left_master {
                     self.goto(now, S::Listing, out);
                 } else if matches!(outcome, GetversOutcome::Race | GetversOutcome::Old) {
+                    // A pending LEFT_SELF stays flagged: SYNCING acts on it when
+                    // the copy ends (taking it here left a SLAVE without a node).
                     self.goto(now, S::Syncing, out);
-                } else if left_self {
+                } else if std::mem::take(&mut self.flags.left_self) {
                     self.forget_ids();
                     self.start(now, out);
                 } else if let GetversOutcome::Ko(e) = outcome {
@@ -813,7 +814,13 @@ impl Election {
             (S::Syncing, E::SyncReq) => self.flag(|f| f.sync = true),
             (S::Syncing, E::LeaveReq) => self.flag(|f| f.leave = true),
             (S::Syncing, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
-            (S::Syncing, E::LeftMaster { .. }) => self.flag(|f| f.left_master = true),
+            (S::Syncing, E::LeftMaster { .. }) => {
+                // The master is gone: its copy may never come (a paused
+                // process); stop waiting for it (OpenIO waits for the copy).
+                self.pending_op = None;
+                self.goto(now, S::Listing, out);
+                Logged::Always
+            }
             (S::Syncing, ev @ (E::SyncOk { .. } | E::SyncKo { .. })) => {
                 if self.flags.leave {
                     self.goto(now, S::Leaving, out);

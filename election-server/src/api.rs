@@ -42,6 +42,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/peer/replicate", post(peer_replicate))
         .route("/v1/container/delete", post(delete_container))
         .route("/v1/peer/drop", post(peer_drop))
+        .route("/v1/peer/resync", post(peer_resync))
         .route("/v1/peer/use", post(peer_use))
         .route("/v1/peer/getvers", post(peer_getvers))
         .route("/v1/peer/create", post(peer_create))
@@ -781,4 +782,15 @@ async fn peer_drop(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Respo
     check_type(&svc, Some(req.service_type.as_str()))?;
     let (code, message) = crate::writes::drop_replica(&svc, &req.base).await;
     Ok(reply(code, &message, json!({})))
+}
+
+/// The master says we missed a write: re-copy the base (now if SLAVE, or as
+/// soon as our election settles as SLAVE).
+async fn peer_resync(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Response, ApiError> {
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    if svc.is_exiting() {
+        return Ok(reply(503, "service exiting", json!({})));
+    }
+    svc.request_sync(&req.base);
+    Ok(reply(200, "resync triggered", json!({})))
 }

@@ -205,6 +205,17 @@ impl PeerClient {
             .map(|_| ())
     }
 
+    pub async fn resync(
+        &self,
+        peer: &ServiceId,
+        req: &UseRequest,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/resync", req, timeout)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn drop_replica(
         &self,
         peer: &ServiceId,

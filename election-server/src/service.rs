@@ -460,6 +460,8 @@ async fn run_election(
     let mut node_owner: Option<(Seq, i64)> = None;
     // The group's listing, sent right behind our node's EXISTS.
     let mut prefetched: Option<Prefetch> = None;
+    // The copy from the master while SYNCING (aborted if we leave SYNCING).
+    let mut sync_task: Option<tokio::task::JoinHandle<()>> = None;
     let driver = Driver {
         svc: svc.clone(),
         base: base.clone(),
@@ -531,7 +533,24 @@ async fn run_election(
         let pre = fsm.state();
         let actions = fsm.handle(now, event);
         for action in actions {
-            driver.execute(&fsm, action, &mut bound_epoch, node_owner, &mut prefetched);
+            driver.execute(
+                &fsm,
+                action,
+                &mut bound_epoch,
+                node_owner,
+                &mut prefetched,
+                &mut sync_task,
+            );
+        }
+        if fsm.state() != State::Syncing {
+            if let Some(task) = sync_task.take() {
+                if !task.is_finished() {
+                    // The master went away mid-copy: stop, and our copy is
+                    // current again (the rename is atomic, nothing half-done).
+                    task.abort();
+                    svc.store.abort_restore(&key);
+                }
+            }
         }
         if fsm.state() != pre {
             tracing::debug!(base = %base, "{pre} -> {}", fsm.state());
@@ -578,6 +597,7 @@ impl Driver {
         bound_epoch: &mut u64,
         node_owner: Option<(Seq, i64)>,
         prefetched: &mut Option<Prefetch>,
+        sync_task: &mut Option<tokio::task::JoinHandle<()>>,
     ) {
         let svc = &self.svc;
         let client = svc.zk.client();
@@ -930,7 +950,7 @@ impl Driver {
                 let svc = svc.clone();
                 let (base, key, tx) = (self.base.clone(), self.key.clone(), self.tx.clone());
                 svc.store.begin_restore(&key);
-                tokio::spawn(async move {
+                *sync_task = Some(tokio::spawn(async move {
                     let dumped = svc
                         .rpc
                         .dump(&master, &base, &svc.stype, &svc.me, svc.cfg.sync_timeout)
@@ -965,7 +985,7 @@ impl Driver {
                     };
                     svc.store.abort_restore(&key);
                     let _ = tx.send(Msg::Event(ev));
-                });
+                }));
             }
         }
     }

@@ -22,6 +22,8 @@ pub enum StoreError {
     OutOfOrder { local: String, expected: String },
     #[error("base is being restored")]
     Restoring,
+    #[error("base is still loading")]
+    Loading,
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("i/o: {0}")]
@@ -93,11 +95,8 @@ impl VersionCache {
     }
 
     fn forget(&self, key: &ElectionKey) {
-        let mut m = self.lock();
-        if let Some(e) = m.get_mut(key) {
-            e.0 += 1;
-            e.1 = None;
-        }
+        // Also for a key never cached: a read in flight must not fill it.
+        self.invalidate(key);
     }
 }
 
@@ -312,7 +311,10 @@ impl BaseStore {
     }
 
     fn open_rw(&self, key: &ElectionKey) -> Result<Connection, StoreError> {
-        if self.is_restoring(key) || self.loading() {
+        if self.loading() {
+            return Err(StoreError::Loading);
+        }
+        if self.is_restoring(key) {
             return Err(StoreError::Restoring);
         }
         let path = self.path(key);
@@ -435,10 +437,13 @@ impl BaseStore {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         self.versions.invalidate(key);
         let local = Self::vector_in(&tx)?;
-        if election_core::version::same_versions(&local, next) {
+        // Whole vectors, timestamps included (they are the master's, copied
+        // verbatim): a copy holding a different write at the same version
+        // numbers (one the master rolled back) is out of order, not "done".
+        if local == *next {
             return Ok(false);
         }
-        if !election_core::version::same_versions(&local, prev) {
+        if local != *prev {
             return Err(StoreError::OutOfOrder {
                 local: render_vector(&local),
                 expected: render_vector(prev),
@@ -447,7 +452,12 @@ impl BaseStore {
         Self::apply_ops(&tx, ops)?;
         Self::store_vector(&tx, next)?;
         tx.commit()?;
-        self.versions.set(key, next.clone());
+        if self.is_restoring(key) {
+            // A copy from the master is replacing this file: its vector wins.
+            self.versions.invalidate(key);
+        } else {
+            self.versions.set(key, next.clone());
+        }
         Ok(true)
     }
 
@@ -684,6 +694,26 @@ mod tests {
         let (prev2, next2) = store.apply(&master, &unset, 78).expect("apply");
         assert!(same_versions(&prev2, &next1));
 
+        // A copy at the same version numbers but holding another write (other
+        // timestamps: one the master rolled back) is not taken as done.
+        let ib = BaseName::parse("I.1").expect("valid");
+        let other = ElectionKey::compute(&ib, &t);
+        store.create(&other, &info(&ib)).expect("create");
+        let mut impostor = next1.clone();
+        if let Some(tv) = impostor.get_mut("main.properties") {
+            tv.when += 1;
+        }
+        let rolled_back = vec![WriteOp::Set {
+            key: "a".into(),
+            value: "rolled back".into(),
+        }];
+        assert!(store
+            .apply_replica(&other, &rolled_back, &start, &impostor)
+            .expect("applied"));
+        let err = store
+            .apply_replica(&other, &set, &start, &next1)
+            .expect_err("same numbers, other write");
+        assert!(matches!(err, StoreError::OutOfOrder { .. }), "{err}");
         // A replica refuses a write it cannot apply in order...
         let err = store
             .apply_replica(&slave, &unset, &prev2, &next2)

@@ -286,6 +286,28 @@ pub async fn write(
                 });
                 WriteError::ReadOnly
             })?;
+            // Slaves that did not apply it (settling, slow, unreachable) are
+            // told to re-copy the base, so they do not wait for the next write
+            // to find out they are behind.
+            let behind: Vec<ServiceId> = answers
+                .iter()
+                .filter(|(_, a)| !matches!(a, Ack::Applied | Ack::Deposed(_)))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for peer in behind {
+                let (svc, base) = (svc2.clone(), base2.clone());
+                handle.spawn(async move {
+                    let req = crate::rpc::UseRequest {
+                        base: base.clone(),
+                        service_type: svc.stype.clone(),
+                        from: svc.me.clone(),
+                        master: false,
+                    };
+                    if let Err(e) = svc.rpc.resync(&peer, &req, svc.cfg.use_timeout).await {
+                        tracing::debug!(base = %base, "resync request to {peer} failed: {e}");
+                    }
+                });
+            }
             return Ok((req.next, epoch));
         }
         pending.rollback();
@@ -294,7 +316,9 @@ pub async fn write(
             "no quorum: {acked} of {group} replicas acknowledged, {needed} needed; the write was rolled back ({})",
             detail.join("; ")
         );
-        if answers.iter().any(|(_, a)| matches!(a, Ack::Unknown(_))) {
+        // A slave that did not answer (timeout, or still pending when the
+        // outcome was decided) may hold the write we are rolling back.
+        if answers.iter().any(|(_, a)| matches!(a, Ack::Unknown(_) | Ack::Pending)) {
             svc2.writes.enter_readonly(Divergence {
                 base: base2.clone(),
                 detail: format!("write {} -> {} may be on some replicas: {}", render_vector(&req.prev), render_vector(&req.next), detail.join("; ")),
@@ -457,6 +481,28 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
     }
     let lock = svc.writes.lock(base);
     let _guard = lock.lock().await;
+    // Re-check under the lock: our role may have changed, or we may have
+    // vouched for a new candidate, while this write waited.
+    let now = svc.snapshot(base);
+    let (state, master, epoch) = now
+        .as_ref()
+        .map(|s| (s.fsm.state(), s.fsm.master().cloned(), s.fsm.master_id()))
+        .unwrap_or((State::None, None, None));
+    if state == State::Slave && (master.as_ref() != Some(&req.from) || epoch != Some(req.epoch)) {
+        return (
+            409,
+            format!(
+                "not following {} (epoch {}): following {master:?} (epoch {epoch:?})",
+                req.from, req.epoch
+            ),
+        );
+    }
+    if state != State::Slave {
+        return (
+            503,
+            format!("election of {base} not settled here (state {state})"),
+        );
+    }
     let (svc2, key) = (svc.clone(), svc.key(base));
     let result = tokio::task::spawn_blocking(move || {
         svc2.store
@@ -471,6 +517,7 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
             (409, format!("{e}; resyncing from the master"))
         }
         Ok(Err(StoreError::Restoring)) => (503, "base is being restored".into()),
+        Ok(Err(StoreError::Loading)) => (503, "base is still loading".into()),
         Ok(Err(e)) => (500, format!("replica write failed: {e}")),
         Err(e) => (500, e.to_string()),
     }

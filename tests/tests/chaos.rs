@@ -286,10 +286,28 @@ async fn run_chaos(c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
             {
                 break seen[0].1.clone();
             }
-            assert!(
-                heal.elapsed() < Duration::from_secs(90),
-                "{base}: replicas differ: {seen:?} (CHAOS_SEED={seed})"
-            );
+            if heal.elapsed() > Duration::from_secs(90) {
+                let mut why = String::new();
+                for (s, (code, _, v)) in c.services.iter().zip(&seen) {
+                    let d = c.debug(&s.id, base).await;
+                    let info = c.info_text(&s.id).await;
+                    let ro = info
+                        .lines()
+                        .find(|l| l.starts_with("emergency_read_only_mode"))
+                        .unwrap_or("");
+                    why.push_str(&format!(
+                        "\n  {}: {code} {v} state {} master {} err {} {ro} log {:?}",
+                        s.id,
+                        d["local"]["state"],
+                        d["master"]["url"],
+                        d["extra"]["last_error"],
+                        d["log"]
+                            .as_array()
+                            .map(|l| l.iter().take(6).collect::<Vec<_>>())
+                    ));
+                }
+                panic!("{base}: replicas differ (CHAOS_SEED={seed}):{why}");
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         for a in expected

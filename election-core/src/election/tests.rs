@@ -1075,18 +1075,29 @@ fn state_slave() {
 
 #[test]
 fn state_syncing() {
-    for ev in [Event::None, Event::LeaveReq, left_self(), left_master()] {
+    // FIX: OpenIO keeps SYNCING on LEFT_MASTER until the copy ends; we stop
+    // copying from a master that is gone (below).
+    for ev in [Event::None, Event::LeaveReq, left_self()] {
         let mut e = forced(State::Syncing, 2);
         assert!(e.handle(now(1_001), ev.clone()).is_empty());
         assert_eq!(e.state, State::Syncing, "{}", ev.name());
     }
-    run(&[Case {
-        from: State::Syncing,
-        setup: none,
-        event: |_| Event::Disconnected,
-        to: State::None,
-        ops: &[],
-    }]);
+    run(&[
+        Case {
+            from: State::Syncing,
+            setup: none,
+            event: |_| Event::Disconnected,
+            to: State::None,
+            ops: &[],
+        },
+        Case {
+            from: State::Syncing,
+            setup: none,
+            event: |_| left_master(),
+            to: State::Listing,
+            ops: &["LIST"],
+        },
+    ]);
 }
 
 // ------------------------------------------------------------------
@@ -1483,4 +1494,19 @@ fn fix_a_follower_poked_while_pending_rejoins_after_failing() {
     }
     assert_eq!(m.state, State::Master);
     assert!(!m.rejoin_requested());
+}
+
+#[test]
+fn fix_left_self_while_checking_the_master_survives_a_resync() {
+    // Our node vanishes while we check the master, and the master is ahead:
+    // we copy its base, then restart rather than become a SLAVE without a node.
+    let mut e = forced(State::CheckingMaster, 2);
+    e.handle(now(1_001), left_self());
+    let ev = gv(&e, "ID1", GetversOutcome::Old);
+    e.handle(now(1_002), ev);
+    assert_eq!(e.state, State::Syncing);
+    let op = op_of(&e);
+    let actions = e.handle(now(1_003), Event::SyncOk { op });
+    assert_eq!(e.state, State::Creating, "not SLAVE: our node is gone");
+    assert_eq!(ops(&actions), vec!["USE", "CREATE"]);
 }
