@@ -42,6 +42,9 @@ impl Now {
     }
 }
 
+const NO_PEERS: &str =
+    "no peers found for this base (is it in the directory? see `openio container show`)";
+
 /// Timers and budgets (reference §4.12 names in comments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -448,10 +451,9 @@ impl Election {
                     if let Some(seq) = self.local_id {
                         self.remember_stale(seq);
                     }
-                    self.pending_op = None;
                 }
                 self.pending_op = None;
-                self.goto(now, timeout_to, out);
+                self.enter(now, timeout_to, out);
                 return Some("TIMEOUT");
             }
         }
@@ -515,19 +517,19 @@ impl Election {
                     ..Flags::default()
                 };
                 self.pending_op = None;
-                self.goto(now, S::None, out);
+                self.enter(now, S::None, out);
                 Logged::Always
             }
             (S::Peering, E::SyncReq) => self.flag(|f| f.sync = true),
             (S::Peering, E::GetpeersDone { peers, .. }) => {
                 match peers.filter(|p| !p.is_empty()) {
                     None => {
-                        self.last_error = Some("no peers found for this base".into());
-                        self.goto(now, S::Failed, out);
+                        self.last_error = Some(NO_PEERS.into());
+                        self.enter(now, S::Failed, out);
                     }
                     Some(p) => {
                         self.peers = Some(p);
-                        self.goto(now, S::Creating, out);
+                        self.enter(now, S::Creating, out);
                     }
                 }
                 Logged::Always
@@ -538,15 +540,15 @@ impl Election {
             (S::Creating, E::SyncReq) => self.flag(|f| f.sync = true),
             (S::Creating, E::CreateKo { error, .. }) => {
                 self.last_error = Some(format!("create failed: {error}"));
-                self.goto(now, S::Failed, out);
+                self.enter(now, S::Failed, out);
                 Logged::Always
             }
             (S::Creating, E::CreateOk { seq, .. }) => {
                 self.local_id = Some(seq);
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else {
-                    self.goto(now, S::Watching, out);
+                    self.enter(now, S::Watching, out);
                 }
                 Logged::Always
             }
@@ -557,16 +559,16 @@ impl Election {
             (S::Watching, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
             (S::Watching, E::ExistsKo { error, .. }) => {
                 self.last_error = Some(format!("exists on our node failed: {error}"));
-                self.goto(now, S::Leaving, out);
+                self.enter(now, S::Leaving, out);
                 Logged::Always
             }
             (S::Watching, E::ExistsOk { .. }) => {
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
                 } else {
-                    self.goto(now, S::Listing, out);
+                    self.enter(now, S::Listing, out);
                 }
                 Logged::Always
             }
@@ -577,30 +579,30 @@ impl Election {
             (S::Listing, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
             (S::Listing, E::ListKo { error, .. }) => {
                 self.last_error = Some(format!("listing failed: {error}"));
-                self.goto(now, S::LeavingFailing, out);
+                self.enter(now, S::LeavingFailing, out);
                 Logged::Always
             }
             (S::Listing, E::ListOk { lowest, .. }) => {
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
                 } else if Some(lowest) == self.local_id {
                     if self.config.allow_master && !self.exiting {
                         self.master_id = self.local_id;
-                        self.goto(now, S::CheckingSlaves, out);
+                        self.enter(now, S::CheckingSlaves, out);
                     } else if self.exiting {
-                        self.goto(now, S::Leaving, out);
+                        self.enter(now, S::Leaving, out);
                     } else {
                         // Step aside, and come back after a back-off rather
                         // than at once (OpenIO loops here).
                         self.last_error = Some("mastership refused: allow_master is false".into());
                         self.flags.rejoin = true;
-                        self.goto(now, S::LeavingFailing, out);
+                        self.enter(now, S::LeavingFailing, out);
                     }
                 } else {
                     self.master_id = Some(lowest);
-                    self.goto(now, S::Asking, out);
+                    self.enter(now, S::Asking, out);
                 }
                 Logged::Always
             }
@@ -613,11 +615,11 @@ impl Election {
             (S::Asking, E::MasterKo { error, .. }) => {
                 self.last_error = Some(format!("reading the master node failed: {error}"));
                 if self.flags.left_self || self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if self.flags.left_master {
-                    self.goto(now, S::Listing, out);
+                    self.enter(now, S::Listing, out);
                 } else {
-                    self.goto(now, S::LeavingFailing, out);
+                    self.enter(now, S::LeavingFailing, out);
                 }
                 Logged::Always
             }
@@ -632,35 +634,35 @@ impl Election {
                         ));
                         out.push(Action::Delete { op: None, seq });
                         if self.flags.leave || self.flags.left_self {
-                            self.goto(now, S::Leaving, out);
+                            self.enter(now, S::Leaving, out);
                         } else {
-                            self.goto(now, S::Listing, out);
+                            self.enter(now, S::Listing, out);
                         }
                     }
                     MasterBadReason::UnknownPeer(id) => {
                         self.last_error =
                             Some(format!("master node names {id}, not a peer of this base"));
                         self.flags.decache = true;
-                        self.goto(now, S::LeavingFailing, out);
+                        self.enter(now, S::LeavingFailing, out);
                     }
                     MasterBadReason::Invalid(why) => {
                         self.last_error = Some(format!("master node unusable: {why}"));
-                        self.goto(now, S::LeavingFailing, out);
+                        self.enter(now, S::LeavingFailing, out);
                     }
                 }
                 Logged::Always
             }
             (S::Asking, E::MasterOk { master, .. }) => {
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
                 } else if self.flags.left_master {
-                    self.goto(now, S::Listing, out);
+                    self.enter(now, S::Listing, out);
                 } else {
                     self.master = Some(master);
                     self.retries_left = self.config.getvers_attempts;
-                    self.goto(now, S::CheckingMaster, out);
+                    self.enter(now, S::CheckingMaster, out);
                 }
                 Logged::Always
             }
@@ -674,13 +676,13 @@ impl Election {
                 self.count_getvers(peer, outcome.clone());
                 let left_master = std::mem::take(&mut self.flags.left_master);
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if left_master {
-                    self.goto(now, S::Listing, out);
+                    self.enter(now, S::Listing, out);
                 } else if matches!(outcome, GetversOutcome::Race | GetversOutcome::Old) {
                     // A pending LEFT_SELF stays flagged: SYNCING acts on it when
                     // the copy ends (taking it here left a SLAVE without a node).
-                    self.goto(now, S::Syncing, out);
+                    self.enter(now, S::Syncing, out);
                 } else if std::mem::take(&mut self.flags.left_self) {
                     self.forget_ids();
                     self.start(now, out);
@@ -688,7 +690,7 @@ impl Election {
                     self.last_error = Some(format!("GETVERS to master failed: {e}"));
                     self.retry_or_fail(now, S::DelayedCheckingMaster, out);
                 } else {
-                    self.goto(now, S::Slave, out);
+                    self.enter(now, S::Slave, out);
                 }
                 Logged::Always
             }
@@ -708,7 +710,7 @@ impl Election {
                 let group = self.peers.as_ref().map_or(0, Vec::len) as u32 + 1;
                 let errors = round.errors.len() as u32;
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if left_self {
                     self.forget_ids();
                     self.start(now, out);
@@ -720,7 +722,7 @@ impl Election {
                         round.old, round.race
                     ));
                     self.flags.rejoin = true;
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if errors > 0 && errors >= group.div_ceil(2) {
                     let detail: Vec<String> = round
                         .errors
@@ -736,7 +738,7 @@ impl Election {
                     ));
                     self.retry_or_fail(now, S::DelayedCheckingSlaves, out);
                 } else {
-                    self.goto(now, S::Master, out);
+                    self.enter(now, S::Master, out);
                 }
                 Logged::Always
             }
@@ -751,7 +753,7 @@ impl Election {
                         (_, true) => S::RefreshCheckingSlaves,
                         (_, false) => S::CheckingSlaves,
                     };
-                    self.goto(now, to, out);
+                    self.enter(now, to, out);
                 }
                 Logged::IfChanged
             }
@@ -759,16 +761,16 @@ impl Election {
                 self.flag(|f| f.sync = true)
             }
             (S::DelayedCheckingMaster | S::DelayedCheckingSlaves, E::LeaveReq) => {
-                self.goto(now, S::Leaving, out);
+                self.enter(now, S::Leaving, out);
                 Logged::Always
             }
             (S::DelayedCheckingMaster | S::DelayedCheckingSlaves, E::LeftSelf { .. }) => {
                 self.forget_ids();
-                self.goto(now, S::Creating, out);
+                self.enter(now, S::Creating, out);
                 Logged::Always
             }
             (S::DelayedCheckingMaster, E::LeftMaster { .. }) => {
-                self.goto(now, S::Listing, out);
+                self.enter(now, S::Listing, out);
                 Logged::Always
             }
 
@@ -794,18 +796,18 @@ impl Election {
                 }
                 let left_master = std::mem::take(&mut self.flags.left_master);
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
                 } else if follower && left_master {
-                    self.goto(now, S::Listing, out);
+                    self.enter(now, S::Listing, out);
                 } else if peers.is_none() {
-                    self.last_error = Some("no peers found for this base".into());
-                    self.goto(now, S::LeavingFailing, out);
+                    self.last_error = Some(NO_PEERS.into());
+                    self.enter(now, S::LeavingFailing, out);
                 } else if follower {
-                    self.goto(now, S::CheckingMaster, out);
+                    self.enter(now, S::CheckingMaster, out);
                 } else {
-                    self.goto(now, S::CheckingSlaves, out);
+                    self.enter(now, S::CheckingSlaves, out);
                 }
                 Logged::Always
             }
@@ -818,22 +820,22 @@ impl Election {
                 // The master is gone: its copy may never come (a paused
                 // process); stop waiting for it (OpenIO waits for the copy).
                 self.pending_op = None;
-                self.goto(now, S::Listing, out);
+                self.enter(now, S::Listing, out);
                 Logged::Always
             }
             (S::Syncing, ev @ (E::SyncOk { .. } | E::SyncKo { .. })) => {
                 if self.flags.leave {
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
                 } else if std::mem::take(&mut self.flags.left_master) {
-                    self.goto(now, S::Listing, out);
+                    self.enter(now, S::Listing, out);
                 } else if let E::SyncKo { error, .. } = ev {
                     // Never serve a copy we failed to refresh.
                     self.last_error = Some(format!("copy from master failed: {error}"));
                     self.retry_or_fail(now, S::DelayedCheckingMaster, out);
                 } else {
-                    self.goto(now, S::Slave, out);
+                    self.enter(now, S::Slave, out);
                 }
                 Logged::Always
             }
@@ -850,12 +852,12 @@ impl Election {
             }
             (S::Leaving, E::LeaveKo { error, .. }) => {
                 self.last_error = Some(format!("deleting our node failed: {error}"));
-                self.goto(now, S::LeavingFailing, out);
+                self.enter(now, S::LeavingFailing, out);
                 Logged::Always
             }
             (S::Leaving, E::LeaveOk { .. }) => {
                 self.forget_ids();
-                self.goto(now, S::None, out);
+                self.enter(now, S::None, out);
                 Logged::Always
             }
 
@@ -874,7 +876,7 @@ impl Election {
                     self.remember_stale(seq);
                 }
                 self.forget_ids();
-                self.goto(now, S::Failed, out);
+                self.enter(now, S::Failed, out);
                 Logged::Always
             }
 
@@ -884,7 +886,7 @@ impl Election {
                     if std::mem::take(&mut self.flags.rejoin) && !self.exiting {
                         self.start(now, out);
                     } else {
-                        self.goto(now, S::None, out);
+                        self.enter(now, S::None, out);
                     }
                 } else if !self.exiting {
                     // Someone is interested: retry when the back-off ends.
@@ -897,7 +899,7 @@ impl Election {
                     sync: self.flags.sync,
                     ..Flags::default()
                 };
-                self.goto(now, S::None, out);
+                self.enter(now, S::None, out);
                 Logged::Always
             }
             (S::Failed, E::SyncReq) => {
@@ -909,12 +911,12 @@ impl Election {
             (S::Slave, E::None) => {
                 if now.mono_ms.saturating_sub(self.last_access) >= self.config.expire_slave_ms {
                     self.flags.rejoin = false;
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 }
                 Logged::IfChanged
             }
             (S::Slave, E::LeaveReq) => {
-                self.goto(now, S::Leaving, out);
+                self.enter(now, S::Leaving, out);
                 Logged::Always
             }
             (S::Slave, E::LeftSelf { .. }) => {
@@ -924,11 +926,11 @@ impl Election {
                 Logged::Always
             }
             (S::Slave, E::LeftMaster { .. }) => {
-                self.goto(now, S::Listing, out);
+                self.enter(now, S::Listing, out);
                 Logged::Always
             }
             (S::Slave, E::SyncReq) => {
-                self.goto(now, S::Syncing, out);
+                self.enter(now, S::Syncing, out);
                 Logged::Always
             }
 
@@ -936,12 +938,12 @@ impl Election {
             (S::Master, E::None) => {
                 if now.mono_ms.saturating_sub(self.last_access) >= self.config.expire_master_ms {
                     self.flags.rejoin = false;
-                    self.goto(now, S::Leaving, out);
+                    self.enter(now, S::Leaving, out);
                 }
                 Logged::IfChanged
             }
             (S::Master, E::LeaveReq) => {
-                self.goto(now, S::Leaving, out);
+                self.enter(now, S::Leaving, out);
                 Logged::Always
             }
             (S::Master, E::LeftSelf { .. }) => {
@@ -1024,10 +1026,10 @@ impl Election {
 
     fn retry_or_fail(&mut self, now: Now, delayed: State, out: &mut Vec<Action>) {
         if self.retries_left == 0 {
-            self.goto(now, State::LeavingFailing, out);
+            self.enter(now, State::LeavingFailing, out);
         } else {
             self.retries_left -= 1;
-            self.goto(now, delayed, out);
+            self.enter(now, delayed, out);
         }
     }
 
@@ -1043,14 +1045,10 @@ impl Election {
     fn start(&mut self, now: Now, out: &mut Vec<Action>) {
         self.unstable_since = Some(now.mono_ms);
         if self.peers.as_ref().is_some_and(|p| !p.is_empty()) {
-            self.goto(now, State::Creating, out);
+            self.enter(now, State::Creating, out);
         } else {
-            self.goto(now, State::Peering, out);
+            self.enter(now, State::Peering, out);
         }
-    }
-
-    fn goto(&mut self, now: Now, to: State, out: &mut Vec<Action>) {
-        self.enter(now, to, out);
     }
 
     /// The only place where the state changes: entry actions of each state.

@@ -167,6 +167,13 @@ fn validate(ops: &[WriteOp]) -> Result<(), WriteError> {
     Ok(())
 }
 
+fn not_managed(svc: &Service, base: &BaseName) -> WriteError {
+    WriteError::NotManaged(format!(
+        "Base not managed: {base} is not hosted by {}",
+        svc.me
+    ))
+}
+
 /// The common start of client requests on a base: we must host it, and its
 /// election must reach a final state within the caller's budget.
 async fn settled(
@@ -176,12 +183,7 @@ async fn settled(
 ) -> Result<Arc<Snapshot>, WriteError> {
     match svc.manages(base, false).await {
         Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(WriteError::NotManaged(format!(
-                "Base not managed: {base} is not hosted by {}",
-                svc.me
-            )))
-        }
+        Ok(None) => return Err(not_managed(svc, base)),
         Err(e) => {
             return Err(WriteError::ElectionFailed(format!(
                 "directory unavailable: {e}"
@@ -597,12 +599,7 @@ pub async fn delete(
 ) -> Result<Vec<(ServiceId, String)>, WriteError> {
     let entry = match svc.directory.lookup(&svc.stype, base).await {
         Ok(Some(e)) if e.peers.contains(&svc.me) => e,
-        Ok(_) => {
-            return Err(WriteError::NotManaged(format!(
-                "Base not managed: {base} is not hosted by {}",
-                svc.me
-            )))
-        }
+        Ok(_) => return Err(not_managed(svc, base)),
         Err(e) => {
             return Err(WriteError::ElectionFailed(format!(
                 "directory unavailable: {e}"

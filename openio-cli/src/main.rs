@@ -399,6 +399,17 @@ impl Ctx {
     }
 }
 
+/// The strings of a JSON array (empty when it is not one).
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn account(cli: &Cli) -> anyhow::Result<String> {
     cli.account
         .clone()
@@ -655,13 +666,7 @@ async fn run_container(cli: &Cli, cmd: &ContainerCmd) -> anyhow::Result<ExitCode
                         let body: serde_json::Value = r.json().await.unwrap_or_default();
                         let status = body["status"].as_i64().unwrap_or(0);
                         if status == 200 || status == 201 {
-                            let peers: Vec<String> = body["peers"]
-                                .as_array()
-                                .cloned()
-                                .unwrap_or_default()
-                                .iter()
-                                .filter_map(|p| p.as_str().map(String::from))
-                                .collect();
+                            let peers: Vec<String> = strings(&body["peers"]);
                             let created = if status == 201 { "True" } else { "False" };
                             print(
                                 cli.format,
@@ -695,13 +700,7 @@ async fn run_container(cli: &Cli, cmd: &ContainerCmd) -> anyhow::Result<ExitCode
             zk.close().await;
             let entry = entry?;
             let text = |k: &str| entry[k].as_str().unwrap_or("").to_string();
-            let peers: Vec<String> = entry["peers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| p.as_str().map(String::from))
-                .collect();
+            let peers: Vec<String> = strings(&entry["peers"]);
             let ctime = entry["ctime_ms"]
                 .as_i64()
                 .and_then(chrono::DateTime::from_timestamp_millis)

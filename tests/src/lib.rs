@@ -420,19 +420,18 @@ impl Service {
 
     /// SIGTERM, then wait for the exit (clean leave).
     pub fn terminate(&mut self) -> Duration {
-        let started = Instant::now();
-        if let Some(mut c) = self.child.take() {
-            signal(c.id(), libc::SIGTERM);
-            let _ = c.wait();
-        }
-        started.elapsed()
+        self.signal_and_wait(libc::SIGTERM)
     }
 
     /// SIGINT, then wait for the exit (fast exit).
     pub fn interrupt(&mut self) -> Duration {
+        self.signal_and_wait(libc::SIGINT)
+    }
+
+    fn signal_and_wait(&mut self, sig: libc::c_int) -> Duration {
         let started = Instant::now();
         if let Some(mut c) = self.child.take() {
-            signal(c.id(), libc::SIGINT);
+            signal(c.id(), sig);
             let _ = c.wait();
         }
         started.elapsed()
@@ -734,6 +733,14 @@ impl Cluster {
                 )
             }
             Err(_) => (2, Value::Null, String::new()),
+        }
+    }
+
+    /// `/info` (JSON) of one peer.
+    pub async fn info(&self, id: &str) -> Value {
+        match self.http.get(format!("http://{id}/info")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
         }
     }
 

@@ -404,17 +404,7 @@ async fn f_zookeeper_restart_under_200_elections() {
         started.elapsed()
     );
     for s in &c.read().await.services {
-        let info: Value = c
-            .read()
-            .await
-            .http
-            .get(format!("http://{}/info", s.id))
-            .send()
-            .await
-            .expect("info")
-            .json()
-            .await
-            .expect("json");
+        let info = c.read().await.info(&s.id).await;
         assert!(
             info["zookeeper"]["reconnects"].as_u64() >= Some(1),
             "{} kept its session through a 3 s outage? {info}",

@@ -6,7 +6,6 @@
 //! taken between figures measured in this same run.
 
 use futures::StreamExt;
-use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use system_tests::{percentile, Cluster, ServiceOpts};
@@ -196,15 +195,7 @@ async fn leave_failovers(c: &Cluster, bases: &[String], r: &mut Report) {
 }
 
 async fn crash_failovers(c: &mut Cluster, base: &str, reps: usize, r: &mut Report) {
-    let info: Value = c
-        .http
-        .get(format!("http://{}/info", c.services[0].id))
-        .send()
-        .await
-        .expect("info")
-        .json()
-        .await
-        .expect("json");
+    let info = c.info(&c.services[0].id).await;
     let session = info["zookeeper"]["session_timeout_ms"]
         .as_u64()
         .unwrap_or(0);
@@ -444,15 +435,7 @@ async fn scale(c: &Cluster, n: usize, r: &mut Report) {
 async fn final_elections(c: &Cluster) -> u64 {
     let mut finals = 0;
     for s in &c.services {
-        let info: Value = c
-            .http
-            .get(format!("http://{}/info", s.id))
-            .send()
-            .await
-            .expect("info")
-            .json()
-            .await
-            .expect("json");
+        let info = c.info(&s.id).await;
         finals += info["elections"]["master"].as_u64().unwrap_or(0)
             + info["elections"]["slave"].as_u64().unwrap_or(0);
     }
