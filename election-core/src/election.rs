@@ -90,6 +90,30 @@ impl Default for Config {
     }
 }
 
+/// Is `event` the kind of completion `state` waits for?
+fn completes(state: State, event: &Event) -> bool {
+    use Event as E;
+    use State as S;
+    matches!(
+        (state, event),
+        (
+            S::Peering | S::RefreshCheckingMaster | S::RefreshCheckingSlaves,
+            E::GetpeersDone { .. }
+        ) | (S::Creating, E::CreateOk { .. } | E::CreateKo { .. })
+            | (S::Watching, E::ExistsOk { .. } | E::ExistsKo { .. })
+            | (S::Listing, E::ListOk { .. } | E::ListKo { .. })
+            | (
+                S::Asking,
+                E::MasterOk { .. } | E::MasterKo { .. } | E::MasterBad { .. }
+            )
+            | (S::Syncing, E::SyncOk { .. } | E::SyncKo { .. })
+            | (
+                S::Leaving | S::LeavingFailing,
+                E::LeaveOk { .. } | E::LeaveKo { .. }
+            )
+    )
+}
+
 /// Deferred requests received while an operation was in flight.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Flags {
@@ -401,7 +425,11 @@ impl Election {
                         && self.getvers.op == op
                         && self.getvers.pending.contains(peer)
                 }
-                _ => self.pending_op == Some(op),
+                // The op must be ours, and the event must be the kind of
+                // answer the state waits for (an answer of the wrong kind
+                // carrying our op id left CREATING with nothing pending:
+                // found by the `fsm` fuzz target).
+                _ => self.pending_op == Some(op) && completes(self.state, &event),
             };
             if !current {
                 if let Event::CreateOk { seq, .. } = event {

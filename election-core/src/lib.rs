@@ -11,10 +11,13 @@
 //! - [`state`]: the 18 states, the events (OpenIO's names) and the actions.
 //! - [`log`]: the bounded transition log (`<ms>:<PRE>:<EVENT>:<POST>`).
 //! - [`election`]: the state machine itself, with its timers and retry budgets.
+//! - [`peer`]: the driver's pure decisions (master node, GETVERS outcome,
+//!   a slave's verdict on a replicated write), shared with the simulation.
 
 pub mod election;
 pub mod log;
 pub mod names;
+pub mod peer;
 pub mod state;
 pub mod version;
 

@@ -188,8 +188,12 @@ pub struct BaseName(String);
 
 impl BaseName {
     pub fn parse(s: &str) -> Result<Self, NameError> {
+        // "." and ".." would name a directory entry's own or parent node
+        // in ZooKeeper (found by the `names` fuzz target).
         let ok = !s.is_empty()
             && s.len() <= 128
+            && s != "."
+            && s != ".."
             && s.chars()
                 .all(|c| c.is_ascii_graphic() && c != '/' && c != '@');
         if ok {
@@ -451,6 +455,7 @@ mod tests {
         assert!(ServiceType::new("../x").is_err());
         assert!(BaseName::parse("a/b").is_err());
         assert!(BaseName::parse("").is_err());
+        assert!(BaseName::parse("..").is_err() && BaseName::parse(".").is_err());
         assert!(ContainerId::parse("xyz").is_err());
         assert!(ServiceId::new("a b").is_err());
         assert!(Namespace::new("..").is_err());

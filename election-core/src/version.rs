@@ -46,7 +46,8 @@ pub enum VersionDiff {
 }
 
 /// Compares `local` and `remote` as OpenIO's `version_validate_diff` does,
-/// with two deliberate differences: a side with no copy at all is behind a
+/// with three deliberate differences: equal counters with different stamps
+/// are diverged writes, not equal; a side with no copy at all is behind a
 /// side holding the base (an empty replica never looks "caught up"), and
 /// "ahead by one" is reported as ahead rather than equal (the caller decides).
 pub fn compare(local: &ReplicaVersion, remote: &ReplicaVersion) -> VersionDiff {
@@ -66,14 +67,21 @@ fn compare_tables(
     remote: &BTreeMap<String, TableVersion>,
 ) -> VersionDiff {
     let (mut min_d, mut max_d) = (0i64, 0i64);
+    let mut other_write = false;
     for (table, l) in local {
         if let Some(r) = remote.get(table) {
             let d = l.version.saturating_sub(r.version);
             min_d = min_d.min(d);
             max_d = max_d.max(d);
+            // Same counter, different stamp: each side holds a different
+            // write at that version (one a master rolled back). Counting
+            // alone took them for equal and elected a copy without an
+            // acknowledged write (found by the simulation, seed 10885).
+            other_write |= d == 0 && l.when != r.when;
         }
     }
     match (min_d < 0, max_d > 0) {
+        _ if other_write => VersionDiff::Diverged,
         (true, true) => VersionDiff::Diverged,
         (true, false) => VersionDiff::LocalBehind,
         (false, true) => VersionDiff::LocalAhead,
@@ -105,6 +113,23 @@ mod tests {
                         TableVersion {
                             version: *n,
                             when: 0,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn stamped(v: &[(&str, i64, i64)]) -> ReplicaVersion {
+        ReplicaVersion::Known {
+            tables: v
+                .iter()
+                .map(|(t, n, w)| {
+                    (
+                        t.to_string(),
+                        TableVersion {
+                            version: *n,
+                            when: *w,
                         },
                     )
                 })
@@ -149,6 +174,12 @@ mod tests {
             (known(&[("a", 2), ("b", 1)]), known(&[("a", 1)]), LocalAhead),
             (known(&[("a", 1)]), known(&[("a", 1), ("b", 5)]), Equal),
             (known(&[("a", 1), ("b", 1)]), known(&[("a", 1)]), Equal),
+            (stamped(&[("a", 4, 10)]), stamped(&[("a", 4, 11)]), Diverged),
+            (
+                stamped(&[("a", 5, 10)]),
+                stamped(&[("a", 4, 11)]),
+                LocalAhead,
+            ),
             (ReplicaVersion::Missing, known(&[("a", 0)]), LocalBehind),
             (known(&[("a", 0)]), ReplicaVersion::Missing, LocalAhead),
             (ReplicaVersion::Missing, ReplicaVersion::Missing, Equal),

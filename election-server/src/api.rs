@@ -533,6 +533,16 @@ async fn peer_getvers(
             }));
         }
     }
+    // A candidate's question fences older masters. Under the base's write
+    // lock: a replicated write is either in the version we answer or refused.
+    let lock = req.candidate_seq.map(|_| svc.writes.lock(&req.base));
+    let _guard = match &lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
+    if let Some(seq) = req.candidate_seq {
+        svc.raise_fence(&req.base, seq);
+    }
     let key = svc.key(&req.base);
     let svc2 = svc.clone();
     let version = tokio::task::spawn_blocking(move || svc2.store.version(&key))
@@ -566,14 +576,25 @@ struct DumpQuery {
 async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Response, ApiError> {
     check_type(&svc, Some(&q.service_type))?;
     let base = BaseName::parse(&q.base).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // Only the master hands out copies: a slave's copy may be stale.
-    match svc.snapshot(&base).map(|s| s.fsm.state()) {
-        Some(election_core::State::Master) => {}
+    // The copy is taken under the base's write lock: a write in flight may
+    // already be applied, and acknowledged, by the slave asking; if it
+    // commits it must be in the copy, or the slave would drop it on restore
+    // (found by the simulation, seed 93).
+    let lock = svc.writes.lock(&base);
+    let _guard = lock.lock().await;
+    // Only a master whose session still holds its node hands out copies: a
+    // slave's copy, or a deposed master's, may be stale.
+    let snap = svc.snapshot(&base);
+    let live = snap
+        .as_ref()
+        .is_some_and(|s| crate::service::session_live(&svc, s.bound_epoch));
+    match snap.as_ref().map(|s| s.fsm.state()) {
+        Some(election_core::State::Master) if live => {}
         other => {
             let state = other.map(|s| s.as_str()).unwrap_or("NONE");
             return Err(ApiError {
                 code: 409,
-                message: format!("not master of {base} (state {state})"),
+                message: format!("not master of {base} (state {state}, session live: {live})"),
             });
         }
     }

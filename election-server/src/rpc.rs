@@ -32,6 +32,10 @@ pub struct GetversRequest {
     /// When asking the master: the node the asker believes the receiver owns.
     #[serde(default)]
     pub master_seq: Option<Seq>,
+    /// When a candidate asks: its own node. The receiver then refuses writes
+    /// from masters of lower epochs (they are gone, or it would not lead).
+    #[serde(default)]
+    pub candidate_seq: Option<Seq>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -13,7 +13,7 @@ use crate::zk::{classify, ErrorClass, Link, ZkSession};
 use election_core::names::{
     parse_node_name, BaseName, ElectionKey, Namespace, Seq, ServiceId, ServiceType, ZkLayout,
 };
-use election_core::version::{compare, VersionDiff};
+use election_core::peer::{getvers_outcome, master_from_node};
 use election_core::{Action, Election, Event, GetversOutcome, MasterBadReason, Now, State};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,6 +96,9 @@ pub struct Service {
     /// Peers of the bases we host: fixed at creation, so positive answers
     /// are kept (bounded); a `decache` resolution bypasses and refreshes it.
     peers_cache: Mutex<HashMap<BaseName, Arc<Vec<ServiceId>>>>,
+    /// Per base, the highest node of a candidate we answered a GETVERS for:
+    /// writes from masters of lower epochs are refused (see `raise_fence`).
+    fences: Mutex<HashMap<ElectionKey, Seq>>,
 }
 
 const PEERS_CACHE_MAX: usize = 200_000;
@@ -137,6 +140,7 @@ impl Service {
             exiting: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
             peers_cache: Mutex::new(HashMap::new()),
+            fences: Mutex::new(HashMap::new()),
         })
     }
 
@@ -263,6 +267,23 @@ impl Service {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(base);
+    }
+
+    /// A candidate holding node `seq` asked our version: from now on, writes
+    /// from masters of lower epochs are refused. Such a master's node is gone
+    /// (the candidate saw none lower than its own), but it may not know yet,
+    /// and a write it replicated to us after we answered would be missing
+    /// from the candidate's copy (found by the simulation, see sim/README).
+    /// The caller holds the base's write lock, so no write is half-applied.
+    pub fn raise_fence(&self, base: &BaseName, seq: Seq) {
+        let mut fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+        let f = fences.entry(self.key(base)).or_insert(seq);
+        *f = (*f).max(seq);
+    }
+
+    pub fn fence(&self, base: &BaseName) -> Option<Seq> {
+        let fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+        fences.get(&self.key(base)).copied()
     }
 
     /// Leaves the election and comes back at once (as a new member).
@@ -523,6 +544,12 @@ async fn run_election(
                     let mut slots = svc.slots.lock().unwrap_or_else(|p| p.into_inner());
                     if rx.is_empty() {
                         slots.remove(&key);
+                        // Not a member any more: a new membership follows a
+                        // master whose node exists, above any fence.
+                        svc.fences
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
                         return;
                     }
                 }
@@ -906,12 +933,14 @@ impl Driver {
             } => {
                 let svc = svc.clone();
                 let (base, key, tx) = (self.base.clone(), self.key.clone(), self.tx.clone());
+                let candidate_seq = fsm.local_id().filter(|_| master_seq.is_none());
                 tokio::spawn(async move {
                     let req = GetversRequest {
                         base,
                         service_type: svc.stype.clone(),
                         from: svc.me.clone(),
                         master_seq,
+                        candidate_seq,
                     };
                     let remote = svc.rpc.getvers(&peer, &req, svc.cfg.getvers_timeout).await;
                     let svc2 = svc.clone();
@@ -925,22 +954,7 @@ impl Driver {
                             GetversOutcome::Ko(format!("{peer} refused: {reason}"))
                         }
                         (Ok(local), Ok(GetversReply::Version { version })) => {
-                            match compare(&local, &version) {
-                                VersionDiff::Equal => GetversOutcome::Ok,
-                                // A candidate leads peers that are behind (they
-                                // catch up); a follower ahead of its master holds a
-                                // write the master never acknowledged: it must
-                                // take the master's copy (OpenIO keeps it).
-                                VersionDiff::LocalAhead if master_seq.is_none() => {
-                                    GetversOutcome::Ok
-                                }
-                                VersionDiff::LocalAhead => GetversOutcome::Race,
-                                VersionDiff::LocalBehind => GetversOutcome::Old,
-                                VersionDiff::Diverged => GetversOutcome::Race,
-                                VersionDiff::Unknown(why) => {
-                                    GetversOutcome::Ko(format!("{peer}: version unknown ({why})"))
-                                }
-                            }
+                            getvers_outcome(&local, &version, &peer, master_seq.is_some())
                         }
                     };
                     let _ = tx.send(Msg::Event(Event::Getvers { op, peer, outcome }));
@@ -1040,31 +1054,6 @@ async fn lowest_valid(
         }
     }
     Ok(ours)
-}
-
-/// Reads the owner id written in a master node.
-fn master_from_node(
-    data: &[u8],
-    me: &ServiceId,
-    peers: Option<&[ServiceId]>,
-) -> Result<ServiceId, MasterBadReason> {
-    if data.is_empty() || data.len() > 256 {
-        return Err(MasterBadReason::Invalid(format!(
-            "node data of {} bytes",
-            data.len()
-        )));
-    }
-    let text = std::str::from_utf8(data)
-        .map_err(|_| MasterBadReason::Invalid("node data is not UTF-8".into()))?;
-    let id = ServiceId::new(text.trim()).map_err(|e| MasterBadReason::Invalid(e.to_string()))?;
-    if &id == me {
-        return Err(MasterBadReason::Rogue(0));
-    }
-    match peers {
-        Some(p) if !p.contains(&id) => Err(MasterBadReason::UnknownPeer(id)),
-        None => Err(MasterBadReason::Invalid("no peers known".into())),
-        _ => Ok(id),
-    }
 }
 
 /// Is the session our node lives in still ours and usable?

@@ -403,7 +403,9 @@ impl BaseStore {
                 when: 0,
             });
         entry.version += 1;
-        entry.when = when_ms;
+        // The stamp tells two writes at one version apart (see
+        // `election_core::version::compare`): never reuse the previous one.
+        entry.when = when_ms.max(entry.when + 1);
         Self::store_vector(&pending.conn, &next)?;
         pending.prev = prev;
         pending.next = next;

@@ -20,6 +20,7 @@ use crate::rpc::PeerError;
 use crate::service::{session_live, Service, Snapshot, WaitError};
 use crate::storage::{render_vector, StoreError, Vector, WriteOp};
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
+use election_core::peer::{replica_verdict, ReplicaVerdict};
 use election_core::State;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -100,7 +101,9 @@ pub struct Writes {
 }
 
 impl Writes {
-    fn lock(&self, base: &BaseName) -> Arc<tokio::sync::Mutex<()>> {
+    /// The per-base lock held by a write from its local apply to its commit
+    /// or rollback (and by a copy handed to a slave: see `api::peer_dump`).
+    pub fn lock(&self, base: &BaseName) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         if locks.len() > 100_000 {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
@@ -251,6 +254,16 @@ pub async fn write(
         .fsm
         .local_id()
         .ok_or_else(|| WriteError::Internal("master without a node".into()))?;
+    if let Some(fence) = svc.fence(base).filter(|f| *f > epoch) {
+        // A candidate holding a higher node asked our version: our node is
+        // gone and we have not heard yet (found by the simulation, seed 2368).
+        tracing::warn!(base = %base, "deposed: a candidate with node {fence} asked our version; leaving");
+        svc.leave_and_rejoin(base);
+        return Err(WriteError::ElectionFailed(format!(
+            "Election failed [{base}][{}]: this master (node {epoch}) was superseded by a candidate with node {fence}",
+            svc.stype
+        )));
+    }
     let peers: Vec<ServiceId> = snap
         .fsm
         .peers()
@@ -276,7 +289,7 @@ pub async fn write(
             next: pending.next.clone(),
             ops,
         };
-        let answers = handle.block_on(replicate(&svc2, &peers, &req, needed));
+        let (answers, mut late) = handle.block_on(replicate(&svc2, &peers, &req, needed));
         let acked = 1 + answers.iter().filter(|(_, a)| matches!(a, Ack::Applied)).count();
         if acked >= needed {
             pending.commit().map_err(|e| {
@@ -288,28 +301,30 @@ pub async fn write(
                 });
                 WriteError::ReadOnly
             })?;
-            // Slaves that did not apply it (settling, slow, unreachable) are
-            // told to re-copy the base, so they do not wait for the next write
-            // to find out they are behind.
-            let behind: Vec<ServiceId> = answers
+            // Slaves that did not apply it (settling, unreachable) are told to
+            // re-copy the base, so they do not wait for the next write to find
+            // out they are behind. A slave still answering is only told if it
+            // ends up not applying it: resyncing every slower slave turned each
+            // write into a full copy (found by the simulation).
+            let (svc, base) = (svc2.clone(), base2.clone());
+            let mut behind: Vec<ServiceId> = answers
                 .iter()
-                .filter(|(_, a)| !matches!(a, Ack::Applied | Ack::Deposed(_)))
+                .filter(|(_, a)| a.missed())
                 .map(|(p, _)| p.clone())
                 .collect();
-            for peer in behind {
-                let (svc, base) = (svc2.clone(), base2.clone());
-                handle.spawn(async move {
-                    let req = crate::rpc::UseRequest {
-                        base: base.clone(),
-                        service_type: svc.stype.clone(),
-                        from: svc.me.clone(),
-                        master: false,
-                    };
-                    if let Err(e) = svc.rpc.resync(&peer, &req, svc.cfg.use_timeout).await {
-                        tracing::debug!(base = %base, "resync request to {peer} failed: {e}");
+            handle.spawn(async move {
+                use futures::StreamExt;
+                loop {
+                    for peer in behind.drain(..) {
+                        request_resync(&svc, &base, peer).await;
                     }
-                });
-            }
+                    match late.next().await {
+                        Some(Ok((peer, ack))) if ack.missed() => behind.push(peer),
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+            });
             return Ok((req.next, epoch));
         }
         pending.rollback();
@@ -353,6 +368,29 @@ enum Ack {
     Pending,
 }
 
+impl Ack {
+    /// The slave answered, or gave up, without the write.
+    fn missed(&self) -> bool {
+        matches!(self, Ack::Refused(_) | Ack::Unknown(_))
+    }
+}
+
+/// Tells a slave that missed a committed write to re-copy the base.
+async fn request_resync(svc: &Arc<Service>, base: &BaseName, peer: ServiceId) {
+    let req = crate::rpc::UseRequest {
+        base: base.clone(),
+        service_type: svc.stype.clone(),
+        from: svc.me.clone(),
+        master: false,
+    };
+    if let Err(e) = svc.rpc.resync(&peer, &req, svc.cfg.use_timeout).await {
+        tracing::debug!(base = %base, "resync request to {peer} failed: {e}");
+    }
+}
+
+/// Replication calls still running when the outcome was decided.
+type LateAnswers = futures::stream::FuturesUnordered<tokio::task::JoinHandle<(ServiceId, Ack)>>;
+
 impl std::fmt::Display for Ack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -367,13 +405,14 @@ impl std::fmt::Display for Ack {
 
 /// Sends the write to every slave and returns as soon as the outcome is
 /// decided: `needed - 1` slaves applied it, or too many refused for that to
-/// happen. Slower slaves keep receiving it in the background.
+/// happen. Slower slaves keep receiving it in the background; their calls
+/// are returned with the answers.
 async fn replicate(
     svc: &Arc<Service>,
     peers: &[ServiceId],
     req: &ReplicateRequest,
     needed: usize,
-) -> Vec<(ServiceId, Ack)> {
+) -> (Vec<(ServiceId, Ack)>, LateAnswers) {
     use futures::StreamExt;
     let lose = svc
         .writes
@@ -430,7 +469,7 @@ async fn replicate(
         .cloned()
         .collect();
     answers.extend(pending.into_iter().map(|p| (p, Ack::Pending)));
-    answers
+    (answers, calls)
 }
 
 /// The slave's side of a replicated write: (code, message).
@@ -447,63 +486,21 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
             Err(WaitError::Exiting) => return (503, "service exiting".into()),
         },
     };
-    match (snap.fsm.state(), snap.fsm.master()) {
-        (State::Master, _) => {
-            return (
-                473,
-                format!(
-                    "IS_MASTER: {} is master of {base} (epoch {:?})",
-                    svc.me,
-                    snap.fsm.local_id()
-                ),
-            )
-        }
-        (State::Slave, Some(m)) if *m == req.from && snap.fsm.master_id() == Some(req.epoch) => {}
-        (State::Slave, Some(m)) => {
-            return (
-                409,
-                format!(
-                    "not following {} (epoch {}): following {m} (epoch {:?})",
-                    req.from,
-                    req.epoch,
-                    snap.fsm.master_id()
-                ),
-            )
-        }
-        (state, _) => {
-            if matches!(state, State::None | State::Failed) {
-                // A live master replicates to us: we should be its slave.
-                svc.poke(base, false);
-            }
-            return (
-                503,
-                format!("election of {base} not settled here (state {state})"),
-            );
-        }
+    if let Err(refusal) = verdict(svc, &snap, &req) {
+        return refusal;
     }
     let lock = svc.writes.lock(base);
     let _guard = lock.lock().await;
     // Re-check under the lock: our role may have changed, or we may have
     // vouched for a new candidate, while this write waited.
-    let now = svc.snapshot(base);
-    let (state, master, epoch) = now
-        .as_ref()
-        .map(|s| (s.fsm.state(), s.fsm.master().cloned(), s.fsm.master_id()))
-        .unwrap_or((State::None, None, None));
-    if state == State::Slave && (master.as_ref() != Some(&req.from) || epoch != Some(req.epoch)) {
-        return (
-            409,
-            format!(
-                "not following {} (epoch {}): following {master:?} (epoch {epoch:?})",
-                req.from, req.epoch
-            ),
-        );
-    }
-    if state != State::Slave {
+    let Some(now) = svc.snapshot(base) else {
         return (
             503,
-            format!("election of {base} not settled here (state {state})"),
+            format!("election of {base} not settled here (state NONE)"),
         );
+    };
+    if let Err(refusal) = verdict(svc, &now, &req) {
+        return refusal;
     }
     let (svc2, key) = (svc.clone(), svc.key(base));
     let result = tokio::task::spawn_blocking(move || {
@@ -522,6 +519,60 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
         Ok(Err(StoreError::Loading)) => (503, "base is still loading".into()),
         Ok(Err(e)) => (500, format!("replica write failed: {e}")),
         Err(e) => (500, e.to_string()),
+    }
+}
+
+/// The slave's checks before applying a replicated write: Err is the answer.
+fn verdict(
+    svc: &Arc<Service>,
+    snap: &Snapshot,
+    req: &ReplicateRequest,
+) -> Result<(), (u16, String)> {
+    let base = &req.base;
+    let fsm = &snap.fsm;
+    match replica_verdict(
+        fsm.state(),
+        fsm.master(),
+        fsm.master_id(),
+        svc.fence(base),
+        &req.from,
+        req.epoch,
+    ) {
+        ReplicaVerdict::Apply => Ok(()),
+        ReplicaVerdict::IsMaster => Err((
+            473,
+            format!(
+                "IS_MASTER: {} is master of {base} (epoch {:?})",
+                svc.me,
+                fsm.local_id()
+            ),
+        )),
+        ReplicaVerdict::NotFollowing { master, epoch } => Err((
+            409,
+            format!(
+                "not following {} (epoch {}): following {} (epoch {epoch:?})",
+                req.from,
+                req.epoch,
+                master.as_ref().map_or("nobody", ServiceId::as_str)
+            ),
+        )),
+        ReplicaVerdict::Fenced { fence } => Err((
+            409,
+            format!(
+                "not following {} (epoch {}): a candidate with node {fence} was answered since",
+                req.from, req.epoch
+            ),
+        )),
+        ReplicaVerdict::NotSettled(state) => {
+            if matches!(state, State::None | State::Failed) {
+                // A live master replicates to us: we should be its slave.
+                svc.poke(base, false);
+            }
+            Err((
+                503,
+                format!("election of {base} not settled here (state {state})"),
+            ))
+        }
     }
 }
 
@@ -570,6 +621,7 @@ pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String>
                 service_type: svc.stype.clone(),
                 from: svc.me.clone(),
                 master_seq: None,
+                candidate_seq: None,
             };
             match svc.rpc.getvers(peer, &req, svc.cfg.getvers_timeout).await {
                 Ok(crate::rpc::GetversReply::Version { version }) if version == local => {}

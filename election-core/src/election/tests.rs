@@ -1510,3 +1510,23 @@ fn fix_left_self_while_checking_the_master_survives_a_resync() {
     assert_eq!(e.state, State::Creating, "not SLAVE: our node is gone");
     assert_eq!(ops(&actions), vec!["USE", "CREATE"]);
 }
+
+/// FIX (found by the `fsm` fuzz target): an answer of the wrong kind that
+/// carries the pending op id is ignored; it does not consume the op, so the
+/// real answer still moves the election on.
+#[test]
+fn fix_an_answer_of_the_wrong_kind_does_not_consume_the_op() {
+    let mut e = forced(State::Creating, 2);
+    let op = op_of(&e);
+    let wrong = e.handle(
+        now(1_001),
+        Event::MasterOk {
+            op,
+            master: id("ID1"),
+        },
+    );
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(e.state, State::Creating);
+    e.handle(now(1_002), Event::CreateOk { op, seq: LOCAL });
+    assert_eq!(e.state, State::Watching);
+}

@@ -1,0 +1,157 @@
+//! Pure decisions the driver takes on behalf of the state machine: reading a
+//! master node, concluding a GETVERS exchange, and a slave's verdict on a
+//! replicated write. The server and the deterministic simulation share them,
+//! so the simulation checks the rules the server applies.
+
+use crate::names::{Seq, ServiceId};
+use crate::state::{GetversOutcome, MasterBadReason, State};
+use crate::version::{compare, ReplicaVersion, VersionDiff};
+
+/// Largest election node payload accepted (a service id is far shorter).
+pub const MAX_NODE_DATA: usize = 256;
+
+/// Reads the owner id written in an election node. `peers` are the base's
+/// other replicas; a node naming ourselves is a leftover of ours (`Rogue`).
+pub fn master_from_node(
+    data: &[u8],
+    me: &ServiceId,
+    peers: Option<&[ServiceId]>,
+) -> Result<ServiceId, MasterBadReason> {
+    if data.is_empty() || data.len() > MAX_NODE_DATA {
+        return Err(MasterBadReason::Invalid(format!(
+            "node data of {} bytes",
+            data.len()
+        )));
+    }
+    let text = std::str::from_utf8(data)
+        .map_err(|_| MasterBadReason::Invalid("node data is not UTF-8".into()))?;
+    let id = ServiceId::new(text.trim()).map_err(|e| MasterBadReason::Invalid(e.to_string()))?;
+    if &id == me {
+        return Err(MasterBadReason::Rogue(0));
+    }
+    match peers {
+        Some(p) if !p.contains(&id) => Err(MasterBadReason::UnknownPeer(id)),
+        None => Err(MasterBadReason::Invalid("no peers known".into())),
+        _ => Ok(id),
+    }
+}
+
+/// Concludes a GETVERS exchange from the asker's side. `asking_master` is set
+/// when a follower checks its master: a follower ahead of its master holds a
+/// write the master never acknowledged and must take the master's copy,
+/// whereas a candidate simply leads peers that are behind (they catch up).
+pub fn getvers_outcome(
+    local: &ReplicaVersion,
+    remote: &ReplicaVersion,
+    peer: &ServiceId,
+    asking_master: bool,
+) -> GetversOutcome {
+    match compare(local, remote) {
+        VersionDiff::Equal => GetversOutcome::Ok,
+        VersionDiff::LocalAhead if !asking_master => GetversOutcome::Ok,
+        VersionDiff::LocalAhead | VersionDiff::Diverged => GetversOutcome::Race,
+        VersionDiff::LocalBehind => GetversOutcome::Old,
+        VersionDiff::Unknown(why) => GetversOutcome::Ko(format!("{peer}: version unknown ({why})")),
+    }
+}
+
+/// A slave's verdict on a write replicated to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaVerdict {
+    /// Apply it (if it follows the local version).
+    Apply,
+    /// We are master ourselves.
+    IsMaster,
+    /// We follow another master, or another epoch of it.
+    NotFollowing {
+        master: Option<ServiceId>,
+        epoch: Option<Seq>,
+    },
+    /// We vouched for a candidate whose node is above this epoch: that
+    /// candidate may already lead, so the older master is deposed.
+    Fenced { fence: Seq },
+    /// Our side of the election is not final.
+    NotSettled(State),
+}
+
+/// Decides whether a write from `from` at `epoch` (its node's sequence) may
+/// be applied, given our election's state and `fence`, the highest node of a
+/// candidate we answered a GETVERS for.
+pub fn replica_verdict(
+    state: State,
+    master: Option<&ServiceId>,
+    master_id: Option<Seq>,
+    fence: Option<Seq>,
+    from: &ServiceId,
+    epoch: Seq,
+) -> ReplicaVerdict {
+    match state {
+        State::Master => ReplicaVerdict::IsMaster,
+        State::Slave if master != Some(from) || master_id != Some(epoch) => {
+            ReplicaVerdict::NotFollowing {
+                master: master.cloned(),
+                epoch: master_id,
+            }
+        }
+        State::Slave => match fence {
+            Some(fence) if fence > epoch => ReplicaVerdict::Fenced { fence },
+            _ => ReplicaVerdict::Apply,
+        },
+        other => ReplicaVerdict::NotSettled(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ServiceId {
+        ServiceId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn master_nodes() {
+        let (me, a, z) = (id("127.0.0.1:1"), id("127.0.0.1:2"), id("127.0.0.1:9"));
+        let peers = [a.clone()];
+        assert_eq!(master_from_node(b"127.0.0.1:2", &me, Some(&peers)), Ok(a));
+        assert_eq!(
+            master_from_node(b"127.0.0.1:1", &me, Some(&peers)),
+            Err(MasterBadReason::Rogue(0))
+        );
+        assert_eq!(
+            master_from_node(b"127.0.0.1:9", &me, Some(&peers)),
+            Err(MasterBadReason::UnknownPeer(z))
+        );
+        for bad in [&b""[..], b"\xff\xfe", b"two words", &[b'a'; 300]] {
+            assert!(matches!(
+                master_from_node(bad, &me, Some(&peers)),
+                Err(MasterBadReason::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let (m, o) = (id("m:1"), id("o:1"));
+        let v = |state, fence| replica_verdict(state, Some(&m), Some(5), fence, &m, 5);
+        assert_eq!(v(State::Slave, None), ReplicaVerdict::Apply);
+        assert_eq!(v(State::Slave, Some(5)), ReplicaVerdict::Apply);
+        assert_eq!(
+            v(State::Slave, Some(6)),
+            ReplicaVerdict::Fenced { fence: 6 }
+        );
+        assert_eq!(v(State::Master, None), ReplicaVerdict::IsMaster);
+        assert_eq!(
+            v(State::Asking, None),
+            ReplicaVerdict::NotSettled(State::Asking)
+        );
+        assert!(matches!(
+            replica_verdict(State::Slave, Some(&m), Some(5), None, &o, 5),
+            ReplicaVerdict::NotFollowing { .. }
+        ));
+        assert!(matches!(
+            replica_verdict(State::Slave, Some(&m), Some(4), None, &m, 5),
+            ReplicaVerdict::NotFollowing { .. }
+        ));
+    }
+}
