@@ -1,0 +1,50 @@
+//! (2) A master's replica holds every write acknowledged for its base.
+//!
+//! Checked in full where a transition happened in the step (a new claim),
+//! and for each write acknowledged in the step (every claimant must hold it).
+
+use super::one_master::claimants;
+use super::violation;
+use crate::world::{Acked, World};
+use crate::Violation;
+use std::collections::HashSet;
+
+fn lacks(w: &World, b: usize, m: usize, a: &Acked) -> Violation {
+    violation(
+        w,
+        "master holds every acknowledged write",
+        format!(
+            "base{b}: master svc{m} lacks write {} acknowledged by svc{} (epoch {}) at {} ms\n{}",
+            a.wid,
+            a.master,
+            a.epoch,
+            a.at / crate::world::MS,
+            w.describe(b)
+        ),
+    )
+}
+
+pub fn check(w: &World) -> Result<(), Violation> {
+    let transitions: HashSet<usize> = w.touched.iter().map(|(_, b)| *b).collect();
+    for &b in &transitions {
+        for m in claimants(w, b) {
+            let held: HashSet<u64> = w.svcs[m].replicas[b].writes.iter().copied().collect();
+            if let Some(a) = w
+                .acked
+                .iter()
+                .find(|a| a.base == b && !held.contains(&a.wid))
+            {
+                return Err(lacks(w, b, m, a));
+            }
+        }
+    }
+    for &i in &w.new_acks {
+        let a = &w.acked[i];
+        for m in claimants(w, a.base) {
+            if !w.svcs[m].replicas[a.base].writes.contains(&a.wid) {
+                return Err(lacks(w, a.base, m, a));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! The invariants, one per file, checked after every step of the world
+//! (convergence is checked once the faults have stopped and healed).
+
+pub mod acked_epochs;
+pub mod convergence;
+pub mod log_monotonic;
+pub mod master_has_acked;
+pub mod no_lost_write;
+pub mod one_master;
+
+use crate::world::World;
+use crate::Violation;
+
+pub fn check_step(w: &mut World) -> Result<(), Violation> {
+    one_master::check(w)?;
+    master_has_acked::check(w)?;
+    no_lost_write::check(w)?;
+    log_monotonic::check(w)?;
+    acked_epochs::check(w)
+}
+
+pub(crate) fn violation(w: &World, invariant: &'static str, detail: String) -> Violation {
+    Violation {
+        invariant,
+        seed: w.seed,
+        at_ms: w.now / crate::world::MS,
+        detail,
+    }
+}
