@@ -314,14 +314,27 @@ impl ZkLayout {
     }
 }
 
-/// Zero-padded to 10 digits as ZooKeeper writes it (a negative sequence after
-/// wrap-around keeps its sign).
+/// As ZooKeeper writes it, Java's `%010d`: zero-padded to 10 characters, the
+/// sign of a negative sequence (after the 32-bit counter wraps) included.
 pub fn format_seq(seq: Seq) -> String {
     if seq < 0 {
-        format!("-{:010}", -seq)
+        format!("-{:09}", seq.unsigned_abs())
     } else {
         format!("{seq:010}")
     }
+}
+
+/// Orders `seq` relative to `reference` across the 32-bit wrap of
+/// ZooKeeper's sequence counter (serial-number arithmetic): negative when
+/// `seq` was created before `reference`. Valid while the live nodes of one
+/// election span less than 2^31 creations, which they always do.
+pub fn seq_offset(seq: Seq, reference: Seq) -> i64 {
+    i64::from((seq as i32).wrapping_sub(reference as i32))
+}
+
+/// Was `a` created after `b` (wrap-aware)?
+pub fn seq_after(a: Seq, b: Seq) -> bool {
+    seq_offset(a, b) > 0
 }
 
 /// Parses a child name `<KEY>-<seq>` of an election directory. Returns `None`
@@ -343,7 +356,8 @@ pub fn parse_node_name(name: &str) -> Option<(&str, Seq)> {
         Some(d) => (true, d),
         None => (false, digits),
     };
-    if digits.len() < 10 || digits.len() > 19 || !digits.chars().all(|c| c.is_ascii_digit()) {
+    let min = if neg { 9 } else { 10 };
+    if digits.len() < min || digits.len() > 19 || !digits.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
     let v: i64 = digits.parse().ok()?;
@@ -431,11 +445,23 @@ mod tests {
             parse_node_name(&format!("{key}-0000000042")),
             Some((key, 42))
         );
+        // ZooKeeper's names after the counter wraps (Java's %010d).
         assert_eq!(
-            parse_node_name(&format!("{key}--0000000007")),
+            parse_node_name(&format!("{key}--000000007")),
             Some((key, -7))
         );
-        assert_eq!(format_seq(-7), "-0000000007");
+        assert_eq!(
+            parse_node_name(&format!("{key}--2147483648")),
+            Some((key, -2_147_483_648))
+        );
+        assert_eq!(format_seq(-7), "-000000007");
+        assert_eq!(format_seq(-2_147_483_648), "-2147483648");
+        assert_eq!(format_seq(i64::from(i32::MAX)), "2147483647");
+        // Order across the wrap.
+        assert!(seq_after(i64::from(i32::MIN), i64::from(i32::MAX)));
+        assert!(seq_after(-2_147_483_640, 2_147_483_600));
+        assert!(!seq_after(5, 7) && seq_after(7, 5));
+        assert_eq!(seq_offset(2_147_483_647, -2_147_483_648), -1);
         for bad in [
             "",
             "garbage",

@@ -3,7 +3,7 @@
 //! replicated write. The server and the deterministic simulation share them,
 //! so the simulation checks the rules the server applies.
 
-use crate::names::{Seq, ServiceId};
+use crate::names::{seq_after, Seq, ServiceId};
 use crate::state::{GetversOutcome, MasterBadReason, State};
 use crate::version::{compare, ReplicaVersion, VersionDiff};
 
@@ -94,7 +94,7 @@ pub fn replica_verdict(
             }
         }
         State::Slave => match fence {
-            Some(fence) if fence > epoch => ReplicaVerdict::Fenced { fence },
+            Some(fence) if seq_after(fence, epoch) => ReplicaVerdict::Fenced { fence },
             _ => ReplicaVerdict::Apply,
         },
         other => ReplicaVerdict::NotSettled(other),

@@ -60,6 +60,9 @@ enum Msg {
         seq: Seq,
         owner: i64,
     },
+    /// The lower node LISTING chose, read with a watch: ASKING uses it
+    /// instead of reading it again (one round trip less for followers).
+    MasterNode(MasterNode),
     /// A usable session is back (new, or reconnected after the grace period).
     SessionRestored,
     AllowMaster(bool),
@@ -278,7 +281,9 @@ impl Service {
     pub fn raise_fence(&self, base: &BaseName, seq: Seq) {
         let mut fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
         let f = fences.entry(self.key(base)).or_insert(seq);
-        *f = (*f).max(seq);
+        if election_core::names::seq_after(seq, *f) {
+            *f = seq;
+        }
     }
 
     pub fn fence(&self, base: &BaseName) -> Option<Seq> {
@@ -474,15 +479,9 @@ async fn run_election(
     if svc.is_exiting() {
         fsm.set_exiting();
     }
-    let mut bound_epoch = 0u64;
+    let mut op = OpState::default();
     // Reset by a lost session while a member: rejoin once a session is back.
     let mut rejoin_when_restored = false;
-    // Our latest node and the session that created it (create's Stat).
-    let mut node_owner: Option<(Seq, i64)> = None;
-    // The group's listing, sent right behind our node's EXISTS.
-    let mut prefetched: Option<Prefetch> = None;
-    // The copy from the master while SYNCING (aborted if we leave SYNCING).
-    let mut sync_task: Option<tokio::task::JoinHandle<()>> = None;
     let driver = Driver {
         svc: svc.clone(),
         base: base.clone(),
@@ -512,14 +511,18 @@ async fn run_election(
                 Event::None
             }
             Some(Msg::SessionLost { epoch }) => {
-                if epoch != bound_epoch || fsm.state() == State::None {
+                if epoch != op.bound_epoch || fsm.state() == State::None {
                     continue;
                 }
                 rejoin_when_restored = !svc.is_exiting();
                 Event::Disconnected
             }
             Some(Msg::NodeOwner { seq, owner }) => {
-                node_owner = Some((seq, owner));
+                op.node_owner = Some((seq, owner));
+                continue;
+            }
+            Some(Msg::MasterNode(node)) => {
+                op.master_node = Some(node);
                 continue;
             }
             Some(Msg::SessionRestored) => {
@@ -560,17 +563,10 @@ async fn run_election(
         let pre = fsm.state();
         let actions = fsm.handle(now, event);
         for action in actions {
-            driver.execute(
-                &fsm,
-                action,
-                &mut bound_epoch,
-                node_owner,
-                &mut prefetched,
-                &mut sync_task,
-            );
+            driver.execute(&fsm, action, &mut op);
         }
         if fsm.state() != State::Syncing {
-            if let Some(task) = sync_task.take() {
+            if let Some(task) = op.sync_task.take() {
                 if !task.is_finished() {
                     // The master went away mid-copy: stop, and our copy is
                     // current again (the rename is atomic, nothing half-done).
@@ -586,7 +582,7 @@ async fn run_election(
             base: base.clone(),
             key: key.clone(),
             fsm: fsm.clone(),
-            bound_epoch,
+            bound_epoch: op.bound_epoch,
         }));
     }
 }
@@ -617,15 +613,7 @@ impl Driver {
             .election_node(&self.svc.stype, &self.key, seq)
     }
 
-    fn execute(
-        &self,
-        fsm: &Election,
-        action: Action,
-        bound_epoch: &mut u64,
-        node_owner: Option<(Seq, i64)>,
-        prefetched: &mut Option<Prefetch>,
-        sync_task: &mut Option<tokio::task::JoinHandle<()>>,
-    ) {
+    fn execute(&self, fsm: &Election, action: Action, op_state: &mut OpState) {
         let svc = &self.svc;
         let client = svc.zk.client();
         match action {
@@ -655,7 +643,7 @@ impl Driver {
                         error: "ZooKeeper not connected".into(),
                     });
                 };
-                *bound_epoch = epoch;
+                op_state.bound_epoch = epoch;
                 let prefix = format!("{}-", svc.layout.election_prefix(&svc.stype, &self.key));
                 let dir = svc.layout.election_dir(&svc.stype, &self.key);
                 let me = svc.me.clone();
@@ -712,7 +700,7 @@ impl Driver {
                 // processed in order): the listing LISTING would ask for next.
                 let dir = svc.layout.election_dir(&svc.stype, &self.key);
                 let (listing_tx, listing_rx) = tokio::sync::oneshot::channel();
-                *prefetched = Some((seq, listing_rx));
+                op_state.prefetched = Some((seq, listing_rx));
                 tokio::spawn(async move {
                     let exists = client.check_and_watch_stat(&path);
                     let listing = client.list_children(&dir);
@@ -755,8 +743,12 @@ impl Driver {
                 let peers: Vec<ServiceId> =
                     fsm.peers().map(<[ServiceId]>::to_vec).unwrap_or_default();
                 let base = self.base.clone();
-                let known_owner = node_owner.filter(|(s, _)| *s == seq).map(|(_, o)| o);
-                let listing = prefetched
+                let known_owner = op_state
+                    .node_owner
+                    .filter(|(s, _)| *s == seq)
+                    .map(|(_, o)| o);
+                let listing = op_state
+                    .prefetched
                     .take()
                     .filter(|(s, _)| *s == seq)
                     .map(|(_, rx)| rx);
@@ -774,12 +766,12 @@ impl Driver {
                         {
                             // Never lead on a node that is not our current session's:
                             // known from create's Stat, else asked.
-                            Ok(lowest)
+                            Ok((lowest, _))
                                 if lowest == seq && known_owner == Some(client.session_id().0) =>
                             {
                                 Event::ListOk { op, lowest }
                             }
-                            Ok(lowest) if lowest == seq => {
+                            Ok((lowest, _)) if lowest == seq => {
                                 let own = format!(
                                     "{dir}/{key}-{}",
                                     election_core::names::format_seq(seq)
@@ -804,7 +796,13 @@ impl Driver {
                                     ),
                                 }
                             }
-                            Ok(lowest) => Event::ListOk { op, lowest },
+                            Ok((lowest, node)) => {
+                                // Ahead of the answer, on the same channel.
+                                if let Some(node) = node {
+                                    let _ = tx.send(Msg::MasterNode(node));
+                                }
+                                Event::ListOk { op, lowest }
+                            }
                             Err(ev) => match ev {
                                 ListFailure::Zk(e) => zk_failure(
                                     &e,
@@ -837,9 +835,21 @@ impl Driver {
                 let tx = self.tx.clone();
                 let me = svc.me.clone();
                 let peers: Option<Vec<ServiceId>> = fsm.peers().map(<[ServiceId]>::to_vec);
+                // LISTING read this node with a watch, in this session: use it.
+                let read = op_state
+                    .master_node
+                    .take()
+                    .filter(|n| n.seq == seq && n.session == client.session_id().0);
                 tokio::spawn(async move {
-                    match client.get_and_watch_data(&path).await {
-                        Ok((data, _, watcher)) => {
+                    let got = match read {
+                        Some(n) => Ok((n.data, n.watcher)),
+                        None => client
+                            .get_and_watch_data(&path)
+                            .await
+                            .map(|(data, _, watcher)| (data, watcher)),
+                    };
+                    match got {
+                        Ok((data, watcher)) => {
                             let ev = match master_from_node(&data, &me, peers.as_deref()) {
                                 Ok(master) => Event::MasterOk { op, master },
                                 Err(MasterBadReason::Rogue(_)) => Event::MasterBad {
@@ -964,7 +974,7 @@ impl Driver {
                 let svc = svc.clone();
                 let (base, key, tx) = (self.base.clone(), self.key.clone(), self.tx.clone());
                 svc.store.begin_restore(&key);
-                *sync_task = Some(tokio::spawn(async move {
+                op_state.sync_task = Some(tokio::spawn(async move {
                     let dumped = svc
                         .rpc
                         .dump(&master, &base, &svc.stype, &svc.me, svc.cfg.sync_timeout)
@@ -1005,11 +1015,35 @@ impl Driver {
     }
 }
 
+/// What one election's task keeps about its operations in flight.
+#[derive(Default)]
+struct OpState {
+    /// The ZooKeeper session epoch our node was created in.
+    bound_epoch: u64,
+    /// Our latest node and the session that created it (create's Stat).
+    node_owner: Option<(Seq, i64)>,
+    /// The group's listing, sent right behind our node's EXISTS.
+    prefetched: Option<Prefetch>,
+    /// The lower node LISTING read (with its watch), for ASKING.
+    master_node: Option<MasterNode>,
+    /// The copy from the master while SYNCING (aborted if we leave SYNCING).
+    sync_task: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// A listing requested ahead of LISTING, for our node `Seq`.
 type Prefetch = (
     Seq,
     tokio::sync::oneshot::Receiver<Result<Vec<String>, zk::Error>>,
 );
+
+/// A lower node read with a watch while LISTING: its sequence, its data,
+/// and the watch that reports its deletion.
+struct MasterNode {
+    seq: Seq,
+    session: i64,
+    data: Vec<u8>,
+    watcher: zk::OneshotWatcher,
+}
 
 enum ListFailure {
     Zk(zk::Error),
@@ -1030,7 +1064,7 @@ async fn lowest_valid(
     me: &ServiceId,
     peers: &[ServiceId],
     base: &BaseName,
-) -> Result<Seq, ListFailure> {
+) -> Result<(Seq, Option<MasterNode>), ListFailure> {
     let children = children.map_err(ListFailure::Zk)?;
     let mut seqs: Vec<Seq> = children
         .iter()
@@ -1041,19 +1075,33 @@ async fn lowest_valid(
     if !seqs.contains(&ours) {
         return Err(ListFailure::Missing);
     }
-    seqs.sort_unstable();
-    for s in seqs.into_iter().take_while(|s| *s < ours) {
+    // Creation order, across the 32-bit wrap of ZooKeeper's counter.
+    seqs.sort_unstable_by_key(|s| election_core::names::seq_offset(*s, ours));
+    for s in seqs
+        .into_iter()
+        .take_while(|s| election_core::names::seq_offset(*s, ours) < 0)
+    {
         let path = format!("{dir}/{key}-{}", election_core::names::format_seq(s));
-        match client.get_data(&path).await {
-            Ok((data, _)) => match master_from_node(&data, me, Some(peers)) {
-                Ok(_) | Err(MasterBadReason::Rogue(_)) => return Ok(s),
+        match client.get_and_watch_data(&path).await {
+            Ok((data, _, watcher)) => match master_from_node(&data, me, Some(peers)) {
+                Ok(_) | Err(MasterBadReason::Rogue(_)) => {
+                    return Ok((
+                        s,
+                        Some(MasterNode {
+                            seq: s,
+                            session: client.session_id().0,
+                            data,
+                            watcher,
+                        }),
+                    ))
+                }
                 Err(why) => tracing::warn!(base = %base, "ignoring election node {path}: {why:?}"),
             },
             Err(zk::Error::NoNode) => continue,
             Err(e) => return Err(ListFailure::Zk(e)),
         }
     }
-    Ok(ours)
+    Ok((ours, None))
 }
 
 /// Is the session our node lives in still ours and usable?

@@ -254,7 +254,10 @@ pub async fn write(
         .fsm
         .local_id()
         .ok_or_else(|| WriteError::Internal("master without a node".into()))?;
-    if let Some(fence) = svc.fence(base).filter(|f| *f > epoch) {
+    if let Some(fence) = svc
+        .fence(base)
+        .filter(|f| election_core::names::seq_after(*f, epoch))
+    {
         // A candidate holding a higher node asked our version: our node is
         // gone and we have not heard yet (found by the simulation, seed 2368).
         tracing::warn!(base = %base, "deposed: a candidate with node {fence} asked our version; leaving");

@@ -176,7 +176,17 @@ impl Zk {
                 Err(e) => anyhow::bail!("reading {path}: {e}"),
             }
         }
-        out.sort_by_key(|n| (n.seq.is_none(), n.seq.unwrap_or(0), n.name.clone()));
+        // Creation order, across the 32-bit wrap of ZooKeeper's counter:
+        // offsets from any live node order them all.
+        let reference = out.iter().find_map(|n| n.seq).unwrap_or(0);
+        out.sort_by_key(|n| {
+            (
+                n.seq.is_none(),
+                n.seq
+                    .map_or(0, |s| election_core::names::seq_offset(s, reference)),
+                n.name.clone(),
+            )
+        });
         Ok(out)
     }
 

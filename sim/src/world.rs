@@ -12,8 +12,8 @@ use crate::rng::Rng;
 use crate::zk::{Fired, SessionId, WatchKind, ZkError, ZkModel};
 use crate::{invariants, Options, Stats, Violation};
 use election_core::names::{
-    format_seq, parse_node_name, BaseName, ContainerId, ElectionKey, Namespace, Seq, ServiceId,
-    ServiceType, ZkLayout,
+    parse_node_name, seq_after, seq_offset, BaseName, ContainerId, ElectionKey, Namespace, Seq,
+    ServiceId, ServiceType, ZkLayout,
 };
 use election_core::peer::{getvers_outcome, master_from_node, replica_verdict, ReplicaVerdict};
 use election_core::version::{ReplicaVersion, TableVersion};
@@ -1160,6 +1160,9 @@ impl World {
                     .create_seq(session, &dir, &prefix, me.as_str().as_bytes(), true)
                 {
                     Ok((_, seq)) => {
+                        if seq < 0 {
+                            self.stats.count("node created past the 32-bit wrap");
+                        }
                         let seq = Seq::from(seq);
                         ans.msgs = vec![
                             EMsg::NodeOwner {
@@ -1323,9 +1326,9 @@ impl World {
                 error: format!("our node {ours} is not in the group"),
             };
         }
-        seqs.sort_unstable();
+        seqs.sort_unstable_by_key(|s| seq_offset(*s, ours));
         let mut lowest = ours;
-        for s in seqs.into_iter().take_while(|s| *s < ours) {
+        for s in seqs.into_iter().take_while(|s| seq_offset(*s, ours) < 0) {
             let Some(node) = self.zk.get(&self.node_path(b, s)) else {
                 continue;
             };
@@ -1595,7 +1598,10 @@ impl World {
                     _ => {
                         if self.opts.fence {
                             if let Some(c) = candidate_seq {
-                                e.fence = Some(e.fence.map_or(c, |f| f.max(c)));
+                                e.fence =
+                                    Some(
+                                        e.fence.map_or(c, |f| if seq_after(c, f) { c } else { f }),
+                                    );
                             }
                         }
                         RpcAns::Version(self.svcs[to].replicas[base].version(self.opts.stamps))
@@ -1839,7 +1845,10 @@ impl World {
             return retry(self, s, 5 * MS);
         }
         let (bound, readonly, epoch) = (e.bound_epoch, e.readonly, e.fsm.local_id());
-        if self.opts.fence && e.fence.is_some_and(|f| Some(f) > epoch) {
+        if self.opts.fence
+            && e.fence
+                .is_some_and(|f| epoch.is_some_and(|ep| seq_after(f, ep)))
+        {
             // A candidate with a higher node asked our version: our node is
             // gone, we just have not heard yet. Step down.
             self.stats.count("master fenced");
@@ -2171,13 +2180,13 @@ impl World {
                     ));
                 }
             }
+            let ours = self.svcs[m].elecs[&b].fsm.local_id();
             let lowest = self
                 .zk
                 .nodes(&self.dirs[b])
                 .into_iter()
                 .filter_map(|(n, _)| parse_node_name(&n).map(|(_, s)| s))
-                .min();
-            let ours = self.svcs[m].elecs[&b].fsm.local_id();
+                .min_by_key(|s| ours.map_or(0, |o| seq_offset(*s, o)));
             if lowest != ours {
                 return Err(format!(
                     "base{b}: master svc{m} holds node {ours:?}, the lowest is {lowest:?}\n{}",
@@ -2233,9 +2242,5 @@ impl World {
             .collect();
         out.push_str(&format!("  zk nodes: {}\n", nodes.join(" ")));
         out
-    }
-
-    pub fn format_seq(seq: Seq) -> String {
-        format_seq(seq)
     }
 }

@@ -101,6 +101,25 @@ fn each_fix_turned_off_fails() {
     }
 }
 
+/// ZooKeeper's 32-bit sequence counter wraps to negative names mid-run
+/// (`-000000007`, ordered after `2147483647`): elections still converge on
+/// the node created first.
+#[test]
+fn sequence_wrap_around() {
+    let opts = Options {
+        wrap: true,
+        ..Options::default()
+    };
+    let (failures, stats) = sweep(0..100, &opts);
+    let wrapped = stats
+        .counts
+        .get("node created past the 32-bit wrap")
+        .copied()
+        .unwrap_or(0);
+    assert!(wrapped > 100, "nodes past the wrap: {wrapped}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// A run is a function of its seed.
 #[test]
 fn runs_replay_exactly() {

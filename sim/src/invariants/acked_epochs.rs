@@ -8,6 +8,7 @@
 use super::violation;
 use crate::world::World;
 use crate::Violation;
+use election_core::names::seq_after;
 
 pub fn check(w: &World) -> Result<(), Violation> {
     for &i in &w.new_acks {
@@ -16,7 +17,7 @@ pub fn check(w: &World) -> Result<(), Violation> {
         for a in earlier {
             let bad = if a.epoch == last.epoch {
                 a.master != last.master
-            } else if a.epoch > last.epoch {
+            } else if seq_after(a.epoch, last.epoch) {
                 // Some replica must hold both, the older epoch's write first.
                 !w.svcs.iter().any(|x| {
                     let h = &x.replicas[last.base].writes;
