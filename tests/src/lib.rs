@@ -161,9 +161,11 @@ impl Zk {
         } else {
             "org.apache.zookeeper.server.quorum.QuorumPeerMain"
         };
+        // ZK_HEAP raises the heap for large runs (100,000 bases need ~1 GB).
+        let heap = std::env::var("ZK_HEAP").unwrap_or_else(|_| "128m".into());
         let child = Command::new("java")
+            .arg(format!("-Xmx{heap}"))
             .args([
-                "-Xmx128m",
                 "-XX:+UseSerialGC",
                 "-XX:TieredStopAtLevel=1",
                 "-Dzookeeper.root.logger=WARN,CONSOLE",

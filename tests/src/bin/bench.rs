@@ -19,6 +19,10 @@ struct Args {
     writes: usize,
     scale: usize,
     out: Option<String>,
+    peers: bool,
+    /// A second, larger scale run (e.g. 100,000), off by default.
+    scale_also: Option<usize>,
+    replicas: usize,
 }
 
 fn args() -> Args {
@@ -28,6 +32,9 @@ fn args() -> Args {
         writes: 2000,
         scale: 10_000,
         out: None,
+        peers: true,
+        scale_also: None,
+        replicas: 2_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,14 +49,18 @@ fn args() -> Args {
             "--writes" => a.writes = num("--writes"),
             "--scale" => a.scale = num("--scale"),
             "--out" => a.out = it.next(),
+            "--no-peers" => a.peers = false,
+            "--scale-also" => a.scale_also = Some(num("--scale-also")),
+            "--replicas" => a.replicas = num("--replicas"),
             "--quick" => {
                 a.bases = 100;
                 a.failovers = 30;
                 a.writes = 300;
                 a.scale = 1_000;
+                a.replicas = 300;
             }
             "-h" | "--help" => {
-                println!("bench [--quick] [--bases N] [--failovers N] [--writes N] [--scale N] [--out BENCHMARKS.md]");
+                println!("bench [--quick] [--bases N] [--failovers N] [--writes N] [--scale N] [--scale-also N]\n      [--replicas N] [--no-peers] [--out BENCHMARKS.md]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other} (see --help)"),
@@ -79,7 +90,8 @@ impl Report {
     }
 }
 
-async fn zk_reference(c: &Cluster, r: &mut Report) -> Duration {
+/// ZooKeeper's create round trip (returned) and throughput (ops/s).
+async fn zk_reference(c: &Cluster, r: &mut Report) -> (Duration, f64) {
     let client = zk::Client::connector()
         .with_session_timeout(Duration::from_secs(10))
         .connect(&c.zk.connect_string())
@@ -128,10 +140,15 @@ async fn zk_reference(c: &Cluster, r: &mut Report) -> Duration {
         format!("{rate:.0} ops/s"),
         format!("{n} creates, one session"),
     );
-    p50
+    (p50, rate)
 }
 
-async fn cold_elections(c: &Cluster, bases: &[String], r: &mut Report, zk_rtt: Duration) {
+async fn cold_elections(
+    c: &Cluster,
+    bases: &[String],
+    r: &mut Report,
+    zk_rtt: Duration,
+) -> Duration {
     let mut v = Vec::new();
     for b in bases {
         let t = Instant::now();
@@ -150,9 +167,10 @@ async fn cold_elections(c: &Cluster, bases: &[String], r: &mut Report, zk_rtt: D
             p50.as_secs_f64() / zk_rtt.as_secs_f64()
         ),
     );
+    p50
 }
 
-async fn leave_failovers(c: &Cluster, bases: &[String], r: &mut Report) {
+async fn leave_failovers(c: &Cluster, bases: &[String], r: &mut Report) -> (Duration, Duration) {
     let (mut to_master, mut to_write) = (Vec::new(), Vec::new());
     for b in bases {
         let old = c.wait_converged(b, T).await.expect("converged");
@@ -180,18 +198,136 @@ async fn leave_failovers(c: &Cluster, bases: &[String], r: &mut Report) {
         }
         to_write.push(t.elapsed());
     }
-    let (p50, p99) = p50_p99(&mut to_master);
+    let (final_p50, p99) = p50_p99(&mut to_master);
     r.add(
         "leave-failover to the new master final",
-        ms(p50),
+        ms(final_p50),
         format!("p99 {}, {} leaves", ms(p99), bases.len()),
     );
-    let (p50, p99) = p50_p99(&mut to_write);
+    let (write_p50, p99) = p50_p99(&mut to_write);
     r.add(
         "leave-failover to the first acknowledged write",
-        ms(p50),
+        ms(write_p50),
         format!("p99 {}", ms(p99)),
     );
+    (final_p50, write_p50)
+}
+
+/// One peer recipe's figures, as `bench/peers/*` print them (ms).
+#[derive(serde::Deserialize)]
+struct PeerRun {
+    #[serde(rename = "impl")]
+    name: String,
+    version: String,
+    create: PeerFigure,
+    elect_fresh: PeerFigure,
+    elect_parent: PeerFigure,
+    leave_failover: PeerFigure,
+    violations: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct PeerFigure {
+    p50: f64,
+    p99: f64,
+}
+
+/// kazoo's Election and Curator's LeaderLatch on the same ZooKeeper, measured
+/// as reference/peer-elections.md defines (scripts/peers.sh).
+fn peer_baselines(
+    c: &Cluster,
+    r: &mut Report,
+    ours_elect: Duration,
+    ours_leave: (Duration, Duration),
+) {
+    let mut runs = Vec::new();
+    for which in ["kazoo", "curator"] {
+        eprintln!("bench: {which} baseline (20 warm-up + 200 repetitions per test)");
+        let out = std::process::Command::new("scripts/peers.sh")
+            .args([
+                which,
+                "--hosts",
+                &c.zk.connect_string(),
+                "--warmup",
+                "20",
+                "--reps",
+                "200",
+            ])
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        let parsed = out.map_err(|e| e.to_string()).and_then(|o| {
+            if o.status.success() {
+                serde_json::from_slice::<PeerRun>(&o.stdout).map_err(|e| e.to_string())
+            } else {
+                Err(format!("scripts/peers.sh {which} exited with {}", o.status))
+            }
+        });
+        match parsed {
+            Ok(run) => {
+                let f = |x: &PeerFigure| format!("{:.2} ms (p99 {:.2})", x.p50, x.p99);
+                r.add(
+                    &format!(
+                        "{} {}: elect one leader of 3, parent exists",
+                        run.name, run.version
+                    ),
+                    format!("{:.2} ms", run.elect_parent.p50),
+                    format!(
+                        "p99 {:.2} ms; fresh path {}; create round trip {}; {} safety violations",
+                        run.elect_parent.p99,
+                        f(&run.elect_fresh),
+                        f(&run.create),
+                        run.violations
+                    ),
+                );
+                r.add(
+                    &format!("{} {}: leave-failover", run.name, run.version),
+                    format!("{:.2} ms", run.leave_failover.p50),
+                    format!("p99 {:.2} ms", run.leave_failover.p99),
+                );
+                runs.push(run);
+            }
+            Err(e) => r.add(
+                &format!("{which} baseline"),
+                "not measured".into(),
+                format!("{e} (scripts/peers.sh install, as root, installs it)"),
+            ),
+        }
+    }
+    let ms_of = |d: Duration| d.as_secs_f64() * 1000.0;
+    if let Some(best) = runs
+        .iter()
+        .min_by(|a, b| a.elect_parent.p50.total_cmp(&b.elect_parent.p50))
+    {
+        r.add(
+            "ratio: our cold election / the faster recipe's election (parent exists)",
+            format!("{:.2} x", ms_of(ours_elect) / best.elect_parent.p50),
+            format!(
+                "{:.2} ms vs {} {:.2} ms; ours also compares the 3 replicas' versions; target <= 1",
+                ms_of(ours_elect),
+                best.name,
+                best.elect_parent.p50
+            ),
+        );
+    }
+    if let Some(curator) = runs.iter().find(|x| x.name == "curator") {
+        let theirs = curator.leave_failover.p50;
+        r.add(
+            "ratio: our leave-failover (new master final) / Curator's",
+            format!("{:.2} x", ms_of(ours_leave.0) / theirs),
+            format!(
+                "{:.2} ms vs {theirs:.2} ms; target <= 1",
+                ms_of(ours_leave.0)
+            ),
+        );
+        r.add(
+            "ratio: our leave-failover to the first acknowledged write / Curator's leave-failover",
+            format!("{:.2} x", ms_of(ours_leave.1) / theirs),
+            format!(
+                "{:.2} ms vs {theirs:.2} ms; target <= 2",
+                ms_of(ours_leave.1)
+            ),
+        );
+    }
 }
 
 async fn crash_failovers(c: &mut Cluster, base: &str, reps: usize, r: &mut Report) {
@@ -220,9 +356,10 @@ async fn crash_failovers(c: &mut Cluster, base: &str, reps: usize, r: &mut Repor
         "crash-failover (kill -9 master) to the first acknowledged write",
         ms(p50),
         format!(
-            "max {}, {reps} crashes, negotiated session timeout {session} ms, tick {} ms",
+            "max {}, {reps} crashes, negotiated session timeout {session} ms, tick {} ms; target session + tick + 50 ms = {} ms",
             ms(*v.last().unwrap_or(&Duration::ZERO)),
-            c.zk.tick_ms
+            c.zk.tick_ms,
+            session + c.zk.tick_ms + 50
         ),
     );
 }
@@ -325,7 +462,7 @@ fn mntr(port: u16, key: &str) -> u64 {
 /// Many bases started together: directory entries written straight into
 /// ZooKeeper (no replica files: every GETVERS answers "missing"), then one
 /// ping per base to each peer.
-async fn scale(c: &Cluster, n: usize, r: &mut Report) {
+async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
     let client = zk::Client::connector()
         .connect(&c.zk.connect_string())
         .await
@@ -350,10 +487,24 @@ async fn scale(c: &Cluster, n: usize, r: &mut Report) {
             )
         })
         .collect();
-    for (p, _) in &paths {
-        let parent = p.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
-        client.mkdir(parent, &opts).await.expect("mkdir");
+    let parents: std::collections::BTreeSet<&str> = paths
+        .iter()
+        .map(|(p, _)| p.rsplit_once('/').map(|(d, _)| d).unwrap_or("/"))
+        .collect();
+    // The first level in order, then the rest in parallel (at most 65,536).
+    let first: std::collections::BTreeSet<&str> = parents
+        .iter()
+        .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
+        .collect();
+    for p in first {
+        client.mkdir(p, &opts).await.expect("mkdir");
     }
+    let made: Vec<_> = futures::stream::iter(parents)
+        .map(|p| client.mkdir(p, &opts))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(made.iter().all(Result::is_ok), "mkdir failed");
     let created: Vec<_> = futures::stream::iter(paths.iter())
         .map(|(p, d)| client.create(p, d, &opts))
         .buffer_unordered(64)
@@ -368,22 +519,12 @@ async fn scale(c: &Cluster, n: usize, r: &mut Report) {
     let packets_before = mntr(c.zk.port, "zk_packets_received");
     let finals_before = final_elections(c).await;
     let t0 = Instant::now();
-    let pings = bases
-        .iter()
-        .flat_map(|b| c.services.iter().map(move |s| (b, s.id.clone())))
-        .map(|(b, id)| async move {
-            let _ = c
-                .http
-                .post(format!("http://{id}/v1/election/ping"))
-                .query(&[("base", b.as_str()), ("type", "meta2")])
-                .send()
-                .await;
-        });
-    futures::stream::iter(pings)
-        .buffer_unordered(64)
-        .collect::<Vec<_>>()
-        .await;
+    ping_all(c, &bases).await;
     let target = finals_before + 3 * n as u64;
+    // An election that fails under the storm (a ZooKeeper request timing out,
+    // a session lost) goes idle until a client touches its base again: when
+    // progress stalls for 5 s, every base is pinged again, as clients would.
+    let (mut last, mut since, mut repings) = (0u64, Instant::now(), 0u32);
     loop {
         let finals = final_elections(c).await;
         if finals >= target {
@@ -393,17 +534,33 @@ async fn scale(c: &Cluster, n: usize, r: &mut Report) {
             t0.elapsed() < Duration::from_secs(600),
             "{finals} of {target} final after 10 min"
         );
+        if finals != last {
+            (last, since) = (finals, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(5) {
+            eprintln!("bench: {finals} of {target} final and stalled: pinging every base again");
+            repings += 1;
+            ping_all(c, &bases).await;
+            since = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let took = t0.elapsed();
     let packets = mntr(c.zk.port, "zk_packets_received").saturating_sub(packets_before);
+    // The writes an election needs: one node per peer.
+    let bound = 2.0 * (3 * n) as f64 / zk_rate;
     r.add(
         &format!("{n} bases on 3 peers, started together"),
         format!("{:.2} s to all final", took.as_secs_f64()),
         format!(
-            "{:.0} elections/s; {:.1} ZooKeeper requests per election (3 peers)",
+            "{:.0} elections/s; {:.1} ZooKeeper requests per election (3 peers); {:.1} x the bound 2 x ({} node creations / {zk_rate:.0} creates/s) = {bound:.1} s; {}",
             n as f64 / took.as_secs_f64(),
-            packets as f64 / n as f64
+            packets as f64 / n as f64,
+            took.as_secs_f64() / bound,
+            3 * n,
+            match repings {
+                0 => "one ping per base and peer".to_string(),
+                k => format!("stalled {k} time(s): failed elections went idle and every base was pinged again"),
+            }
         ),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -429,6 +586,119 @@ async fn scale(c: &Cluster, n: usize, r: &mut Report) {
     let mut states = client.state_watcher();
     drop(client);
     let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
+}
+
+/// One ping per base to each peer, 64 in flight.
+async fn ping_all(c: &Cluster, bases: &[String]) {
+    let pings = bases
+        .iter()
+        .flat_map(|b| c.services.iter().map(move |s| (b, s.id.clone())))
+        .map(|(b, id)| async move {
+            let _ = c
+                .http
+                .post(format!("http://{id}/v1/election/ping"))
+                .query(&[("base", b.as_str()), ("type", "meta2")])
+                .send()
+                .await;
+        });
+    futures::stream::iter(pings)
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// Memory and disk per idle base replica: bases created, then left idle
+/// until their elections expire and are forgotten.
+async fn replica_memory(n: usize, r: &mut Report) {
+    eprintln!("bench: {n} idle base replicas");
+    let extra = [
+        "--expire-slave-s",
+        "1",
+        "--expire-master-s",
+        "2",
+        "--expire-none-s",
+        "1",
+    ];
+    let c = Cluster::start_with_tick(
+        3,
+        ServiceOpts {
+            session_timeout_ms: 10_000,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        },
+        250,
+    );
+    let pids: Vec<u32> = c.services.iter().map(|s| s.pid().expect("pid")).collect();
+    let before: Vec<u64> = pids.iter().map(|p| rss_kib(*p)).collect();
+    let created: Vec<String> = futures::stream::iter(0..n)
+        .map(|i| {
+            let c = &c;
+            async move { c.create_container("mem", &format!("r{i}")).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let started = Instant::now();
+    loop {
+        let mut live = 0;
+        for s in &c.services {
+            let info = c.info(&s.id).await;
+            if let Some(m) = info["elections"].as_object() {
+                live += m
+                    .values()
+                    .filter_map(serde_json::Value::as_u64)
+                    .sum::<u64>();
+            }
+        }
+        if live == 0 || started.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per: Vec<f64> = pids
+        .iter()
+        .zip(&before)
+        .map(|(p, b)| rss_kib(*p).saturating_sub(*b) as f64 / n as f64)
+        .collect();
+    let disk: u64 = c
+        .services
+        .iter()
+        .map(|s| {
+            let path = s.replica_path(&created[0]);
+            let root = path
+                .parent()
+                .and_then(|p| p.parent())
+                .expect("bases dir")
+                .to_path_buf();
+            dir_bytes(&root)
+        })
+        .sum();
+    r.add(
+        &format!("resident memory per idle base replica ({n} bases, elections expired)"),
+        format!("{:.2} KiB", per.iter().sum::<f64>() / per.len() as f64),
+        format!(
+            "RSS growth / replicas, per service: {}; on disk {:.1} KiB per replica",
+            per.iter()
+                .map(|k| format!("{k:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            disk as f64 / 1024.0 / (3 * n) as f64
+        ),
+    );
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// MASTER + SLAVE elections over every service.
@@ -473,13 +743,16 @@ async fn main() {
     eprintln!("bench: ZooKeeper (tickTime 250 ms) + 3 election-server processes");
     let mut c = Cluster::start_with_tick(3, opts, 250);
 
-    let rtt = zk_reference(&c, &mut r).await;
+    let (rtt, zk_rate) = zk_reference(&c, &mut r).await;
     let mut bases = Vec::new();
     for i in 0..a.bases.max(a.failovers) {
         bases.push(c.create_container("bench", &format!("b{i}")).await);
     }
-    cold_elections(&c, &bases[..a.bases], &mut r, rtt).await;
-    leave_failovers(&c, &bases[..a.failovers], &mut r).await;
+    let elect = cold_elections(&c, &bases[..a.bases], &mut r, rtt).await;
+    let leave = leave_failovers(&c, &bases[..a.failovers], &mut r).await;
+    if a.peers {
+        peer_baselines(&c, &mut r, elect, leave);
+    }
     writes(&c, &bases[0], a.writes, &mut r).await;
     cli_wall_time(&c, &mut r).await;
     crash_failovers(&mut c, &bases[1], 5, &mut r).await;
@@ -495,7 +768,21 @@ async fn main() {
         },
         250,
     );
-    scale(&c, a.scale, &mut r).await;
+    scale(&c, a.scale, zk_rate, &mut r).await;
+    drop(c);
+    if let Some(n) = a.scale_also {
+        eprintln!("bench: scale with {n} bases on a fresh cluster");
+        let c = Cluster::start_with_tick(
+            3,
+            ServiceOpts {
+                session_timeout_ms: 10_000,
+                extra: vec![],
+            },
+            250,
+        );
+        scale(&c, n, zk_rate, &mut r).await;
+    }
+    replica_memory(a.replicas, &mut r).await;
 
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -512,8 +799,11 @@ async fn main() {
     for (w, f, d) in &r.rows {
         let _ = writeln!(md, "| {w} | {f} | {d} |");
     }
-    let _ = writeln!(md, "\nNot measured yet (issue \"Benchmarks\"): the kazoo `Election` and Curator `LeaderLatch` baselines in the same run,");
-    let _ = writeln!(md, "100,000 bases, memory per idle base replica (replicas are SQLite files opened per request).");
+    let _ = writeln!(md, "\nThe kazoo and Curator rows come from `scripts/peers.sh` (bench/peers/: three sessions in one process, 20 warm-up");
+    let _ = writeln!(md, "and 200 measured repetitions, fresh path each, as ../shared/reference/peer-elections.md defines them), run");
+    let _ = writeln!(md, "against the same ZooKeeper in the same run. `ZK_HEAP=1g scripts/bench.sh --scale-also 100000` adds a");
+    let _ = writeln!(md, "100,000-base run.");
+    let _ = writeln!(md, "\nWhere the time and the memory go, for the targets missed above: [docs/PROFILES.md](docs/PROFILES.md).");
     println!("{md}");
     if let Some(out) = a.out {
         std::fs::write(&out, md).expect("write the report");

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Where the time of a cold election and of a leave-failover goes, from the
+services' own debug logs (µs timestamps of every transition).
+
+Starts ZooKeeper (scripts/zk.sh) and 3 release election-server processes with
+RUST_LOG=election_server=debug, creates N containers, runs one cold election
+per base (status on the 3 peers at once), then a leave of the master, and
+prints the median time at which each peer reaches each state, counted from
+the first transition of the base on any peer.
+
+    bench/election_profile.py [--bases 40]
+"""
+import argparse, json, os, re, signal, statistics, subprocess, time, urllib.error, urllib.request
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LINE = re.compile(r"^(\S+)Z DEBUG (\S+) -> (\S+) base=(\S+)")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+OPENER = urllib.request.build_opener(NoRedirect)
+
+
+def post(url):
+    """POSTs; returns (status, body)."""
+    req = urllib.request.Request(url, method="POST", data=b"")
+    try:
+        with OPENER.open(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, {}
+
+
+def ts(s):
+    return datetime.fromisoformat(s).timestamp()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bases", type=int, default=40)
+    a = ap.parse_args()
+    d = "/tmp/election-profile"
+    subprocess.run(["rm", "-rf", d], check=True)
+    os.makedirs(d)
+    env = dict(os.environ, ZK_DIR=f"{d}/zk", ZK_TICK_MS="250")
+    zk_port = "22998"
+    subprocess.run([f"{ROOT}/scripts/zk.sh", "start", zk_port], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    ports = [7111, 7112, 7113]
+    procs = []
+    try:
+        for p in ports:
+            log = open(f"{d}/{p}.log", "w")
+            procs.append(subprocess.Popen(
+                [f"{ROOT}/target/release/election-server", "--listen", f"127.0.0.1:{p}",
+                 "--zk", f"127.0.0.1:{zk_port}", "--session-timeout-ms", "2000",
+                 "--data-dir", f"{d}/s{p}"],
+                stdout=log, stderr=log,
+                env=dict(os.environ, RUST_LOG="election_server=debug,zookeeper_client=warn")))
+        time.sleep(1.5)
+        bases = [post(f"http://127.0.0.1:7111/v1/container/create?acct=prof&ref=c{i}&type=meta2")[1]["base"]
+                 for i in range(a.bases)]
+        pool = ThreadPoolExecutor(3)
+        for b in bases:
+            list(pool.map(lambda p: post(f"http://127.0.0.1:{p}/v1/election/status?base={b}&type=meta2"), ports))
+        time.sleep(0.5)
+        mark = time.time()
+        for b in bases:
+            # The master: the peer whose status says 200 without a redirect.
+            master = next(p for p in ports
+                          if post(f"http://127.0.0.1:{p}/v1/election/status?base={b}&type=meta2")[0] == 200)
+            post(f"http://127.0.0.1:{master}/v1/election/leave?base={b}&type=meta2")
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        stop = time.time()
+        for pr in procs:
+            pr.send_signal(signal.SIGINT)
+        for pr in procs:
+            pr.wait(timeout=10)
+        subprocess.run([f"{ROOT}/scripts/zk.sh", "stop"], env=env, stdout=subprocess.DEVNULL)
+    events = defaultdict(list)  # base -> [(t, port, pre, post)]
+    for p in ports:
+        for line in open(f"{d}/{p}.log"):
+            m = LINE.match(line)
+            if m:
+                events[m.group(4)].append((ts(m.group(1)), p, m.group(2), m.group(3)))
+    phases = (("cold election", lambda t: t < mark), ("leave-failover", lambda t: mark <= t < stop))
+    for phase, keep in phases:
+        at = defaultdict(list)  # (role, state) -> [ms since first]
+        total = []
+        for b, evs in events.items():
+            evs = sorted(e for e in evs if keep(e[0]))
+            if not evs:
+                continue
+            t0 = evs[0][0]
+            final = {}
+            for t, p, pre, post_ in evs:
+                if post_ in ("MASTER", "SLAVE"):
+                    final[p] = (t, post_)
+            roles = {p: ("master" if s == "MASTER" else "slave") for p, (_, s) in final.items()}
+            seen = set()
+            for t, p, pre, post_ in evs:
+                key = (roles.get(p, "?"), post_)
+                if (p, post_) in seen:
+                    continue
+                seen.add((p, post_))
+                at[key].append((t - t0) * 1000)
+            if len(final) == 3:
+                total.append((max(t for t, _ in final.values()) - t0) * 1000)
+        print(f"\n{phase}: {len(total)} bases; all 3 final after p50 {statistics.median(total):.2f} ms"
+              if total else f"\n{phase}: no complete base")
+        print("  role   state reached             median ms after the first transition (n)")
+        for (role, state), v in sorted(at.items(), key=lambda kv: statistics.median(kv[1])):
+            print(f"  {role:6} {state:25} {statistics.median(v):7.2f}  ({len(v)})")
+
+
+if __name__ == "__main__":
+    main()
