@@ -337,6 +337,15 @@ pub fn seq_after(a: Seq, b: Seq) -> bool {
     seq_offset(a, b) > 0
 }
 
+/// The later of two sequences (wrap-aware).
+pub fn seq_latest(a: Seq, b: Seq) -> Seq {
+    if seq_after(a, b) {
+        a
+    } else {
+        b
+    }
+}
+
 /// Parses a child name `<KEY>-<seq>` of an election directory. Returns `None`
 /// for anything else (garbage children never stall an election).
 pub fn parse_node_name(name: &str) -> Option<(&str, Seq)> {
@@ -461,6 +470,7 @@ mod tests {
         assert!(seq_after(i64::from(i32::MIN), i64::from(i32::MAX)));
         assert!(seq_after(-2_147_483_640, 2_147_483_600));
         assert!(!seq_after(5, 7) && seq_after(7, 5));
+        assert_eq!(seq_latest(-2_147_483_648, 2_147_483_647), -2_147_483_648);
         assert_eq!(seq_offset(2_147_483_647, -2_147_483_648), -1);
         for bad in [
             "",

@@ -281,9 +281,7 @@ impl Service {
     pub fn raise_fence(&self, base: &BaseName, seq: Seq) {
         let mut fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
         let f = fences.entry(self.key(base)).or_insert(seq);
-        if election_core::names::seq_after(seq, *f) {
-            *f = seq;
-        }
+        *f = election_core::names::seq_latest(*f, seq);
     }
 
     pub fn fence(&self, base: &BaseName) -> Option<Seq> {

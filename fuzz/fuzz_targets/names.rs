@@ -5,7 +5,10 @@ use election_core::names::{BaseName, ContainerId, ElectionKey, Namespace, Servic
 use libfuzzer_sys::fuzz_target;
 
 fn path_safe(s: &str) {
-    assert!(!s.contains('/') && !s.contains('\0') && s != ".." && s != ".", "{s:?}");
+    assert!(
+        !s.contains('/') && !s.contains('\0') && s != ".." && s != ".",
+        "{s:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

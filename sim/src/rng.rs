@@ -32,4 +32,9 @@ impl Rng {
     pub fn pick(&mut self, n: usize) -> usize {
         (self.next_u64() % n.max(1) as u64) as usize
     }
+
+    /// One element of a non-empty slice.
+    pub fn choose<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.pick(v.len())]
+    }
 }

@@ -12,8 +12,8 @@ use crate::rng::Rng;
 use crate::zk::{Fired, SessionId, WatchKind, ZkError, ZkModel};
 use crate::{invariants, Options, Stats, Violation};
 use election_core::names::{
-    parse_node_name, seq_after, seq_offset, BaseName, ContainerId, ElectionKey, Namespace, Seq,
-    ServiceId, ServiceType, ZkLayout,
+    parse_node_name, seq_after, seq_latest, seq_offset, BaseName, ContainerId, ElectionKey,
+    Namespace, Seq, ServiceId, ServiceType, ZkLayout,
 };
 use election_core::peer::{getvers_outcome, master_from_node, replica_verdict, ReplicaVerdict};
 use election_core::version::{ReplicaVersion, TableVersion};
@@ -1108,6 +1108,29 @@ impl World {
         );
     }
 
+    /// Hands a request back to the receiver later: it waits on the base's
+    /// write lock, or for its election to settle, as the server does.
+    fn redeliver(
+        &mut self,
+        delay: u64,
+        from: usize,
+        from_inc: u64,
+        to: usize,
+        call: Option<u64>,
+        rpc: Rpc,
+    ) {
+        self.push(
+            delay,
+            Ev::RpcArrive {
+                from,
+                from_inc,
+                to,
+                call,
+                rpc,
+            },
+        );
+    }
+
     fn answer(&mut self, from: usize, to: usize, to_inc: u64, call: Option<u64>, ans: RpcAns) {
         let Some(call) = call else { return };
         if self.blocked.contains(&(from.min(to), from.max(to))) {
@@ -1575,18 +1598,16 @@ impl World {
                 let busy = self.svcs[to].elecs.get(&base).is_some_and(|e| e.writing);
                 if self.opts.fence && candidate_seq.is_some() && busy {
                     // Answered under the base's write lock, after the write.
-                    self.push(
+                    self.redeliver(
                         2 * MS,
-                        Ev::RpcArrive {
-                            from,
-                            from_inc,
-                            to,
-                            call,
-                            rpc: Rpc::Getvers {
-                                base,
-                                master_seq,
-                                candidate_seq,
-                            },
+                        from,
+                        from_inc,
+                        to,
+                        call,
+                        Rpc::Getvers {
+                            base,
+                            master_seq,
+                            candidate_seq,
                         },
                     );
                     return;
@@ -1598,10 +1619,7 @@ impl World {
                     _ => {
                         if self.opts.fence {
                             if let Some(c) = candidate_seq {
-                                e.fence =
-                                    Some(
-                                        e.fence.map_or(c, |f| if seq_after(c, f) { c } else { f }),
-                                    );
+                                e.fence = Some(e.fence.map_or(c, |f| seq_latest(f, c)));
                             }
                         }
                         RpcAns::Version(self.svcs[to].replicas[base].version(self.opts.stamps))
@@ -1615,16 +1633,7 @@ impl World {
                 // slave asking, and must be in the copy if it commits.
                 let busy = self.svcs[to].elecs.get(&base).is_some_and(|e| e.writing);
                 if self.opts.dump_locked && busy {
-                    self.push(
-                        2 * MS,
-                        Ev::RpcArrive {
-                            from,
-                            from_inc,
-                            to,
-                            call,
-                            rpc: Rpc::Dump { base },
-                        },
-                    );
+                    self.redeliver(2 * MS, from, from_inc, to, call, Rpc::Dump { base });
                     return;
                 }
                 let ok = self.svcs[to].elecs.get(&base).is_some_and(|e| {
@@ -1652,20 +1661,18 @@ impl World {
                     .is_some_and(|e| e.fsm.state().is_final());
                 if !settled && waited < 500 * MS {
                     // The server waits, briefly, for its side to settle.
-                    self.push(
+                    self.redeliver(
                         10 * MS,
-                        Ev::RpcArrive {
-                            from,
-                            from_inc,
-                            to,
-                            call,
-                            rpc: Rpc::Replicate {
-                                base,
-                                epoch,
-                                prev,
-                                wid,
-                                waited: waited + 10 * MS,
-                            },
+                        from,
+                        from_inc,
+                        to,
+                        call,
+                        Rpc::Replicate {
+                            base,
+                            epoch,
+                            prev,
+                            wid,
+                            waited: waited + 10 * MS,
                         },
                     );
                     return;

@@ -7,6 +7,7 @@
 //!
 //! `BAD_INPUT_SEED` replays a run; `BAD_INPUT_REQUESTS` sets its length.
 
+use election_sim::rng::Rng;
 use serde_json::{json, Value};
 use std::time::Duration;
 use system_tests::{Cluster, ServiceOpts};
@@ -43,21 +44,6 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/peer/dump"),
 ];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[(self.next() % v.len() as u64) as usize]
-    }
-}
-
 fn nasty_names(real_base: &str) -> Vec<String> {
     vec![
         "../../../../etc/passwd".into(),
@@ -79,15 +65,15 @@ fn nasty_names(real_base: &str) -> Vec<String> {
 }
 
 fn random_json(r: &mut Rng, names: &[String], depth: u32) -> Value {
-    match r.next() % if depth > 3 { 6 } else { 9 } {
+    match r.next_u64() % if depth > 3 { 6 } else { 9 } {
         0 => Value::Null,
-        1 => json!(r.next().is_multiple_of(2)),
-        2 => json!(r.next() as i64),
+        1 => json!(r.next_u64().is_multiple_of(2)),
+        2 => json!(r.next_u64() as i64),
         3 => json!(-1),
-        4 => json!(r.pick(names)),
+        4 => json!(r.choose(names)),
         5 => json!(f64::MAX),
         6 => Value::Array(
-            (0..r.next() % 4)
+            (0..r.next_u64() % 4)
                 .map(|_| random_json(r, names, depth + 1))
                 .collect(),
         ),
@@ -110,8 +96,11 @@ fn random_json(r: &mut Rng, names: &[String], depth: u32) -> Value {
                 "on",
             ];
             let mut m = serde_json::Map::new();
-            for _ in 0..r.next() % 6 {
-                m.insert(r.pick(&keys).to_string(), random_json(r, names, depth + 1));
+            for _ in 0..r.next_u64() % 6 {
+                m.insert(
+                    r.choose(&keys).to_string(),
+                    random_json(r, names, depth + 1),
+                );
             }
             Value::Object(m)
         }
@@ -128,7 +117,7 @@ fn random_json(r: &mut Rng, names: &[String], depth: u32) -> Value {
 
 /// A plausible body with one hostile field: the shapes the routes expect.
 fn shaped_body(r: &mut Rng, names: &[String], real_base: &str) -> Value {
-    let name = r.pick(names).clone();
+    let name = r.choose(names).clone();
     let choices = [
         json!({"base": name, "type": "meta2", "from": "127.0.0.1:1", "master": true}),
         json!({"base": real_base, "type": "meta2", "from": name, "epoch": -5, "prev": {}, "next": {}, "ops": []}),
@@ -138,24 +127,13 @@ fn shaped_body(r: &mut Rng, names: &[String], real_base: &str) -> Value {
         json!({"account": "acct", "reference": "bad", "properties": {name.clone(): name}}),
         json!({"switch": name, "on": true}),
     ];
-    r.pick(&choices).clone()
+    r.choose(&choices).clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bad_input_on_every_route() {
-    let seed: u64 = std::env::var("BAD_INPUT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(7)
-        });
-    let requests: usize = std::env::var("BAD_INPUT_REQUESTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_500);
+    let seed = system_tests::env_seed("BAD_INPUT_SEED");
+    let requests = system_tests::env_u64("BAD_INPUT_REQUESTS", 1_500) as usize;
     eprintln!("REPRODUCE WITH: BAD_INPUT_SEED={seed} BAD_INPUT_REQUESTS={requests} cargo test -p system-tests --test bad_input");
     let c = Cluster::start(3, ServiceOpts::default());
     // `kept` is never named by the requests (a well-formed delete of it
@@ -165,31 +143,33 @@ async fn random_bad_input_on_every_route() {
     assert_eq!(code, 200, "{msg}");
     let victim = c.create_container("acct", "fuzzed").await;
     let names = nasty_names(&victim);
-    let mut r = Rng(seed);
+    let mut r = Rng::new(seed);
     let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
     let mut failures = Vec::new();
     for i in 0..requests {
-        let (method, route) = *r.pick(ROUTES);
-        let target = &c.services[(r.next() % 3) as usize].id;
-        let q = match r.next() % 4 {
+        let (method, route) = *r.choose(ROUTES);
+        let target = &c.services[(r.next_u64() % 3) as usize].id;
+        let q = match r.next_u64() % 4 {
             0 => String::new(),
-            1 => format!("?base={}&type=meta2", urlencode(r.pick::<String>(&names))),
+            1 => format!("?base={}&type=meta2", urlencode(r.choose::<String>(&names))),
             2 => format!(
                 "?base={}&type={}",
                 urlencode(&victim),
-                urlencode(r.pick::<String>(&names))
+                urlencode(r.choose::<String>(&names))
             ),
             _ => format!(
                 "?acct={}&ref={}&base={}",
-                urlencode(r.pick::<String>(&names)),
-                urlencode(r.pick::<String>(&names)),
-                urlencode(r.pick::<String>(&names))
+                urlencode(r.choose::<String>(&names)),
+                urlencode(r.choose::<String>(&names)),
+                urlencode(r.choose::<String>(&names))
             ),
         };
         let url = format!("http://{target}{route}{q}");
-        let (body, what): (Vec<u8>, &str) = match r.next() % 5 {
+        let (body, what): (Vec<u8>, &str) = match r.next_u64() % 5 {
             0 => (
-                (0..r.next() % 512).map(|_| r.next() as u8).collect(),
+                (0..r.next_u64() % 512)
+                    .map(|_| r.next_u64() as u8)
+                    .collect(),
                 "random bytes",
             ),
             1 => (vec![b'['; 100 * 1024], "oversized"),

@@ -73,20 +73,8 @@ async fn write_once(c: &Cluster, base: &str, key: &str, value: &str) -> Option<(
 }
 
 fn settings(test: &str, default_seconds: u64) -> (u64, u64) {
-    let seconds: u64 = std::env::var("CHAOS_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default_seconds);
-    let seed: u64 = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                | 1
-        });
+    let seconds = system_tests::env_u64("CHAOS_SECONDS", default_seconds);
+    let seed = system_tests::env_seed("CHAOS_SEED");
     eprintln!("REPRODUCE WITH: CHAOS_SEED={seed} CHAOS_SECONDS={seconds} cargo test -p system-tests --test chaos -- --nocapture {test}");
     (seconds, seed)
 }
