@@ -74,6 +74,12 @@ $OPENIO election status meta2 FVE0 --long
 echo "==> openio election debug meta2 FVE0 --human"
 $OPENIO election debug meta2 FVE0 --human
 
+echo "==> the same status through OpenIO's proxy API, as the real Python openio CLI asks it"
+echo "    (openio --ns OPENIO --oio-proxy 127.0.0.1:${PORTS[0]} -a myaccount election status meta2 FVE0)"
+curl -sf -X POST -H 'x-oio-timeout: 29700000' -H 'x-oio-req-id: demo-proxy-status' \
+    "http://127.0.0.1:${PORTS[0]}/v3.0/OPENIO/admin/status?type=meta2&acct=myaccount&ref=FVE0"
+echo
+
 cat <<HELP
 
 The cluster keeps running. With OIO_ACCOUNT=myaccount OIO_ZOOKEEPER=127.0.0.1:$ZK_PORT set:

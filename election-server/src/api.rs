@@ -47,6 +47,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/peer/getvers", post(peer_getvers))
         .route("/v1/peer/create", post(peer_create))
         .route("/v1/peer/dump", get(peer_dump))
+        .merge(crate::oioproxy::routes())
+        .fallback(crate::oioproxy::no_handler)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(svc)
 }
@@ -54,8 +56,8 @@ pub fn router(svc: Arc<Service>) -> Router {
 /// An error with the code and message the caller sees.
 #[derive(Debug)]
 pub struct ApiError {
-    code: u16,
-    message: String,
+    pub code: u16,
+    pub message: String,
 }
 
 impl ApiError {
@@ -432,12 +434,39 @@ async fn create_container(
             "container creation needs acct=<account>&ref=<reference>",
         ));
     };
+    let c = create_base(&svc, account, reference, q.replicas.unwrap_or(3)).await?;
+    let code = if c.created { 201 } else { 200 };
+    Ok(reply(
+        code,
+        if c.created { "Created" } else { "Exists" },
+        json!({"cid": c.cid, "base": c.base, "peers": c.peers, "replicas": c.replicas}),
+    ))
+}
+
+/// A container just created (or found existing) and its replicas.
+pub struct Created {
+    pub created: bool,
+    pub cid: ContainerId,
+    pub base: BaseName,
+    pub peers: Vec<election_core::names::ServiceId>,
+    /// Per peer: "OK", or why its replica could not be created.
+    pub replicas: serde_json::Map<String, Value>,
+}
+
+/// Records the container in the directory (the peers are chosen once, here)
+/// and creates every replica; an existing container gets its missing
+/// replicas created again.
+pub async fn create_base(
+    svc: &Arc<Service>,
+    account: &str,
+    reference: &str,
+    replicas: usize,
+) -> Result<Created, ApiError> {
     if account.is_empty() || reference.is_empty() || account.len() > 256 || reference.len() > 1024 {
         return Err(ApiError::bad_request(
             "account and reference must be 1-256 and 1-1024 bytes",
         ));
     }
-    let replicas = q.replicas.unwrap_or(3);
     if !(2..=9).contains(&replicas) {
         return Err(ApiError::bad_request("replicas must be between 2 and 9"));
     }
@@ -477,12 +506,13 @@ async fn create_container(
                 .unwrap_or_else(|e| e.to_string())),
         );
     }
-    let code = if created { 201 } else { 200 };
-    Ok(reply(
-        code,
-        if created { "Created" } else { "Exists" },
-        json!({"cid": cid, "base": base, "peers": entry.peers, "replicas": replicas_out}),
-    ))
+    Ok(Created {
+        created,
+        cid,
+        base,
+        peers: entry.peers,
+        replicas: replicas_out,
+    })
 }
 
 async fn show_container(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
@@ -617,9 +647,29 @@ async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Respon
 
 // ---------------- writes and reads ----------------
 
+/// `properties` are the user's; `system` holds `sys.*` settings (OpenIO's
+/// container options), kept apart so that a user key never shadows one.
 #[derive(serde::Deserialize)]
-struct SetBody {
-    properties: std::collections::BTreeMap<String, String>,
+pub struct SetBody {
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub system: std::collections::BTreeMap<String, String>,
+}
+
+impl SetBody {
+    pub fn ops(self) -> Vec<crate::storage::WriteOp> {
+        use crate::storage::WriteOp;
+        let user = self
+            .properties
+            .into_iter()
+            .map(|(key, value)| WriteOp::Set { key, value });
+        let system = self
+            .system
+            .into_iter()
+            .map(|(key, value)| WriteOp::SetSystem { key, value });
+        user.chain(system).collect()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -660,16 +710,11 @@ async fn set_properties(
 ) -> Response {
     let Some(Json(body)) = body else {
         return ApiError::bad_request(
-            "expected a JSON body {\"properties\": {\"key\": \"value\"}}",
+            "expected a JSON body {\"properties\": {\"key\": \"value\"}, \"system\": {\"sys.key\": \"value\"}}",
         )
         .into_response();
     };
-    let ops = body
-        .properties
-        .into_iter()
-        .map(|(key, value)| crate::storage::WriteOp::Set { key, value })
-        .collect();
-    do_write(&svc, &q, &headers, ops).await
+    do_write(&svc, &q, &headers, body.ops()).await
 }
 
 async fn unset_properties(
@@ -698,10 +743,11 @@ async fn get_properties(
     let budget = wait_budget(&svc, &q, &headers);
     Ok(
         match crate::writes::read(&svc, &base, q.master_only.unwrap_or(false), budget).await {
-            Ok((props, vector, role)) => reply(
+            Ok((props, role)) => reply(
                 200,
                 "OK",
-                json!({"properties": props, "version": crate::storage::render_vector(&vector), "role": role}),
+                json!({"properties": props.user, "system": props.system,
+                       "version": crate::storage::render_vector(&props.vector), "role": role}),
             ),
             Err(e) => {
                 let (code, message) = e.code_and_message();

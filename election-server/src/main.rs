@@ -8,6 +8,7 @@
 mod api;
 mod directory;
 mod guard;
+mod oioproxy;
 mod rpc;
 mod service;
 mod storage;

@@ -94,6 +94,11 @@ impl PeerClient {
         }
     }
 
+    /// The pooled HTTP client (redirects off), for calls built elsewhere.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn classify(&self, peer: &ServiceId, timeout: Duration, e: reqwest::Error) -> PeerError {
         let text = format!("{e:?}");
         if e.is_connect()

@@ -34,8 +34,43 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WriteOp {
-    Set { key: String, value: String },
-    Unset { key: String },
+    Set {
+        key: String,
+        value: String,
+    },
+    Unset {
+        key: String,
+    },
+    /// A system property (`sys.*`, OpenIO's container settings such as
+    /// `sys.m2.policy.version` or `sys.status`), kept in the admin table.
+    SetSystem {
+        key: String,
+        value: String,
+    },
+}
+
+/// Admin keys written at creation that name the base: never changed by a
+/// write (nor are the `version:*` keys, which hold the version vector).
+const IDENTITY_KEYS: [&str; 6] = [
+    "sys.name",
+    "sys.type",
+    "sys.account",
+    "sys.user.name",
+    "sys.peers",
+    "sys.m2.ctime",
+];
+
+/// Whether a client may set this system property, and why not.
+pub fn check_system_key(key: &str) -> Result<(), String> {
+    if !key.starts_with("sys.") {
+        return Err(format!("system property {key:?} must start with \"sys.\""));
+    }
+    if IDENTITY_KEYS.contains(&key) {
+        return Err(format!(
+            "system property {key:?} names the base and is set at creation only"
+        ));
+    }
+    Ok(())
 }
 
 pub type Vector = BTreeMap<String, TableVersion>;
@@ -136,6 +171,14 @@ impl Drop for PendingWrite {
     }
 }
 
+/// What a read of a replica returns.
+#[derive(Debug, Clone, Default)]
+pub struct Properties {
+    pub user: BTreeMap<String, String>,
+    pub system: BTreeMap<String, String>,
+    pub vector: Vector,
+}
+
 /// Metadata written into a replica's admin table at creation.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BaseInfo {
@@ -219,15 +262,17 @@ impl BaseStore {
                     "version:main.properties".to_string(),
                     format!("0:{}", info.ctime_ms),
                 ),
-                (
-                    "sys.name".to_string(),
-                    format!("{}.{}", info.base, info.service_type),
-                ),
+                // OpenIO's names and units: `openio container show` reads them.
+                ("sys.name".to_string(), info.base.to_string()),
                 ("sys.type".to_string(), info.service_type.to_string()),
                 ("sys.account".to_string(), info.account.clone()),
                 ("sys.user.name".to_string(), info.reference.clone()),
                 ("sys.peers".to_string(), peers.join(",")),
-                ("sys.m2.ctime".to_string(), info.ctime_ms.to_string()),
+                (
+                    "sys.m2.ctime".to_string(),
+                    (info.ctime_ms * 1000).to_string(),
+                ),
+                ("sys.status".to_string(), "0".to_string()),
             ];
             for (k, v) in rows {
                 tx.execute("INSERT INTO admin (k, v) VALUES (?1, ?2)", params![k, v])?;
@@ -354,6 +399,17 @@ impl BaseStore {
                 WriteOp::Unset { key } => {
                     tx.execute("DELETE FROM properties WHERE k = ?1", params![key])?;
                 }
+                WriteOp::SetSystem { key, value } => {
+                    // Checked by the master before the write; checked again
+                    // here so that no replicated op can touch the vector.
+                    check_system_key(key).map_err(|why| {
+                        StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, why))
+                    })?;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)",
+                        params![key, value],
+                    )?;
+                }
             }
         }
         Ok(())
@@ -463,25 +519,23 @@ impl BaseStore {
         Ok(true)
     }
 
-    /// The properties of the local replica, with its vector.
-    pub fn properties(
-        &self,
-        key: &ElectionKey,
-    ) -> Result<(BTreeMap<String, String>, Vector), StoreError> {
+    /// The properties of the local replica: the user's, the system ones
+    /// (admin keys other than the version vector), and its vector.
+    pub fn properties(&self, key: &ElectionKey) -> Result<Properties, StoreError> {
         let mut conn = self.open_rw(key)?;
         let tx = conn.transaction()?;
         let vector = Self::vector_in(&tx)?;
-        let mut props = BTreeMap::new();
-        {
-            let mut stmt = tx.prepare("SELECT k, v FROM properties")?;
+        let read = |sql: &str| -> Result<BTreeMap<String, String>, StoreError> {
+            let mut stmt = tx.prepare(sql)?;
             let rows =
                 stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (k, v) = row?;
-                props.insert(k, v);
-            }
-        }
-        Ok((props, vector))
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        };
+        Ok(Properties {
+            user: read("SELECT k, v FROM properties")?,
+            system: read("SELECT k, CAST(v AS TEXT) FROM admin WHERE k NOT LIKE 'version:%'")?,
+            vector,
+        })
     }
 
     /// Removes the local replica (its container was deleted).
@@ -620,6 +674,37 @@ mod tests {
     }
 
     #[test]
+    fn system_properties_never_touch_identity_or_versions() {
+        let dir = std::env::temp_dir().join(format!("store-sys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir).expect("open");
+        let b = BaseName::parse("AB.1").expect("valid");
+        let key = ElectionKey::compute(&b, &ServiceType::new("meta2").expect("valid"));
+        store.create(&key, &info(&b)).expect("create");
+        let p = store.properties(&key).expect("props");
+        assert_eq!(p.system["sys.name"], "AB.1");
+        assert_eq!(p.system["sys.m2.ctime"], "5000", "microseconds, as OpenIO");
+        assert_eq!(p.system["sys.status"], "0");
+        assert!(!p.system.keys().any(|k| k.starts_with("version:")));
+        let set = |k: &str| {
+            vec![WriteOp::SetSystem {
+                key: k.into(),
+                value: "9".into(),
+            }]
+        };
+        for k in ["version:main.properties", "sys.name", "sys.peers", "user.x"] {
+            assert!(check_system_key(k).is_err(), "{k}");
+            store.apply(&key, &set(k), 7).expect_err(k);
+        }
+        let (_, next) = store.apply(&key, &set("sys.status"), 7).expect("apply");
+        let p = store.properties(&key).expect("props");
+        assert_eq!(p.system["sys.status"], "9");
+        assert_eq!(p.vector, next, "a system write bumps the vector");
+        assert!(p.user.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn create_version_dump_restore() {
         let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -679,7 +764,7 @@ mod tests {
         let (master, slave) = (ElectionKey::compute(&mb, &t), ElectionKey::compute(&sb, &t));
         store.create(&master, &info(&mb)).expect("create");
         store.create(&slave, &info(&sb)).expect("create");
-        let (_, start) = store.properties(&slave).expect("props");
+        let start = store.properties(&slave).expect("props").vector;
 
         // The master applies and bumps the properties version.
         let set = vec![WriteOp::Set {
@@ -732,7 +817,7 @@ mod tests {
             store
                 .properties(&slave)
                 .expect("props")
-                .0
+                .user
                 .get("a")
                 .map(String::as_str),
             Some("1")
@@ -740,10 +825,11 @@ mod tests {
         assert!(store
             .apply_replica(&slave, &unset, &prev2, &next2)
             .expect("second"));
-        assert_eq!(
+        let (s, m) = (
             store.properties(&slave).expect("props"),
-            store.properties(&master).expect("props")
+            store.properties(&master).expect("props"),
         );
+        assert_eq!((s.user, s.vector), (m.user, m.vector));
         // An uncommitted write is invisible and vanishes on rollback.
         let mut pending = store.begin_write(&master, &set, 79).expect("begin");
         assert!(same_versions(&pending.prev, &next2));
@@ -756,13 +842,13 @@ mod tests {
         );
         pending.rollback();
         assert!(same_versions(
-            &store.properties(&master).expect("props").1,
+            &store.properties(&master).expect("props").vector,
             &next2
         ));
         let mut pending = store.begin_write(&master, &set, 80).expect("begin");
         pending.commit().expect("commit");
         assert_eq!(
-            store.properties(&master).expect("props").1["main.properties"].version,
+            store.properties(&master).expect("props").vector["main.properties"].version,
             next2["main.properties"].version + 1
         );
         drop(store.begin_write(&master, &unset, 81).expect("begin"));
@@ -770,7 +856,7 @@ mod tests {
             store
                 .properties(&master)
                 .expect("props")
-                .0
+                .user
                 .get("a")
                 .map(String::as_str),
             Some("1"),

@@ -22,7 +22,7 @@ use crate::storage::{render_vector, StoreError, Vector, WriteOp};
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
 use election_core::peer::{replica_verdict, ReplicaVerdict};
 use election_core::State;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,13 +152,17 @@ fn validate(ops: &[WriteOp]) -> Result<(), WriteError> {
         )));
     }
     for op in ops {
-        let (WriteOp::Set { key, .. } | WriteOp::Unset { key }) = op;
+        let (WriteOp::Set { key, .. } | WriteOp::Unset { key } | WriteOp::SetSystem { key, .. }) =
+            op;
         if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
             return Err(WriteError::Invalid(format!(
                 "property key {key:?}: 1 to 256 printable characters"
             )));
         }
-        if let WriteOp::Set { value, .. } = op {
+        if let WriteOp::SetSystem { .. } = op {
+            crate::storage::check_system_key(key).map_err(WriteError::Invalid)?;
+        }
+        if let WriteOp::Set { value, .. } | WriteOp::SetSystem { value, .. } = op {
             if value.len() > 16 * 1024 {
                 return Err(WriteError::Invalid(format!(
                     "value of {key:?} is {} bytes; at most 16384",
@@ -585,7 +589,7 @@ pub async fn read(
     base: &BaseName,
     master_only: bool,
     budget: Duration,
-) -> Result<(BTreeMap<String, String>, Vector, &'static str), WriteError> {
+) -> Result<(crate::storage::Properties, &'static str), WriteError> {
     let snap = settled(svc, base, budget).await?;
     let role = match snap.fsm.master() {
         Some(m) if master_only => return Err(WriteError::Redirect(m.clone())),
@@ -593,11 +597,11 @@ pub async fn read(
         None => "MASTER",
     };
     let (svc2, key) = (svc.clone(), svc.key(base));
-    let (props, vector) = tokio::task::spawn_blocking(move || svc2.store.properties(&key))
+    let props = tokio::task::spawn_blocking(move || svc2.store.properties(&key))
         .await
         .map_err(|e| WriteError::Internal(e.to_string()))?
         .map_err(|e| WriteError::Internal(format!("read failed: {e}")))?;
-    Ok((props, vector, role))
+    Ok((props, role))
 }
 
 /// Clears emergency read-only mode, but only once every replica of every

@@ -1,9 +1,9 @@
 //! `openio election ...`: tables built from the peers' answers, the
 //! `--long` view with its verdict, the merged history, and `check`.
 
-use crate::fanout::Row;
 use crate::render::{pretty_json, Cell};
 use crate::zkdir::ElectionNode;
+use election_client::Row;
 use election_core::names::{format_seq, ServiceId};
 use serde_json::Value;
 

@@ -12,11 +12,11 @@
 
 mod config;
 mod election;
-mod fanout;
 mod render;
 mod zkdir;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use election_client::{Answer, Row};
 use election_core::names::{BaseName, ContainerId, Namespace, ServiceId, ServiceType};
 use render::{render, Cell, Format};
 use std::io::Write;
@@ -212,105 +212,6 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The outcome of a request sent to the base's peers, following redirects.
-struct Answer {
-    status: i64,
-    message: String,
-    body: serde_json::Value,
-    http: u16,
-}
-
-/// Sends `route` to the base: to the first peer that answers, following 303
-/// redirects (at most 4, pausing 200, 400, 800 ms before the 2nd..4th, as
-/// OpenIO's client does).
-async fn to_base(
-    ctx: &Ctx,
-    peers: &[ServiceId],
-    method: reqwest::Method,
-    route: &str,
-    body: Option<serde_json::Value>,
-    req_id: Option<&str>,
-) -> anyhow::Result<Answer> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(ctx.timeout.min(Duration::from_secs(5)))
-        .build()?;
-    let budget_us = (ctx.timeout.as_micros() as u64) * 99 / 100;
-    let send = |target: String| {
-        let mut req = http
-            .request(method.clone(), format!("http://{target}{route}"))
-            .query(&[("base", ctx.base.as_str()), ("type", ctx.stype.as_str())])
-            .header("x-oio-timeout", budget_us.to_string())
-            .timeout(ctx.timeout);
-        if let Some(b) = &body {
-            req = req.json(b);
-        }
-        if let Some(id) = req_id {
-            req = req.header("x-oio-req-id", id);
-        }
-        req.send()
-    };
-    // Rounds over the peers until the deadline: a redirect to a master that
-    // just died fails with a network error until the election moves on, so
-    // retry with growing pauses (250, 500, 1000 ms...) rather than give up.
-    let deadline = tokio::time::Instant::now() + ctx.timeout;
-    let mut errors = Vec::new();
-    let mut pause = Duration::from_millis(250);
-    loop {
-        for first in peers {
-            let mut target = first.to_string();
-            let mut redirects = 0u32;
-            loop {
-                let resp = match send(target.clone()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        errors.push(format!("{target}: {e}"));
-                        break;
-                    }
-                };
-                let http_status = resp.status().as_u16();
-                let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                let status = body["status"].as_i64().unwrap_or(i64::from(http_status));
-                let message = body["message"].as_str().unwrap_or("").to_string();
-                if status == 303 && redirects < 4 {
-                    if redirects > 0 {
-                        tokio::time::sleep(Duration::from_millis(200 << (redirects - 1))).await;
-                    }
-                    redirects += 1;
-                    target = message;
-                    continue;
-                }
-                if status == 303 {
-                    return Ok(Answer {
-                        status: 305,
-                        message: format!("Too many redirections (last: {message})"),
-                        body,
-                        http: 503,
-                    });
-                }
-                return Ok(Answer {
-                    status,
-                    message,
-                    body,
-                    http: http_status,
-                });
-            }
-        }
-        let now = tokio::time::Instant::now();
-        if now + pause >= deadline {
-            break;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
-    errors.dedup();
-    anyhow::bail!(
-        "no peer of {} answered before the deadline: {}",
-        ctx.base,
-        errors.join("; ")
-    )
-}
-
 /// Prints a failed write the way the seed shows it.
 fn write_failure(a: &Answer) -> String {
     // "Election failed [<base>][<type>]: ..." -> the seed's "Open/lock: ..." line.
@@ -384,6 +285,47 @@ impl Ctx {
         zkdir::Zk::connect(&hosts, &self.ns, self.timeout).await
     }
 
+    fn target<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        peers: &'a [ServiceId],
+        request_id: Option<&'a str>,
+    ) -> election_client::Target<'a> {
+        election_client::Target {
+            http,
+            peers,
+            base: &self.base,
+            stype: &self.stype,
+            timeout: self.timeout,
+            request_id,
+        }
+    }
+
+    /// Asks every peer in parallel (`POST /v1/election/<route>`).
+    async fn fan_out(
+        &self,
+        peers: &[ServiceId],
+        route: &str,
+        request_id: Option<&str>,
+    ) -> Vec<Row> {
+        let http = election_client::client(self.timeout.min(election_client::CONNECT_TIMEOUT));
+        election_client::fan_out(&self.target(&http, peers, request_id), route).await
+    }
+
+    /// Sends one request to the base, following slaves to the master.
+    async fn to_base(
+        &self,
+        peers: &[ServiceId],
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        request_id: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        let http = election_client::client(self.timeout.min(election_client::CONNECT_TIMEOUT));
+        let target = self.target(&http, peers, request_id);
+        Ok(election_client::to_base(&target, method, path, body.as_ref()).await?)
+    }
+
     /// `--service-id`s, or the peers recorded in the directory.
     async fn peers(&self, ids: &[String]) -> anyhow::Result<Vec<ServiceId>> {
         if !ids.is_empty() {
@@ -425,8 +367,8 @@ fn print(format: Format, columns: &[&str], rows: &[Vec<Cell>]) {
     let _ = out.flush();
 }
 
-fn exit_for(rows: &[fanout::Row]) -> ExitCode {
-    if rows.iter().all(fanout::Row::answered) {
+fn exit_for(rows: &[Row]) -> ExitCode {
+    if rows.iter().all(Row::answered) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -489,8 +431,7 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
             }
         }
         ElectionCmd::Status { long, .. } => {
-            let rows =
-                fanout::fan_out(&peers, "status", &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+            let rows = ctx.fan_out(&peers, "status", req_id).await;
             if *long {
                 let (cols, cells) = election::long_rows(&rows);
                 print(cli.format, &cols, &cells);
@@ -507,8 +448,7 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
             Ok(exit_for(&rows))
         }
         ElectionCmd::History(_) => {
-            let rows =
-                fanout::fan_out(&peers, "debug", &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+            let rows = ctx.fan_out(&peers, "debug", req_id).await;
             let (cols, cells) = election::history_rows(&rows);
             print(cli.format, &cols, &cells);
             for r in rows.iter().filter(|r| !r.answered()) {
@@ -518,8 +458,7 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
         }
         ElectionCmd::Check { clean, .. } => check(cli, &ctx, &peers, *clean).await,
         _ => {
-            let rows =
-                fanout::fan_out(&peers, route, &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+            let rows = ctx.fan_out(&peers, route, req_id).await;
             let human = matches!(cmd, ElectionCmd::Debug { human: true, .. });
             let (cols, cells) =
                 election::basic_rows(&rows, matches!(route, "debug" | "sync"), human);
@@ -536,7 +475,7 @@ async fn status_frame(
     long: bool,
     req_id: Option<&str>,
 ) -> anyhow::Result<String> {
-    let rows = fanout::fan_out(peers, "status", &ctx.base, &ctx.stype, ctx.timeout, req_id).await;
+    let rows = ctx.fan_out(peers, "status", req_id).await;
     Ok(if long {
         let (cols, cells) = election::long_rows(&rows);
         format!(
@@ -550,7 +489,7 @@ async fn status_frame(
     })
 }
 
-async fn long_verdict(ctx: &Ctx, rows: &[fanout::Row], peers: &[ServiceId]) -> String {
+async fn long_verdict(ctx: &Ctx, rows: &[Row], peers: &[ServiceId]) -> String {
     let nodes = match ctx.zk().await {
         Ok(zk) => {
             let nodes = zk.election_nodes(&ctx.stype, &ctx.base).await;
@@ -568,15 +507,7 @@ async fn long_verdict(ctx: &Ctx, rows: &[fanout::Row], peers: &[ServiceId]) -> S
 }
 
 async fn check(cli: &Cli, ctx: &Ctx, peers: &[ServiceId], clean: bool) -> anyhow::Result<ExitCode> {
-    let rows = fanout::fan_out(
-        peers,
-        "debug",
-        &ctx.base,
-        &ctx.stype,
-        ctx.timeout,
-        cli.request_id.as_deref(),
-    )
-    .await;
+    let rows = ctx.fan_out(peers, "debug", cli.request_id.as_deref()).await;
     let current: Vec<(String, Option<i64>)> = rows
         .iter()
         .filter(|r| r.status == 200 && !r.answer["body"].is_null())
@@ -621,7 +552,7 @@ async fn check(cli: &Cli, ctx: &Ctx, peers: &[ServiceId], clean: bool) -> anyhow
             r.id, r.message
         );
     }
-    Ok(if failed || !rows.iter().all(fanout::Row::answered) {
+    Ok(if failed || !rows.iter().all(Row::answered) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -725,15 +656,15 @@ async fn run_container(cli: &Cli, cmd: &ContainerCmd) -> anyhow::Result<ExitCode
                 .iter()
                 .filter_map(|p| ServiceId::new(p.clone()).ok())
                 .collect();
-            match to_base(
-                &ctx,
-                &peers,
-                reqwest::Method::GET,
-                "/v1/container/props",
-                None,
-                cli.request_id.as_deref(),
-            )
-            .await
+            match ctx
+                .to_base(
+                    &peers,
+                    reqwest::Method::GET,
+                    "/v1/container/props",
+                    None,
+                    cli.request_id.as_deref(),
+                )
+                .await
             {
                 Ok(a) if a.status == 200 => {
                     rows.push(vec![
@@ -784,15 +715,15 @@ async fn run_container(cli: &Cli, cmd: &ContainerCmd) -> anyhow::Result<ExitCode
         } => {
             let ctx = Ctx::new(cli, service_type, reference, *cid)?;
             let peers = ctx.peers(&[]).await?;
-            let a = to_base(
-                &ctx,
-                &peers,
-                reqwest::Method::POST,
-                "/v1/container/delete",
-                None,
-                cli.request_id.as_deref(),
-            )
-            .await?;
+            let a = ctx
+                .to_base(
+                    &peers,
+                    reqwest::Method::POST,
+                    "/v1/container/delete",
+                    None,
+                    cli.request_id.as_deref(),
+                )
+                .await?;
             if a.status != 200 {
                 eprintln!("{}", write_failure(&a));
                 return Ok(ExitCode::from(1));
@@ -861,15 +792,15 @@ async fn write_command(
 ) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new(cli, stype, reference, cid)?;
     let peers = ctx.peers(&[]).await?;
-    let a = to_base(
-        &ctx,
-        &peers,
-        reqwest::Method::POST,
-        route,
-        Some(body),
-        cli.request_id.as_deref(),
-    )
-    .await?;
+    let a = ctx
+        .to_base(
+            &peers,
+            reqwest::Method::POST,
+            route,
+            Some(body),
+            cli.request_id.as_deref(),
+        )
+        .await?;
     if a.status == 200 {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -42,6 +42,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/peer/getvers"),
     ("POST", "/v1/peer/create"),
     ("GET", "/v1/peer/dump"),
+    ("POST", "/v3.0/OPENIO/admin/ping"),
+    ("POST", "/v3.0/OPENIO/admin/status"),
+    ("POST", "/v3.0/OPENIO/admin/debug"),
+    ("POST", "/v3.0/OPENIO/admin/leave"),
+    ("POST", "/v3.0/OPENIO/admin/sync"),
+    ("POST", "/v3.0/OPENIO/admin/bogus"),
+    ("POST", "/v3.0/OTHER/admin/status"),
+    ("POST", "/v3.0/OPENIO/container/create"),
+    ("POST", "/v3.0/OPENIO/container/create_many"),
+    ("POST", "/v3.0/OPENIO/container/set_properties"),
+    ("POST", "/v3.0/OPENIO/container/get_properties"),
+    ("POST", "/v3.0/OPENIO/container/destroy"),
 ];
 
 fn nasty_names(real_base: &str) -> Vec<String> {
@@ -92,6 +104,9 @@ fn random_json(r: &mut Rng, names: &[String], depth: u32) -> Value {
                 "account",
                 "reference",
                 "properties",
+                "system",
+                "containers",
+                "name",
                 "switch",
                 "on",
             ];
@@ -149,8 +164,16 @@ async fn random_bad_input_on_every_route() {
     for i in 0..requests {
         let (method, route) = *r.choose(ROUTES);
         let target = &c.services[(r.next_u64() % 3) as usize].id;
-        let q = match r.next_u64() % 4 {
+        let q = match r.next_u64() % 5 {
             0 => String::new(),
+            4 => format!(
+                "?type={}&acct=acct&ref={}&cid={}&service_id={}&check_type={}",
+                urlencode(r.choose::<String>(&["meta2".to_string(), names[0].clone()])),
+                urlencode(r.choose::<String>(&names)),
+                urlencode(r.choose::<String>(&names)),
+                urlencode(r.choose::<String>(&names)),
+                urlencode(r.choose::<String>(&names))
+            ),
             1 => format!("?base={}&type=meta2", urlencode(r.choose::<String>(&names))),
             2 => format!(
                 "?base={}&type={}",

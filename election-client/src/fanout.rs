@@ -1,7 +1,7 @@
 //! Asks every peer in parallel, each with its own timeout: a dead or hanging
 //! peer costs one timeout, never the sum, and never hides the other rows.
 
-use election_core::names::{BaseName, ServiceId, ServiceType};
+use crate::Target;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -23,39 +23,18 @@ impl Row {
     }
 }
 
-pub async fn fan_out(
-    peers: &[ServiceId],
-    route: &str,
-    base: &BaseName,
-    stype: &ServiceType,
-    timeout: Duration,
-    request_id: Option<&str>,
-) -> Vec<Row> {
-    let connect_timeout = timeout.min(Duration::from_secs(5));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
-    // The peers' budget: 99 % of ours (as OpenIO's SDK), so they answer first.
-    let budget_us = (timeout.as_micros() as u64) * 99 / 100;
-    let calls = peers.iter().map(|peer| {
-        let http = http.clone();
+/// `POST /v1/election/<route>` to every peer of `target`; rows sorted by id.
+pub async fn fan_out(target: &Target<'_>, route: &str) -> Vec<Row> {
+    let connect_timeout = target.timeout.min(crate::CONNECT_TIMEOUT);
+    let path = format!("/v1/election/{route}");
+    let calls = target.peers.iter().map(|peer| {
+        let req = target.request(reqwest::Method::POST, peer.as_str(), &path);
         async move {
-            let mut req = http
-                .post(format!("http://{peer}/v1/election/{route}"))
-                .query(&[("base", base.as_str()), ("type", stype.as_str())])
-                .header("x-oio-timeout", budget_us.to_string())
-                .timeout(timeout);
-            if let Some(id) = request_id {
-                req = req.header("x-oio-req-id", id);
-            }
             let id = peer.to_string();
             match req.send().await {
                 Ok(resp) => {
                     let http_status = resp.status().as_u16();
-                    match resp.json::<Value>().await {
+                    match crate::read_json(resp).await {
                         Ok(v) => Row {
                             id,
                             status: v["status"].as_i64().unwrap_or(i64::from(http_status)),
@@ -81,7 +60,8 @@ pub async fn fan_out(
 
 fn transport_error(id: String, e: &reqwest::Error, connect_timeout: Duration) -> Row {
     let text = format!("{e:?}");
-    let (status, message) = if e.is_connect() && text.contains("ConnectionRefused") {
+    let refused = text.contains("ConnectionRefused") || text.contains("Connection refused");
+    let (status, message) = if e.is_connect() && refused {
         (2, format!("{id}: [errno=111] Connection refused"))
     } else if e.is_connect() && e.is_timeout() {
         (

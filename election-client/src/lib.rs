@@ -1,0 +1,77 @@
+//! HTTP calls to the services holding a base, shared by the `openio` CLI
+//! and by the services' OpenIO-compatible proxy routes:
+//!
+//! - [`fan_out`] asks every peer in parallel and keeps one row per peer,
+//!   transport failures included (OpenIO's codes 2, 5, 7, 10);
+//! - [`to_base`] sends one request to the base, following the 303 answers of
+//!   slaves to the master, so that the caller never sees a redirect.
+
+mod fanout;
+mod master;
+
+pub use fanout::{fan_out, Row};
+pub use master::{to_base, Answer, NoPeerAnswered};
+
+use election_core::names::{BaseName, ServiceId, ServiceType};
+use std::time::Duration;
+
+/// Who to ask about which base, and within which budget.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub http: &'a reqwest::Client,
+    pub peers: &'a [ServiceId],
+    pub base: &'a BaseName,
+    pub stype: &'a ServiceType,
+    /// The whole budget of the call; peers are given 99 % of it.
+    pub timeout: Duration,
+    /// Propagated as `x-oio-req-id`.
+    pub request_id: Option<&'a str>,
+}
+
+impl Target<'_> {
+    /// A request to `http://<peer><path>` naming the base, carrying the
+    /// peer's budget (`x-oio-timeout`, microseconds) and the request id.
+    fn request(&self, method: reqwest::Method, peer: &str, path: &str) -> reqwest::RequestBuilder {
+        let budget_us = (self.timeout.as_micros() as u64) * 99 / 100;
+        let mut req = self
+            .http
+            .request(method, format!("http://{peer}{path}"))
+            .query(&[("base", self.base.as_str()), ("type", self.stype.as_str())])
+            .header("x-oio-timeout", budget_us.to_string())
+            .timeout(self.timeout);
+        if let Some(id) = self.request_id {
+            req = req.header("x-oio-req-id", id);
+        }
+        req
+    }
+}
+
+/// The connect timeout of [`client`]: a peer that does not accept a TCP
+/// connection within it is reported with code 5.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An HTTP client for peers: redirects are never followed by the transport
+/// (a 303 is an answer to report, or to follow ourselves), Nagle is off.
+pub fn client(connect_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The most a peer's answer may weigh; a longer one is "nonsense".
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Reads an answer as JSON, refusing more than [`MAX_ANSWER_BYTES`].
+async fn read_json(mut resp: reqwest::Response) -> Result<serde_json::Value, String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!("answer longer than {MAX_ANSWER_BYTES} bytes"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
