@@ -50,10 +50,15 @@ impl Target<'_> {
 /// connection within it is reported with code 5.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The header carrying the services' shared secret.
+pub const SECRET_HEADER: &str = "x-election-secret";
+
 /// An HTTP client for peers: redirects are never followed by the transport
-/// (a 303 is an answer to report, or to follow ourselves), Nagle is off.
-pub fn client(connect_timeout: Duration) -> reqwest::Client {
+/// (a 303 is an answer to report, or to follow ourselves), Nagle is off;
+/// `secret` goes with every request, marked sensitive (never printed).
+pub fn client(connect_timeout: Duration, secret: Option<&str>) -> reqwest::Client {
     reqwest::Client::builder()
+        .default_headers(secret_headers(secret))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -74,4 +79,14 @@ async fn read_json(mut resp: reqwest::Response) -> Result<serde_json::Value, Str
         bytes.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+/// The default headers that carry `secret`, marked sensitive.
+pub fn secret_headers(secret: Option<&str>) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(mut v) = secret.and_then(|s| reqwest::header::HeaderValue::from_str(s).ok()) {
+        v.set_sensitive(true);
+        headers.insert(SECRET_HEADER, v);
+    }
+    headers
 }

@@ -48,8 +48,14 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/peer/create", post(peer_create))
         .route("/v1/peer/dump", get(peer_dump))
         .merge(crate::oioproxy::routes())
+        .route("/metrics", get(metrics))
+        .route("/v1/admin/balance", post(balance))
+        .route_layer(axum::middleware::from_fn_with_state(
+            svc.clone(),
+            crate::access::around,
+        ))
         .fallback(crate::oioproxy::no_handler)
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(DefaultBodyLimit::max(svc.cfg.max_body_bytes))
         .with_state(svc)
 }
 
@@ -375,7 +381,7 @@ pub fn debug_body(svc: &Service, snap: &Snapshot) -> Value {
         "base": {
             "name": snap.base,
             "type": svc.stype,
-            "zk": svc.layout.election_prefix(&svc.stype, &snap.key),
+            "zk": format!("{}{}", svc.zk.chroot(), svc.layout.election_prefix(&svc.stype, &snap.key)),
             "zk_server": svc.zk.hosts(),
         },
         "local": {"id": fsm.local_id(), "url": svc.me, "state": fsm.state().as_str()},
@@ -860,4 +866,99 @@ async fn peer_resync(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Res
     }
     svc.request_sync(&req.base);
     Ok(reply(200, "resync triggered", json!({})))
+}
+
+/// Prometheus' text format.
+async fn metrics(State(svc): Svc) -> Response {
+    let mut states: Vec<(&'static str, i64)> = election_core::State::ALL
+        .iter()
+        .map(|s| (s.as_str(), 0))
+        .collect();
+    for snap in svc.snapshots() {
+        let name = snap.fsm.state().as_str();
+        if let Some(slot) = states.iter_mut().find(|(s, _)| *s == name) {
+            slot.1 += 1;
+        }
+    }
+    let text = svc.metrics.render(&crate::metrics::Present {
+        states: &states,
+        zk_state: svc.zk.view().link.as_str(),
+        zk_reconnects: svc.zk.reconnects(),
+        stop_writes: svc.guard.stopped().is_some(),
+        read_only: !svc.writes.readonly().is_empty(),
+    });
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct BalanceQuery {
+    /// At most this many masterships left (default 100).
+    max: Option<usize>,
+    /// Only masters idle for at least this many seconds (0: any).
+    inactivity: Option<u64>,
+    /// Rejoin after leaving, as a candidate behind the others (default true).
+    rejoin: Option<bool>,
+}
+
+/// Hands masterships over to the other peers, least recently used first,
+/// at most `balance_rate` per second. Unlike OpenIO's DB_BALM, whose test
+/// is inverted (reference §4.11), `inactivity` keeps the masters idle for
+/// *at least* that long.
+async fn balance(State(svc): Svc, Query(q): Query<BalanceQuery>) -> Result<Response, ApiError> {
+    let max = q.max.unwrap_or(100);
+    if max > 100_000 {
+        return Err(ApiError::bad_request(
+            "max: at most 100000 masterships per call",
+        ));
+    }
+    let rejoin = q.rejoin.unwrap_or(true);
+    let now = svc.now();
+    let idle_ms = q.inactivity.unwrap_or(0).saturating_mul(1000);
+    let mut masters: Vec<(u64, BaseName)> = svc
+        .snapshots()
+        .iter()
+        .filter(|s| s.fsm.state() == election_core::State::Master)
+        .map(|s| (s.fsm.last_access(), s.base.clone()))
+        .filter(|(last, _)| now.mono_ms.saturating_sub(*last) >= idle_ms)
+        .collect();
+    let eligible = masters.len();
+    masters.sort();
+    masters.truncate(max);
+    let pause = Duration::from_secs_f64(1.0 / svc.cfg.balance_rate);
+    let started = std::time::Instant::now();
+    let mut left = Vec::new();
+    for (i, (_, base)) in masters.into_iter().enumerate() {
+        if svc.is_exiting() {
+            break;
+        }
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if rejoin {
+            svc.leave_and_rejoin(&base);
+        } else {
+            svc.leave(&base);
+        }
+        left.push(base);
+    }
+    tracing::info!(
+        "balance: left {} of {eligible} eligible mastership(s) in {} ms (max {max}, inactivity {} s, rejoin {rejoin})",
+        left.len(),
+        started.elapsed().as_millis(),
+        q.inactivity.unwrap_or(0)
+    );
+    Ok(reply(
+        200,
+        "OK",
+        json!({"count": left.len(), "eligible": eligible, "bases": left,
+               "rate_per_s": svc.cfg.balance_rate, "took_ms": started.elapsed().as_millis() as u64}),
+    ))
 }

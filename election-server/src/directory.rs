@@ -64,7 +64,7 @@ impl Directory {
     /// Creates the fixed parts of the tree (idempotent, `openio zk bootstrap`).
     pub async fn bootstrap(&self, stype: &ServiceType) -> Result<(), DirectoryError> {
         let c = self.client()?;
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let opts = zk::CreateMode::Persistent.with_acls(self.zk.acls());
         for path in [
             self.layout.election_root(stype),
             self.layout.services_dir(stype),
@@ -86,7 +86,7 @@ impl Directory {
         let path = format!("{}/{}", self.layout.services_dir(stype), me);
         let data = serde_json::json!({"id": me, "addr": addr, "type": stype, "ctime": now_ms()})
             .to_string();
-        let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let opts = zk::CreateMode::Ephemeral.with_acls(self.zk.acls());
         for _ in 0..3 {
             match c.create(&path, data.as_bytes(), &opts).await {
                 Ok(_) => return Ok(()),
@@ -199,7 +199,7 @@ impl Directory {
         };
         let path = self.layout.directory_node(stype, base);
         let c = self.client()?;
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let opts = zk::CreateMode::Persistent.with_acls(self.zk.acls());
         let data = serde_json::to_vec(&entry).map_err(|e| DirectoryError::Corrupt {
             path: path.clone(),
             why: e.to_string(),
@@ -211,7 +211,7 @@ impl Directory {
         // The base's election group directory, so its first election does
         // not pay for it.
         let key = election_core::names::ElectionKey::compute(base, stype);
-        crate::zk::ensure_dir(&c, &self.layout.election_dir(stype, &key)).await?;
+        crate::zk::ensure_dir(&c, &self.layout.election_dir(stype, &key), self.zk.acls()).await?;
         for _ in 0..2 {
             match c.create(&path, &data, &opts).await {
                 Ok(_) => {
@@ -224,7 +224,9 @@ impl Directory {
                         None => Err(DirectoryError::Zk(zk::Error::NodeExists)),
                     };
                 }
-                Err(zk::Error::NoNode) => crate::zk::ensure_dir(&c, &parent).await?,
+                Err(zk::Error::NoNode) => {
+                    crate::zk::ensure_dir(&c, &parent, self.zk.acls()).await?
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -253,8 +255,8 @@ impl Directory {
         base: &BaseName,
     ) -> Result<(), DirectoryError> {
         let c = self.client()?;
-        crate::zk::ensure_dir(&c, &self.index_path(stype, account, None)).await?;
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        crate::zk::ensure_dir(&c, &self.index_path(stype, account, None), self.zk.acls()).await?;
+        let opts = zk::CreateMode::Persistent.with_acls(self.zk.acls());
         match c
             .create(
                 &self.index_path(stype, account, Some(reference)),

@@ -5,9 +5,13 @@
 //! [`rpc`] (peer calls), [`service`] (election tasks and the driver that runs
 //! `election-core`'s actions), [`api`] (HTTP routes).
 
+mod access;
 mod api;
+mod cli;
+mod config;
 mod directory;
 mod guard;
+mod metrics;
 mod oioproxy;
 mod rpc;
 mod service;
@@ -16,101 +20,10 @@ mod writes;
 mod zk;
 
 use anyhow::Context;
-use clap::Parser;
 use election_core::names::{Namespace, ServiceId, ServiceType};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Runs the elections of the bases hosted by this service, on ZooKeeper.
-///
-/// Every base (container) is replicated on several services; for each base
-/// the services holding it elect one MASTER through ephemeral-sequential
-/// nodes under /hc/ns/<NS>/el/<type>/. See README.md and docs/API.md.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// Namespace name.
-    #[arg(long, env = "OIO_NS", default_value = "OPENIO")]
-    ns: String,
-    /// Service type served (one per process).
-    #[arg(long = "type", default_value = "meta2")]
-    service_type: String,
-    /// Address to listen on (loopback by default; choose deliberately).
-    #[arg(long, default_value = "127.0.0.1:6015")]
-    listen: String,
-    /// Service id written into election nodes (default: the listen address).
-    #[arg(long)]
-    id: Option<String>,
-    /// ZooKeeper connection string: host:port[,host:port...].
-    #[arg(long, env = "OIO_ZOOKEEPER", default_value = "127.0.0.1:2181")]
-    zk: String,
-    /// Where base replicas live (created if missing).
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// ZooKeeper session timeout requested, in ms (the server clamps it to 2-20 ticks).
-    #[arg(long, default_value_t = 10_000)]
-    session_timeout_ms: u64,
-    /// Reset our elections when ZooKeeper stays disconnected this long (ms);
-    /// default: half the negotiated session timeout.
-    #[arg(long)]
-    disconnect_grace_ms: Option<u64>,
-    /// Longest wait of a request for a final election state, in ms.
-    #[arg(long, default_value_t = 20_000)]
-    wait_delay_ms: u64,
-    /// Deadline of every pending election state, in ms.
-    #[arg(long, default_value_t = 12_000)]
-    pending_timeout_ms: u64,
-    /// GETVERS rounds retried before giving up.
-    #[arg(long, default_value_t = 5)]
-    getvers_attempts: u32,
-    /// First delay between GETVERS rounds, in ms (doubles each retry).
-    #[arg(long, default_value_t = 100)]
-    getvers_delay_ms: u64,
-    /// Timeout of one GETVERS call to a peer, in ms.
-    #[arg(long, default_value_t = 4_000)]
-    getvers_timeout_ms: u64,
-    /// First delay before retrying a FAILED election, in ms (doubles each time).
-    #[arg(long, default_value_t = 250)]
-    retry_failed_ms: u64,
-    /// An idle SLAVE leaves its election after this long, in s.
-    #[arg(long, default_value_t = 210 * 60)]
-    expire_slave_s: u64,
-    /// An idle MASTER leaves after this long, in s (keep it above the slaves').
-    #[arg(long, default_value_t = 240 * 60)]
-    expire_master_s: u64,
-    /// An idle election in NONE is forgotten after this long, in s.
-    #[arg(long, default_value_t = 30 * 60)]
-    expire_none_s: u64,
-    /// SIGTERM: time allowed to leave every election cleanly, in ms.
-    #[arg(long, default_value_t = 10_000)]
-    exit_budget_ms: u64,
-    /// Timeout of one replicated write to a slave, in ms.
-    #[arg(long, default_value_t = 5_000)]
-    replicate_timeout_ms: u64,
-    /// Accept test-only fault switches on POST /v1/admin/fault (never in production).
-    #[arg(long)]
-    enable_fault_switches: bool,
-    /// Stop client writes below this share of free space on the data volume (%).
-    #[arg(long, default_value_t = 5.0)]
-    min_avail_pct: f64,
-    /// Memory budget of the service, in MiB (0: no memory threshold).
-    #[arg(long, default_value_t = 0)]
-    memory_budget_mb: u64,
-    /// Stop client writes at this share of the memory budget (%).
-    #[arg(long, default_value_t = 90.0)]
-    stop_writes_pct: f64,
-    /// Test-only: every base reads as still loading for this long after start, in ms
-    /// (needs --enable-fault-switches).
-    #[arg(long, default_value_t = 0)]
-    fault_slow_load_ms: u64,
-    /// Never become master (the service still follows and replicates).
-    #[arg(long)]
-    no_master: bool,
-    /// Log format.
-    #[arg(long, value_parser = ["human", "json"], default_value = "human")]
-    log_format: String,
-}
 
 /// One stop-writes check (every second, and when a fault switch changes).
 pub(crate) fn check_resources(svc: &Arc<service::Service>) {
@@ -134,11 +47,78 @@ pub(crate) fn check_resources(svc: &Arc<service::Service>) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
-    if args.log_format == "json" {
+/// `0.1.0 (git 1b55450)`: the git revision is read at build time.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("ELECTION_GIT_REV"),
+    ")"
+);
+
+fn main() -> std::process::ExitCode {
+    use clap::parser::ValueSource;
+    use std::process::ExitCode;
+    let matches = cli::command(VERSION).get_matches();
+    if matches.get_flag("man") {
+        print!(
+            "{}",
+            include_str!(concat!(env!("OUT_DIR"), "/election-server.1"))
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Some(shell) = matches.get_one::<String>("completions") {
+        let script = match shell.as_str() {
+            "bash" => include_str!(concat!(env!("OUT_DIR"), "/election-server.bash")),
+            "zsh" => include_str!(concat!(env!("OUT_DIR"), "/_election-server")),
+            _ => include_str!(concat!(env!("OUT_DIR"), "/election-server.fish")),
+        };
+        print!("{script}");
+        return ExitCode::SUCCESS;
+    }
+    let file = match matches.get_one::<String>("config") {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some((PathBuf::from(path), text)),
+            Err(e) => {
+                eprintln!(
+                    "election-server: {}",
+                    config::ConfigError::Unreadable {
+                        path: path.clone(),
+                        why: e.to_string()
+                    }
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let flags: Vec<(String, String)> = cli::KEYS
+        .iter()
+        .filter(|k| matches.value_source(k.name) == Some(ValueSource::CommandLine))
+        .map(|k| {
+            let raw = match k.kind {
+                cli::Kind::Bool => matches.get_flag(k.name).to_string(),
+                _ => matches
+                    .get_one::<String>(k.name)
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            (k.name.to_string(), raw)
+        })
+        .collect();
+    let resolved = match config::resolve(file, &|var| std::env::var(var).ok(), &flags) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("election-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches.get_flag("print_config") {
+        print!("{}", resolved.render());
+        return ExitCode::SUCCESS;
+    }
+    let s = &resolved.settings;
+    let filter = tracing_subscriber::EnvFilter::new(&s.log_filter);
+    if s.log_format == "json" {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
@@ -150,88 +130,89 @@ fn main() -> anyhow::Result<()> {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    rt.block_on(run(args))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(resolved)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("election-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let ns = Namespace::new(args.ns.clone())?;
-    let stype = ServiceType::new(args.service_type.clone())?;
-    let me = ServiceId::new(args.id.clone().unwrap_or_else(|| args.listen.clone()))?;
-    if args.expire_master_s <= args.expire_slave_s {
-        anyhow::bail!(
-            "--expire-master-s ({}) must exceed --expire-slave-s ({}): idle slaves must leave first",
-            args.expire_master_s,
-            args.expire_slave_s
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
+    let s = resolved.settings.clone();
+    let ns = Namespace::new(s.ns.clone())?;
+    let stype = ServiceType::new(s.service_type.clone())?;
+    let listen = s.listen.clone();
+    let me = ServiceId::new(if s.id.is_empty() {
+        listen.clone()
+    } else {
+        s.id.clone()
+    })?;
+    let data_dir = PathBuf::from(&s.data_dir);
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (in use? choose another --listen)",
-                args.listen
-            )
-        })?;
-    let store = storage::BaseStore::open(&args.data_dir)
-        .with_context(|| format!("cannot use --data-dir {}", args.data_dir.display()))?;
+        .with_context(|| format!("cannot listen on {listen} (in use? choose another `listen`)"))?;
+    let store = storage::BaseStore::open(&data_dir)
+        .with_context(|| format!("cannot use data_dir {}", data_dir.display()))?;
     let session = zk::ZkSession::connect(
-        &args.zk,
-        Duration::from_millis(args.session_timeout_ms),
+        zk::Connection {
+            hosts: s.zk.clone(),
+            chroot: s.zk_chroot.clone(),
+            digest: resolved.zk_digest(),
+        },
+        Duration::from_millis(s.session_timeout_ms),
         Duration::from_secs(30),
     )
     .await?;
     let negotiated = session.view().negotiated_timeout;
-    let grace = args
-        .disconnect_grace_ms
-        .map(Duration::from_millis)
-        .unwrap_or(negotiated / 2);
+    let grace = match s.disconnect_grace_ms {
+        0 => negotiated / 2,
+        ms => Duration::from_millis(ms),
+    };
     let election = election_core::Config {
-        getvers_attempts: args.getvers_attempts,
-        getvers_delay_ms: args.getvers_delay_ms,
-        retry_failed_ms: args.retry_failed_ms,
-        pending_timeout_ms: args.pending_timeout_ms,
-        expire_slave_ms: args.expire_slave_s * 1000,
-        expire_master_ms: args.expire_master_s * 1000,
-        allow_master: !args.no_master,
+        getvers_attempts: s.getvers_attempts,
+        getvers_delay_ms: s.getvers_delay_ms,
+        retry_failed_ms: s.retry_failed_ms,
+        pending_timeout_ms: s.pending_timeout_ms,
+        expire_slave_ms: s.expire_slave_s * 1000,
+        expire_master_ms: s.expire_master_s * 1000,
+        allow_master: !s.no_master,
         ..election_core::Config::default()
     };
     let cfg = service::ServiceConfig {
         election,
-        wait_delay: Duration::from_millis(args.wait_delay_ms),
-        expire_none: Duration::from_secs(args.expire_none_s),
-        getvers_timeout: Duration::from_millis(args.getvers_timeout_ms),
-        use_timeout: Duration::from_secs(1),
-        sync_timeout: Duration::from_secs(240),
+        wait_delay: Duration::from_millis(s.wait_delay_ms),
+        expire_none: Duration::from_secs(s.expire_none_s),
+        getvers_timeout: Duration::from_millis(s.getvers_timeout_ms),
+        use_timeout: Duration::from_millis(s.use_timeout_ms),
+        sync_timeout: Duration::from_millis(s.sync_timeout_ms),
         disconnect_grace: grace,
-        exit_budget: Duration::from_millis(args.exit_budget_ms),
-        replicate_timeout: Duration::from_millis(args.replicate_timeout_ms),
-        fault_switches: args.enable_fault_switches,
+        exit_budget: Duration::from_millis(s.exit_budget_ms),
+        replicate_timeout: Duration::from_millis(s.replicate_timeout_ms),
+        fault_switches: s.enable_fault_switches,
+        max_body_bytes: s.max_body_bytes as usize,
+        balance_rate: s.balance_rate,
+        secret: resolved.secret(),
     };
-    if args.enable_fault_switches {
+    if s.enable_fault_switches {
         tracing::warn!("test-only fault switches are ENABLED: never run like this in production");
     }
-    if !(0.0..=100.0).contains(&args.min_avail_pct)
-        || !(0.0..=100.0).contains(&args.stop_writes_pct)
-    {
-        anyhow::bail!("--min-avail-pct and --stop-writes-pct are percentages: 0 to 100");
-    }
-    if args.fault_slow_load_ms > 0 {
-        if !args.enable_fault_switches {
-            anyhow::bail!(
-                "--fault-slow-load-ms is a test-only fault: it needs --enable-fault-switches"
-            );
-        }
-        store.simulate_slow_load(Duration::from_millis(args.fault_slow_load_ms));
+    if s.fault_slow_load_ms > 0 {
+        store.simulate_slow_load(Duration::from_millis(s.fault_slow_load_ms));
     }
     let guard = guard::Guard::new(
-        &args.data_dir,
+        &data_dir,
         guard::Thresholds {
-            min_avail_pct: args.min_avail_pct,
-            memory_budget_bytes: (args.memory_budget_mb > 0).then_some(args.memory_budget_mb << 20),
-            stop_writes_pct: args.stop_writes_pct,
+            min_avail_pct: s.min_avail_pct,
+            memory_budget_bytes: (s.memory_budget_mb > 0).then_some(s.memory_budget_mb << 20),
+            stop_writes_pct: s.stop_writes_pct,
         },
     );
     let svc = service::Service::new(
@@ -259,7 +240,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("cannot create the namespace's ZooKeeper tree")?;
     svc.directory
-        .register(&stype, &me, &args.listen)
+        .register(&stype, &me, &listen)
         .await
         .context("cannot register the service")?;
 
@@ -290,8 +271,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     {
-        let (svc, stype, me, listen) =
-            (svc.clone(), stype.clone(), me.clone(), args.listen.clone());
+        let (svc, stype, me, listen) = (svc.clone(), stype.clone(), me.clone(), listen.clone());
         let mut views = session.subscribe();
         tokio::spawn(async move {
             let mut epoch = views.borrow().epoch;
@@ -310,8 +290,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = api::router(svc.clone());
     tracing::info!(
         "election-server {me} ({stype}) listening on {}, ZooKeeper {} (session {:?}, grace {:?})",
-        args.listen,
-        args.zk,
+        listen,
+        session.hosts(),
         negotiated,
         grace
     );

@@ -125,24 +125,6 @@ struct OioQuery {
     check_type: Option<String>,
 }
 
-/// The request id the caller sent (`x-oio-req-id`), or a new one; it goes
-/// to the peers, and into our log lines.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-oio-req-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
-        .map(String::from)
-        .unwrap_or_else(|| format!("proxy-{:016x}", rand_u64()))
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(crate::directory::now_ms() as u128);
-    h.finish()
-}
-
 /// The caller's budget (`x-oio-timeout`, microseconds; 30 s without it),
 /// less a margin so that our answer arrives before the caller gives up.
 fn budget(headers: &HeaderMap) -> Duration {
@@ -226,7 +208,7 @@ fn parse_request(
         stype,
         base,
         names,
-        req_id: request_id(headers),
+        req_id: crate::access::current().unwrap_or_else(crate::access::new_id),
         budget: budget(headers),
     })
 }
@@ -326,7 +308,6 @@ async fn admin(
         .map(|r| format!("{}={}", r.id, r.status))
         .collect();
     tracing::info!(
-        req_id = %r.req_id,
         "oio admin/{action} {} ({}): {}",
         r.base,
         r.stype,
@@ -381,7 +362,13 @@ fn forwarded(
     match outcome {
         Ok(a) if a.status < 300 => Ok(ok(a)),
         Ok(a) => {
-            tracing::info!(req_id = %r.req_id, "oio {}: {} answered ({}) {}", r.base, a.from, a.status, a.message);
+            tracing::info!(
+                "oio {}: {} answered ({}) {}",
+                r.base,
+                a.from,
+                a.status,
+                a.message
+            );
             let mut e = OioError::new(a.status, a.message);
             if a.status >= 500 {
                 e.failed.push(a.from);
@@ -389,7 +376,7 @@ fn forwarded(
             Err(e)
         }
         Err(e) => {
-            tracing::warn!(req_id = %r.req_id, "oio {}: {e}", r.base);
+            tracing::warn!("oio {}: {e}", r.base);
             Err(OioError::new(503, e.to_string()))
         }
     }
@@ -431,7 +418,11 @@ async fn create_one(
     let created = crate::api::create_base(svc, account, reference, 3)
         .await
         .map_err(|e| OioError::new(i64::from(e.code), e.message))?;
-    tracing::info!(req_id = %r.req_id, "oio container/create {} ({account}/{reference}): created={}", r.base, created.created);
+    tracing::info!(
+        "oio container/create {} ({account}/{reference}): created={}",
+        r.base,
+        created.created
+    );
     if !created.created {
         return Ok(empty(StatusCode::NO_CONTENT));
     }
@@ -555,7 +546,12 @@ async fn set_properties(
     )
     .await;
     forwarded(&r, outcome, |a| {
-        tracing::info!(req_id = %r.req_id, "oio container/set_properties {}: version {} by {}", r.base, a.body["version"], a.from);
+        tracing::info!(
+            "oio container/set_properties {}: version {} by {}",
+            r.base,
+            a.body["version"],
+            a.from
+        );
         empty(StatusCode::NO_CONTENT)
     })
 }
@@ -619,7 +615,7 @@ async fn destroy(
     )
     .await;
     forwarded(&r, outcome, |a| {
-        tracing::info!(req_id = %r.req_id, "oio container/destroy {}: {}", r.base, a.body["replicas"]);
+        tracing::info!("oio container/destroy {}: {}", r.base, a.body["replicas"]);
         empty(StatusCode::NO_CONTENT)
     })
 }

@@ -80,8 +80,10 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 const MAX_DUMP_BYTES: usize = 1 << 30;
 
 impl PeerClient {
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// `secret`: sent with every call (`x-election-secret`), marked sensitive.
+    pub fn new(connect_timeout: Duration, secret: Option<&str>) -> Self {
         let http = reqwest::Client::builder()
+            .default_headers(election_client::secret_headers(secret))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -131,6 +133,10 @@ impl PeerClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Vec<u8>, PeerError> {
+        let mut req = req;
+        if let Some(id) = crate::access::current() {
+            req = req.header("x-oio-req-id", id);
+        }
         let resp = req
             .timeout(timeout)
             .send()

@@ -41,6 +41,12 @@ pub struct ServiceConfig {
     pub replicate_timeout: Duration,
     /// Test-only fault switches may be set through the admin API.
     pub fault_switches: bool,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// `balance`: masterships left per second, at most.
+    pub balance_rate: f64,
+    /// The shared secret of peer RPC and admin routes, if any.
+    pub secret: Option<String>,
 }
 
 /// What an election looks like from outside its task.
@@ -82,6 +88,7 @@ struct Slot {
 
 pub struct Service {
     pub cfg: ServiceConfig,
+    pub metrics: crate::metrics::Metrics,
     pub me: ServiceId,
     pub stype: ServiceType,
     pub layout: ZkLayout,
@@ -126,7 +133,7 @@ impl Service {
         let layout = ZkLayout::new(ns);
         let allow_master = AtomicBool::new(cfg.election.allow_master);
         let directory = Directory::new(zk.clone(), layout.clone());
-        let rpc = PeerClient::new(Duration::from_secs(1));
+        let rpc = PeerClient::new(Duration::from_secs(1), cfg.secret.as_deref());
         Arc::new(Self {
             cfg,
             me,
@@ -144,6 +151,7 @@ impl Service {
             slots: Mutex::new(HashMap::new()),
             peers_cache: Mutex::new(HashMap::new()),
             fences: Mutex::new(HashMap::new()),
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 
@@ -487,6 +495,9 @@ async fn run_election(
         tx,
     };
     let expire_none = svc.cfg.expire_none.as_millis() as u64;
+    // Metrics: when the election left NONE, and the last master it settled on.
+    let mut started: Option<Instant> = None;
+    let mut last_master: Option<ServiceId> = None;
     loop {
         let now = svc.now();
         let wake = match fsm.state() {
@@ -559,6 +570,7 @@ async fn run_election(
             None => Event::None,
         };
         let pre = fsm.state();
+        let event_name = event.name();
         let actions = fsm.handle(now, event);
         for action in actions {
             driver.execute(&fsm, action, &mut op);
@@ -573,8 +585,34 @@ async fn run_election(
                 }
             }
         }
-        if fsm.state() != pre {
-            tracing::debug!(base = %base, "{pre} -> {}", fsm.state());
+        if let Some(outcome) = event_name.strip_prefix("GETVERS_") {
+            svc.metrics.getvers_outcome(outcome);
+        }
+        let post = fsm.state();
+        if post != pre {
+            tracing::debug!(base = %base, "{pre} -> {post}");
+            svc.metrics
+                .transition(pre.as_str(), event_name, post.as_str());
+            match post {
+                State::None => started = None,
+                State::Master | State::Slave => {
+                    if let Some(t) = started.take() {
+                        svc.metrics.time_to_final.observe(t.elapsed().as_secs_f64());
+                    }
+                    let master = match post {
+                        State::Master => Some(svc.me.clone()),
+                        _ => fsm.master().cloned(),
+                    };
+                    if last_master.is_some() && master.is_some() && last_master != master {
+                        svc.metrics.failovers.inc();
+                    }
+                    if master.is_some() {
+                        last_master = master;
+                    }
+                }
+                _ if pre == State::None => started = Some(Instant::now()),
+                _ => {}
+            }
         }
         view_tx.send_replace(Arc::new(Snapshot {
             base: base.clone(),
@@ -646,14 +684,16 @@ impl Driver {
                 let dir = svc.layout.election_dir(&svc.stype, &self.key);
                 let me = svc.me.clone();
                 let tx = self.tx.clone();
+                let acls = svc.zk.acls();
+                let svc = svc.clone();
                 tokio::spawn(async move {
-                    let opts =
-                        zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
-                    let mut result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
+                    let opts = zk::CreateMode::EphemeralSequential.with_acls(acls);
+                    let create = client.create(&prefix, me.as_str().as_bytes(), &opts);
+                    let mut result = svc.metrics.timed("create", create).await;
                     if matches!(result, Err(zk::Error::NoNode)) {
                         // Group directories are created on demand (and at container
                         // creation), never all 65,536 up front.
-                        if crate::zk::ensure_dir(&client, &dir).await.is_ok() {
+                        if crate::zk::ensure_dir(&client, &dir, acls).await.is_ok() {
                             result = client.create(&prefix, me.as_str().as_bytes(), &opts).await;
                         }
                     }
@@ -699,9 +739,12 @@ impl Driver {
                 let dir = svc.layout.election_dir(&svc.stype, &self.key);
                 let (listing_tx, listing_rx) = tokio::sync::oneshot::channel();
                 op_state.prefetched = Some((seq, listing_rx));
+                let svc = svc.clone();
                 tokio::spawn(async move {
-                    let exists = client.check_and_watch_stat(&path);
-                    let listing = client.list_children(&dir);
+                    let exists = svc
+                        .metrics
+                        .timed("exists", client.check_and_watch_stat(&path));
+                    let listing = svc.metrics.timed("list", client.list_children(&dir));
                     let (exists, listing) = futures::join!(exists, listing);
                     let _ = listing_tx.send(listing);
                     match exists {
@@ -838,11 +881,13 @@ impl Driver {
                     .master_node
                     .take()
                     .filter(|n| n.seq == seq && n.session == client.session_id().0);
+                let svc = svc.clone();
                 tokio::spawn(async move {
                     let got = match read {
                         Some(n) => Ok((n.data, n.watcher)),
-                        None => client
-                            .get_and_watch_data(&path)
+                        None => svc
+                            .metrics
+                            .timed("get", client.get_and_watch_data(&path))
                             .await
                             .map(|(data, _, watcher)| (data, watcher)),
                     };
@@ -896,8 +941,9 @@ impl Driver {
                 let fut = client.delete(&self.node(seq), None);
                 let tx = self.tx.clone();
                 let base = self.base.clone();
+                let svc = svc.clone();
                 tokio::spawn(async move {
-                    let result = fut.await;
+                    let result = svc.metrics.timed("delete", fut).await;
                     match (op, result) {
                         (Some(op), Ok(())) | (Some(op), Err(zk::Error::NoNode)) => {
                             let _ = tx.send(Msg::Event(Event::LeaveOk { op }));
@@ -987,6 +1033,7 @@ impl Driver {
                             .await
                             {
                                 Ok(Ok(())) => {
+                                    svc.metrics.resyncs.inc();
                                     tracing::info!(base = %base, "replica restored from {master}");
                                     Event::SyncOk { op }
                                 }

@@ -283,6 +283,8 @@ pub async fn write(
     // only with a majority. The blocking thread drives the async calls.
     let (svc2, base2, key) = (svc.clone(), base.clone(), svc.key(base));
     let handle = tokio::runtime::Handle::current();
+    // The blocking thread does not inherit the request id: carry it.
+    let req_id = crate::access::current();
     let outcome = tokio::task::spawn_blocking(move || -> Result<(Vector, Seq), WriteError> {
         let store_err = |e: StoreError| WriteError::Internal(format!("local write failed: {e}"));
         let when = i64::try_from(svc2.now().wall_ms).unwrap_or(0);
@@ -296,7 +298,10 @@ pub async fn write(
             next: pending.next.clone(),
             ops,
         };
-        let (answers, mut late) = handle.block_on(replicate(&svc2, &peers, &req, needed));
+        let (answers, mut late) = handle.block_on(crate::access::with_id(
+            req_id.clone(),
+            replicate(&svc2, &peers, &req, needed),
+        ));
         let acked = 1 + answers.iter().filter(|(_, a)| matches!(a, Ack::Applied)).count();
         if acked >= needed {
             pending.commit().map_err(|e| {
@@ -319,7 +324,7 @@ pub async fn write(
                 .filter(|(_, a)| a.missed())
                 .map(|(p, _)| p.clone())
                 .collect();
-            handle.spawn(async move {
+            handle.spawn(crate::access::with_id(req_id.clone(), async move {
                 use futures::StreamExt;
                 loop {
                     for peer in behind.drain(..) {
@@ -331,7 +336,7 @@ pub async fn write(
                         None => break,
                     }
                 }
-            });
+            }));
             return Ok((req.next, epoch));
         }
         pending.rollback();
@@ -431,11 +436,18 @@ async fn replicate(
         .map(|peer| {
             let (svc, req, peer) = (svc.clone(), req.clone(), peer.clone());
             // Spawned: a call still running when we decide goes on by itself.
-            tokio::spawn(async move {
+            tokio::spawn(crate::access::inherit(async move {
+                let sent = std::time::Instant::now();
                 let answer = svc
                     .rpc
                     .replicate(&peer, &req, svc.cfg.replicate_timeout)
                     .await;
+                svc.metrics
+                    .replication
+                    .observe(sent.elapsed().as_secs_f64());
+                if answer.is_err() {
+                    svc.metrics.replication_failures.inc();
+                }
                 let ack = match answer {
                     Ok(()) if lose => Ack::Unknown("fault switch: acknowledgement dropped".into()),
                     Ok(()) => Ack::Applied,
@@ -453,7 +465,7 @@ async fn replicate(
                     Err(e) => Ack::Unknown(e.to_string()),
                 };
                 (peer, ack)
-            })
+            }))
         })
         .collect();
     let total = peers.len();

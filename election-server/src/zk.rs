@@ -36,8 +36,12 @@ pub fn classify(e: &zk::Error) -> ErrorClass {
 
 /// Creates the persistent directory `path`, creating only the missing
 /// ancestors (deepest first tried: usually one write, never a walk from `/`).
-pub async fn ensure_dir(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
-    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+pub async fn ensure_dir(
+    client: &zk::Client,
+    path: &str,
+    acls: zk::Acls<'static>,
+) -> Result<(), zk::Error> {
+    let opts = zk::CreateMode::Persistent.with_acls(acls);
     let mut missing = vec![path.to_string()];
     while let Some(p) = missing.last().cloned() {
         match client.create(&p, b"", &opts).await {
@@ -107,8 +111,28 @@ pub struct SessionLost {
     pub why: &'static str,
 }
 
+/// Where ZooKeeper is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// `host:port[,host:port...]`.
+    pub hosts: String,
+    /// `""` or `/path`: every path is under it.
+    pub chroot: String,
+    /// `user:password` for the digest scheme.
+    pub digest: Option<String>,
+}
+
+/// With digest authentication: our identity may do anything, anyone may
+/// read (so that `openio election check` and `zk stat` still work).
+static OWNED_READABLE: [zk::Acl; 2] = [
+    zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+];
+
 pub struct ZkSession {
     hosts: String,
+    chroot: String,
+    digest: Option<String>,
     requested_timeout: Duration,
     current: RwLock<Option<(zk::Client, u64)>>,
     view: watch::Sender<SessionView>,
@@ -120,10 +144,11 @@ pub struct ZkSession {
 impl ZkSession {
     /// Connects the first session (retrying until `first_deadline`).
     pub async fn connect(
-        hosts: &str,
+        conn: Connection,
         timeout: Duration,
         first_deadline: Duration,
     ) -> anyhow::Result<Arc<Self>> {
+        let hosts = conn.hosts.clone();
         let (view, _) = watch::channel(SessionView {
             epoch: 0,
             session_id: 0,
@@ -132,7 +157,9 @@ impl ZkSession {
             negotiated_timeout: timeout,
         });
         let me = Arc::new(Self {
-            hosts: hosts.to_string(),
+            hosts: conn.hosts,
+            chroot: conn.chroot,
+            digest: conn.digest,
             requested_timeout: timeout,
             current: RwLock::new(None),
             view,
@@ -156,9 +183,12 @@ impl ZkSession {
     }
 
     async fn open(&self) -> Result<(), zk::Error> {
-        let client = zk::Client::connector()
-            .with_session_timeout(self.requested_timeout)
-            .connect(&self.hosts)
+        let mut connector = zk::Client::connector().with_session_timeout(self.requested_timeout);
+        if let Some(digest) = &self.digest {
+            connector = connector.with_auth("digest", digest.as_bytes());
+        }
+        let client = connector
+            .connect(&format!("{}{}", self.hosts, self.chroot))
             .await?;
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         let session_id = client.session_id().0;
@@ -196,6 +226,21 @@ impl ZkSession {
         self.reconnects.load(Ordering::Relaxed)
     }
 
+    /// The ACLs of the nodes we create.
+    pub fn acls(&self) -> zk::Acls<'static> {
+        if self.digest.is_some() {
+            zk::Acls::new(&OWNED_READABLE)
+        } else {
+            zk::Acls::anyone_all()
+        }
+    }
+
+    /// The chroot (`""` or `/path`) under which every path lives.
+    pub fn chroot(&self) -> &str {
+        &self.chroot
+    }
+
+    /// The hosts, without the chroot.
     pub fn hosts(&self) -> &str {
         &self.hosts
     }

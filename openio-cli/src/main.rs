@@ -10,207 +10,21 @@
 //! election nodes in ZooKeeper), [`fanout`] (parallel peer calls),
 //! [`election`] (tables, verdict, history, check), [`render`] (formats).
 
+mod balance;
+mod cli;
 mod config;
 mod election;
 mod render;
 mod zkdir;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::Parser;
+use cli::{AdminCmd, Cli, Command, ContainerCmd, ElectionCmd, Format};
 use election_client::{Answer, Row};
 use election_core::names::{BaseName, ContainerId, Namespace, ServiceId, ServiceType};
-use render::{render, Cell, Format};
+use render::{render, Cell};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
-
-const AFTER_HELP: &str = "\
-Configuration precedence: command-line flag > environment (OIO_NS, OIO_ACCOUNT,
-OIO_ZOOKEEPER) > the [<NS>] section, key `zookeeper`, of /etc/oio/sds.conf.d/*,
-/etc/oio/sds.conf or ~/.oio/sds.conf (later files win).
-
-Per-peer codes: 200 OK (master), 303 <master> (slave), 301 not SLAVE,
-431 base not managed, 500 Election failed, 503 service exiting; and when the
-peer could not be asked: 2 connection refused, 5 connect timeout, 7 timeout.
-
-Exit codes: 0 every peer answered; 1 the command ran but some peer did not
-answer (or a `check --clean` deletion failed); 2 usage or fatal error.";
-
-/// Troubleshoot per-base elections of an OpenIO-style namespace.
-#[derive(Debug, Parser)]
-#[command(name = "openio", version, about, after_help = AFTER_HELP)]
-struct Cli {
-    /// Namespace.
-    #[arg(long, env = "OIO_NS", default_value = "OPENIO", global = true)]
-    ns: String,
-    /// Account owning the reference.
-    #[arg(short = 'a', long = "oio-account", env = "OIO_ACCOUNT", global = true)]
-    account: Option<String>,
-    /// The namespace's ZooKeeper (host:port[,host:port...]).
-    #[arg(long, env = "OIO_ZOOKEEPER", global = true)]
-    zookeeper: Option<String>,
-    /// Seconds to wait for each peer (all peers are asked in parallel).
-    #[arg(short = 't', long, default_value_t = 30.0, global = true)]
-    timeout: f64,
-    /// Output format (`value`: values only, space-separated, no header).
-    #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
-    format: Format,
-    /// Request id sent to the services (x-oio-req-id).
-    #[arg(long, global = true)]
-    request_id: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Election troubleshooting.
-    #[command(subcommand)]
-    Election(ElectionCmd),
-    /// Containers (bases) in the directory.
-    #[command(subcommand)]
-    Container(ContainerCmd),
-    /// One service: INFO, emergency read-only mode.
-    #[command(subcommand)]
-    Admin(AdminCmd),
-    /// Print a shell completion script.
-    Completion {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-}
-
-#[derive(Debug, Clone, clap::Args)]
-struct Target {
-    /// Service type (meta2, ...).
-    service_type: String,
-    /// Container name (with --oio-account), or a container id with --cid.
-    reference: String,
-    /// Interpret the reference as a container id.
-    #[arg(long)]
-    cid: bool,
-    /// Ask only these peers (repeatable); skips the directory lookup.
-    #[arg(long = "service-id")]
-    service_ids: Vec<String>,
-}
-
-#[derive(Debug, Subcommand)]
-enum ElectionCmd {
-    /// Trigger or refresh the election on every peer (returns at once).
-    Ping(Target),
-    /// Get the status of the election, triggering it if needed (waits).
-    Status {
-        #[command(flatten)]
-        target: Target,
-        /// Add role, master, fencing epoch, base version, ZooKeeper session,
-        /// time in state and reason per peer, and a verdict line.
-        #[arg(long)]
-        long: bool,
-        /// Refresh every SECONDS, like watch(1), until interrupted.
-        #[arg(short = 'W', long, value_name = "SECONDS")]
-        watch: Option<f64>,
-    },
-    /// Dump each peer's view of the election, with its transition log.
-    Debug {
-        #[command(flatten)]
-        target: Target,
-        /// Show log entries as local dates: `YYYY-mm-dd HH:MM:SS.mmm PRE, EVENT -> POST`.
-        #[arg(long)]
-        human: bool,
-    },
-    /// Ask the peers to leave the election (they rejoin when asked again).
-    Leave(Target),
-    /// Ask slaves to re-copy the base from the master.
-    Sync(Target),
-    /// Merge the peers' transition logs into one timeline.
-    History(Target),
-    /// Compare the base's peers with its election nodes in ZooKeeper.
-    Check {
-        #[command(flatten)]
-        target: Target,
-        /// Delete rogue nodes (owner not a peer, or not the owner's current node), last one first.
-        #[arg(long)]
-        clean: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum AdminCmd {
-    /// The service's INFO (`key:value` lines, or JSON with -f json).
-    Info {
-        /// The service (host:port).
-        service_id: String,
-    },
-    /// Leave emergency read-only mode: accepted only once every replica of
-    /// every affected base reports the same version (resync them first with
-    /// `openio election sync`).
-    ClearReadonly {
-        /// The service (host:port).
-        service_id: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ContainerCmd {
-    /// Create a container: its base is replicated on live services of the type.
-    Create {
-        reference: String,
-        #[arg(long = "type", default_value = "meta2")]
-        service_type: String,
-        /// Number of replicas.
-        #[arg(long, default_value_t = 3)]
-        replicas: usize,
-    },
-    /// Show a container: its directory entry and properties.
-    Show {
-        reference: String,
-        #[arg(long = "type", default_value = "meta2")]
-        service_type: String,
-        #[arg(long)]
-        cid: bool,
-    },
-    /// Set properties (written on the master, replicated to a majority).
-    Set {
-        reference: String,
-        /// KEY=VALUE (repeatable).
-        #[arg(long = "property", required = true, value_parser = parse_property)]
-        properties: Vec<(String, String)>,
-        #[arg(long = "type", default_value = "meta2")]
-        service_type: String,
-        #[arg(long)]
-        cid: bool,
-    },
-    /// Delete a container: its replicas are dropped and never elected again.
-    Delete {
-        reference: String,
-        #[arg(long = "type", default_value = "meta2")]
-        service_type: String,
-        #[arg(long)]
-        cid: bool,
-    },
-    /// List the account's containers.
-    List {
-        #[arg(long = "type", default_value = "meta2")]
-        service_type: String,
-    },
-    /// Remove properties.
-    Unset {
-        reference: String,
-        /// KEY (repeatable).
-        #[arg(long = "property", required = true)]
-        keys: Vec<String>,
-        #[arg(long = "type", default_value = "meta2")]
-        service_type: String,
-        #[arg(long)]
-        cid: bool,
-    },
-}
-
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("{s:?} is not KEY=VALUE")),
-    }
-}
 
 /// Prints a failed write the way the seed shows it.
 fn write_failure(a: &Answer) -> String {
@@ -257,6 +71,7 @@ struct Ctx {
     base: BaseName,
     timeout: Duration,
     zk_hosts: Option<String>,
+    secret: Option<String>,
 }
 
 impl Ctx {
@@ -277,6 +92,7 @@ impl Ctx {
             base,
             timeout: Duration::from_secs_f64(cli.timeout),
             zk_hosts: cli.zookeeper.clone(),
+            secret: secret(cli)?,
         })
     }
 
@@ -308,7 +124,10 @@ impl Ctx {
         route: &str,
         request_id: Option<&str>,
     ) -> Vec<Row> {
-        let http = election_client::client(self.timeout.min(election_client::CONNECT_TIMEOUT));
+        let http = election_client::client(
+            self.timeout.min(election_client::CONNECT_TIMEOUT),
+            self.secret.as_deref(),
+        );
         election_client::fan_out(&self.target(&http, peers, request_id), route).await
     }
 
@@ -321,7 +140,10 @@ impl Ctx {
         body: Option<serde_json::Value>,
         request_id: Option<&str>,
     ) -> anyhow::Result<Answer> {
-        let http = election_client::client(self.timeout.min(election_client::CONNECT_TIMEOUT));
+        let http = election_client::client(
+            self.timeout.min(election_client::CONNECT_TIMEOUT),
+            self.secret.as_deref(),
+        );
         let target = self.target(&http, peers, request_id);
         Ok(election_client::to_base(&target, method, path, body.as_ref()).await?)
     }
@@ -352,6 +174,28 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The shared secret, from `--secret-file` (first line).
+fn secret(cli: &Cli) -> anyhow::Result<Option<String>> {
+    let Some(path) = &cli.secret_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --secret-file {path}: {e}"))?;
+    match text.lines().next().map(str::trim) {
+        Some(line) if !line.is_empty() => Ok(Some(line.to_string())),
+        _ => anyhow::bail!("--secret-file {path}: the first line must hold the secret"),
+    }
+}
+
+/// An HTTP client with the global timeout and the secret, for one service.
+pub(crate) fn service_client(cli: &Cli) -> anyhow::Result<reqwest::Client> {
+    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(election_client::secret_headers(secret(cli)?.as_deref()))
+        .build()?)
+}
+
 fn account(cli: &Cli) -> anyhow::Result<String> {
     cli.account
         .clone()
@@ -361,7 +205,7 @@ fn account(cli: &Cli) -> anyhow::Result<String> {
         })
 }
 
-fn print(format: Format, columns: &[&str], rows: &[Vec<Cell>]) {
+pub(crate) fn print(format: Format, columns: &[&str], rows: &[Vec<Cell>]) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(render(format, columns, rows).as_bytes());
     let _ = out.flush();
@@ -377,13 +221,25 @@ fn exit_for(rows: &[Row]) -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Man => {
+            print!("{}", include_str!(concat!(env!("OUT_DIR"), "/openio.1")));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completion { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "openio",
-                &mut std::io::stdout(),
-            );
+            let script = match shell {
+                clap_complete::Shell::Bash => {
+                    include_str!(concat!(env!("OUT_DIR"), "/openio.bash"))
+                }
+                clap_complete::Shell::Zsh => include_str!(concat!(env!("OUT_DIR"), "/openio.zsh")),
+                clap_complete::Shell::Fish => {
+                    include_str!(concat!(env!("OUT_DIR"), "/openio.fish"))
+                }
+                clap_complete::Shell::Elvish => {
+                    include_str!(concat!(env!("OUT_DIR"), "/openio.elvish"))
+                }
+                _ => include_str!(concat!(env!("OUT_DIR"), "/openio.powershell")),
+            };
+            print!("{script}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Election(cmd) => run_election(&cli, cmd).await,
@@ -395,6 +251,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> {
     let req_id = cli.request_id.as_deref();
     let (route, target) = match cmd {
+        ElectionCmd::Balance {
+            service_type,
+            service_ids,
+            max,
+            inactivity,
+            average,
+            no_rejoin,
+        } => {
+            let ask = balance::Ask {
+                max: *max,
+                inactivity: *inactivity,
+                average: *average,
+                rejoin: !*no_rejoin,
+            };
+            return balance::run(cli, service_type, service_ids, ask).await;
+        }
         ElectionCmd::Ping(t) => ("ping", t),
         ElectionCmd::Status { target, .. } => ("status", target),
         ElectionCmd::Debug { target, .. }
@@ -810,8 +682,7 @@ async fn write_command(
 }
 
 async fn run_admin(cli: &Cli, cmd: &AdminCmd) -> anyhow::Result<ExitCode> {
-    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
-    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    let http = service_client(cli)?;
     match cmd {
         AdminCmd::Info { service_id } => {
             let id = ServiceId::new(service_id.clone())?;

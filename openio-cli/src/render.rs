@@ -26,14 +26,7 @@ impl Cell {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-    Value,
-    Yaml,
-}
+pub use crate::cli::Format;
 
 pub fn render(format: Format, columns: &[&str], rows: &[Vec<Cell>]) -> String {
     match format {
