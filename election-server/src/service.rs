@@ -1011,6 +1011,12 @@ impl Driver {
                             getvers_outcome(&local, &version, &peer, master_seq.is_some())
                         }
                     };
+                    if let GetversOutcome::Ko(why) = &outcome {
+                        if why.contains("version unknown") {
+                            // The seed's rookie: never promote on an unknown version.
+                            tracing::warn!(base = %req.base, "ROOKIE: {why}: no promotion until every version is known");
+                        }
+                    }
                     let _ = tx.send(Msg::Event(Event::Getvers { op, peer, outcome }));
                 });
             }

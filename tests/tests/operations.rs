@@ -138,6 +138,29 @@ fn version_man_pages_and_completions() {
     ] {
         assert!(man.contains(flag), "{flag} in the man page");
     }
+    // The packaged example configuration is valid, and systemd waits for
+    // the clean leave before its SIGKILL.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let example = format!("{root}/packaging/election-server.toml");
+    let (code, shown, err) = server(&["--config", &example, "--print-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let budget_ms: u64 = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("exit_budget_ms = "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("exit_budget_ms");
+    let unit =
+        std::fs::read_to_string(format!("{root}/packaging/election-server.service")).expect("unit");
+    let stop_s: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim_end_matches('s').parse().ok())
+        .expect("TimeoutStopSec");
+    assert!(
+        stop_s * 1000 > budget_ms,
+        "TimeoutStopSec {stop_s} s vs exit budget {budget_ms} ms"
+    );
     let (_, bash, _) = server(&["--completions", "bash"], &[]);
     assert!(bash.contains("--balance-rate"), "bash completion");
     let openio = |args: &[&str]| {

@@ -1,0 +1,253 @@
+//! docs/OPERATIONS.md, exercised: every `openio` and `election-server`
+//! command of its code blocks is run here, as written (placeholders
+//! substituted), in the incident it belongs to; the test fails if the page
+//! lists a command this test does not run.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use system_tests::{openio_bin, server_bin, Cluster, ServiceOpts, TempDir};
+
+const T: Duration = Duration::from_secs(10);
+
+/// The commands of the runbook's code blocks.
+fn runbook_commands() -> BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATIONS.md");
+    let text = std::fs::read_to_string(path).expect("docs/OPERATIONS.md");
+    let mut in_block = false;
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block && (l.starts_with("openio ") || l.starts_with("election-server ")) {
+            out.insert(l.to_string());
+        }
+    }
+    out
+}
+
+struct Runbook<'a> {
+    c: &'a Cluster,
+    ran: BTreeSet<String>,
+    file: String,
+}
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Runbook<'_> {
+    /// Runs one line of the runbook, `<ID>` being `id`.
+    fn run(&mut self, line: &str, id: &str) -> Run {
+        self.ran.insert(line.to_string());
+        let line = line.replace("<ID>", id).replace("<FILE>", &self.file);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let bin = match words[0] {
+            "openio" => openio_bin(),
+            _ => server_bin(),
+        };
+        let out = std::process::Command::new(bin)
+            .args(&words[1..])
+            .env("OIO_NS", "OPENIO")
+            .env("OIO_ACCOUNT", "myaccount")
+            .env("OIO_ZOOKEEPER", self.c.zk.connect_string())
+            .env_remove("OIO_ELECTION_SECRET_FILE")
+            .output()
+            .expect("run");
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("$ {line}\n{}{}(exit {})", run.stdout, run.stderr, run.code);
+        run
+    }
+
+    fn ok(&mut self, line: &str, id: &str) -> Run {
+        let run = self.run(line, id);
+        assert_eq!(run.code, 0, "{line}: {run:?}");
+        run
+    }
+}
+
+async fn fault(c: &Cluster, id: &str, switch: &str, on: bool) {
+    let resp = c
+        .http
+        .post(format!("http://{id}/v1/admin/fault?{switch}={on}"))
+        .send()
+        .await
+        .expect("fault switch");
+    assert!(resp.status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_runbook_command_runs_in_its_incident() {
+    let documented = runbook_commands();
+    assert!(documented.len() >= 10, "{documented:?}");
+    let opts = ServiceOpts {
+        extra: vec![
+            "--enable-fault-switches".into(),
+            "--balance-rate".into(),
+            "50".into(),
+        ],
+        ..ServiceOpts::default()
+    };
+    let mut c = Cluster::start(3, opts);
+    let dir = TempDir::new("runbook");
+    let file = dir.path().join("election-server.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"/var/lib/oio/meta2-1\"\nsession_timeout_ms = 6000\n",
+    )
+    .expect("write");
+    let base = c.create_container("myaccount", "FVE0").await;
+    let master = c.wait_converged(&base, T).await.expect("converged");
+    let mut rb = Runbook {
+        c: &c,
+        ran: BTreeSet::new(),
+        file: file.to_str().expect("utf-8").to_string(),
+    };
+
+    // 1. Configuration.
+    let run = rb.ok("election-server --config <FILE> --print-config", &master);
+    assert!(
+        run.stdout.contains("session_timeout_ms = 6000  # file"),
+        "{run:?}"
+    );
+
+    // 2. Watching.
+    let run = rb.ok("openio election status meta2 FVE0 --long", &master);
+    assert!(run.stdout.contains("Verdict"), "{run:?}");
+    let run = rb.ok("openio admin info <ID>", &master);
+    assert!(run.stdout.contains("elections_master:1"), "{run:?}");
+
+    // 3. Election failed: two of three peers down.
+    let others: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    let ran = std::mem::take(&mut rb.ran);
+    drop(rb);
+    c.service_mut(&others[0]).kill9();
+    c.service_mut(&others[1]).kill9();
+    let mut rb = Runbook {
+        c: &c,
+        ran,
+        file: file.to_str().expect("utf-8").to_string(),
+    };
+    let run = rb.run("openio election status meta2 FVE0 --long", &master);
+    assert_eq!(run.code, 1, "some peers did not answer: {run:?}");
+    assert!(run.stdout.contains("Connection refused"), "{run:?}");
+    for line in [
+        "openio election debug meta2 FVE0 --human",
+        "openio election history meta2 FVE0",
+    ] {
+        let run = rb.run(line, &master);
+        assert_eq!(run.code, 1, "the dead peers are reported: {run:?}");
+        assert!(
+            run.stdout.contains(&master),
+            "the live peer's view: {run:?}"
+        );
+    }
+    let run = rb.run("openio election check meta2 FVE0", &master);
+    assert!(run.code <= 1, "{run:?}");
+    let ran = std::mem::take(&mut rb.ran);
+    drop(rb);
+    c.service_mut(&others[0]).restart();
+    c.service_mut(&others[1]).restart();
+    let mut rb = Runbook {
+        c: &c,
+        ran,
+        file: file.to_str().expect("utf-8").to_string(),
+    };
+    rb.ok("openio election ping meta2 FVE0", &master);
+    let master = c.wait_converged(&base, T).await.expect("re-elected");
+    rb.ok(
+        "openio election leave meta2 FVE0 --service-id <ID>",
+        &master,
+    );
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .expect("re-elected after leave");
+
+    // 4. Emergency read-only: the slaves' acknowledgements are "lost".
+    assert_eq!(c.write_to(&master, &base, &[("a", "1")], T).await.0, 200);
+    fault(&c, &master, "lose_acks", true).await;
+    let (code, message) = c.write_to(&master, &base, &[("b", "2")], T).await;
+    assert_eq!(code, 503, "{message}");
+    fault(&c, &master, "lose_acks", false).await;
+    let run = rb.ok("openio admin info <ID>", &master);
+    assert!(run.stdout.contains("emergency_read_only_mode:1"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("emergency_read_only_base:{base}")),
+        "{run:?}"
+    );
+    assert!(c.service(&master).log_text().contains(&format!(
+        "CRITICAL emergency read-only mode: write on {base}"
+    )));
+    rb.ok("openio election status meta2 FVE0 --long", &master);
+    let run = rb.ok("openio election sync meta2 FVE0", &master);
+    assert!(run.stdout.contains("not SLAVE"), "{run:?}");
+    let started = Instant::now();
+    loop {
+        let run = rb.run("openio admin clear-readonly <ID>", &master);
+        if run.code == 0 {
+            assert!(run.stdout.contains("cleared"), "{run:?}");
+            break;
+        }
+        assert!(run.stderr.contains("not cleared"), "{run:?}");
+        assert!(started.elapsed() < T, "never cleared: {run:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(c.write_to(&master, &base, &[("c", "3")], T).await.0, 200);
+
+    // 5. Stop-writes on the master: it hands the mastership over.
+    fault(&c, &master, "low_disk", true).await;
+    let run = rb.ok("openio admin info <ID>", &master);
+    assert!(run.stdout.contains("stop_writes:1"), "{run:?}");
+    assert!(c.service(&master).log_text().contains("STOP-WRITES:"));
+    let new_master = c.wait_converged(&base, T).await.expect("handed over");
+    assert_ne!(new_master, master, "a stopped service does not lead");
+    fault(&c, &master, "low_disk", false).await;
+    let run = rb.ok("openio election balance meta2 --average", &master);
+    assert!(
+        run.stdout.contains("Left") || run.stderr.contains("nothing to balance"),
+        "{run:?}"
+    );
+
+    // 7. Balancing, one service and the idle ones.
+    let master = c.wait_converged(&base, T).await.expect("converged");
+    let run = rb.ok(
+        "openio election balance meta2 --service-id <ID> --max 10",
+        &master,
+    );
+    assert!(run.stdout.contains(&master), "{run:?}");
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .expect("converged after balance");
+    let run = rb.ok(
+        "openio election balance meta2 --inactivity 60 --no-rejoin",
+        &master,
+    );
+    assert!(run.stdout.contains("Left"), "{run:?}");
+
+    // 8. Between two upgrades.
+    c.wait_converged(&base, T).await.expect("converged");
+    rb.ok("openio election status meta2 FVE0", &master);
+
+    let missing: Vec<&String> = documented.difference(&rb.ran).collect();
+    assert!(
+        missing.is_empty(),
+        "runbook commands never run here: {missing:?}"
+    );
+    let extra: Vec<&String> = rb.ran.difference(&documented).collect();
+    assert!(
+        extra.is_empty(),
+        "commands run here but not in the runbook: {extra:?}"
+    );
+}
