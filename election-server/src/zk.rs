@@ -139,6 +139,7 @@ pub struct ZkSession {
     epoch: AtomicU64,
     reconnects: AtomicU64,
     closing: AtomicBool,
+    chroot_ready: AtomicBool,
 }
 
 impl ZkSession {
@@ -166,6 +167,7 @@ impl ZkSession {
             epoch: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            chroot_ready: AtomicBool::new(false),
         });
         let started = Instant::now();
         loop {
@@ -182,12 +184,35 @@ impl ZkSession {
         }
     }
 
-    async fn open(&self) -> Result<(), zk::Error> {
+    fn connector(&self) -> zk::Connector {
         let mut connector = zk::Client::connector().with_session_timeout(self.requested_timeout);
         if let Some(digest) = &self.digest {
             connector = connector.with_auth("digest", digest.as_bytes());
         }
-        let client = connector
+        connector
+    }
+
+    /// Creates the chroot itself (a chrooted client cannot), once.
+    async fn ensure_chroot(&self) -> Result<(), zk::Error> {
+        if self.chroot.is_empty() || self.chroot_ready.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let root = self.connector().connect(&self.hosts).await?;
+        let opts = zk::CreateMode::Persistent.with_acls(self.acls());
+        let made = match root.mkdir(&self.chroot, &opts).await {
+            Ok(()) | Err(zk::Error::NodeExists) => Ok(()),
+            Err(e) => Err(e),
+        };
+        drop(root);
+        made?;
+        self.chroot_ready.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<(), zk::Error> {
+        self.ensure_chroot().await?;
+        let client = self
+            .connector()
             .connect(&format!("{}{}", self.hosts, self.chroot))
             .await?;
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;

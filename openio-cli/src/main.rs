@@ -219,7 +219,15 @@ fn exit_for(rows: &[Row]) -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    // As OpenIO's CLI: every run has a request id, so that one grep finds
+    // its lines on every service it reached.
+    if cli.request_id.is_none() {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        cli.request_id = Some(format!("CLI-{:016x}", h.finish()));
+    }
     match &cli.command {
         Command::Man => {
             print!("{}", include_str!(concat!(env!("OUT_DIR"), "/openio.1")));

@@ -620,10 +620,10 @@ async fn a_dead_peer_and_a_failed_election_through_the_proxy() {
         ..ServiceOpts::default()
     };
     let mut c = Cluster::start(3, opts);
-    let ids = c.ids();
+    let all = c.ids();
     let r = oio(
         &c,
-        &ids[0],
+        &all[0],
         "container/create?acct=myaccount&ref=FVE0",
         None,
         30.0,
@@ -631,9 +631,13 @@ async fn a_dead_peer_and_a_failed_election_through_the_proxy() {
     .await;
     assert_eq!(r.http, 201, "{r:?}");
     let base = base_of("myaccount", "FVE0");
-    c.wait_converged(&base, Duration::from_secs(10))
+    // The proxy asked is the master; the two slaves die one after the other.
+    let master = c
+        .wait_converged(&base, Duration::from_secs(10))
         .await
         .expect("converged");
+    let slaves: Vec<String> = all.into_iter().filter(|i| *i != master).collect();
+    let ids = [master.clone(), slaves[0].clone(), slaves[1].clone()];
 
     c.service_mut(&ids[2]).kill9();
     let r = oio(

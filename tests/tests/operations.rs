@@ -230,6 +230,8 @@ async fn metrics_move_and_request_ids_cross_peers() {
         extra: vec![
             "--log-filter".into(),
             "info,access=debug,zookeeper_client=warn".into(),
+            "--log-format".into(),
+            "json".into(),
         ],
         ..ServiceOpts::default()
     };
@@ -336,11 +338,16 @@ async fn metrics_move_and_request_ids_cross_peers() {
     assert_eq!(resp.headers()["x-oio-req-id"], "TRACE-42-across-peers");
     let started = Instant::now();
     loop {
+        // JSON logs: the id is the `req` span's field on the peers' lines.
         let logged: Vec<&String> = ids
             .iter()
             .filter(|id| {
                 c.service(id).log_text().lines().any(|l| {
-                    l.contains("req{id=TRACE-42-across-peers}") && l.contains("/v1/peer/replicate")
+                    let v: serde_json::Value = serde_json::from_str(l).expect("a JSON log line");
+                    v["span"]["id"] == "TRACE-42-across-peers"
+                        && v["fields"]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("/v1/peer/replicate"))
                 })
             })
             .collect();
@@ -498,6 +505,8 @@ async fn zookeeper_acls_keep_other_clients_out() {
         extra: vec![
             "--zk-digest-file".into(),
             digest.to_str().expect("utf-8").into(),
+            "--zk-chroot".into(),
+            "/tenant/one".into(),
         ],
         ..ServiceOpts::default()
     };
@@ -505,7 +514,14 @@ async fn zookeeper_acls_keep_other_clients_out() {
     let base = c.create_container("acct", "acl").await;
     c.wait_converged(&base, T).await.expect("converged");
     let debug = c.debug(&c.ids()[0], &base).await;
+    // Under the chroot, which the service created; `base.zk` is the full
+    // path and `base.zk_server` the plain hosts, as `election check` needs.
     let prefix = debug["base"]["zk"].as_str().expect("base.zk").to_string();
+    assert!(
+        prefix.starts_with("/tenant/one/hc/ns/OPENIO/el/meta2/"),
+        "{prefix}"
+    );
+    assert_eq!(debug["base"]["zk_server"], c.zk.connect_string().as_str());
     let (parent, name) = prefix.rsplit_once('/').expect("parent");
 
     let stranger = zk::Client::connect(&c.zk.connect_string())
@@ -535,7 +551,7 @@ async fn zookeeper_acls_keep_other_clients_out() {
         )
         .await;
     assert_eq!(rogue.err(), Some(zk::Error::NoAuth), "no rogue node");
-    let dir_node = "/hc/ns/OPENIO/dir/meta2";
+    let dir_node = "/tenant/one/hc/ns/OPENIO/dir/meta2";
     assert_eq!(
         stranger.delete(dir_node, None).await.err(),
         Some(zk::Error::NoAuth)
