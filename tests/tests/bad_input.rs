@@ -240,7 +240,10 @@ async fn random_bad_input_on_every_route() {
         *by_status.entry(status).or_default() += 1;
         // 503: not settled / unavailable is a legitimate refusal; any other
         // 5xx means garbage reached a code path that did not expect it.
-        if status >= 500 && status != 503 {
+        // OpenIO's proxy routes never redirect (the real CLI would follow
+        // or crash): writes are forwarded to the master instead.
+        let redirected = route.starts_with("/v3.0/") && (300..400).contains(&status);
+        if (status >= 500 && status != 503) || redirected {
             let shown = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
             failures.push(format!("#{i} {method} {url} ({what}) -> {status}: {shown}"));
         }
