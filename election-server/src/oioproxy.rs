@@ -535,16 +535,14 @@ async fn set_properties(
     if props.is_empty() {
         return Err(OioError::new(400, "No properties found in JSON object"));
     }
-    let peers = peers(&svc, &r, None)
-        .await
-        .map_err(|e| container_not_found(e, &r))?;
-    let outcome = election_client::to_base(
-        &target(&svc, &r, &peers),
+    let outcome = to_container(
+        &svc,
+        &r,
         reqwest::Method::POST,
         "/v1/container/set",
         Some(&props.to_json()),
     )
-    .await;
+    .await?;
     forwarded(&r, outcome, |a| {
         tracing::info!(
             "oio container/set_properties {}: version {} by {}",
@@ -554,6 +552,21 @@ async fn set_properties(
         );
         empty(StatusCode::NO_CONTENT)
     })
+}
+
+/// Sends one request to the container named by `q`, following its master;
+/// a base the directory does not know is a missing container.
+async fn to_container(
+    svc: &Arc<Service>,
+    r: &Request,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Result<election_client::Answer, election_client::NoPeerAnswered>, OioError> {
+    let peers = peers(svc, r, None)
+        .await
+        .map_err(|e| container_not_found(e, r))?;
+    Ok(election_client::to_base(&target(svc, r, &peers), method, path, body).await)
 }
 
 /// A base the directory does not know is a missing container (oio 431).
@@ -575,16 +588,7 @@ async fn get_properties(
     headers: HeaderMap,
 ) -> Result<Response, OioError> {
     let r = parse_request(&svc, &ns, &q, &headers, true)?;
-    let peers = peers(&svc, &r, None)
-        .await
-        .map_err(|e| container_not_found(e, &r))?;
-    let outcome = election_client::to_base(
-        &target(&svc, &r, &peers),
-        reqwest::Method::GET,
-        "/v1/container/props",
-        None,
-    )
-    .await;
+    let outcome = to_container(&svc, &r, reqwest::Method::GET, "/v1/container/props", None).await?;
     forwarded(&r, outcome, |a| {
         let mut system = a.body["system"].as_object().cloned().unwrap_or_default();
         // Our own fields, under names the CLI shows as they are.
@@ -604,16 +608,14 @@ async fn destroy(
     headers: HeaderMap,
 ) -> Result<Response, OioError> {
     let r = parse_request(&svc, &ns, &q, &headers, true)?;
-    let peers = peers(&svc, &r, None)
-        .await
-        .map_err(|e| container_not_found(e, &r))?;
-    let outcome = election_client::to_base(
-        &target(&svc, &r, &peers),
+    let outcome = to_container(
+        &svc,
+        &r,
         reqwest::Method::POST,
         "/v1/container/delete",
         None,
     )
-    .await;
+    .await?;
     forwarded(&r, outcome, |a| {
         tracing::info!("oio container/destroy {}: {}", r.base, a.body["replicas"]);
         empty(StatusCode::NO_CONTENT)

@@ -10,6 +10,9 @@ use std::time::Duration;
 use system_tests::{base_of, Cluster, ServiceOpts};
 use zookeeper_client as zk;
 
+/// `openio election status meta2 FVE0`, as the real CLI sends it.
+const STATUS: &str = "admin/status?type=meta2&acct=myaccount&ref=FVE0";
+
 const CID: &str = "697ECB056A5F9339B36C3B0A020B5AB17B4B0160FBEBEA203315EA1FC1B61605";
 
 /// What the Python client gets: the HTTP status, the JSON body (parsed only
@@ -197,14 +200,7 @@ async fn election_commands_through_the_proxy_routes() {
     c.wait_converged(&base_of("myaccount", "FVE0"), Duration::from_secs(10))
         .await
         .expect("converged");
-    let r = oio(
-        &c,
-        proxy,
-        "admin/status?type=meta2&acct=myaccount&ref=FVE0",
-        None,
-        30.0,
-    )
-    .await;
+    let r = oio(&c, proxy, STATUS, None, 30.0).await;
     let rows = peer_rows(&r);
     let master = the_master(&rows);
     assert_eq!(
@@ -360,14 +356,7 @@ async fn election_commands_through_the_proxy_routes() {
     c.wait_converged(&base_of("myaccount", "FVE0"), Duration::from_secs(10))
         .await
         .expect("re-elected after leave");
-    let r = oio(
-        &c,
-        proxy,
-        "admin/status?type=meta2&acct=myaccount&ref=FVE0",
-        None,
-        30.0,
-    )
-    .await;
+    let r = oio(&c, proxy, STATUS, None, 30.0).await;
     the_master(&peer_rows(&r));
 
     // Errors, as the proxy words them.
@@ -640,14 +629,7 @@ async fn a_dead_peer_and_a_failed_election_through_the_proxy() {
     let ids = [master.clone(), slaves[0].clone(), slaves[1].clone()];
 
     c.service_mut(&ids[2]).kill9();
-    let r = oio(
-        &c,
-        &ids[0],
-        "admin/status?type=meta2&acct=myaccount&ref=FVE0",
-        None,
-        10.0,
-    )
-    .await;
+    let r = oio(&c, &ids[0], STATUS, None, 10.0).await;
     let rows = peer_rows(&r);
     let dead = rows
         .iter()

@@ -303,14 +303,7 @@ async fn metrics_move_and_request_ids_cross_peers() {
     );
 
     // A leave moves the mastership: a failover, counted where it lands.
-    let resp = c
-        .http
-        .post(format!("http://{master}/v1/election/leave"))
-        .query(&[("base", base.as_str()), ("type", "meta2")])
-        .send()
-        .await
-        .expect("leave");
-    assert_eq!(resp.status(), 200);
+    assert_eq!(c.call(&master, "leave", &base, T).await.status, 200);
     let mut failovers = 0.0;
     let started = Instant::now();
     while failovers < 1.0 && started.elapsed() < T {
@@ -585,14 +578,7 @@ async fn balance_moves_masterships_at_its_rate() {
             if master == ids[0] {
                 break;
             }
-            let resp = c
-                .http
-                .post(format!("http://{master}/v1/election/leave"))
-                .query(&[("base", base.as_str()), ("type", "meta2")])
-                .send()
-                .await
-                .expect("leave");
-            assert_eq!(resp.status(), 200);
+            assert_eq!(c.call(&master, "leave", &base, T).await.status, 200);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bases.push(base);
