@@ -59,26 +59,19 @@ pub async fn fan_out(target: &Target<'_>, route: &str) -> Vec<Row> {
 }
 
 fn transport_error(id: String, e: &reqwest::Error, connect_timeout: Duration) -> Row {
-    let text = format!("{e:?}");
-    let refused = text.contains("ConnectionRefused") || text.contains("Connection refused");
-    let (status, message) = if e.is_connect() && refused {
-        (2, format!("{id}: [errno=111] Connection refused"))
-    } else if e.is_connect() && e.is_timeout() {
-        (
-            5,
-            format!(
-                "Connect timeout ({:.1}s) to {id}",
-                connect_timeout.as_secs_f64()
-            ),
-        )
-    } else if e.is_timeout() {
-        (7, "Timeout".to_string())
-    } else {
-        (10, format!("{id}: {e}"))
+    let why = crate::NoAnswer::of(e);
+    let message = match why {
+        crate::NoAnswer::Refused => format!("{id}: [errno=111] Connection refused"),
+        crate::NoAnswer::ConnectTimeout => format!(
+            "Connect timeout ({:.1}s) to {id}",
+            connect_timeout.as_secs_f64()
+        ),
+        crate::NoAnswer::Timeout => "Timeout".to_string(),
+        crate::NoAnswer::Other => format!("{id}: {e}"),
     };
     Row {
         id,
-        status,
+        status: why.code(),
         message,
         answer: Value::Null,
     }

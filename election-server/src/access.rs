@@ -9,9 +9,9 @@
 
 use crate::service::Service;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::future::Future;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -43,10 +43,7 @@ pub fn with_id<F: Future>(id: Option<String>, fut: F) -> impl Future<Output = F:
 
 /// A fresh request id.
 pub fn new_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(crate::directory::now_ms());
-    format!("req-{:016x}", h.finish())
+    election_client::new_request_id("req")
 }
 
 /// The caller's id if it is printable and short, else a new one.
@@ -86,16 +83,10 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 }
 
 fn unauthorized() -> Response {
-    let mut resp = (
-        StatusCode::UNAUTHORIZED,
-        r#"{"status":401,"message":"unauthorized"}"#,
+    crate::oioproxy::json_reply(
+        401,
+        &serde_json::json!({"status": 401, "message": "unauthorized"}),
     )
-        .into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// Quiet routes log at debug: peers' RPC, liveness and scrapes.
@@ -117,7 +108,7 @@ pub async fn around(State(svc): State<Arc<Service>>, req: Request, next: Next) -
         Some(secret) if protected(&method, &path) => req
             .headers()
             .get(SECRET_HEADER)
-            .is_some_and(|v| same_secret(v.as_bytes(), secret.as_bytes())),
+            .is_some_and(|v| same_secret(v.as_bytes(), secret.expose().as_bytes())),
         _ => true,
     };
     let span = tracing::info_span!("req", id = %id);

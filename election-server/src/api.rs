@@ -153,24 +153,32 @@ fn resolve(svc: &Service, q: &BaseQuery) -> Result<BaseName, ApiError> {
     }
 }
 
-/// How long a waiting route may wait: the caller's budget (`x-oio-timeout`
-/// in microseconds, or `timeout` in seconds) minus a margin, so that the
-/// caller receives our answer before giving up, capped by `wait_delay`.
-fn wait_budget(svc: &Service, q: &BaseQuery, headers: &HeaderMap) -> Duration {
-    let from_header = headers
+/// The caller's budget from `x-oio-timeout` (microseconds, as OpenIO's SDK
+/// sends it), if the header is there and sane.
+pub fn oio_timeout(headers: &HeaderMap) -> Option<Duration> {
+    headers
         .get("x-oio-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_micros);
+        .filter(|us| *us > 0)
+        .map(Duration::from_micros)
+}
+
+/// A budget less a margin (5 %, at least 150 ms), so that our answer
+/// reaches the caller before it gives up.
+pub fn less_margin(budget: Duration) -> Duration {
+    budget.saturating_sub((budget / 20).max(Duration::from_millis(150)))
+}
+
+/// How long a waiting route may wait: the caller's budget (`x-oio-timeout`,
+/// or `timeout` in seconds) less the margin, capped by `wait_delay`.
+fn wait_budget(svc: &Service, q: &BaseQuery, headers: &HeaderMap) -> Duration {
     let from_query = q
         .timeout
         .filter(|t| t.is_finite() && *t > 0.0)
         .map(Duration::from_secs_f64);
-    match from_header.or(from_query) {
-        Some(budget) => {
-            let margin = (budget / 20).max(Duration::from_millis(150));
-            budget.saturating_sub(margin).min(svc.cfg.wait_delay)
-        }
+    match oio_timeout(headers).or(from_query) {
+        Some(budget) => less_margin(budget).min(svc.cfg.wait_delay),
         None => svc.cfg.wait_delay,
     }
 }

@@ -13,6 +13,7 @@
 //! every value. Secrets are only ever read from files (`secret_file`,
 //! `zk_digest_file`), never printed.
 
+use election_client::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -105,6 +106,10 @@ pub enum ConfigError {
 pub struct Resolved {
     pub settings: Settings,
     pub sources: BTreeMap<String, Source>,
+    /// Read once, from `secret_file`.
+    pub secret: Option<Secret>,
+    /// ZooKeeper's `user:password`, read once from `zk_digest_file`.
+    pub zk_digest: Option<Secret>,
 }
 
 /// The variable of a key: `ELECTION_<KEY>`.
@@ -266,8 +271,15 @@ pub fn resolve(
                 path: "(merged)".into(),
                 why: e.to_string(),
             })?;
-    let resolved = Resolved { settings, sources };
+    let mut resolved = Resolved {
+        settings,
+        sources,
+        secret: None,
+        zk_digest: None,
+    };
     resolved.validate()?;
+    resolved.secret = resolved.read_secret("secret_file")?;
+    resolved.zk_digest = resolved.read_secret("zk_digest_file")?;
     Ok(resolved)
 }
 
@@ -416,56 +428,33 @@ impl Resolved {
                 "a test-only fault: it needs enable_fault_switches",
             ));
         }
-        for key in ["secret_file", "zk_digest_file"] {
-            let path = if key == "secret_file" {
-                &s.secret_file
-            } else {
-                &s.zk_digest_file
-            };
-            if !path.is_empty() {
-                self.read_secret(key, path)?;
-            }
-        }
         Ok(())
     }
 
-    /// The first line of a secret file, checked non-empty.
-    fn read_secret(&self, key: &str, path: &str) -> Result<String, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            self.invalid(key, format!("{path:?}"), &format!("a readable file ({e})"))
-        })?;
-        let line = text.lines().next().unwrap_or("").trim().to_string();
-        if line.is_empty() {
-            return Err(self.invalid(
+    /// The secret held by the file of `key`, if one is set: the first line.
+    fn read_secret(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        let path = match key {
+            "secret_file" => &self.settings.secret_file,
+            _ => &self.settings.zk_digest_file,
+        };
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let secret = Secret::from_file(path).map_err(|why| {
+            self.invalid(
                 key,
                 format!("{path:?}"),
-                "a file whose first line is the secret",
-            ));
-        }
-        if key == "zk_digest_file" && !line.contains(':') {
+                &format!("a readable file whose first line is the secret ({why})"),
+            )
+        })?;
+        if key == "zk_digest_file" && !secret.expose().contains(':') {
             return Err(self.invalid(
                 key,
                 format!("{path:?}"),
                 "a file whose first line is user:password",
             ));
         }
-        Ok(line)
-    }
-
-    /// The shared secret, if one is configured.
-    pub fn secret(&self) -> Option<String> {
-        let p = &self.settings.secret_file;
-        (!p.is_empty())
-            .then(|| self.read_secret("secret_file", p).ok())
-            .flatten()
-    }
-
-    /// ZooKeeper's `user:password`, if digest authentication is configured.
-    pub fn zk_digest(&self) -> Option<String> {
-        let p = &self.settings.zk_digest_file;
-        (!p.is_empty())
-            .then(|| self.read_secret("zk_digest_file", p).ok())
-            .flatten()
+        Ok(Some(secret))
     }
 
     /// The effective configuration as TOML, each key with its source.
@@ -672,7 +661,11 @@ mod tests {
             secret.display().to_string()
         );
         let r = resolve(file(&text), &env_of(&[]), &[]).expect("valid");
-        assert_eq!(r.secret().as_deref(), Some("s3cr3t-value"));
+        assert_eq!(r.secret.as_ref().map(Secret::expose), Some("s3cr3t-value"));
+        assert!(
+            !format!("{r:?}").contains("s3cr3t-value"),
+            "Debug redacts it"
+        );
         assert!(!r.render().contains("s3cr3t-value"));
         std::fs::write(&secret, "\n").expect("write");
         let err = resolve(file(&text), &env_of(&[]), &[]).expect_err("empty secret");

@@ -165,7 +165,7 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         zk::Connection {
             hosts: s.zk.clone(),
             chroot: s.zk_chroot.clone(),
-            digest: resolved.zk_digest(),
+            digest: resolved.zk_digest.clone(),
         },
         Duration::from_millis(s.session_timeout_ms),
         Duration::from_secs(30),
@@ -199,7 +199,7 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         fault_switches: s.enable_fault_switches,
         max_body_bytes: s.max_body_bytes as usize,
         balance_rate: s.balance_rate,
-        secret: resolved.secret(),
+        secret: resolved.secret.clone(),
     };
     if s.enable_fault_switches {
         tracing::warn!("test-only fault switches are ENABLED: never run like this in production");

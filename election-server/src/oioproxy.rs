@@ -62,7 +62,7 @@ pub fn http_status(code: i64) -> u16 {
 
 /// A JSON reply whose content type is exactly `application/json`: the
 /// Python client compares the string, parameters included.
-fn json_reply(http: u16, body: &Value) -> Response {
+pub(crate) fn json_reply(http: u16, body: &Value) -> Response {
     let status = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(
@@ -125,19 +125,13 @@ struct OioQuery {
     check_type: Option<String>,
 }
 
-/// The caller's budget (`x-oio-timeout`, microseconds; 30 s without it),
-/// less a margin so that our answer arrives before the caller gives up.
+/// The caller's budget (`x-oio-timeout`; 30 s without it, as the CLI's
+/// default), less the margin.
 fn budget(headers: &HeaderMap) -> Duration {
-    let asked = headers
-        .get("x-oio-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|us| *us > 0)
-        .map(Duration::from_micros)
+    let asked = crate::api::oio_timeout(headers)
         .unwrap_or(Duration::from_secs(30))
         .min(Duration::from_secs(300));
-    let margin = (asked / 20).max(Duration::from_millis(100));
-    asked.saturating_sub(margin).max(Duration::from_millis(50))
+    crate::api::less_margin(asked).max(Duration::from_millis(50))
 }
 
 /// A request for one base, checked: namespace, type, name.
@@ -654,7 +648,7 @@ mod tests {
         h.insert("x-oio-timeout", HeaderValue::from_static("29700000"));
         assert_eq!(budget(&h), Duration::from_micros(29_700_000 * 19 / 20));
         h.insert("x-oio-timeout", HeaderValue::from_static("1000000"));
-        assert_eq!(budget(&h), Duration::from_millis(900));
+        assert_eq!(budget(&h), Duration::from_millis(850));
         h.insert("x-oio-timeout", HeaderValue::from_static("garbage"));
         assert_eq!(budget(&h), Duration::from_millis(28_500));
     }

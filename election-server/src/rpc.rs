@@ -81,7 +81,7 @@ const MAX_DUMP_BYTES: usize = 1 << 30;
 
 impl PeerClient {
     /// `secret`: sent with every call (`x-election-secret`), marked sensitive.
-    pub fn new(connect_timeout: Duration, secret: Option<&str>) -> Self {
+    pub fn new(connect_timeout: Duration, secret: Option<&election_client::Secret>) -> Self {
         let http = reqwest::Client::builder()
             .default_headers(election_client::secret_headers(secret))
             .redirect(reqwest::redirect::Policy::none())
@@ -102,26 +102,21 @@ impl PeerClient {
     }
 
     fn classify(&self, peer: &ServiceId, timeout: Duration, e: reqwest::Error) -> PeerError {
-        let text = format!("{e:?}");
-        if e.is_connect()
-            && (text.contains("ConnectionRefused") || text.contains("Connection refused"))
-        {
-            PeerError::Refused { peer: peer.clone() }
-        } else if e.is_connect() && e.is_timeout() {
-            PeerError::ConnectTimeout {
-                peer: peer.clone(),
+        let peer = peer.clone();
+        match election_client::NoAnswer::of(&e) {
+            election_client::NoAnswer::Refused => PeerError::Refused { peer },
+            election_client::NoAnswer::ConnectTimeout => PeerError::ConnectTimeout {
+                peer,
                 secs: self.connect_timeout.as_secs_f64(),
-            }
-        } else if e.is_timeout() {
-            PeerError::Timeout {
-                peer: peer.clone(),
+            },
+            election_client::NoAnswer::Timeout => PeerError::Timeout {
+                peer,
                 secs: timeout.as_secs_f64(),
-            }
-        } else {
-            PeerError::Other {
-                peer: peer.clone(),
+            },
+            election_client::NoAnswer::Other => PeerError::Other {
+                peer,
                 detail: e.to_string(),
-            }
+            },
         }
     }
 

@@ -46,7 +46,7 @@ pub struct ServiceConfig {
     /// `balance`: masterships left per second, at most.
     pub balance_rate: f64,
     /// The shared secret of peer RPC and admin routes, if any.
-    pub secret: Option<String>,
+    pub secret: Option<election_client::Secret>,
 }
 
 /// What an election looks like from outside its task.
@@ -133,7 +133,7 @@ impl Service {
         let layout = ZkLayout::new(ns);
         let allow_master = AtomicBool::new(cfg.election.allow_master);
         let directory = Directory::new(zk.clone(), layout.clone());
-        let rpc = PeerClient::new(Duration::from_secs(1), cfg.secret.as_deref());
+        let rpc = PeerClient::new(Duration::from_secs(1), cfg.secret.as_ref());
         Arc::new(Self {
             cfg,
             me,

@@ -119,7 +119,7 @@ pub struct Connection {
     /// `""` or `/path`: every path is under it.
     pub chroot: String,
     /// `user:password` for the digest scheme.
-    pub digest: Option<String>,
+    pub digest: Option<election_client::Secret>,
 }
 
 /// With digest authentication: our identity may do anything, anyone may
@@ -132,7 +132,7 @@ static OWNED_READABLE: [zk::Acl; 2] = [
 pub struct ZkSession {
     hosts: String,
     chroot: String,
-    digest: Option<String>,
+    digest: Option<election_client::Secret>,
     requested_timeout: Duration,
     current: RwLock<Option<(zk::Client, u64)>>,
     view: watch::Sender<SessionView>,
@@ -187,7 +187,7 @@ impl ZkSession {
     fn connector(&self) -> zk::Connector {
         let mut connector = zk::Client::connector().with_session_timeout(self.requested_timeout);
         if let Some(digest) = &self.digest {
-            connector = connector.with_auth("digest", digest.as_bytes());
+            connector = connector.with_auth("digest", digest.expose().as_bytes());
         }
         connector
     }

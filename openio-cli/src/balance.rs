@@ -163,6 +163,9 @@ pub async fn run(cli: &Cli, stype: &str, ids: &[String], ask: Ask) -> anyhow::Re
     if !plan.is_empty() {
         progress(plan.len(), plan.len(), "done");
     }
+    if rows.iter().any(|r| r.get(1) == Some(&Cell::Num(401))) {
+        eprintln!("{}", crate::UNAUTHORIZED_HINT);
+    }
     crate::print(
         cli.format,
         &["Id", "Status", "Masters", "Eligible", "Left", "Message"],

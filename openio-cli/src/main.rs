@@ -71,7 +71,7 @@ struct Ctx {
     base: BaseName,
     timeout: Duration,
     zk_hosts: Option<String>,
-    secret: Option<String>,
+    secret: Option<election_client::Secret>,
 }
 
 impl Ctx {
@@ -126,7 +126,7 @@ impl Ctx {
     ) -> Vec<Row> {
         let http = election_client::client(
             self.timeout.min(election_client::CONNECT_TIMEOUT),
-            self.secret.as_deref(),
+            self.secret.as_ref(),
         );
         election_client::fan_out(&self.target(&http, peers, request_id), route).await
     }
@@ -142,7 +142,7 @@ impl Ctx {
     ) -> anyhow::Result<Answer> {
         let http = election_client::client(
             self.timeout.min(election_client::CONNECT_TIMEOUT),
-            self.secret.as_deref(),
+            self.secret.as_ref(),
         );
         let target = self.target(&http, peers, request_id);
         Ok(election_client::to_base(&target, method, path, body.as_ref()).await?)
@@ -175,16 +175,12 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// The shared secret, from `--secret-file` (first line).
-fn secret(cli: &Cli) -> anyhow::Result<Option<String>> {
-    let Some(path) = &cli.secret_file else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read --secret-file {path}: {e}"))?;
-    match text.lines().next().map(str::trim) {
-        Some(line) if !line.is_empty() => Ok(Some(line.to_string())),
-        _ => anyhow::bail!("--secret-file {path}: the first line must hold the secret"),
-    }
+fn secret(cli: &Cli) -> anyhow::Result<Option<election_client::Secret>> {
+    cli.secret_file
+        .as_deref()
+        .map(election_client::Secret::from_file)
+        .transpose()
+        .map_err(|why| anyhow::anyhow!("--secret-file: {why}"))
 }
 
 /// An HTTP client with the global timeout and the secret, for one service.
@@ -192,7 +188,7 @@ pub(crate) fn service_client(cli: &Cli) -> anyhow::Result<reqwest::Client> {
     let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
     Ok(reqwest::Client::builder()
         .timeout(timeout)
-        .default_headers(election_client::secret_headers(secret(cli)?.as_deref()))
+        .default_headers(election_client::secret_headers(secret(cli)?.as_ref()))
         .build()?)
 }
 
@@ -211,7 +207,16 @@ pub(crate) fn print(format: Format, columns: &[&str], rows: &[Vec<Cell>]) {
     let _ = out.flush();
 }
 
+/// What to do about a 401: the services have a shared secret.
+pub(crate) const UNAUTHORIZED_HINT: &str =
+    "401 unauthorized: the services require their shared secret; \
+pass --secret-file FILE or set OIO_ELECTION_SECRET_FILE (the file the services' secret_file names)";
+
+/// The exit code of a table of peers; says what to do about 401 rows.
 fn exit_for(rows: &[Row]) -> ExitCode {
+    if rows.iter().any(|r| r.status == 401) {
+        eprintln!("{UNAUTHORIZED_HINT}");
+    }
     if rows.iter().all(Row::answered) {
         ExitCode::SUCCESS
     } else {
@@ -223,10 +228,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
     // As OpenIO's CLI: every run has a request id, so that one grep finds
     // its lines on every service it reached.
     if cli.request_id.is_none() {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        cli.request_id = Some(format!("CLI-{:016x}", h.finish()));
+        cli.request_id = Some(election_client::new_request_id("CLI"));
     }
     match &cli.command {
         Command::Man => {
@@ -732,6 +734,9 @@ async fn run_admin(cli: &Cli, cmd: &AdminCmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("{id}: {}", body["message"].as_str().unwrap_or("no answer"));
+                if status == 401 {
+                    eprintln!("{UNAUTHORIZED_HINT}");
+                }
                 Ok(ExitCode::from(1))
             }
         }
