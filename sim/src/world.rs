@@ -104,6 +104,23 @@ pub struct Client {
     early: Vec<String>,
 }
 
+impl Client {
+    /// A fresh client on a new session, without watches.
+    fn connected(session: SessionId, epoch: u64, conn: u64) -> Client {
+        Client {
+            session,
+            epoch,
+            conn,
+            link: Link::Connected,
+            grace_reported: false,
+            watchers: Vec::new(),
+            fired: Vec::new(),
+            held: Vec::new(),
+            early: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct PendingWrite {
     base: usize,
@@ -457,17 +474,7 @@ impl World {
                     paused_until: None,
                     deferred: Vec::new(),
                     zk_cut: false,
-                    client: Client {
-                        session,
-                        epoch: 1,
-                        conn: 1,
-                        link: Link::Connected,
-                        grace_reported: false,
-                        watchers: Vec::new(),
-                        fired: Vec::new(),
-                        held: Vec::new(),
-                        early: Vec::new(),
-                    },
+                    client: Client::connected(session, 1, 1),
                     elecs: BTreeMap::new(),
                     replicas: vec![Replica::default(); opts.bases],
                     outstanding: BTreeMap::new(),
@@ -2111,17 +2118,7 @@ impl World {
         let up = self.physically_up_after_restart(s);
         let x = &mut self.svcs[s];
         x.up = true;
-        x.client = Client {
-            session,
-            epoch: x.client.epoch + 1,
-            conn: x.client.conn + 1,
-            link: Link::Connected,
-            grace_reported: false,
-            watchers: Vec::new(),
-            fired: Vec::new(),
-            held: Vec::new(),
-            early: Vec::new(),
-        };
+        x.client = Client::connected(session, x.client.epoch + 1, x.client.conn + 1);
         self.note(|| format!("svc{s} restarted"));
         self.schedule_ping(s);
         if !up {
