@@ -219,9 +219,13 @@ async fn run_chaos(c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
         history.len(),
         refused.load(Ordering::Relaxed)
     );
+    // One round is a 1-3 s pause plus the fault: up to 3 s down and a
+    // restart, or a ZooKeeper member killed 1-2 s and started again (a JVM
+    // start): about 8 s at worst. Seed 1795331692911722085 made 4 rounds in
+    // 20 s; a bound of one round per 4 s failed it.
     assert!(
-        faults.len() >= seconds as usize / 4,
-        "the fault injector ran"
+        faults.len() >= (seconds as usize / 8).max(1),
+        "the fault injector ran: {faults:?}"
     );
     if ensemble {
         assert!(
