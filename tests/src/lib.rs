@@ -422,8 +422,11 @@ impl Service {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The process was started by the harness and has not exited (a
+    /// stopped one counts as running). Asks the kernel without reaping, so a
+    /// service that crashed on its own is seen as dead.
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.pid().is_some_and(|pid| !has_exited(pid))
     }
 
     pub fn log_text(&self) -> String {
@@ -482,6 +485,25 @@ impl Drop for Service {
             signal(pid, libc::SIGCONT);
         }
         self.kill9();
+    }
+}
+
+/// Whether our child `pid` has exited, without reaping it (`waitid` with
+/// `WNOWAIT`), so that `Child::wait` still works afterwards.
+fn has_exited(pid: u32) -> bool {
+    // SAFETY: `info` is a plain C struct that waitid fills in; zeroed is a
+    // valid value for it, and `si_pid` is read only after waitid returned 0.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        // rc < 0: not our child any more (already reaped): exited.
+        rc < 0 || info.si_pid() != 0
     }
 }
 
@@ -677,6 +699,16 @@ impl Cluster {
         }
     }
 
+    /// A client of this cluster's peers that needs no access to the cluster
+    /// itself: tasks write with it while the test kills and restarts
+    /// processes.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            http: self.http.clone(),
+            ids: self.ids(),
+        }
+    }
+
     /// A write sent to one peer, without following redirects: (status, message).
     pub async fn write_to(
         &self,
@@ -685,26 +717,7 @@ impl Cluster {
         props: &[(&str, &str)],
         timeout: Duration,
     ) -> (u16, String) {
-        let body = serde_json::json!({"properties": props.iter().map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string()))).collect::<serde_json::Map<_, _>>()});
-        let resp = self
-            .http
-            .post(format!("http://{id}/v1/container/set"))
-            .query(&[("base", base), ("type", "meta2")])
-            .header("x-oio-timeout", (timeout.as_micros() as u64).to_string())
-            .timeout(timeout)
-            .json(&body)
-            .send()
-            .await;
-        match resp {
-            Ok(r) => {
-                let v: Value = r.json().await.unwrap_or(Value::Null);
-                (
-                    v["status"].as_u64().unwrap_or(0) as u16,
-                    v["message"].as_str().unwrap_or("").to_string(),
-                )
-            }
-            Err(e) => (if e.is_timeout() { 7 } else { 2 }, e.to_string()),
-        }
+        self.writer().write_to(id, base, props, timeout).await
     }
 
     /// A write sent like a client does: to a running peer, following up to
@@ -715,23 +728,18 @@ impl Cluster {
         props: &[(&str, &str)],
         timeout: Duration,
     ) -> (u16, String, String) {
-        let mut last = (0, "no running peer".to_string(), String::new());
-        for s in self.services.iter().filter(|s| s.is_running()) {
-            let mut target = s.id.clone();
-            for _ in 0..5 {
-                let (code, message) = self.write_to(&target, base, props, timeout).await;
-                if code == 303 {
-                    target = message;
-                    continue;
-                }
-                last = (code, message, target.clone());
-                break;
-            }
-            if last.0 == 200 || (last.0 >= 100 && last.0 != 303) {
-                return last;
-            }
+        let running = self
+            .services
+            .iter()
+            .filter(|s| s.is_running())
+            .map(|s| s.id.clone())
+            .collect();
+        Writer {
+            http: self.http.clone(),
+            ids: running,
         }
-        last
+        .write(base, props, timeout)
+        .await
     }
 
     /// The properties as one peer serves them: (status, properties, version).
@@ -823,6 +831,74 @@ impl Cluster {
     }
 }
 
+/// Writes as a client makes them, given only the peers' ids.
+#[derive(Clone)]
+pub struct Writer {
+    http: reqwest::Client,
+    ids: Vec<String>,
+}
+
+impl Writer {
+    /// A write sent to one peer, without following redirects: (status,
+    /// message). Transport failures are 7 (timeout) or 2 (anything else).
+    pub async fn write_to(
+        &self,
+        id: &str,
+        base: &str,
+        props: &[(&str, &str)],
+        timeout: Duration,
+    ) -> (u16, String) {
+        let body = serde_json::json!({"properties": props.iter().map(|(k, v)| ((*k).to_string(), Value::String((*v).to_string()))).collect::<serde_json::Map<_, _>>()});
+        let resp = self
+            .http
+            .post(format!("http://{id}/v1/container/set"))
+            .query(&[("base", base), ("type", "meta2")])
+            .header("x-oio-timeout", (timeout.as_micros() as u64).to_string())
+            .timeout(timeout)
+            .json(&body)
+            .send()
+            .await;
+        match resp {
+            Ok(r) => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                (
+                    v["status"].as_u64().unwrap_or(0) as u16,
+                    v["message"].as_str().unwrap_or("").to_string(),
+                )
+            }
+            Err(e) => (if e.is_timeout() { 7 } else { 2 }, e.to_string()),
+        }
+    }
+
+    /// A write sent like a client does: to each peer in turn until one
+    /// answers, following up to 4 redirects. Returns (status, message, the
+    /// peer that answered).
+    pub async fn write(
+        &self,
+        base: &str,
+        props: &[(&str, &str)],
+        timeout: Duration,
+    ) -> (u16, String, String) {
+        let mut last = (0, "no running peer".to_string(), String::new());
+        for id in &self.ids {
+            let mut target = id.clone();
+            for _ in 0..5 {
+                let (code, message) = self.write_to(&target, base, props, timeout).await;
+                if code == 303 {
+                    target = message;
+                    continue;
+                }
+                last = (code, message, target.clone());
+                break;
+            }
+            if last.0 == 200 || (last.0 >= 100 && last.0 != 303) {
+                return last;
+            }
+        }
+        last
+    }
+}
+
 /// Exactly one 200 and every other answer a 303 naming it.
 pub fn one_master(answers: &[Answer]) -> Result<String, String> {
     let masters: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
@@ -855,4 +931,57 @@ pub fn base_of(account: &str, reference: &str) -> String {
     election_core::names::ContainerId::compute(account, reference)
         .meta2_base()
         .to_string()
+}
+
+/// One election node as ZooKeeper holds it: the independent evidence that
+/// services' claims (MASTER, epoch, session) are checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ElectionNode {
+    /// The node's sequence number: the epoch of a master elected on it.
+    pub seq: i64,
+    /// The node's data: the owner's service id.
+    pub owner: String,
+    /// The `ephemeralOwner` of the node: the owner's ZooKeeper session.
+    pub session: i64,
+}
+
+/// The election nodes of a meta2 `base` of namespace OPENIO, lowest first,
+/// read with the caller's own ZooKeeper client (never through a service).
+/// Nodes that vanish between the listing and their read are skipped.
+pub async fn election_nodes(
+    zk: &zookeeper_client::Client,
+    base: &str,
+) -> Result<Vec<ElectionNode>, zookeeper_client::Error> {
+    use election_core::names::{
+        format_seq, parse_node_name, BaseName, ElectionKey, Namespace, ServiceType, ZkLayout,
+    };
+    let stype = ServiceType::new("meta2").expect("type");
+    let key = ElectionKey::compute(&BaseName::parse(base).expect("base name"), &stype);
+    let layout = ZkLayout::new(Namespace::new("OPENIO").expect("namespace"));
+    let dir = layout.election_dir(&stype, &key);
+    let children = match zk.list_children(&dir).await {
+        Ok(c) => c,
+        Err(zookeeper_client::Error::NoNode) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut seqs: Vec<i64> = children
+        .iter()
+        .filter_map(|n| parse_node_name(n).filter(|(k, _)| *k == key.as_str()))
+        .map(|(_, s)| s)
+        .collect();
+    seqs.sort_by(|a, b| election_core::names::seq_offset(*a, *b).cmp(&0));
+    let mut out = Vec::new();
+    for seq in seqs {
+        let path = format!("{dir}/{key}-{}", format_seq(seq));
+        match zk.get_data(&path).await {
+            Ok((data, stat)) => out.push(ElectionNode {
+                seq,
+                owner: String::from_utf8_lossy(&data).into_owned(),
+                session: stat.ephemeral_owner,
+            }),
+            Err(zookeeper_client::Error::NoNode) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
