@@ -42,6 +42,8 @@ pub struct Options {
     pub stamps: bool,
     /// Start some election directories' sequence counters near the 32-bit wrap.
     pub wrap: bool,
+    /// A deliberate bug, to show that an invariant can fail (none by default).
+    pub mutation: Option<Mutation>,
     /// Keep a trace of transitions and faults (printed on failure).
     pub trace: bool,
 }
@@ -60,9 +62,19 @@ impl Default for Options {
             dump_locked: true,
             stamps: true,
             wrap: false,
+            mutation: None,
             trace: false,
         }
     }
+}
+
+/// A deliberate bug planted in the world, so that a test can see an
+/// invariant fail in a whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutation {
+    /// LISTING reports every candidate's own node as the lowest of the group:
+    /// each candidate leads, which `one_master` must catch.
+    SelfLowest,
 }
 
 /// What one run did.
@@ -128,6 +140,13 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
     let mut violation = w.run_until(end * world::MS).err();
     if violation.is_none() {
         violation = invariants::convergence::check(&w).err();
+    }
+    for (_, apart) in invariants::convergence::read_only_bases(&w) {
+        w.stats.count("base left in emergency read-only");
+        if apart {
+            w.stats
+                .count("base left in emergency read-only, replicas apart");
+        }
     }
     Outcome {
         stats: std::mem::take(&mut w.stats),

@@ -4,7 +4,7 @@
 //!     election-sim --seeds 0..20000 --jobs 2 # a long sweep
 //!     election-sim --seed 1234 --trace       # replay one seed with its trace
 
-use election_sim::{run, Options, Stats};
+use election_sim::{run, Mutation, Options, Stats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,6 +12,7 @@ use std::time::Instant;
 const USAGE: &str = "usage: election-sim [--seed N | --seeds A..B] [--jobs J] [--trace]
        [--services N] [--bases N] [--fault-ms MS] [--settle-ms MS] [--wrap]
        [--no-fence | --no-dump-lock | --no-stamps]   (turn one fix off: the run must fail)
+       [--mutate self-lowest]   (plant a bug: every candidate leads; one_master must fail)
 Runs the real election state machine over an in-memory ZooKeeper with faults,
 checking the invariants after every step. Exit code 1 when a seed fails.";
 
@@ -57,6 +58,10 @@ fn main() {
             "--no-dump-lock" => opts.dump_locked = false,
             "--no-stamps" => opts.stamps = false,
             "--wrap" => opts.wrap = true,
+            "--mutate" => match value("--mutate").as_str() {
+                "self-lowest" => opts.mutation = Some(Mutation::SelfLowest),
+                other => fail(format!("--mutate: unknown mutation {other}")),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;

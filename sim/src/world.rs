@@ -10,7 +10,7 @@
 
 use crate::rng::Rng;
 use crate::zk::{Fired, SessionId, WatchKind, ZkError, ZkModel};
-use crate::{invariants, Options, Stats, Violation};
+use crate::{invariants, Mutation, Options, Stats, Violation};
 use election_core::names::{
     parse_node_name, seq_after, seq_latest, seq_offset, BaseName, ContainerId, ElectionKey,
     Namespace, Seq, ServiceId, ServiceType, ZkLayout,
@@ -433,6 +433,10 @@ pub struct World {
     pub replaced: BTreeSet<usize>,
     /// Writes acknowledged in the current step (indices into `acked`).
     pub new_acks: Vec<usize>,
+    /// Pairs of indices into `acked` (older epoch, newer epoch): a write
+    /// acknowledged under an older epoch after one of a newer epoch
+    /// (kept by `acked_epochs`, which re-checks them when a copy lands).
+    pub epoch_overlaps: Vec<(usize, usize)>,
     pub log_seen: BTreeMap<(usize, u64, usize), u64>,
     pub faults_until: u64,
     /// The workload stops here, so that the final check sees a quiet cluster.
@@ -514,6 +518,7 @@ impl World {
             data_changed: BTreeSet::new(),
             replaced: BTreeSet::new(),
             new_acks: Vec::new(),
+            epoch_overlaps: Vec::new(),
             log_seen: BTreeMap::new(),
             faults_until,
             writes_until: u64::MAX,
@@ -1343,6 +1348,9 @@ impl World {
         session: SessionId,
         known_owner: Option<SessionId>,
     ) -> Event {
+        if self.opts.mutation == Some(Mutation::SelfLowest) {
+            return Event::ListOk { op, lowest: ours };
+        }
         let key = self.keys[b].as_str();
         let mut seqs: Vec<Seq> = children
             .iter()
@@ -1466,6 +1474,8 @@ impl World {
         if !dup && !c.watchers.iter().any(|(p, _, _)| *p == path) {
             // The answer that set this watch has not arrived yet.
             c.early.push(path);
+            self.stats
+                .count("notification held until its watch's answer");
             return;
         }
         let hits: Vec<(String, usize, WatchFor)> = if dup {
@@ -2208,7 +2218,7 @@ impl World {
         for (i, x) in self.svcs.iter().enumerate() {
             let line = match x.elecs.get(&b) {
                 Some(e) => format!(
-                    "  svc{i} {} up={} paused={} link={:?} epoch={} bound={} state={} node={:?} master={:?}/{:?} fence={:?} data={:?} reason: {}\n    log: {}\n",
+                    "  svc{i} {} up={} paused={} link={:?} epoch={} bound={} state={} node={:?} master={:?}/{:?} fence={:?} data={:?}{} reason: {}\n    log: {}\n",
                     x.id,
                     x.up,
                     x.paused_until.is_some(),
@@ -2221,6 +2231,7 @@ impl World {
                     e.fsm.master_id(),
                     e.fence,
                     x.replicas[b].vector(),
+                    if e.readonly { " READ-ONLY" } else { "" },
                     e.fsm.reason(Now::at(t)),
                     e.fsm.log().rendered().into_iter().take(12).collect::<Vec<_>>().join(" ")
                 ),

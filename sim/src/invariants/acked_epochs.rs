@@ -1,50 +1,102 @@
-//! No two acknowledged writes of one base under different masters with
-//! overlapping epochs: when a write is acknowledged under an older epoch
-//! after writes of a newer epoch were acknowledged (a master that resumes
-//! after a pause and finishes a write its slaves applied before the
-//! election), it must already precede those writes in the base's history.
-//! One epoch also belongs to one master.
+//! (6) Acknowledged epochs do not overlap.
+//!
+//! - One epoch belongs to one master: two writes acknowledged under the same
+//!   epoch were acknowledged by the same service.
+//! - A write acknowledged under an older epoch after a write of a newer epoch
+//!   was acknowledged (a master that resumes after a pause and finishes a
+//!   write its slaves applied before the election) already precedes that
+//!   write in the base's history: a majority of replicas hold both, the
+//!   older epoch's first, and no replica holds them the other way round.
+//!
+//! Checked when the later write is acknowledged; each such pair is checked
+//! again whenever a replica of its base is replaced by a copy.
 
 use super::violation;
-use crate::world::World;
+use crate::world::{Acked, World};
 use crate::Violation;
 use election_core::names::seq_after;
 
-pub fn check(w: &World) -> Result<(), Violation> {
+/// How the replicas of `base` order writes `first` and `then`: the services
+/// holding both with `first` before `then`, and those holding `then` first.
+fn order(w: &World, base: usize, first: u64, then: u64) -> (Vec<usize>, Vec<usize>) {
+    let (mut right, mut wrong) = (Vec::new(), Vec::new());
+    for (s, x) in w.svcs.iter().enumerate() {
+        let h = &x.replicas[base].writes;
+        let pos = |wid| h.iter().position(|v| *v == wid);
+        match (pos(first), pos(then)) {
+            (Some(f), Some(t)) if f < t => right.push(s),
+            (Some(_), Some(_)) => wrong.push(s),
+            _ => {}
+        }
+    }
+    (right, wrong)
+}
+
+fn overlap_holds(w: &World, older: &Acked, newer: &Acked) -> Result<(), Violation> {
+    let needed = w.svcs.len() / 2 + 1;
+    let (right, wrong) = order(w, older.base, older.wid, newer.wid);
+    if right.len() >= needed && wrong.is_empty() {
+        return Ok(());
+    }
+    Err(violation(
+        w,
+        "acknowledged epochs do not overlap",
+        format!(
+            "base{}: write {} acknowledged by svc{} at epoch {} after write {} by svc{} at epoch {}: \
+             {} replica(s) hold it before that write {right:?} ({needed} needed), {} after it {wrong:?}\n{}",
+            older.base,
+            older.wid,
+            older.master,
+            older.epoch,
+            newer.wid,
+            newer.master,
+            newer.epoch,
+            right.len(),
+            wrong.len(),
+            w.describe(older.base)
+        ),
+    ))
+}
+
+pub fn check(w: &mut World) -> Result<(), Violation> {
+    let mut found = Vec::new();
     for &i in &w.new_acks {
         let last = &w.acked[i];
-        let earlier = w.acked[..i].iter().filter(|a| a.base == last.base);
-        for a in earlier {
-            let bad = if a.epoch == last.epoch {
-                a.master != last.master
-            } else if seq_after(a.epoch, last.epoch) {
-                // Some replica must hold both, the older epoch's write first.
-                !w.svcs.iter().any(|x| {
-                    let h = &x.replicas[last.base].writes;
-                    let pos = |wid| h.iter().position(|v| *v == wid);
-                    matches!((pos(last.wid), pos(a.wid)), (Some(o), Some(n)) if o < n)
-                })
-            } else {
-                false
-            };
-            if bad {
+        for (j, a) in w.acked[..i].iter().enumerate() {
+            if a.base != last.base {
+                continue;
+            }
+            if a.epoch == last.epoch && a.master != last.master {
                 return Err(violation(
                     w,
                     "acknowledged epochs do not overlap",
                     format!(
-                        "base{}: write {} acknowledged by svc{} at epoch {} after write {} by svc{} at epoch {}, and no replica holds it before that write\n{}",
+                        "base{}: epoch {} acknowledged by two masters: write {} by svc{}, write {} by svc{}\n{}",
                         last.base,
-                        last.wid,
-                        last.master,
                         last.epoch,
                         a.wid,
                         a.master,
-                        a.epoch,
+                        last.wid,
+                        last.master,
                         w.describe(last.base)
                     ),
                 ));
             }
+            if seq_after(a.epoch, last.epoch) {
+                overlap_holds(w, last, a)?;
+                found.push((i, j));
+            }
         }
     }
+    for &(i, j) in &w.epoch_overlaps {
+        if w.replaced.contains(&w.acked[i].base) {
+            overlap_holds(w, &w.acked[i], &w.acked[j])?;
+        }
+    }
+    let late: std::collections::BTreeSet<usize> = found.iter().map(|(i, _)| *i).collect();
+    for _ in late {
+        w.stats.count("write acknowledged under an older epoch");
+    }
+    w.epoch_overlaps.extend(found);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The invariants, one per file, checked after every step of the world
-//! (convergence is checked once the faults have stopped and healed).
+//! (convergence is checked once, after the faults have stopped and healed
+//! and the writes have stopped).
 
 pub mod acked_epochs;
 pub mod convergence;
