@@ -356,9 +356,19 @@ pub struct Service {
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    relay: Option<ZkRelay>,
 }
 
 impl Service {
+    /// Cuts this service from ZooKeeper, or heals the cut (needs
+    /// `Cluster::start_with_relays`). Its peers and clients still reach it.
+    pub fn cut_from_zookeeper(&self, cut: bool) {
+        self.relay
+            .as_ref()
+            .expect("cut_from_zookeeper needs Cluster::start_with_relays")
+            .cut(cut);
+    }
+
     /// Starts the process again with `extra` flags for this start only.
     pub fn restart_with(&mut self, extra: &[&str]) {
         self.kill9();
@@ -525,6 +535,96 @@ fn http_ok(port: u16) -> bool {
     out.starts_with("HTTP/1.1 200")
 }
 
+/// A TCP relay from one service to ZooKeeper that a test can cut. While
+/// cut it moves no byte either way but keeps every connection open, as a
+/// network that drops packets would: both ends hear nothing, ZooKeeper
+/// expires the session after its timeout, and the service finds out on its
+/// own. Healed, the bytes held flow again (TCP would retransmit them).
+pub struct ZkRelay {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ZkRelay {
+    /// Relays 127.0.0.1:<a free port> to ZooKeeper's `zk_port`.
+    pub fn start(zk_port: u16) -> ZkRelay {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = listener.local_addr().expect("relay addr").port();
+        listener.set_nonblocking(true).expect("nonblocking relay");
+        let (cut, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (cut2, stop2) = (cut.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", zk_port)) else {
+                    continue; // ZooKeeper down: the client sees a closed connection
+                };
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (from, to) = (from.try_clone(), to.try_clone());
+                    let (cut, stop) = (cut2.clone(), stop2.clone());
+                    if let (Ok(from), Ok(to)) = (from, to) {
+                        std::thread::spawn(move || pump(from, to, &cut, &stop));
+                    }
+                }
+            }
+        });
+        ZkRelay { port, cut, stop }
+    }
+
+    pub fn cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for ZkRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either closes, holding everything while `cut`.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    cut: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = [0u8; 16 * 1024];
+    while !stop.load(SeqCst) {
+        if cut.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
 /// ZooKeeper plus N services.
 pub struct Cluster {
     pub zk: Zk,
@@ -553,16 +653,30 @@ impl Cluster {
 
     /// N services on a given ZooKeeper (standalone or ensemble).
     pub fn start_on(zk: Zk, n: usize, opts: ServiceOpts) -> Cluster {
+        Self::start_services(zk, n, opts, false)
+    }
+
+    /// N services on a standalone ZooKeeper, each reaching it through a
+    /// `ZkRelay` of its own, so that a test can cut one from ZooKeeper alone
+    /// (`Service::cut_from_zookeeper`).
+    pub fn start_with_relays(n: usize, opts: ServiceOpts) -> Cluster {
+        Self::start_services(Zk::start(200), n, opts, true)
+    }
+
+    fn start_services(zk: Zk, n: usize, opts: ServiceOpts, relays: bool) -> Cluster {
         let dir = TempDir::new("cluster");
         let mut services = Vec::new();
         for i in 0..n {
             let port = free_port();
             let id = format!("127.0.0.1:{port}");
+            let relay = relays.then(|| ZkRelay::start(zk.port));
             let mut args = vec![
                 "--listen".to_string(),
                 id.clone(),
                 "--zk".to_string(),
-                zk.connect_string(),
+                relay
+                    .as_ref()
+                    .map_or_else(|| zk.connect_string(), |r| format!("127.0.0.1:{}", r.port)),
                 "--session-timeout-ms".to_string(),
                 opts.session_timeout_ms.to_string(),
             ];
@@ -574,6 +688,7 @@ impl Cluster {
                 args,
                 child: None,
                 log: dir.path().join(format!("svc{i}.log")),
+                relay,
             };
             s.spawn();
             services.push(s);

@@ -363,6 +363,101 @@ async fn a_resumed_zombie_master_acknowledges_nothing() {
     assert_eq!(props["during"], "1");
 }
 
+/// A master cut from ZooKeeper alone (its peers and clients still reach
+/// it) while a client keeps writing to it: ZooKeeper expires its session and
+/// the others elect a new master. The cut master must stop acknowledging
+/// before the new master acknowledges anything (its own expiry timer, or
+/// its slaves' fence), and every write it acknowledged must survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_cut_from_zookeeper_steps_down_before_its_successor_writes() {
+    let c = Cluster::start_with_relays(3, ServiceOpts::default());
+    let base = c.create_container("acct", "cut").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.write(&base, &[("before", "1")], T).await.0, 200);
+    let others: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    c.service(&master).cut_from_zookeeper(true);
+    let cut_at = Instant::now();
+    // (key, status, message, sent)
+    let mut to_cut: Vec<(String, u16, String, Instant)> = Vec::new();
+    let mut new_ack: Option<(String, Instant)> = None;
+    // Until the new master took a write and the cut one refused two after
+    // that, or long past the session timeout (2 s).
+    let mut refused_after = 0;
+    for i in 0.. {
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(20),
+            "no new master took a write within 20 s of the cut\n{}",
+            c.logs()
+        );
+        let key = format!("cut{i:03}");
+        let sent = Instant::now();
+        let (code, message) = c
+            .write_to(&master, &base, &[(&key, "x")], Duration::from_secs(1))
+            .await;
+        to_cut.push((key, code, message, sent));
+        if new_ack.is_none() {
+            for o in &others {
+                let during = c
+                    .write_to(o, &base, &[("during", "1")], Duration::from_millis(500))
+                    .await;
+                if during.0 == 200 {
+                    new_ack = Some((o.clone(), Instant::now()));
+                }
+            }
+        } else if code != 200 {
+            refused_after += 1;
+            if refused_after == 2 {
+                break;
+            }
+        }
+    }
+    c.service(&master).cut_from_zookeeper(false);
+    let (new, new_acked_at) = new_ack.expect("the loop ends with a new master");
+    let last_ack = to_cut
+        .iter()
+        .filter(|w| w.1 == 200)
+        .map(|w| w.3.duration_since(cut_at))
+        .max();
+    eprintln!(
+        "cut master {master}: {} writes sent, the last acknowledged sent {last_ack:?} after the cut; the new master {new} took a write {:?} after it",
+        to_cut.len(),
+        new_acked_at.duration_since(cut_at),
+    );
+    for (key, code, message, sent) in &to_cut {
+        let refusal = (*code == 503
+            && (message.starts_with("Election failed") || message.starts_with("no quorum:")))
+            || (*code == 303 && *message == new);
+        assert!(
+            *code == 200 || refusal,
+            "{key}: the cut master answered {code} {message:?}"
+        );
+        assert!(
+            !(*code == 200 && *sent > new_acked_at),
+            "{key}: acknowledged by the cut master after the new master {new} acknowledged a write: {message}"
+        );
+    }
+    c.wait_converged(&base, Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let (props, _) = wait_replicas_equal(&c, &base, Duration::from_secs(15)).await;
+    for (key, code, message, _) in &to_cut {
+        match code {
+            200 => assert_eq!(props[key.as_str()], "x", "acknowledged {key} lost"),
+            // Refused before it was applied anywhere.
+            503 if message.starts_with("Election failed") => assert!(
+                props.get(key.as_str()).is_none(),
+                "refused {key} is on the replicas: {message}"
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(props["before"], "1");
+    assert_eq!(props["during"], "1");
+}
+
 /// Sends one whole write request on a fresh connection and returns the
 /// connection without reading the answer (a stopped process still accepts
 /// connections: the kernel queues them and their bytes).
