@@ -142,7 +142,7 @@ fn settings(test: &str, default_seconds: u64) -> (u64, u64) {
 async fn chaos_no_lost_write_no_double_master() {
     let (seconds, seed) = settings("chaos_no_lost_write_no_double_master", 25);
     run_chaos(
-        Cluster::start(3, ServiceOpts::default()),
+        Cluster::start_with_relays(3, ServiceOpts::default()),
         seconds,
         seed,
         false,
@@ -171,14 +171,23 @@ enum Fault {
     LeaveStorm,
     /// Standalone: ZooKeeper restarted. Ensemble: its leader killed.
     ZooKeeper,
+    /// One service cut from ZooKeeper alone (standalone only: the relays
+    /// lead to one server).
+    Cut,
 }
 
-const EVERY_FAULT: [Fault; 4] = [
-    Fault::Kill,
-    Fault::Pause,
-    Fault::LeaveStorm,
-    Fault::ZooKeeper,
-];
+fn every_fault(ensemble: bool) -> Vec<Fault> {
+    let mut all = vec![
+        Fault::Kill,
+        Fault::Pause,
+        Fault::LeaveStorm,
+        Fault::ZooKeeper,
+    ];
+    if !ensemble {
+        all.push(Fault::Cut);
+    }
+    all
+}
 
 /// What the test saw for itself, beside what the services say.
 #[derive(Default)]
@@ -391,16 +400,15 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
 
     // Every kind of fault once, in a seeded order, then drawn at random.
     let mut rng = Rng(seed);
-    let mut schedule = EVERY_FAULT.to_vec();
+    let every = every_fault(ensemble);
+    let mut schedule = every.clone();
     for i in (1..schedule.len()).rev() {
         schedule.swap(i, rng.below(i as u64 + 1) as usize);
     }
     let mut faults: Vec<(Fault, String)> = Vec::new();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds)
-        || EVERY_FAULT
-            .iter()
-            .any(|k| !faults.iter().any(|(f, _)| f == k))
+        || every.iter().any(|k| !faults.iter().any(|(f, _)| f == k))
     {
         tokio::time::sleep(Duration::from_millis(1_000 + rng.below(2_000))).await;
         let round = faults.len();
@@ -409,7 +417,9 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
             // On an ensemble, every third fault kills its leader.
             (None, _) if ensemble && round % 3 == 2 => Fault::ZooKeeper,
             (None, 0..=2) => Fault::Kill,
-            (None, 3..=5) => Fault::Pause,
+            (None, 3..=4) => Fault::Pause,
+            (None, 5) if !ensemble => Fault::Cut,
+            (None, 5) => Fault::Pause,
             (None, 6..=8) => Fault::LeaveStorm,
             (None, _) => Fault::ZooKeeper,
         };
@@ -436,6 +446,16 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
                 faults.push((kind, format!("SIGSTOP {victim} 3 s ({in_flight})")));
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 c.service(&victim).resume();
+            }
+            Fault::Cut => {
+                let cut = Duration::from_millis(1_000 + rng.below(3_000));
+                c.service(&victim).cut_from_zookeeper(true);
+                faults.push((
+                    kind,
+                    format!("{victim} cut from ZooKeeper for {cut:?} ({in_flight})"),
+                ));
+                tokio::time::sleep(cut).await;
+                c.service(&victim).cut_from_zookeeper(false);
             }
             Fault::LeaveStorm => {
                 faults.push((kind, format!("leave storm on 10 bases ({in_flight})")));
@@ -492,7 +512,7 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
     for (_, f) in &faults {
         eprintln!("chaos:   {f}");
     }
-    for kind in EVERY_FAULT {
+    for kind in every {
         assert!(
             faults.iter().any(|(f, _)| *f == kind),
             "no {kind:?} fault was injected: {faults:?}"
