@@ -9,6 +9,8 @@
 
 use election_sim::rng::Rng;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use system_tests::{Cluster, ServiceOpts};
 
@@ -158,6 +160,8 @@ async fn random_bad_input_on_every_route() {
     assert_eq!(code, 200, "{msg}");
     let victim = c.create_container("acct", "fuzzed").await;
     let names = nasty_names(&victim);
+    let data_dirs: Vec<PathBuf> = c.services.iter().map(|s| data_dir(s, &base)).collect();
+    let before = temp_snapshot();
     let mut r = Rng::new(seed);
     let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
     let mut failures = Vec::new();
@@ -270,21 +274,96 @@ async fn random_bad_input_on_every_route() {
         props["keep"], "me",
         "the acknowledged write survived: {props}"
     );
-    // No file outside the bases directory: nothing like etc/passwd appeared.
-    for s in &c.services {
-        let dir = s.replica_path(&base);
-        let root = dir.parent().and_then(|p| p.parent()).expect("bases dir");
-        for entry in walk(root) {
-            let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            assert!(
-                name.ends_with(".sqlite3") || name.ends_with(".sqlite3-journal") || name.len() == 2,
-                "unexpected file {entry:?}"
-            );
-        }
-    }
+    // No file appeared outside the services' bases directories: nothing
+    // like etc/passwd, anywhere under the temporary root.
+    let after = temp_snapshot();
+    let unexpected: Vec<&PathBuf> = after
+        .difference(&before)
+        .filter(|p| !expected_new_file(p, &data_dirs, &names))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected new file(s) under {}: {unexpected:#?}",
+        unexpected.len(),
+        std::env::temp_dir().display()
+    );
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// A service's data directory (the replica of `base` is `bases/XX/KEY.sqlite3` in it).
+fn data_dir(s: &system_tests::Service, base: &str) -> PathBuf {
+    let replica = s.replica_path(base);
+    let data = replica.ancestors().nth(3).expect("data dir");
+    assert_eq!(
+        replica
+            .strip_prefix(data)
+            .ok()
+            .and_then(|p| p.iter().next()),
+        Some(std::ffi::OsStr::new("bases"))
+    );
+    data.to_path_buf()
+}
+
+/// Every path under this process's temporary directories (`TempDir`:
+/// `<temp>/oio-election-<tag>-<pid>-<n>`: ZooKeeper's, the cluster's, each
+/// service's), and the entries of the temporary root itself.
+fn temp_snapshot() -> BTreeSet<PathBuf> {
+    let tag = format!("-{}-", std::process::id());
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+    {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("oio-election-") && name.contains(&tag) {
+            out.extend(walk(&p));
+        }
+        out.insert(p);
+    }
+    out
+}
+
+/// Which new paths are expected: the services' replicas and their temporary
+/// copies, ZooKeeper's transaction logs and snapshots. A new entry of the
+/// temporary root itself (other programs share it) is expected unless its
+/// name could come from our requests or from a replica: a component of a
+/// hostile name, a key or a replica's name, `bases`, `tmp`.
+fn expected_new_file(p: &Path, data_dirs: &[PathBuf], names: &[String]) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let key_named = |s: &str| s.len() > 64 && hex(&s[..64], 64);
+    let parent = p.parent().expect("parent");
+    if parent == std::env::temp_dir() {
+        let ours = names
+            .iter()
+            .flat_map(|n| n.split('/'))
+            .any(|part| !part.is_empty() && part == name);
+        return !(ours || hex(name, 2) || key_named(name) || name == "bases" || name == "tmp");
+    }
+    for d in data_dirs {
+        if let Ok(rel) = p.strip_prefix(d) {
+            let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+            return match parts[..] {
+                // <data>/bases/XX and <data>/bases/XX/KEY.sqlite3[-journal]
+                ["bases", xx] => hex(xx, 2),
+                ["bases", xx, file] => {
+                    hex(xx, 2)
+                        && key_named(file)
+                        && file.starts_with(xx)
+                        && (file.ends_with(".sqlite3") || file.ends_with(".sqlite3-journal"))
+                }
+                // A copy in progress: <data>/tmp/KEY.<what>.<pid>
+                ["tmp", file] => key_named(file),
+                _ => false,
+            };
+        }
+    }
+    // ZooKeeper's data: <zk>/data/version-2/{log,snapshot}.<zxid>
+    let in_version2 = parent.ends_with("data/version-2");
+    in_version2 && (name.starts_with("log.") || name.starts_with("snapshot."))
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {

@@ -463,19 +463,31 @@ async fn container_commands_through_the_proxy_routes() {
 
     // `container show FVE0` through each service: what `show` needs.
     for id in &ids {
-        let r = oio_headers(
-            &c,
-            id,
-            "container/get_properties?urgent=1&acct=myaccount&ref=FVE0",
-            Some("[]"),
-            30.0,
-            &[("x-oio-admin", "1")],
-        )
-        .await;
-        assert_eq!(r.http, 200, "{r:?}");
-        let j = r.json.expect("application/json");
-        // A slave may lag the master by the writes in flight: ask until it has it.
-        assert_eq!(j["properties"]["color"], "blue", "{j}");
+        // The read is served by a replica, and a slave may lag the master by
+        // the writes in flight (the creation's write was acknowledged by a
+        // majority): ask until it has it, for a bounded time.
+        let started = std::time::Instant::now();
+        let j = loop {
+            let r = oio_headers(
+                &c,
+                id,
+                "container/get_properties?urgent=1&acct=myaccount&ref=FVE0",
+                Some("[]"),
+                30.0,
+                &[("x-oio-admin", "1")],
+            )
+            .await;
+            assert_eq!(r.http, 200, "{r:?}");
+            let j = r.json.expect("application/json");
+            if j["properties"]["color"] == "blue" {
+                break j;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the creation's write never reached the replica that answers: {j}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         let sys = j["system"].as_object().expect("system");
         assert!(
             sys.values().all(Value::is_string),
