@@ -74,6 +74,57 @@ pub enum ReplicaVerdict {
     NotSettled(State),
 }
 
+impl ReplicaVerdict {
+    /// Why the write is refused, as the wire carries it (None: apply it).
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ReplicaVerdict::Apply => None,
+            ReplicaVerdict::IsMaster => Some(Refusal::IsMaster),
+            ReplicaVerdict::NotFollowing { .. } => Some(Refusal::NotFollowing),
+            ReplicaVerdict::Fenced { .. } => Some(Refusal::Fenced),
+            ReplicaVerdict::NotSettled(_) => Some(Refusal::NotSettled),
+        }
+    }
+}
+
+/// Why a slave refused a replicated write, carried on the wire beside the
+/// human message (the `refusal` field of the answer's JSON body). The master
+/// acts on this value, never on the message's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The receiver is master of the base itself.
+    IsMaster,
+    /// The receiver follows another master, or another epoch of it.
+    NotFollowing,
+    /// The receiver vouched for a candidate whose node is above the sender's.
+    Fenced,
+    /// The receiver's side of the election is not final.
+    NotSettled,
+    /// The write does not follow the receiver's version (or it has no
+    /// copy): it fetches the master's copy.
+    Behind,
+    /// The receiver's copy is being restored.
+    Restoring,
+    /// The receiver's copy is still loading.
+    Loading,
+    /// The receiver is shutting down.
+    Exiting,
+    /// The receiver failed to write its replica.
+    StoreFailed,
+}
+
+impl Refusal {
+    /// The sender is not master of the base any more (another master leads,
+    /// or a candidate above it may): it must step down.
+    pub fn deposes_master(self) -> bool {
+        matches!(
+            self,
+            Refusal::IsMaster | Refusal::NotFollowing | Refusal::Fenced
+        )
+    }
+}
+
 /// Decides whether a write from `from` at `epoch` (its node's sequence) may
 /// be applied, given our election's state and `fence`, the highest node of a
 /// candidate we answered a GETVERS for.
@@ -104,6 +155,49 @@ pub fn replica_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_that_depose_the_master_and_their_wire_names() {
+        let table = [
+            (Refusal::IsMaster, true, "\"is_master\""),
+            (Refusal::NotFollowing, true, "\"not_following\""),
+            (Refusal::Fenced, true, "\"fenced\""),
+            (Refusal::NotSettled, false, "\"not_settled\""),
+            (Refusal::Behind, false, "\"behind\""),
+            (Refusal::Restoring, false, "\"restoring\""),
+            (Refusal::Loading, false, "\"loading\""),
+            (Refusal::Exiting, false, "\"exiting\""),
+            (Refusal::StoreFailed, false, "\"store_failed\""),
+        ];
+        for (refusal, deposes, wire) in table {
+            assert_eq!(refusal.deposes_master(), deposes, "{refusal:?}");
+            assert_eq!(serde_json::to_string(&refusal).expect("json"), wire);
+            assert_eq!(
+                serde_json::from_str::<Refusal>(wire).expect("json"),
+                refusal
+            );
+        }
+        let me = id("127.0.0.1:1");
+        let verdicts = [
+            (ReplicaVerdict::Apply, None),
+            (ReplicaVerdict::IsMaster, Some(Refusal::IsMaster)),
+            (
+                ReplicaVerdict::NotFollowing {
+                    master: Some(me),
+                    epoch: Some(3),
+                },
+                Some(Refusal::NotFollowing),
+            ),
+            (ReplicaVerdict::Fenced { fence: 9 }, Some(Refusal::Fenced)),
+            (
+                ReplicaVerdict::NotSettled(State::Listing),
+                Some(Refusal::NotSettled),
+            ),
+        ];
+        for (verdict, refusal) in verdicts {
+            assert_eq!(verdict.refusal(), refusal, "{verdict:?}");
+        }
+    }
 
     fn id(s: &str) -> ServiceId {
         ServiceId::new(s).expect("valid id")

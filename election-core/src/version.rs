@@ -28,6 +28,13 @@ pub enum ReplicaVersion {
     Unknown { reason: String },
 }
 
+impl ReplicaVersion {
+    /// Loading, restoring, syncing or unreadable: no version to compare.
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, ReplicaVersion::Unknown { .. })
+    }
+}
+
 /// The outcome of comparing the local copy with a remote one, from the
 /// local point of view (over the tables both know).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -833,8 +833,14 @@ async fn peer_replicate(
     Json(req): Json<crate::writes::ReplicateRequest>,
 ) -> Result<Response, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
-    let (code, message) = crate::writes::apply_replicated(&svc, req).await;
-    Ok(reply(code, &message, json!({})))
+    Ok(match crate::writes::apply_replicated(&svc, req).await {
+        crate::writes::Applied::Ok => reply(200, "OK", json!({})),
+        crate::writes::Applied::Refused {
+            code,
+            refusal,
+            message,
+        } => reply(code, &message, json!({ "refusal": refusal })),
+    })
 }
 
 async fn delete_container(

@@ -9,6 +9,7 @@
 
 use crate::storage::BaseInfo;
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
+use election_core::peer::Refusal;
 use election_core::version::ReplicaVersion;
 use std::time::Duration;
 
@@ -64,10 +65,24 @@ pub enum PeerError {
     Status {
         peer: ServiceId,
         status: u16,
+        /// The start of the answer's body, for people.
         body: String,
+        /// Why the peer refused, when it said so (the `refusal` field of
+        /// its JSON body): what the caller acts on.
+        refusal: Option<Refusal>,
     },
     #[error("{peer}: {detail}")]
     Other { peer: ServiceId, detail: String },
+}
+
+/// The typed reason in a refusal's whole body (not only the part kept for
+/// people); None when the peer gave none or one this version does not know.
+fn refusal_of(body: &[u8]) -> Option<Refusal> {
+    #[derive(serde::Deserialize)]
+    struct Refused {
+        refusal: Option<Refusal>,
+    }
+    serde_json::from_slice::<Refused>(body).ok()?.refusal
 }
 
 #[derive(Clone)]
@@ -147,6 +162,7 @@ impl PeerClient {
                 peer: peer.clone(),
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                refusal: refusal_of(&bytes),
             });
         }
         if bytes.len() > limit {
@@ -254,5 +270,38 @@ impl PeerClient {
                 ("from", from.as_str()),
             ]);
         self.exchange(peer, req, timeout, MAX_DUMP_BYTES).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_read_from_the_whole_body() {
+        let long = "x".repeat(400);
+        let cases = [
+            (
+                format!(r#"{{"status":409,"message":"{long}","refusal":"fenced"}}"#),
+                Some(Refusal::Fenced),
+            ),
+            (
+                r#"{"status":473,"message":"IS_MASTER: a is master","refusal":"is_master"}"#.into(),
+                Some(Refusal::IsMaster),
+            ),
+            // The text alone means nothing.
+            (
+                r#"{"status":409,"message":"not following a (epoch 3)"}"#.into(),
+                None,
+            ),
+            (
+                r#"{"status":409,"message":"m","refusal":"from_the_future"}"#.into(),
+                None,
+            ),
+            ("not json".into(), None),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(refusal_of(body.as_bytes()), expected, "{body}");
+        }
     }
 }

@@ -999,23 +999,24 @@ impl Driver {
                     let remote = svc.rpc.getvers(&peer, &req, svc.cfg.getvers_timeout).await;
                     let svc2 = svc.clone();
                     let local = tokio::task::spawn_blocking(move || svc2.store.version(&key)).await;
-                    let outcome = match (local, remote) {
-                        (Err(e), _) => {
-                            GetversOutcome::Ko(format!("reading the local version failed: {e}"))
-                        }
-                        (_, Err(e)) => GetversOutcome::Ko(e.to_string()),
-                        (_, Ok(GetversReply::Refused { reason })) => {
-                            GetversOutcome::Ko(format!("{peer} refused: {reason}"))
-                        }
-                        (Ok(local), Ok(GetversReply::Version { version })) => {
-                            getvers_outcome(&local, &version, &peer, master_seq.is_some())
-                        }
+                    let (outcome, unknown) = match (local, remote) {
+                        (Err(e), _) => (
+                            GetversOutcome::Ko(format!("reading the local version failed: {e}")),
+                            false,
+                        ),
+                        (_, Err(e)) => (GetversOutcome::Ko(e.to_string()), false),
+                        (_, Ok(GetversReply::Refused { reason })) => (
+                            GetversOutcome::Ko(format!("{peer} refused: {reason}")),
+                            false,
+                        ),
+                        (Ok(local), Ok(GetversReply::Version { version })) => (
+                            getvers_outcome(&local, &version, &peer, master_seq.is_some()),
+                            local.is_unknown() || version.is_unknown(),
+                        ),
                     };
-                    if let GetversOutcome::Ko(why) = &outcome {
-                        if why.contains("version unknown") {
-                            // The seed's rookie: never promote on an unknown version.
-                            tracing::warn!(base = %req.base, "ROOKIE: {why}: no promotion until every version is known");
-                        }
+                    if let (GetversOutcome::Ko(why), true) = (&outcome, unknown) {
+                        // The seed's rookie: never promote on an unknown version.
+                        tracing::warn!(base = %req.base, "ROOKIE: {why}: no promotion until every version is known");
                     }
                     let _ = tx.send(Msg::Event(Event::Getvers { op, peer, outcome }));
                 });

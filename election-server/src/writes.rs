@@ -20,7 +20,7 @@ use crate::rpc::PeerError;
 use crate::service::{session_live, Service, Snapshot, WaitError};
 use crate::storage::{render_vector, StoreError, Vector, WriteOp};
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
-use election_core::peer::{replica_verdict, ReplicaVerdict};
+use election_core::peer::{replica_verdict, Refusal, ReplicaVerdict};
 use election_core::State;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -452,12 +452,10 @@ async fn replicate(
                     Ok(()) if lose => Ack::Unknown("fault switch: acknowledgement dropped".into()),
                     Ok(()) => Ack::Applied,
                     Err(PeerError::Status {
-                        status: 409 | 473,
+                        refusal: Some(refusal),
                         body,
                         ..
-                    }) if body.contains("not following") || body.contains("IS_MASTER") => {
-                        Ack::Deposed(body)
-                    }
+                    }) if refusal.deposes_master() => Ack::Deposed(body),
                     Err(PeerError::Status { body, .. }) => Ack::Refused(body),
                     Err(e @ (PeerError::Refused { .. } | PeerError::ConnectTimeout { .. })) => {
                         Ack::Refused(e.to_string())
@@ -491,8 +489,30 @@ async fn replicate(
     (answers, calls)
 }
 
-/// The slave's side of a replicated write: (code, message).
-pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16, String) {
+/// The slave's answer to a replicated write: applied, or refused with a
+/// typed reason (the master acts on it) and a message (for people).
+#[derive(Debug)]
+pub enum Applied {
+    Ok,
+    Refused {
+        code: u16,
+        refusal: Refusal,
+        message: String,
+    },
+}
+
+impl Applied {
+    fn refused(code: u16, refusal: Refusal, message: impl Into<String>) -> Self {
+        Applied::Refused {
+            code,
+            refusal,
+            message: message.into(),
+        }
+    }
+}
+
+/// The slave's side of a replicated write.
+pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> Applied {
     let base = &req.base;
     // A write right after an election may reach us before our side settled
     // (still checking the master): wait for it, briefly, rather than refuse.
@@ -502,7 +522,9 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
         _ => match svc.wait_final(base, settle).await {
             Ok(s) => s,
             Err(WaitError::Timeout(s)) => s,
-            Err(WaitError::Exiting) => return (503, "service exiting".into()),
+            Err(WaitError::Exiting) => {
+                return Applied::refused(503, Refusal::Exiting, "service exiting")
+            }
         },
     };
     if let Err(refusal) = verdict(svc, &snap, &req) {
@@ -513,8 +535,9 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
     // Re-check under the lock: our role may have changed, or we may have
     // vouched for a new candidate, while this write waited.
     let Some(now) = svc.snapshot(base) else {
-        return (
+        return Applied::refused(
             503,
+            Refusal::NotSettled,
             format!("election of {base} not settled here (state NONE)"),
         );
     };
@@ -528,45 +551,57 @@ pub async fn apply_replicated(svc: &Arc<Service>, req: ReplicateRequest) -> (u16
     })
     .await;
     match result {
-        Ok(Ok(_)) => (200, "OK".into()),
+        Ok(Ok(_)) => Applied::Ok,
         Ok(Err(e @ (StoreError::OutOfOrder { .. } | StoreError::Missing))) => {
             // Behind (or without a copy): fetch the master's copy.
             svc.request_sync(base);
-            (409, format!("{e}; resyncing from the master"))
+            Applied::refused(
+                409,
+                Refusal::Behind,
+                format!("{e}; resyncing from the master"),
+            )
         }
-        Ok(Err(StoreError::Restoring)) => (503, "base is being restored".into()),
-        Ok(Err(StoreError::Loading)) => (503, "base is still loading".into()),
-        Ok(Err(e)) => (500, format!("replica write failed: {e}")),
-        Err(e) => (500, e.to_string()),
+        Ok(Err(StoreError::Restoring)) => {
+            Applied::refused(503, Refusal::Restoring, "base is being restored")
+        }
+        Ok(Err(StoreError::Loading)) => {
+            Applied::refused(503, Refusal::Loading, "base is still loading")
+        }
+        Ok(Err(e)) => Applied::refused(
+            500,
+            Refusal::StoreFailed,
+            format!("replica write failed: {e}"),
+        ),
+        Err(e) => Applied::refused(500, Refusal::StoreFailed, e.to_string()),
     }
 }
 
 /// The slave's checks before applying a replicated write: Err is the answer.
-fn verdict(
-    svc: &Arc<Service>,
-    snap: &Snapshot,
-    req: &ReplicateRequest,
-) -> Result<(), (u16, String)> {
+fn verdict(svc: &Arc<Service>, snap: &Snapshot, req: &ReplicateRequest) -> Result<(), Applied> {
     let base = &req.base;
     let fsm = &snap.fsm;
-    match replica_verdict(
+    let verdict = replica_verdict(
         fsm.state(),
         fsm.master(),
         fsm.master_id(),
         svc.fence(base),
         &req.from,
         req.epoch,
-    ) {
-        ReplicaVerdict::Apply => Ok(()),
-        ReplicaVerdict::IsMaster => Err((
+    );
+    let Some(refusal) = verdict.refusal() else {
+        return Ok(());
+    };
+    let (code, message) = match verdict {
+        ReplicaVerdict::Apply => return Ok(()),
+        ReplicaVerdict::IsMaster => (
             473,
             format!(
                 "IS_MASTER: {} is master of {base} (epoch {:?})",
                 svc.me,
                 fsm.local_id()
             ),
-        )),
-        ReplicaVerdict::NotFollowing { master, epoch } => Err((
+        ),
+        ReplicaVerdict::NotFollowing { master, epoch } => (
             409,
             format!(
                 "not following {} (epoch {}): following {} (epoch {epoch:?})",
@@ -574,25 +609,26 @@ fn verdict(
                 req.epoch,
                 master.as_ref().map_or("nobody", ServiceId::as_str)
             ),
-        )),
-        ReplicaVerdict::Fenced { fence } => Err((
+        ),
+        ReplicaVerdict::Fenced { fence } => (
             409,
             format!(
                 "not following {} (epoch {}): a candidate with node {fence} was answered since",
                 req.from, req.epoch
             ),
-        )),
+        ),
         ReplicaVerdict::NotSettled(state) => {
             if matches!(state, State::None | State::Failed) {
                 // A live master replicates to us: we should be its slave.
                 svc.poke(base, false);
             }
-            Err((
+            (
                 503,
                 format!("election of {base} not settled here (state {state})"),
-            ))
+            )
         }
-    }
+    };
+    Err(Applied::refused(code, refusal, message))
 }
 
 /// Reads, on master or slave (`master_only`: slaves redirect).

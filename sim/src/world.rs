@@ -15,7 +15,9 @@ use election_core::names::{
     parse_node_name, seq_after, seq_latest, seq_offset, BaseName, ContainerId, ElectionKey,
     Namespace, Seq, ServiceId, ServiceType, ZkLayout,
 };
-use election_core::peer::{getvers_outcome, master_from_node, replica_verdict, ReplicaVerdict};
+use election_core::peer::{
+    getvers_outcome, master_from_node, replica_verdict, Refusal, ReplicaVerdict,
+};
 use election_core::version::{ReplicaVersion, TableVersion};
 use election_core::{
     Action, Config, Election, Event, GetversOutcome, MasterBadReason, Now, OpId, State,
@@ -1723,14 +1725,17 @@ impl World {
                             RpcAns::Refused
                         }
                     }
-                    ReplicaVerdict::IsMaster
-                    | ReplicaVerdict::NotFollowing { .. }
-                    | ReplicaVerdict::Fenced { .. } => {
+                    // The server's rule: the master acts on the typed
+                    // refusal it is sent back.
+                    _ if verdict.refusal().is_some_and(Refusal::deposes_master) => {
                         if matches!(verdict, ReplicaVerdict::Fenced { .. }) {
                             self.stats.count("write fenced");
                         }
                         RpcAns::Deposed
                     }
+                    ReplicaVerdict::IsMaster
+                    | ReplicaVerdict::NotFollowing { .. }
+                    | ReplicaVerdict::Fenced { .. } => RpcAns::Refused,
                     ReplicaVerdict::NotSettled(state) => {
                         if matches!(state, State::None | State::Failed) {
                             self.feed(to, base, EMsg::Poke);

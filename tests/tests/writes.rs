@@ -847,6 +847,15 @@ async fn an_empty_replica_never_wins_against_a_loading_one() {
         rookie_claims.is_empty(),
         "a master appeared while the only copy was loading: {rookie_claims:?}"
     );
+    // The rookie said why it would not lead, naming the base.
+    assert!(
+        c.service(&rookie)
+            .log_text()
+            .lines()
+            .any(|l| l.contains("ROOKIE:") && l.contains(&base)),
+        "no ROOKIE warning naming {base} in the rookie's log:\n{}",
+        c.service(&rookie).log_text()
+    );
     let m = c
         .wait_converged(&base, Duration::from_secs(20))
         .await
