@@ -318,18 +318,30 @@ pub struct CliRun {
 impl CliRun {
     /// The data rows of a simple table: one `Vec` of trimmed cells per row.
     pub fn table(&self) -> Vec<Vec<String>> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with("| "))
-            .skip(1)
-            .map(|l| {
-                l.trim_matches('|')
-                    .split(" | ")
-                    .map(|c| c.trim().to_string())
-                    .collect()
-            })
-            .collect()
+        table_rows(&self.stdout)
     }
+}
+
+/// The data rows of a simple table printed by the CLI (header skipped): one
+/// `Vec` of trimmed cells per row.
+pub fn table_rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .skip(1)
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// The ZooKeeper session a service reports in its `/info` JSON.
+pub fn reported_session(info: &Value) -> Option<i64> {
+    let hex = info["zookeeper"]["session"].as_str()?.strip_prefix("0x")?;
+    u64::from_str_radix(hex, 16).ok().map(|s| s as i64)
 }
 
 /// Options of the services a cluster starts.

@@ -277,11 +277,8 @@ async fn sample_claims(
         }
     };
     let session = |info: &Value| -> Option<(i64, i64)> {
-        let s = info["zookeeper"]["session"]
-            .as_str()?
-            .trim_start_matches("0x");
         Some((
-            u64::from_str_radix(s, 16).ok()? as i64,
+            system_tests::reported_session(info)?,
             info["zookeeper"]["epoch"].as_i64()?,
         ))
     };

@@ -331,8 +331,7 @@ async fn reported_session(http: &reqwest::Client, id: &str) -> Option<i64> {
         .json()
         .await
         .ok()?;
-    let hex = v["zookeeper"]["session"].as_str()?.strip_prefix("0x")?;
-    u64::from_str_radix(hex, 16).ok().map(|s| s as i64)
+    system_tests::reported_session(&v)
 }
 
 /// One service's MASTER claims, from `/v1/elections`, with its session.

@@ -45,17 +45,7 @@ struct Run {
 impl Run {
     /// The data rows of the table printed on stdout, trimmed cells.
     fn rows(&self) -> Vec<Vec<String>> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with("| "))
-            .skip(1)
-            .map(|l| {
-                l.trim_matches('|')
-                    .split(" | ")
-                    .map(|c| c.trim().to_string())
-                    .collect()
-            })
-            .collect()
+        system_tests::table_rows(&self.stdout)
     }
 }
 

@@ -145,6 +145,8 @@ async fn no_acknowledged_write_is_lost_when_a_peer_crashes_mid_write() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let stop = Arc::new(AtomicBool::new(false));
+    // Set: the writers start no new write.
+    let hold = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
     // (write tag, acknowledged, when it was answered)
     let done = Arc::new(Mutex::new(Vec::<(String, bool, Instant)>::new()));
@@ -152,10 +154,15 @@ async fn no_acknowledged_write_is_lost_when_a_peer_crashes_mid_write() {
     let writers: Vec<_> = (0..6)
         .map(|w| {
             let (writer, base) = (c.writer(), base.clone());
-            let (stop, in_flight, done) = (stop.clone(), in_flight.clone(), done.clone());
+            let (stop, hold, in_flight, done) =
+                (stop.clone(), hold.clone(), in_flight.clone(), done.clone());
             tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(Ordering::SeqCst) {
+                    if hold.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
                     let tag = format!("w{w}-{i:04}");
                     let (a, b) = (format!("{tag}a"), format!("{tag}b"));
                     in_flight.fetch_add(1, Ordering::SeqCst);
@@ -225,11 +232,28 @@ async fn no_acknowledged_write_is_lost_when_a_peer_crashes_mid_write() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(new, master);
+    // The old master comes back and catches up (writers held meanwhile):
+    // killing the only up-to-date slave while the other is still behind
+    // leaves no majority, and the master would rightly go read-only.
+    hold.store(true, Ordering::SeqCst);
     tokio::task::block_in_place(|| c.service_mut(&master).restart());
-    c.wait_converged(&base, Duration::from_secs(10))
+    let now_master = c
+        .wait_converged(&base, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
-    let slave = c.ids().into_iter().find(|i| *i != new).expect("a slave");
+    let started = Instant::now();
+    while in_flight.load(Ordering::SeqCst) > 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "writes stuck");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_replicas_equal(&c, &base, Duration::from_secs(15)).await;
+    hold.store(false, Ordering::SeqCst);
+    // The slave that never crashed.
+    let slave = c
+        .ids()
+        .into_iter()
+        .find(|i| *i != now_master && *i != master)
+        .expect("a slave");
 
     busy().await;
     let pending_at_slave_kill = in_flight.load(Ordering::SeqCst);
