@@ -711,7 +711,7 @@ async fn do_write(
         ),
         Err(e) => {
             let (code, message) = e.code_and_message();
-            reply(code, &message, json!({}))
+            reply(code, &message, json!({"reason": e.reason()}))
         }
     }
 }
@@ -765,7 +765,7 @@ async fn get_properties(
             ),
             Err(e) => {
                 let (code, message) = e.code_and_message();
-                reply(code, &message, json!({}))
+                reply(code, &message, json!({"reason": e.reason()}))
             }
         },
     )
@@ -860,7 +860,7 @@ async fn delete_container(
         }
         Err(e) => {
             let (code, message) = e.code_and_message();
-            reply(code, &message, json!({}))
+            reply(code, &message, json!({"reason": e.reason()}))
         }
     })
 }

@@ -47,8 +47,8 @@ pub struct ReplicateRequest {
 pub enum WriteError {
     /// This peer is a slave: write to the master.
     Redirect(ServiceId),
-    /// No final election state in time (the seed's 503).
-    ElectionFailed(String),
+    /// The election could not serve the request (the seed's 503), and why.
+    ElectionFailed(Failure, String),
     Exiting,
     NotManaged(String),
     ReadOnly,
@@ -60,12 +60,63 @@ pub enum WriteError {
     Internal(String),
 }
 
+/// Why the election could not serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No final state within the request's budget.
+    Timeout,
+    /// The directory could not say who holds the base.
+    DirectoryUnavailable,
+    /// The role or the session changed while the write waited.
+    StatusChanged,
+    /// A candidate with a higher node asked our version: we are deposed.
+    Superseded,
+}
+
+/// What went wrong, as a stable name in the answer's `reason` field:
+/// scripts and tests act on it, people read the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    NotMaster,
+    ElectionTimeout,
+    DirectoryUnavailable,
+    StatusChanged,
+    Superseded,
+    Exiting,
+    NotManaged,
+    ReadOnly,
+    NoQuorum,
+    StopWrites,
+    Invalid,
+    Internal,
+}
+
 impl WriteError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            WriteError::Redirect(_) => Reason::NotMaster,
+            WriteError::ElectionFailed(Failure::Timeout, _) => Reason::ElectionTimeout,
+            WriteError::ElectionFailed(Failure::DirectoryUnavailable, _) => {
+                Reason::DirectoryUnavailable
+            }
+            WriteError::ElectionFailed(Failure::StatusChanged, _) => Reason::StatusChanged,
+            WriteError::ElectionFailed(Failure::Superseded, _) => Reason::Superseded,
+            WriteError::Exiting => Reason::Exiting,
+            WriteError::NotManaged(_) => Reason::NotManaged,
+            WriteError::ReadOnly => Reason::ReadOnly,
+            WriteError::NoQuorum(_) => Reason::NoQuorum,
+            WriteError::StopWrites(_) => Reason::StopWrites,
+            WriteError::Invalid(_) => Reason::Invalid,
+            WriteError::Internal(_) => Reason::Internal,
+        }
+    }
+
     /// (OpenIO code, message).
     pub fn code_and_message(&self) -> (u16, String) {
         match self {
             WriteError::Redirect(m) => (303, m.to_string()),
-            WriteError::ElectionFailed(m) => (503, m.clone()),
+            WriteError::ElectionFailed(_, m) => (503, m.clone()),
             WriteError::Exiting => (503, "service exiting".into()),
             WriteError::NotManaged(m) => (431, m.clone()),
             WriteError::ReadOnly => (503, READONLY_MESSAGE.into()),
@@ -192,9 +243,10 @@ async fn settled(
         Ok(Some(_)) => {}
         Ok(None) => return Err(not_managed(svc, base)),
         Err(e) => {
-            return Err(WriteError::ElectionFailed(format!(
-                "directory unavailable: {e}"
-            )))
+            return Err(WriteError::ElectionFailed(
+                Failure::DirectoryUnavailable,
+                format!("directory unavailable: {e}"),
+            ))
         }
     }
     wait_settled(svc, base, budget).await
@@ -210,7 +262,7 @@ async fn wait_settled(
     match svc.wait_final(base, budget).await {
         Ok(s) => Ok(s),
         Err(WaitError::Exiting) => Err(WriteError::Exiting),
-        Err(WaitError::Timeout(s)) => Err(WriteError::ElectionFailed(format!(
+        Err(WaitError::Timeout(s)) => Err(WriteError::ElectionFailed(Failure::Timeout, format!(
             "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
             svc.stype,
             s.fsm.state(),
@@ -237,14 +289,14 @@ pub async fn write(
     let lock = svc.writes.lock(base);
     let _guard = lock.lock().await;
     // Re-check under the lock: the role may have changed while we waited.
-    let snap = svc
-        .snapshot(base)
-        .ok_or_else(|| WriteError::ElectionFailed("election vanished".into()))?;
+    let snap = svc.snapshot(base).ok_or_else(|| {
+        WriteError::ElectionFailed(Failure::StatusChanged, "election vanished".into())
+    })?;
     match (snap.fsm.state(), snap.fsm.master()) {
         (_, Some(master)) => return Err(WriteError::Redirect(master.clone())),
         (State::Master, None) if session_live(svc, snap.bound_epoch) => {}
         (state, None) => {
-            return Err(WriteError::ElectionFailed(format!(
+            return Err(WriteError::ElectionFailed(Failure::StatusChanged, format!(
                 "Election failed [{base}][{}]: election status changed during the write (now {state}, session live: {})",
                 svc.stype,
                 session_live(svc, snap.bound_epoch)
@@ -266,7 +318,7 @@ pub async fn write(
         // gone and we have not heard yet (found by the simulation, seed 2368).
         tracing::warn!(base = %base, "deposed: a candidate with node {fence} asked our version; leaving");
         svc.leave_and_rejoin(base);
-        return Err(WriteError::ElectionFailed(format!(
+        return Err(WriteError::ElectionFailed(Failure::Superseded, format!(
             "Election failed [{base}][{}]: this master (node {epoch}) was superseded by a candidate with node {fence}",
             svc.stype
         )));
@@ -708,9 +760,10 @@ pub async fn delete(
         Ok(Some(e)) if e.peers.contains(&svc.me) => e,
         Ok(_) => return Err(not_managed(svc, base)),
         Err(e) => {
-            return Err(WriteError::ElectionFailed(format!(
-                "directory unavailable: {e}"
-            )))
+            return Err(WriteError::ElectionFailed(
+                Failure::DirectoryUnavailable,
+                format!("directory unavailable: {e}"),
+            ))
         }
     };
     let snap = wait_settled(svc, base, budget).await?;
@@ -770,5 +823,56 @@ pub async fn drop_replica(svc: &Arc<Service>, base: &BaseName) -> (u16, String) 
         }
         Ok(Err(e)) => (500, format!("cannot remove the replica: {e}")),
         Err(e) => (500, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_stable_reason() {
+        let table = [
+            (
+                WriteError::Redirect(ServiceId::new("127.0.0.1:1").expect("id")),
+                "not_master",
+                303,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::Timeout, "m".into()),
+                "election_timeout",
+                503,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::DirectoryUnavailable, "m".into()),
+                "directory_unavailable",
+                503,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::StatusChanged, "m".into()),
+                "status_changed",
+                503,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::Superseded, "m".into()),
+                "superseded",
+                503,
+            ),
+            (WriteError::Exiting, "exiting", 503),
+            (WriteError::NotManaged("m".into()), "not_managed", 431),
+            (WriteError::ReadOnly, "read_only", 503),
+            (WriteError::NoQuorum("m".into()), "no_quorum", 503),
+            (WriteError::StopWrites("m".into()), "stop_writes", 503),
+            (WriteError::Invalid("m".into()), "invalid", 400),
+            (WriteError::Internal("m".into()), "internal", 500),
+        ];
+        for (error, reason, code) in table {
+            assert_eq!(
+                serde_json::to_value(error.reason()).expect("json"),
+                reason,
+                "{error:?}"
+            );
+            assert_eq!(error.code_and_message().0, code, "{error:?}");
+        }
     }
 }

@@ -944,6 +944,29 @@ impl Cluster {
         resp.json().await.ok()
     }
 
+    /// After `old` was told to leave: polls until the running peers agree on
+    /// a master other than `old`. A leave is answered before it is carried
+    /// out, so right after it the peers may still agree on `old`.
+    pub async fn wait_new_master(
+        &self,
+        base: &str,
+        old: &str,
+        within: Duration,
+    ) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            let left = within.saturating_sub(started.elapsed());
+            match self.wait_converged(base, left).await {
+                Ok(m) if m != old => return Ok(m),
+                Ok(_) if started.elapsed() < within => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Ok(m) => return Err(format!("{m} still leads after it was told to leave")),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Polls `status` on the running peers until they agree on one master.
     pub async fn wait_converged(&self, base: &str, within: Duration) -> Result<String, String> {
         let started = Instant::now();

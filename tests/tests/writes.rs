@@ -47,6 +47,18 @@ async fn writes_land_on_the_master_through_redirects() {
         (303, master.as_str()),
         "a slave redirects writers to the master"
     );
+    let body: Value = c
+        .http
+        .post(format!("http://{slave}/v1/container/set"))
+        .query(&[("base", base.as_str()), ("type", "meta2")])
+        .json(&serde_json::json!({"properties": {"a": "0"}}))
+        .send()
+        .await
+        .expect("write to the slave")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["reason"], "not_master", "{body}");
 
     let run = c
         .openio(&[
@@ -339,7 +351,7 @@ async fn a_resumed_zombie_master_acknowledges_nothing() {
     };
     assert_eq!(c.write_to(&new, &base, &[("during", "1")], T).await.0, 200);
     c.service(&master).resume();
-    let answers: Vec<(String, (u16, String))> = tokio::task::spawn_blocking(move || {
+    let answers: Vec<(String, (u16, String, String))> = tokio::task::spawn_blocking(move || {
         queued
             .into_iter()
             .map(|(key, stream)| (key, read_raw_answer(stream)))
@@ -347,23 +359,36 @@ async fn a_resumed_zombie_master_acknowledges_nothing() {
     })
     .await
     .expect("read the zombie's answers");
-    // Each answer is a refusal that says why: a redirect to another peer
-    // (it already knows it was replaced), or a 503 because its election or
-    // its session failed, or because the slaves fenced it (no quorum).
-    for (key, (code, message)) in &answers {
-        let redirect = *code == 303 && *message != master && c.ids().contains(message);
+    // Each answer is a refusal that says why (its `reason`): a redirect to
+    // another peer (it already knows it was replaced), or a 503 because its
+    // election or its session failed, because a candidate above it asked its
+    // version (superseded), or because the slaves fenced it (no quorum).
+    for (key, (code, message, reason)) in &answers {
+        let redirect = *code == 303
+            && reason == "not_master"
+            && *message != master
+            && c.ids().contains(message);
         let refusal = *code == 503
-            && (message.starts_with("Election failed") || message.starts_with("no quorum:"));
+            && [
+                "election_timeout",
+                "status_changed",
+                "superseded",
+                "no_quorum",
+            ]
+            .contains(&reason.as_str());
         assert!(
             redirect || refusal,
-            "{key}: the zombie master answered {code} {message:?}, not a fenced or deposed refusal"
+            "{key}: the zombie master answered {code} {reason:?} {message:?}, not a fenced or deposed refusal"
         );
     }
-    let refused = answers.iter().filter(|(_, (code, _))| *code == 503).count();
+    let refused = answers
+        .iter()
+        .filter(|(_, (code, ..))| *code == 503)
+        .count();
     eprintln!(
         "the resumed zombie refused {refused} of {} queued writes and redirected the rest; e.g. {:?}",
         answers.len(),
-        answers.iter().find(|(_, (code, _))| *code == 503)
+        answers.iter().find(|(_, (code, ..))| *code == 503)
     );
     assert!(
         c.service(&master).is_running(),
@@ -499,23 +524,25 @@ fn send_raw_write(id: &str, base: &str, key: &str) -> std::net::TcpStream {
     s
 }
 
-/// Reads the answer to `send_raw_write`: (status, message) from its JSON
-/// body, or a transport code (7 timeout, 2 anything else) like `write_to`.
-fn read_raw_answer(mut s: std::net::TcpStream) -> (u16, String) {
+/// Reads the answer to `send_raw_write`: (status, message, reason) from
+/// its JSON body, or a transport code (7 timeout, 2 anything else) like
+/// `write_to`.
+fn read_raw_answer(mut s: std::net::TcpStream) -> (u16, String, String) {
     use std::io::Read;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("read timeout");
     let mut raw = String::new();
     if let Err(e) = s.read_to_string(&mut raw) {
-        return (7, e.to_string());
+        return (7, e.to_string(), String::new());
     }
     let Some((_, body)) = raw.split_once("\r\n\r\n") else {
-        return (2, format!("not an HTTP answer: {raw:?}"));
+        return (2, format!("not an HTTP answer: {raw:?}"), String::new());
     };
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     (
         v["status"].as_u64().unwrap_or(0) as u16,
         v["message"].as_str().unwrap_or(body).to_string(),
+        v["reason"].as_str().unwrap_or_default().to_string(),
     )
 }
 
@@ -800,10 +827,23 @@ async fn stop_writes_hands_mastership_over_and_recovers() {
         .expect("third");
     assert_eq!(c.call(&new, "leave", &base, T).await.status, 200);
     let m = c
-        .wait_converged(&base, T)
+        .wait_new_master(&base, &new, T)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(m, third, "the breached service must not become master");
+    assert_eq!(
+        m,
+        third,
+        "after {new} left, the third peer should lead (breached {breached}); debug of each:\n{}\n{}",
+        {
+            let mut d = String::new();
+            for id in c.ids() {
+                let v = c.debug(&id, &base).await;
+                d.push_str(&format!("{id}: {} log {}\n", v["local"], v["log"]));
+            }
+            d
+        },
+        c.logs()
+    );
     // The threshold clears: writes and mastership come back.
     assert!(low_disk(false).await.expect("fault").status().is_success());
     assert!(c.info_text(&breached).await.contains("stop_writes:0"));
@@ -814,7 +854,7 @@ async fn stop_writes_hands_mastership_over_and_recovers() {
         }
         assert_eq!(c.call(&master, "leave", &base, T).await.status, 200);
         master = c
-            .wait_converged(&base, T)
+            .wait_new_master(&base, &master, T)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
