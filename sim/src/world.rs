@@ -1725,17 +1725,20 @@ impl World {
                             RpcAns::Refused
                         }
                     }
-                    // The server's rule: the master acts on the typed
-                    // refusal it is sent back.
-                    _ if verdict.refusal().is_some_and(Refusal::deposes_master) => {
+                    ReplicaVerdict::IsMaster
+                    | ReplicaVerdict::NotFollowing { .. }
+                    | ReplicaVerdict::Fenced { .. } => {
                         if matches!(verdict, ReplicaVerdict::Fenced { .. }) {
                             self.stats.count("write fenced");
                         }
-                        RpcAns::Deposed
+                        // The server's rule: the master steps down on the
+                        // typed refusal it is sent back.
+                        if verdict.refusal().is_some_and(Refusal::deposes_master) {
+                            RpcAns::Deposed
+                        } else {
+                            RpcAns::Refused
+                        }
                     }
-                    ReplicaVerdict::IsMaster
-                    | ReplicaVerdict::NotFollowing { .. }
-                    | ReplicaVerdict::Fenced { .. } => RpcAns::Refused,
                     ReplicaVerdict::NotSettled(state) => {
                         if matches!(state, State::None | State::Failed) {
                             self.feed(to, base, EMsg::Poke);

@@ -338,12 +338,6 @@ pub fn table_rows(stdout: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The ZooKeeper session a service reports in its `/info` JSON.
-pub fn reported_session(info: &Value) -> Option<i64> {
-    let hex = info["zookeeper"]["session"].as_str()?.strip_prefix("0x")?;
-    u64::from_str_radix(hex, 16).ok().map(|s| s as i64)
-}
-
 /// Options of the services a cluster starts.
 #[derive(Debug, Clone)]
 pub struct ServiceOpts {
@@ -1134,4 +1128,70 @@ pub async fn election_nodes(
         }
     }
     Ok(out)
+}
+
+/// One MASTER claim: `service` said it was MASTER of `base` on its node
+/// `node`. `session` is the ZooKeeper session the election is bound to,
+/// when that can be told: the service reported the same session (and
+/// session epoch) just before and just after listing its elections, and the
+/// election is bound to that epoch. Otherwise None.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MasterClaim {
+    pub service: String,
+    pub base: String,
+    pub node: i64,
+    pub session: Option<i64>,
+}
+
+/// One service's MASTER claims, from its `/v1/elections` (empty when it
+/// does not answer), each tied to its session where possible.
+pub async fn master_claims(http: &reqwest::Client, id: &str) -> Vec<MasterClaim> {
+    let get = |route: &'static str| async move {
+        http.get(format!("http://{id}{route}"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?
+            .json::<Value>()
+            .await
+            .ok()
+    };
+    // (session id, session epoch) from `/info`.
+    let session = |info: Option<Value>| -> Option<(i64, i64)> {
+        let info = info?;
+        let hex = info["zookeeper"]["session"].as_str()?.strip_prefix("0x")?;
+        let sid = u64::from_str_radix(hex, 16).ok()? as i64;
+        Some((sid, info["zookeeper"]["epoch"].as_i64()?)).filter(|(sid, _)| *sid != 0)
+    };
+    let before = session(get("/info").await);
+    let list = get("/v1/elections").await;
+    let after = session(get("/info").await);
+    let current = before.filter(|_| before == after);
+    list.and_then(|v| v["elections"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["state"] == "MASTER")
+        .filter_map(|e| {
+            Some(MasterClaim {
+                service: id.to_string(),
+                base: e["base"].as_str()?.to_string(),
+                node: e["local_id"].as_i64()?,
+                session: current
+                    .filter(|(_, epoch)| e["epoch"].as_i64() == Some(*epoch))
+                    .map(|(sid, _)| sid),
+            })
+        })
+        .collect()
+}
+
+/// A ZooKeeper client of the test's own: one attempt, bounded (2 s), with a
+/// 4 s session. None while ZooKeeper cannot be reached.
+pub async fn connect_zookeeper(connect: &str) -> Option<zookeeper_client::Client> {
+    let connecting = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(4))
+        .connect(connect);
+    tokio::time::timeout(Duration::from_secs(2), connecting)
+        .await
+        .ok()?
+        .ok()
 }

@@ -4,7 +4,9 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use system_tests::{base_of, one_master, percentile, Cluster, ElectionNode, ServiceOpts};
+use system_tests::{
+    base_of, one_master, percentile, Cluster, ElectionNode, MasterClaim, ServiceOpts,
+};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -300,69 +302,12 @@ async fn e_two_hundred_bases_converge_and_spread() {
     );
 }
 
-/// One MASTER claim: `service` said it was MASTER of `base` on its node
-/// `node`. `session` is the ZooKeeper session the service reported just
-/// before and just after listing its elections (None when the two differ or
-/// it did not answer: the claim cannot be tied to one session).
-#[derive(Debug, Clone)]
-struct Claim {
-    service: String,
-    base: String,
-    node: i64,
-    session: Option<i64>,
-}
-
 /// One sampling round: every service asked once, between `started` and `ended`.
 #[derive(Debug)]
 struct Round {
     started: Instant,
     ended: Instant,
-    claims: Vec<Claim>,
-}
-
-/// The ZooKeeper session a service reports in `/info` (None if it does not answer).
-async fn reported_session(http: &reqwest::Client, id: &str) -> Option<i64> {
-    let v: Value = http
-        .get(format!("http://{id}/info"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    system_tests::reported_session(&v)
-}
-
-/// One service's MASTER claims, from `/v1/elections`, with its session.
-async fn master_claims(http: &reqwest::Client, id: &str) -> Vec<Claim> {
-    let before = reported_session(http, id).await;
-    let list: Option<Value> = async {
-        http.get(format!("http://{id}/v1/elections"))
-            .timeout(Duration::from_secs(3))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
-    }
-    .await;
-    let after = reported_session(http, id).await;
-    let session = before.filter(|s| *s != 0 && Some(*s) == after);
-    list.and_then(|v| v["elections"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| e["state"] == "MASTER")
-        .filter_map(|e| {
-            Some(Claim {
-                service: id.to_string(),
-                base: e["base"].as_str()?.to_string(),
-                node: e["local_id"].as_i64()?,
-                session,
-            })
-        })
-        .collect()
+    claims: Vec<MasterClaim>,
 }
 
 /// The election nodes of `bases`, read with the test's own ZooKeeper client
@@ -380,15 +325,10 @@ async fn zk_snapshot(
             "the sampler could not read ZooKeeper for 60 s"
         );
         if zk.is_none() {
-            let connecting = zookeeper_client::Client::connector()
-                .with_session_timeout(Duration::from_secs(4))
-                .connect(connect);
-            match tokio::time::timeout(Duration::from_secs(2), connecting).await {
-                Ok(Ok(client)) => *zk = Some(client),
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            *zk = system_tests::connect_zookeeper(connect).await;
+            if zk.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
         }
         let client = zk.as_ref().expect("connected above");
@@ -449,7 +389,7 @@ fn check_round(
     t0: Instant,
 ) -> (usize, Vec<String>) {
     let none = Vec::new();
-    let held = |c: &Claim| {
+    let held = |c: &MasterClaim| {
         snapshot
             .get(&c.base)
             .unwrap_or(&none)
@@ -469,7 +409,7 @@ fn check_round(
         if lower.is_empty() {
             continue;
         }
-        let others: Vec<&Claim> = round
+        let others: Vec<&MasterClaim> = round
             .claims
             .iter()
             .filter(|o| o.base == c.base && o.service != c.service)
@@ -542,10 +482,11 @@ async fn f_zookeeper_restart_under_200_elections() {
             let mut times = Vec::new();
             while !stop.load(SeqCst) {
                 let started = Instant::now();
-                let claims =
-                    futures::future::join_all(ids.iter().map(|id| master_claims(&http, id)))
-                        .await
-                        .concat();
+                let claims = futures::future::join_all(
+                    ids.iter().map(|id| system_tests::master_claims(&http, id)),
+                )
+                .await
+                .concat();
                 let ended = Instant::now();
                 times.push((started, ended));
                 let _ = tx.send(Round {
