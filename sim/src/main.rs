@@ -13,7 +13,8 @@ const USAGE: &str = "usage: election-sim [--seed N | --seeds A..B] [--jobs J] [-
        [--services N] [--bases N] [--fault-ms MS] [--settle-ms MS] [--wrap]
        [--no-fence | --no-dump-lock | --no-stamps]   (turn one fix off: the run must fail)
        [--mutate self-lowest]   (plant a bug: every candidate leads; one_master must fail)
-Runs the real election state machine over an in-memory ZooKeeper with faults,
+       [--reaching COUNTER]   (list the seeds whose run counted COUNTER, to pin one)
+Runs the real election engine over an in-memory ZooKeeper with faults,
 checking the invariants after every step. Exit code 1 when a seed fails.";
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -24,6 +25,7 @@ fn parse_range(s: &str) -> Option<(u64, u64)> {
 fn main() {
     let mut opts = Options::default();
     let (mut from, mut to, mut jobs) = (0u64, 100u64, 1usize);
+    let mut reaching: Option<String> = None;
     let mut args = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("election-sim: {msg}\n{USAGE}");
@@ -54,6 +56,7 @@ fn main() {
             "--fault-ms" => opts.fault_ms = num("--fault-ms", value("--fault-ms")),
             "--settle-ms" => opts.settle_ms = num("--settle-ms", value("--settle-ms")),
             "--trace" => opts.trace = true,
+            "--reaching" => reaching = Some(value("--reaching")),
             "--no-fence" => opts.fence = false,
             "--no-dump-lock" => opts.dump_locked = false,
             "--no-stamps" => opts.stamps = false,
@@ -76,16 +79,30 @@ fn main() {
     let next = Arc::new(AtomicU64::new(from));
     let total = Arc::new(Mutex::new(Stats::default()));
     let failed = Arc::new(Mutex::new(Vec::new()));
+    let reached = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..jobs)
         .map(|_| {
             let (next, total, failed, opts) =
                 (next.clone(), total.clone(), failed.clone(), opts.clone());
+            let (reached, reaching) = (reached.clone(), reaching.clone());
             std::thread::spawn(move || loop {
                 let seed = next.fetch_add(1, Ordering::SeqCst);
                 if seed >= to {
                     return;
                 }
                 let out = run(seed, &opts);
+                if let Some(counter) = &reaching {
+                    if out
+                        .stats
+                        .counts
+                        .get(counter.as_str())
+                        .is_some_and(|n| *n > 0)
+                    {
+                        if let Ok(mut r) = reached.lock() {
+                            r.push(seed);
+                        }
+                    }
+                }
                 if let Ok(mut t) = total.lock() {
                     t.merge(&out.stats);
                 }
@@ -122,6 +139,11 @@ fn main() {
     );
     for (what, n) in &total.counts {
         println!("  {what}: {n}");
+    }
+    if let Some(counter) = &reaching {
+        let mut seeds = reached.lock().map(|r| r.clone()).unwrap_or_default();
+        seeds.sort_unstable();
+        println!("seeds reaching `{counter}`: {seeds:?}");
     }
     if !failed.is_empty() {
         println!("failed seeds: {failed:?}");

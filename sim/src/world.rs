@@ -1,26 +1,29 @@
-//! The simulated cluster: services running the real election state machine
-//! over the ZooKeeper model, peer RPC with delay, loss and partitions, a
-//! write workload, and the faults. One seed drives every choice.
+//! The simulated cluster: services running the real election engine
+//! (`election-engine`, the code the server runs) over the ZooKeeper model,
+//! peer RPC with delay, loss and partitions, a write workload, and the
+//! faults. One seed drives every choice.
 //!
-//! The driver below mirrors `election-server`'s (service.rs, writes.rs and
-//! the peer routes): which request each action sends, what each answer turns
-//! into, the session supervisor's grace period and expiry handling, and the
-//! slave's checks on replicated writes. The pure parts are shared through
-//! `election_core::peer`.
+//! The world executes the engine's effects: ZooKeeper ops against the model
+//! (through a client-library model: one FIFO connection per session,
+//! requests failed on connection loss, notifications after the answer that
+//! set their watch), peer calls over the network, and copies between
+//! replicas. It decides nothing about elections. The write path still
+//! mirrors the server's writes.rs (the engine takes it over next), with the
+//! slave's checks shared through `election_core::peer`.
 
 use crate::rng::Rng;
 use crate::zk::{Fired, SessionId, WatchKind, ZkError, ZkModel};
 use crate::{invariants, Mutation, Options, Stats, Violation};
 use election_core::names::{
-    parse_node_name, seq_after, seq_latest, seq_offset, BaseName, ContainerId, ElectionKey,
-    Namespace, Seq, ServiceId, ServiceType, ZkLayout,
+    parse_node_name, seq_after, seq_offset, BaseName, ContainerId, ElectionKey, Namespace, Seq,
+    ServiceId, ServiceType, ZkLayout,
 };
-use election_core::peer::{
-    getvers_outcome, master_from_node, replica_verdict, Refusal, ReplicaVerdict,
-};
+use election_core::peer::{replica_verdict, Refusal, ReplicaVerdict};
 use election_core::version::{ReplicaVersion, TableVersion};
-use election_core::{
-    Action, Config, Election, Event, GetversOutcome, MasterBadReason, Now, OpId, State,
+use election_core::{Config, Now, State};
+use election_engine::{
+    Effect, Engine, EngineConfig, Id, Input, LogEvent, Observation, RemoteVersion, SessionTag,
+    Slot, WatchId, ZkFailure, ZkOk, ZkOp,
 };
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -63,17 +66,9 @@ impl Replica {
     }
 }
 
-/// One election as the server's per-election task holds it.
-pub struct Elec {
-    pub fsm: Election,
-    pub bound_epoch: u64,
-    rejoin_when_restored: bool,
-    node_owner: Option<(Seq, SessionId)>,
-    prefetched: Option<(Seq, Result<Vec<String>, ZkError>)>,
-    sync_op: Option<OpId>,
-    timer_at: Option<u64>,
-    /// Highest node of a candidate we answered a GETVERS for.
-    pub fence: Option<Seq>,
+/// The write path's state of one base on one service (mirrors writes.rs).
+#[derive(Debug, Clone, Default)]
+pub struct WriteSide {
     writing: bool,
     pub readonly: bool,
 }
@@ -84,26 +79,26 @@ pub enum Link {
     Disconnected { since: u64 },
 }
 
-#[derive(Debug, Clone, Copy)]
-enum WatchFor {
-    SelfNode { generation: u64, seq: Seq },
-    Master { generation: u64, seq: Seq },
-}
-
+/// The client library's side of a session: its connection, its watches,
+/// and the order in which it hands answers and notifications over.
 pub struct Client {
     pub session: SessionId,
     pub epoch: u64,
     conn: u64,
     pub link: Link,
     grace_reported: bool,
-    watchers: Vec<(String, usize, WatchFor)>,
-    fired: Vec<(String, usize, WatchFor)>,
+    watchers: Vec<(String, WatchId)>,
+    fired: Vec<(String, WatchId)>,
     /// Notifications that arrived while disconnected (delivered on reconnect).
     held: Vec<String>,
     /// Notifications for a watch whose answer is still on its way: ZooKeeper
     /// delivers a session's answers and notifications in order, so they are
     /// handed over right after that answer.
     early: Vec<String>,
+    /// One connection is one FIFO: a request never overtakes an earlier one,
+    /// and neither does an answer.
+    last_arrive: u64,
+    last_answer: u64,
 }
 
 impl Client {
@@ -119,6 +114,15 @@ impl Client {
             fired: Vec::new(),
             held: Vec::new(),
             early: Vec::new(),
+            last_arrive: 0,
+            last_answer: 0,
+        }
+    }
+
+    fn tag(&self) -> SessionTag {
+        SessionTag {
+            epoch: self.epoch,
+            id: self.session,
         }
     }
 }
@@ -151,75 +155,25 @@ pub struct Svc {
     deferred: Vec<Ev>,
     zk_cut: bool,
     pub client: Client,
-    pub elecs: BTreeMap<usize, Elec>,
+    pub engine: Engine,
+    pub ws: BTreeMap<usize, WriteSide>,
     pub replicas: Vec<Replica>,
-    /// ZooKeeper requests in flight: what to answer if the connection drops.
-    outstanding: BTreeMap<u64, (usize, Option<Event>)>,
+    /// ZooKeeper requests in flight: failed as connection losses if the
+    /// connection drops.
+    outstanding: BTreeSet<Id>,
     calls: BTreeMap<u64, Call>,
     writes: BTreeMap<u64, PendingWrite>,
+    /// Copies in flight, by the engine's id: base.
+    syncs: BTreeMap<Id, usize>,
+    /// The engine's earliest wake-up already scheduled.
+    tick_at: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
 enum Call {
-    Getvers {
-        base: usize,
-        op: OpId,
-        peer: usize,
-        master_seq: Option<Seq>,
-    },
-    Dump {
-        base: usize,
-        op: OpId,
-    },
-    Replicate {
-        wid: u64,
-        peer: usize,
-    },
-}
-
-#[derive(Debug, Clone)]
-enum EMsg {
-    Event(Event),
-    Poke,
-    SessionLost { epoch: u64 },
-    SessionRestored,
-    NodeOwner { seq: Seq, owner: SessionId },
-}
-
-#[derive(Debug, Clone)]
-enum ZkReq {
-    Create {
-        op: OpId,
-    },
-    WatchSelf {
-        op: OpId,
-        seq: Seq,
-        generation: u64,
-    },
-    List {
-        op: OpId,
-        seq: Seq,
-        listing: Option<Result<Vec<String>, ZkError>>,
-        known_owner: Option<SessionId>,
-        peers: Vec<ServiceId>,
-    },
-    GetMaster {
-        op: OpId,
-        seq: Seq,
-        generation: u64,
-        peers: Option<Vec<ServiceId>>,
-    },
-    Delete {
-        op: Option<OpId>,
-        seq: Seq,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct ZkAns {
-    msgs: Vec<EMsg>,
-    watch: Option<(String, WatchFor)>,
-    listing: Option<(Seq, Result<Vec<String>, ZkError>)>,
+    Getvers { id: Id, base: usize },
+    Dump { id: Id, base: usize },
+    Replicate { wid: u64, peer: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -263,18 +217,18 @@ enum Ev {
         svc: usize,
         inc: u64,
         conn: u64,
-        session: SessionId,
-        req_id: u64,
-        base: usize,
-        req: ZkReq,
+        tag: SessionTag,
+        id: Id,
+        op: ZkOp,
     },
     ZkAnswer {
         svc: usize,
         inc: u64,
         conn: u64,
-        req_id: u64,
-        base: usize,
-        ans: ZkAns,
+        tag: SessionTag,
+        id: Id,
+        result: Result<ZkOk, ZkFailure>,
+        watch: Option<(String, WatchId)>,
     },
     Notify {
         svc: usize,
@@ -283,11 +237,12 @@ enum Ev {
         path: String,
         dup: bool,
     },
+    /// An input for a service's engine, delivered later (a directory answer,
+    /// a request failed at once).
     Local {
         svc: usize,
         inc: u64,
-        base: usize,
-        msg: EMsg,
+        input: Input,
     },
     RpcArrive {
         from: usize,
@@ -307,10 +262,9 @@ enum Ev {
         inc: u64,
         call: u64,
     },
-    Timer {
+    Tick {
         svc: usize,
         inc: u64,
-        base: usize,
         at: u64,
     },
     Ping {
@@ -364,7 +318,7 @@ impl Ev {
             | Ev::Local { svc, inc, .. }
             | Ev::RpcAnswer { svc, inc, .. }
             | Ev::RpcTimeout { svc, inc, .. }
-            | Ev::Timer { svc, inc, .. }
+            | Ev::Tick { svc, inc, .. }
             | Ev::Ping { svc, inc }
             | Ev::LinkCheck { svc, inc }
             | Ev::Grace { svc, inc, .. } => Some((*svc, Some(*inc))),
@@ -397,7 +351,6 @@ impl Ord for Item {
         (o.at, o.seq).cmp(&(self.at, self.seq))
     }
 }
-
 /// An acknowledged write, as the client saw it.
 #[derive(Debug, Clone)]
 pub struct Acked {
@@ -423,9 +376,10 @@ pub struct World {
     pub stype: ServiceType,
     pub bases: Vec<BaseName>,
     pub keys: Vec<ElectionKey>,
+    base_index: BTreeMap<BaseName, usize>,
     pub dirs: Vec<String>,
     pub layout: ZkLayout,
-    config: Config,
+    engine_cfg: EngineConfig,
     pub acked: Vec<Acked>,
     pub stats: Stats,
     /// Elections touched by the current step (for the per-step checks).
@@ -470,31 +424,56 @@ impl World {
                 zk.set_cversion(d, i32::MAX - rng.range(0, 40) as i32);
             }
         }
-        let svcs = (0..opts.services)
-            .map(|i| {
-                let session = zk.open_session(0, timeout);
-                Svc {
-                    id: ServiceId::new(format!("127.0.0.1:60{i:02}")).expect("valid id"),
-                    up: true,
-                    inc: 1,
-                    paused_until: None,
-                    deferred: Vec::new(),
-                    zk_cut: false,
-                    client: Client::connected(session, 1, 1),
-                    elecs: BTreeMap::new(),
-                    replicas: vec![Replica::default(); opts.bases],
-                    outstanding: BTreeMap::new(),
-                    calls: BTreeMap::new(),
-                    writes: BTreeMap::new(),
-                }
-            })
-            .collect();
         let config = Config {
             pending_timeout_ms: 3_000,
             sync_timeout_ms: 5_000,
             retry_failed_max_ms: 4_000,
             ..Config::default()
         };
+        let engine_cfg = EngineConfig {
+            election: config,
+            expire_none_ms: 600_000,
+            mutations: election_engine::Mutations {
+                self_lowest: opts.mutation == Some(Mutation::SelfLowest),
+            },
+        };
+        let svcs: Vec<Svc> = (0..opts.services)
+            .map(|i| {
+                let session = zk.open_session(0, timeout);
+                let id = ServiceId::new(format!("127.0.0.1:60{i:02}")).expect("valid id");
+                let client = Client::connected(session, 1, 1);
+                let mut engine = Engine::new(
+                    engine_cfg.clone(),
+                    id.clone(),
+                    stype.clone(),
+                    layout.clone(),
+                );
+                engine.handle(Now::at(0), Input::SessionConnected(client.tag()));
+                Svc {
+                    id,
+                    up: true,
+                    inc: 1,
+                    paused_until: None,
+                    deferred: Vec::new(),
+                    zk_cut: false,
+                    client,
+                    engine,
+                    ws: BTreeMap::new(),
+                    replicas: vec![Replica::default(); opts.bases],
+                    outstanding: BTreeSet::new(),
+                    calls: BTreeMap::new(),
+                    writes: BTreeMap::new(),
+                    syncs: BTreeMap::new(),
+                    tick_at: None,
+                }
+            })
+            .collect();
+        let base_index = bases
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, b)| (b, i))
+            .collect();
         let faults_until = opts.fault_ms * MS;
         let mut w = Self {
             opts,
@@ -510,10 +489,11 @@ impl World {
             blocked: BTreeSet::new(),
             stype,
             bases,
+            base_index,
             keys,
             dirs,
             layout,
-            config,
+            engine_cfg,
             acked: Vec::new(),
             stats: Stats::default(),
             touched: BTreeSet::new(),
@@ -639,19 +619,19 @@ impl World {
                 svc,
                 inc,
                 conn,
-                session,
-                req_id,
-                base,
-                req,
-            } => self.zk_arrive(svc, inc, conn, session, req_id, base, req),
+                tag,
+                id,
+                op,
+            } => self.zk_arrive(svc, inc, conn, tag, id, op),
             Ev::ZkAnswer {
                 svc,
                 conn,
-                req_id,
-                base,
-                ans,
+                tag,
+                id,
+                result,
+                watch,
                 ..
-            } => self.zk_answer(svc, conn, req_id, base, ans),
+            } => self.zk_answer(svc, conn, tag, id, result, watch),
             Ev::Notify {
                 svc,
                 session,
@@ -659,7 +639,12 @@ impl World {
                 dup,
                 ..
             } => self.notify(svc, session, path, dup),
-            Ev::Local { svc, base, msg, .. } => self.feed(svc, base, msg),
+            Ev::Local { svc, input, .. } => {
+                if let Input::Zk { id, .. } = &input {
+                    self.svcs[svc].outstanding.remove(id);
+                }
+                self.input(svc, input)
+            }
             Ev::RpcArrive {
                 from,
                 from_inc,
@@ -669,19 +654,11 @@ impl World {
             } => self.rpc_arrive(from, from_inc, to, call, rpc),
             Ev::RpcAnswer { svc, call, ans, .. } => self.rpc_answer(svc, call, Some(ans)),
             Ev::RpcTimeout { svc, call, .. } => self.rpc_answer(svc, call, None),
-            Ev::Timer { svc, base, at, .. } => {
-                let now_ms = self.now / MS;
-                let Some(e) = self.svcs[svc].elecs.get_mut(&base) else {
-                    return;
-                };
-                if e.timer_at == Some(at) {
-                    e.timer_at = None;
+            Ev::Tick { svc, at, .. } => {
+                if self.svcs[svc].tick_at == Some(at) {
+                    self.svcs[svc].tick_at = None;
                 }
-                if e.fsm.next_deadline().is_some_and(|d| d <= now_ms) {
-                    self.feed(svc, base, EMsg::Event(Event::None));
-                } else {
-                    self.schedule_timer(svc, base);
-                }
+                self.input(svc, Input::Tick);
             }
             Ev::Ping { svc, .. } => {
                 let c = &self.svcs[svc].client;
@@ -711,7 +688,7 @@ impl World {
                 {
                     c.grace_reported = true;
                     self.note(|| format!("svc{svc} grace expired: reset epoch {epoch}"));
-                    self.broadcast(svc, EMsg::SessionLost { epoch });
+                    self.input(svc, Input::SessionLost { epoch });
                 }
             }
             Ev::ClientWrite {
@@ -760,299 +737,92 @@ impl World {
         self.push(period, Ev::Ping { svc: s, inc });
     }
 
-    fn schedule_timer(&mut self, s: usize, b: usize) {
+    /// The election of base `b` on service `s`, as its engine holds it.
+    pub fn elec(&self, s: usize, b: usize) -> Option<&Slot> {
+        self.svcs[s].engine.view(&self.bases[b])
+    }
+
+    /// Is service `s` in emergency read-only mode for base `b`?
+    pub fn readonly(&self, s: usize, b: usize) -> bool {
+        self.svcs[s].ws.get(&b).is_some_and(|w| w.readonly)
+    }
+
+    fn bidx(&self, base: &BaseName) -> usize {
+        *self
+            .base_index
+            .get(base)
+            .expect("the engines only know the world's bases")
+    }
+
+    fn engine_now(&self) -> Now {
+        Now::at(self.now / MS)
+    }
+
+    /// Feeds one input to a service's engine and executes its effects.
+    pub fn input(&mut self, s: usize, input: Input) {
+        if let Some(b) = input_base(&input).map(|b| self.bidx(b)) {
+            self.touched.insert((s, b));
+        }
+        let now = self.engine_now();
+        self.svcs[s].engine.handle(now, input);
+        self.pump(s);
+    }
+
+    /// Executes the effects the engine of service `s` emitted, in order.
+    fn pump(&mut self, s: usize) {
+        let effects: Vec<Effect> = self.svcs[s].engine.drain().collect();
+        for e in effects {
+            self.effect(s, e);
+        }
+        self.schedule_tick(s);
+    }
+
+    fn schedule_tick(&mut self, s: usize) {
+        let Some(at_ms) = self.svcs[s].engine.next_wakeup() else {
+            return;
+        };
+        let at = at_ms.saturating_mul(MS).max(self.now);
+        if self.svcs[s].tick_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        self.svcs[s].tick_at = Some(at);
         let inc = self.svcs[s].inc;
-        let Some(e) = self.svcs[s].elecs.get_mut(&b) else {
-            return;
-        };
-        if e.fsm.state() == State::None {
-            return;
-        }
-        let Some(d) = e.fsm.next_deadline() else {
-            return;
-        };
-        let at = d.saturating_mul(MS);
-        if e.timer_at == Some(at) {
-            return;
-        }
-        e.timer_at = Some(at);
-        let delay = at.saturating_sub(self.now);
-        self.push(
-            delay,
-            Ev::Timer {
-                svc: s,
-                inc,
-                base: b,
-                at,
-            },
-        );
+        self.push(at - self.now, Ev::Tick { svc: s, inc, at });
     }
 
-    /// Sends a message to every election of a service.
-    fn broadcast(&mut self, s: usize, msg: EMsg) {
-        let bases: Vec<usize> = self.svcs[s].elecs.keys().copied().collect();
-        for b in bases {
-            self.feed(s, b, msg.clone());
-        }
-    }
-
-    fn local(&mut self, s: usize, b: usize, delay: u64, msg: EMsg) {
+    fn local(&mut self, s: usize, delay: u64, input: Input) {
         let inc = self.svcs[s].inc;
-        self.push(
-            delay,
-            Ev::Local {
-                svc: s,
-                inc,
-                base: b,
-                msg,
-            },
-        );
+        self.push(delay, Ev::Local { svc: s, inc, input });
     }
 
-    fn ensure_elec(&mut self, s: usize, b: usize) {
-        if self.svcs[s].elecs.contains_key(&b) {
-            return;
-        }
-        let jitter = self.seed ^ ((s as u64) << 32) ^ (b as u64).wrapping_mul(0x9E37_79B9);
-        let fsm = Election::new(self.config.clone(), jitter, Now::at(self.now / MS));
-        self.svcs[s].elecs.insert(
-            b,
-            Elec {
-                fsm,
-                bound_epoch: 0,
-                rejoin_when_restored: false,
-                node_owner: None,
-                prefetched: None,
-                sync_op: None,
-                timer_at: None,
-                fence: None,
-                writing: false,
-                readonly: false,
-            },
-        );
-    }
-
-    /// Delivers a message to an election, as the server's `run_election` does.
-    fn feed(&mut self, s: usize, b: usize, msg: EMsg) {
-        if matches!(msg, EMsg::Poke) {
-            self.ensure_elec(s, b);
-        }
-        let now = Now::at(self.now / MS);
-        let Some(e) = self.svcs[s].elecs.get_mut(&b) else {
-            return;
-        };
-        let event = match msg {
-            EMsg::Event(ev) => ev,
-            EMsg::Poke => Event::None,
-            EMsg::SessionLost { epoch } => {
-                if epoch != e.bound_epoch || e.fsm.state() == State::None {
-                    return;
-                }
-                e.rejoin_when_restored = true;
-                Event::Disconnected
-            }
-            EMsg::SessionRestored => {
-                if !std::mem::take(&mut e.rejoin_when_restored) || e.fsm.state() != State::None {
-                    return;
-                }
-                Event::None
-            }
-            EMsg::NodeOwner { seq, owner } => {
-                e.node_owner = Some((seq, owner));
-                return;
-            }
-        };
-        let pre = e.fsm.state();
-        let name = event.name();
-        let actions = e.fsm.handle(now, event);
-        let post = e.fsm.state();
-        if pre != post {
-            self.note(|| format!("svc{s} base{b} {pre}:{name}:{post}"));
-        }
-        self.touched.insert((s, b));
-        for a in actions {
-            self.execute(s, b, a);
-        }
-        let e = self.svcs[s].elecs.get_mut(&b).expect("election exists");
-        if e.fsm.state() != State::Syncing && e.sync_op.take().is_some() {
-            self.svcs[s].replicas[b].restoring = false;
-        }
-        self.schedule_timer(s, b);
-    }
-
-    fn node_path(&self, b: usize, seq: Seq) -> String {
-        self.layout.election_node(&self.stype, &self.keys[b], seq)
-    }
-
-    /// Sends a ZooKeeper request on the current connection, or fails it at
-    /// once when disconnected (connection loss).
-    fn zk_send(&mut self, s: usize, b: usize, req: ZkReq, on_loss: Option<Event>) {
-        let inc = self.svcs[s].inc;
-        let c = &self.svcs[s].client;
-        if c.link != Link::Connected {
-            if let Some(ev) = on_loss {
-                self.local(s, b, 100, EMsg::Event(ev));
-            }
-            return;
-        }
-        let (conn, session) = (c.conn, c.session);
-        let req_id = self.id();
-        self.svcs[s].outstanding.insert(req_id, (b, on_loss));
-        let d = self.net_delay();
-        self.push(
-            d,
-            Ev::ZkArrive {
-                svc: s,
-                inc,
-                conn,
-                session,
-                req_id,
-                base: b,
-                req,
-            },
-        );
-    }
-
-    fn execute(&mut self, s: usize, b: usize, action: Action) {
-        let me = self.svcs[s].id.clone();
-        match action {
-            Action::ResolvePeers { op, .. } => {
-                let peers: Vec<ServiceId> = self
-                    .svcs
-                    .iter()
-                    .filter(|x| x.id != me)
-                    .map(|x| x.id.clone())
-                    .collect();
+    fn effect(&mut self, s: usize, effect: Effect) {
+        match effect {
+            Effect::Zk { id, op } => self.zk_send(s, id, op),
+            Effect::ResolvePeers { id, .. } => {
+                // The directory names every service of the world.
+                let peers = self.svcs.iter().map(|x| x.id.clone()).collect();
                 self.local(
                     s,
-                    b,
                     50,
-                    EMsg::Event(Event::GetpeersDone {
-                        op,
-                        peers: Some(peers),
-                    }),
-                );
-            }
-            Action::Create { op, .. } => {
-                let epoch = self.svcs[s].client.epoch;
-                let e = self.svcs[s].elecs.get_mut(&b).expect("election exists");
-                e.bound_epoch = epoch;
-                self.zk_send(
-                    s,
-                    b,
-                    ZkReq::Create { op },
-                    Some(Event::CreateKo {
-                        op,
-                        error: "connection loss".into(),
-                    }),
-                );
-            }
-            Action::WatchSelf {
-                op,
-                seq,
-                generation,
-            } => self.zk_send(
-                s,
-                b,
-                ZkReq::WatchSelf {
-                    op,
-                    seq,
-                    generation,
-                },
-                Some(Event::ExistsKo {
-                    op,
-                    error: "connection loss".into(),
-                }),
-            ),
-            Action::List { op, seq } => {
-                let session = self.svcs[s].client.session;
-                let e = self.svcs[s].elecs.get_mut(&b).expect("election exists");
-                let listing = e
-                    .prefetched
-                    .take()
-                    .filter(|(p, _)| *p == seq)
-                    .map(|(_, l)| l);
-                let known_owner = e
-                    .node_owner
-                    .filter(|(p, _)| *p == seq)
-                    .map(|(_, o)| o)
-                    .filter(|o| *o == session);
-                let peers = e.fsm.peers().map(<[ServiceId]>::to_vec).unwrap_or_default();
-                self.zk_send(
-                    s,
-                    b,
-                    ZkReq::List {
-                        op,
-                        seq,
-                        listing,
-                        known_owner,
-                        peers,
+                    Input::Peers {
+                        id,
+                        result: Ok(Some(peers)),
                     },
-                    Some(Event::ListKo {
-                        op,
-                        error: "connection loss".into(),
-                    }),
                 );
             }
-            Action::GetMaster {
-                op,
-                seq,
-                generation,
-            } => {
-                let peers = self.svcs[s].elecs[&b]
-                    .fsm
-                    .peers()
-                    .map(<[ServiceId]>::to_vec);
-                self.zk_send(
-                    s,
-                    b,
-                    ZkReq::GetMaster {
-                        op,
-                        seq,
-                        generation,
-                        peers,
-                    },
-                    Some(Event::MasterKo {
-                        op,
-                        error: "connection loss".into(),
-                    }),
-                );
+            Effect::Use { to, base, master } => {
+                let (to, b) = (self.index_of(&to), self.bidx(&base));
+                self.rpc(s, to, None, Rpc::Use { base: b, master });
             }
-            Action::Delete { op, seq } => self.zk_send(
-                s,
-                b,
-                ZkReq::Delete { op, seq },
-                op.map(|op| Event::LeaveKo {
-                    op,
-                    error: "connection loss".into(),
-                }),
-            ),
-            Action::SendUse { peers, master } => {
-                for p in peers {
-                    let to = self.index_of(&p);
-                    self.rpc(s, to, None, Rpc::Use { base: b, master });
-                }
-            }
-            Action::SendGetvers {
-                op,
-                peer,
+            Effect::Getvers {
+                id,
+                to,
+                base,
                 master_seq,
+                candidate_seq,
             } => {
-                let to = self.index_of(&peer);
-                let candidate_seq = match master_seq {
-                    None => self.svcs[s].elecs[&b].fsm.local_id(),
-                    Some(_) => None,
-                };
-                let call = self.call(
-                    s,
-                    Call::Getvers {
-                        base: b,
-                        op,
-                        peer: to,
-                        master_seq,
-                    },
-                    1_000 * MS,
-                );
+                let (to, b) = (self.index_of(&to), self.bidx(&base));
+                let call = self.call(s, Call::Getvers { id, base: b }, 1_000 * MS);
                 self.rpc(
                     s,
                     to,
@@ -1064,18 +834,71 @@ impl World {
                     },
                 );
             }
-            Action::Sync { op, master } => {
-                let to = self.index_of(&master);
+            Effect::Sync { id, base, master } => {
+                let (to, b) = (self.index_of(&master), self.bidx(&base));
                 self.svcs[s].replicas[b].restoring = true;
-                self.svcs[s]
-                    .elecs
-                    .get_mut(&b)
-                    .expect("election exists")
-                    .sync_op = Some(op);
-                let call = self.call(s, Call::Dump { base: b, op }, 3_000 * MS);
+                self.svcs[s].syncs.insert(id, b);
+                let call = self.call(s, Call::Dump { id, base: b }, 3_000 * MS);
                 self.rpc(s, to, Some(call), Rpc::Dump { base: b });
             }
+            Effect::AbortSync { id, base } => {
+                if self.svcs[s].syncs.remove(&id).is_some() {
+                    let b = self.bidx(&base);
+                    self.svcs[s].replicas[b].restoring = false;
+                }
+            }
+            Effect::Observe(Observation::Transition {
+                base,
+                pre,
+                event,
+                post,
+            }) => {
+                let b = self.bidx(&base);
+                self.touched.insert((s, b));
+                self.note(|| format!("svc{s} base{b} {pre}:{event}:{post}"));
+            }
+            Effect::Observe(_) => {}
+            Effect::Log(LogEvent::DoubleMaster { .. }) => {
+                self.stats.count("double master announced")
+            }
+            Effect::Log(_) => {}
         }
+    }
+
+    /// Sends a ZooKeeper request on the current connection, or fails it at
+    /// once when disconnected (connection loss). Requests of a connection
+    /// arrive in the order they were sent.
+    fn zk_send(&mut self, s: usize, id: Id, op: ZkOp) {
+        let inc = self.svcs[s].inc;
+        let c = &self.svcs[s].client;
+        if c.link != Link::Connected {
+            let result = Err(ZkFailure::Failed("connection loss".into()));
+            return self.local(
+                s,
+                100,
+                Input::Zk {
+                    id,
+                    session: None,
+                    result,
+                },
+            );
+        }
+        let (conn, tag) = (c.conn, c.tag());
+        self.svcs[s].outstanding.insert(id);
+        let d = self.net_delay();
+        let at = (self.now + d).max(self.svcs[s].client.last_arrive);
+        self.svcs[s].client.last_arrive = at;
+        self.push(
+            at - self.now,
+            Ev::ZkArrive {
+                svc: s,
+                inc,
+                conn,
+                tag,
+                id,
+                op,
+            },
+        );
     }
 
     fn index_of(&self, id: &ServiceId) -> usize {
@@ -1164,236 +987,95 @@ impl World {
 
     // ----- ZooKeeper server side -----
 
-    #[allow(clippy::too_many_arguments)]
-    fn zk_arrive(
-        &mut self,
-        s: usize,
-        inc: u64,
-        conn: u64,
-        session: SessionId,
-        req_id: u64,
-        b: usize,
-        req: ZkReq,
-    ) {
+    /// Executes one request against the model; the answer travels back on
+    /// the same connection, after the answers sent before it.
+    fn zk_arrive(&mut self, s: usize, inc: u64, conn: u64, tag: SessionTag, id: Id, op: ZkOp) {
         if !self.zk_up || self.svcs[s].zk_cut || self.svcs[s].inc != inc {
             return; // lost with the connection
         }
+        let session = tag.id;
         if self.zk.is_live(session) {
             self.zk.touch(session, self.now);
         }
-        let me = self.svcs[s].id.clone();
-        let dir = self.dirs[b].clone();
-        let expired = |ev: Event| -> Vec<EMsg> { vec![EMsg::Event(ev)] };
-        let mut ans = ZkAns {
-            msgs: Vec::new(),
-            watch: None,
-            listing: None,
-        };
-        match req {
-            ZkReq::Create { op } => {
-                let prefix = format!("{}-", self.keys[b]);
-                match self
-                    .zk
-                    .create_seq(session, &dir, &prefix, me.as_str().as_bytes(), true)
-                {
+        let expired = || Err(ZkFailure::SessionLost("session expired".into()));
+        let other = |e: ZkError| Err(ZkFailure::Failed(format!("{e:?}")));
+        let mut watch = None;
+        let result = match op {
+            ZkOp::CreateSeq { prefix, data, dir } => {
+                let name = prefix
+                    .strip_prefix(&format!("{dir}/"))
+                    .unwrap_or(&prefix)
+                    .to_string();
+                match self.zk.create_seq(session, &dir, &name, &data, true) {
                     Ok((_, seq)) => {
                         if seq < 0 {
                             self.stats.count("node created past the 32-bit wrap");
                         }
-                        let seq = Seq::from(seq);
-                        ans.msgs = vec![
-                            EMsg::NodeOwner {
-                                seq,
-                                owner: session,
-                            },
-                            EMsg::Event(Event::CreateOk { op, seq }),
-                        ];
+                        Ok(ZkOk::Created {
+                            seq: Seq::from(seq),
+                            owner: session,
+                        })
                     }
-                    Err(ZkError::SessionExpired) => ans.msgs = expired(Event::Disconnected),
-                    Err(e) => {
-                        ans.msgs = vec![EMsg::Event(Event::CreateKo {
-                            op,
-                            error: format!("{e:?}"),
-                        })]
-                    }
+                    Err(ZkError::SessionExpired) => expired(),
+                    Err(ZkError::NoNode) => Err(ZkFailure::NoNode),
+                    Err(e) => other(e),
                 }
             }
-            ZkReq::WatchSelf {
-                op,
-                seq,
-                generation,
-            } => {
-                let path = self.node_path(b, seq);
-                match self.zk.read_and_watch(session, &path) {
-                    Ok(None) => {
-                        ans.msgs = vec![
-                            EMsg::Event(Event::LeftSelf { generation, seq }),
-                            EMsg::Event(Event::ExistsOk { op }),
-                        ]
-                    }
-                    Ok(Some(_)) => {
-                        ans.msgs = vec![EMsg::Event(Event::ExistsOk { op })];
-                        ans.watch = Some((path, WatchFor::SelfNode { generation, seq }));
-                    }
-                    Err(_) => ans.msgs = expired(Event::Disconnected),
+            ZkOp::Exists {
+                path,
+                watch: Some(w),
+            } => match self.zk.read_and_watch(session, &path) {
+                Ok(None) => Ok(ZkOk::Stat(None)),
+                Ok(Some(node)) => {
+                    watch = Some((path, w));
+                    Ok(ZkOk::Stat(Some(node.owner)))
                 }
-                ans.listing = Some((seq, self.zk.children(session, &dir)));
-            }
-            ZkReq::List {
-                op,
-                seq,
-                listing,
-                known_owner,
-                peers,
-            } => {
-                let children = listing.unwrap_or_else(|| self.zk.children(session, &dir));
-                let ev = match children {
-                    Err(_) => Event::Disconnected,
-                    Ok(children) => {
-                        self.lowest_valid(b, &children, seq, &me, &peers, op, session, known_owner)
-                    }
-                };
-                ans.msgs = vec![EMsg::Event(ev)];
-            }
-            ZkReq::GetMaster {
-                op,
-                seq,
-                generation,
-                peers,
-            } => {
-                let path = self.node_path(b, seq);
-                match self.zk.read_and_watch(session, &path) {
-                    Ok(Some(node)) => {
-                        let ev = match master_from_node(&node.data, &me, peers.as_deref()) {
-                            Ok(master) => Event::MasterOk { op, master },
-                            Err(MasterBadReason::Rogue(_)) => Event::MasterBad {
-                                op,
-                                reason: MasterBadReason::Rogue(seq),
-                            },
-                            Err(reason) => Event::MasterBad { op, reason },
-                        };
-                        ans.msgs = vec![EMsg::Event(ev)];
-                        ans.watch = Some((path, WatchFor::Master { generation, seq }));
-                    }
-                    Ok(None) => {
-                        ans.msgs = vec![
-                            EMsg::Event(Event::LeftMaster { generation, seq }),
-                            EMsg::Event(Event::MasterKo {
-                                op,
-                                error: "master node vanished".into(),
-                            }),
-                        ]
-                    }
-                    Err(_) => ans.msgs = expired(Event::Disconnected),
+                Err(_) => expired(),
+            },
+            ZkOp::Exists { path, watch: None } => {
+                if self.zk.is_live(session) {
+                    Ok(ZkOk::Stat(self.zk.get(&path).map(|n| n.owner)))
+                } else {
+                    expired()
                 }
             }
-            ZkReq::Delete { op, seq } => {
-                let path = self.node_path(b, seq);
-                match self.zk.delete(session, &path) {
-                    Ok(fired) => {
-                        self.deliver_fired(fired);
-                        ans.msgs = op
-                            .map(|op| EMsg::Event(Event::LeaveOk { op }))
-                            .into_iter()
-                            .collect();
-                    }
-                    Err(ZkError::NoNode) => {
-                        ans.msgs = op
-                            .map(|op| EMsg::Event(Event::LeaveOk { op }))
-                            .into_iter()
-                            .collect();
-                    }
-                    Err(ZkError::SessionExpired) => {
-                        ans.msgs = op
-                            .map(|_| EMsg::Event(Event::Disconnected))
-                            .into_iter()
-                            .collect()
-                    }
-                    Err(e) => {
-                        ans.msgs = op
-                            .map(|op| {
-                                EMsg::Event(Event::LeaveKo {
-                                    op,
-                                    error: format!("{e:?}"),
-                                })
-                            })
-                            .into_iter()
-                            .collect()
-                    }
+            ZkOp::Get { path, watch: w } => match self.zk.read_and_watch(session, &path) {
+                Ok(Some(node)) => {
+                    watch = Some((path, w));
+                    Ok(ZkOk::Data(node.data))
                 }
-            }
-        }
+                Ok(None) => Err(ZkFailure::NoNode),
+                Err(_) => expired(),
+            },
+            ZkOp::List { dir } => match self.zk.children(session, &dir) {
+                Ok(children) => Ok(ZkOk::Children(children)),
+                Err(_) => expired(),
+            },
+            ZkOp::Delete { path } => match self.zk.delete(session, &path) {
+                Ok(fired) => {
+                    self.deliver_fired(fired);
+                    Ok(ZkOk::Deleted)
+                }
+                Err(ZkError::NoNode) => Err(ZkFailure::NoNode),
+                Err(ZkError::SessionExpired) => expired(),
+                Err(e) => other(e),
+            },
+        };
         let d = self.net_delay();
+        let at = (self.now + d).max(self.svcs[s].client.last_answer);
+        self.svcs[s].client.last_answer = at;
         self.push(
-            d,
+            at - self.now,
             Ev::ZkAnswer {
                 svc: s,
                 inc,
                 conn,
-                req_id,
-                base: b,
-                ans,
+                tag,
+                id,
+                result,
+                watch,
             },
         );
-    }
-
-    /// The server's `lowest_valid` and the ownership check of LISTING.
-    #[allow(clippy::too_many_arguments)]
-    fn lowest_valid(
-        &self,
-        b: usize,
-        children: &[String],
-        ours: Seq,
-        me: &ServiceId,
-        peers: &[ServiceId],
-        op: OpId,
-        session: SessionId,
-        known_owner: Option<SessionId>,
-    ) -> Event {
-        if self.opts.mutation == Some(Mutation::SelfLowest) {
-            return Event::ListOk { op, lowest: ours };
-        }
-        let key = self.keys[b].as_str();
-        let mut seqs: Vec<Seq> = children
-            .iter()
-            .filter_map(|c| parse_node_name(c))
-            .filter(|(k, _)| *k == key)
-            .map(|(_, s)| s)
-            .collect();
-        if !seqs.contains(&ours) {
-            return Event::ListKo {
-                op,
-                error: format!("our node {ours} is not in the group"),
-            };
-        }
-        seqs.sort_unstable_by_key(|s| seq_offset(*s, ours));
-        let mut lowest = ours;
-        for s in seqs.into_iter().take_while(|s| seq_offset(*s, ours) < 0) {
-            let Some(node) = self.zk.get(&self.node_path(b, s)) else {
-                continue;
-            };
-            match master_from_node(&node.data, me, Some(peers)) {
-                Ok(_) | Err(MasterBadReason::Rogue(_)) => {
-                    lowest = s;
-                    break;
-                }
-                Err(_) => continue,
-            }
-        }
-        if lowest != ours {
-            return Event::ListOk { op, lowest };
-        }
-        if known_owner == Some(session) {
-            return Event::ListOk { op, lowest };
-        }
-        match self.zk.get(&self.node_path(b, ours)) {
-            Some(n) if n.owner == session => Event::ListOk { op, lowest },
-            Some(_) => Event::Disconnected,
-            None => Event::ListKo {
-                op,
-                error: "our node vanished".into(),
-            },
-        }
     }
 
     fn deliver_fired(&mut self, fired: Vec<Fired>) {
@@ -1435,29 +1117,37 @@ impl World {
 
     // ----- client side -----
 
-    fn zk_answer(&mut self, s: usize, conn: u64, req_id: u64, b: usize, ans: ZkAns) {
+    fn zk_answer(
+        &mut self,
+        s: usize,
+        conn: u64,
+        tag: SessionTag,
+        id: Id,
+        result: Result<ZkOk, ZkFailure>,
+        watch: Option<(String, WatchId)>,
+    ) {
         if self.svcs[s].client.conn != conn {
             return; // already failed as a connection loss
         }
-        if self.svcs[s].outstanding.remove(&req_id).is_none() {
+        if !self.svcs[s].outstanding.remove(&id) {
             return;
         }
         let mut early = None;
-        if let Some((path, w)) = ans.watch {
+        if let Some((path, w)) = watch {
             let c = &mut self.svcs[s].client;
             if let Some(i) = c.early.iter().position(|p| *p == path) {
                 early = Some(c.early.swap_remove(i));
             }
-            c.watchers.push((path, b, w));
+            c.watchers.push((path, w));
         }
-        if let Some(listing) = ans.listing {
-            if let Some(e) = self.svcs[s].elecs.get_mut(&b) {
-                e.prefetched = Some(listing);
-            }
-        }
-        for m in ans.msgs {
-            self.feed(s, b, m);
-        }
+        self.input(
+            s,
+            Input::Zk {
+                id,
+                session: Some(tag),
+                result,
+            },
+        );
         if let Some(path) = early {
             let session = self.svcs[s].client.session;
             self.notify(s, session, path, false);
@@ -1473,34 +1163,35 @@ impl World {
             c.held.push(path);
             return;
         }
-        if !dup && !c.watchers.iter().any(|(p, _, _)| *p == path) {
+        if !dup && !c.watchers.iter().any(|(p, _)| *p == path) {
             // The answer that set this watch has not arrived yet.
             c.early.push(path);
             self.stats
                 .count("notification held until its watch's answer");
             return;
         }
-        let hits: Vec<(String, usize, WatchFor)> = if dup {
+        let hits: Vec<(String, WatchId)> = if dup {
             c.fired
                 .iter()
-                .filter(|(p, _, _)| *p == path)
+                .filter(|(p, _)| *p == path)
                 .cloned()
                 .collect()
         } else {
-            let (hit, keep): (Vec<_>, Vec<_>) =
-                c.watchers.drain(..).partition(|(p, _, _)| *p == path);
+            let (hit, keep): (Vec<_>, Vec<_>) = c.watchers.drain(..).partition(|(p, _)| *p == path);
             c.watchers = keep;
             c.fired.extend(hit.iter().cloned());
             let excess = c.fired.len().saturating_sub(32);
             c.fired.drain(..excess);
             hit
         };
-        for (_, b, w) in hits {
-            let ev = match w {
-                WatchFor::SelfNode { generation, seq } => Event::LeftSelf { generation, seq },
-                WatchFor::Master { generation, seq } => Event::LeftMaster { generation, seq },
-            };
-            self.feed(s, b, EMsg::Event(ev));
+        for (_, watch) in hits {
+            self.input(
+                s,
+                Input::WatchFired {
+                    watch,
+                    deleted: true,
+                },
+            );
         }
     }
 
@@ -1519,14 +1210,17 @@ impl World {
                 c.link = Link::Disconnected { since: now };
                 c.conn += 1;
                 let epoch = c.epoch;
-                let failed: Vec<(usize, Option<Event>)> =
-                    std::mem::take(&mut self.svcs[s].outstanding)
-                        .into_values()
-                        .collect();
-                for (b, ev) in failed {
-                    if let Some(ev) = ev {
-                        self.feed(s, b, EMsg::Event(ev));
-                    }
+                let failed = std::mem::take(&mut self.svcs[s].outstanding);
+                for id in failed {
+                    let result = Err(ZkFailure::Failed("connection loss".into()));
+                    self.input(
+                        s,
+                        Input::Zk {
+                            id,
+                            session: None,
+                            result,
+                        },
+                    );
                 }
                 let grace = self.grace();
                 self.push(
@@ -1558,14 +1252,14 @@ impl World {
                     self.notify(s, session, path, false);
                 }
                 if restored {
-                    self.broadcast(s, EMsg::SessionRestored);
+                    self.input(s, Input::SessionRestored);
                 }
             }
             Link::Disconnected { .. } => {
                 let c = &mut self.svcs[s].client;
                 let old = c.epoch;
                 self.note(|| format!("svc{s} zk: session expired, opening a new one"));
-                self.broadcast(s, EMsg::SessionLost { epoch: old });
+                self.input(s, Input::SessionLost { epoch: old });
                 let session = self.zk.open_session(now, self.timeout());
                 let c = &mut self.svcs[s].client;
                 c.session = session;
@@ -1578,7 +1272,9 @@ impl World {
                 c.held.clear();
                 c.early.clear();
                 self.stats.count("session re-established");
-                self.broadcast(s, EMsg::SessionRestored);
+                let tag = self.svcs[s].client.tag();
+                self.input(s, Input::SessionConnected(tag));
+                self.input(s, Input::SessionRestored);
             }
         }
     }
@@ -1598,23 +1294,15 @@ impl World {
     fn rpc_arrive(&mut self, from: usize, from_inc: u64, to: usize, call: Option<u64>, rpc: Rpc) {
         match rpc {
             Rpc::Use { base, master } => {
-                if master
-                    && self.svcs[to]
-                        .elecs
-                        .get(&base)
-                        .is_some_and(|e| e.fsm.state() == State::Master)
-                {
-                    self.stats.count("double master announced");
-                    self.feed(to, base, EMsg::Event(Event::LeaveReq));
-                }
-                self.feed(to, base, EMsg::Poke);
+                let (base, from) = (self.bases[base].clone(), self.svcs[from].id.clone());
+                self.input(to, Input::UseReceived { base, from, master });
             }
             Rpc::Getvers {
                 base,
                 master_seq,
                 candidate_seq,
             } => {
-                let busy = self.svcs[to].elecs.get(&base).is_some_and(|e| e.writing);
+                let busy = self.svcs[to].ws.get(&base).is_some_and(|e| e.writing);
                 if self.opts.fence && candidate_seq.is_some() && busy {
                     // Answered under the base's write lock, after the write.
                     self.redeliver(
@@ -1631,15 +1319,15 @@ impl World {
                     );
                     return;
                 }
-                self.feed(to, base, EMsg::Poke);
-                let e = self.svcs[to].elecs.get_mut(&base).expect("poked");
-                let ans = match master_seq {
-                    Some(seq) if e.fsm.local_id() != Some(seq) => RpcAns::Refused,
-                    _ => {
-                        if self.opts.fence {
-                            if let Some(c) = candidate_seq {
-                                e.fence = Some(e.fence.map_or(c, |f| seq_latest(f, c)));
-                            }
+                self.touched.insert((to, base));
+                let (now, name) = (self.engine_now(), self.bases[base].clone());
+                let served = self.svcs[to].engine.serve_getvers(now, &name, master_seq);
+                self.pump(to);
+                let ans = match served {
+                    Err(_) => RpcAns::Refused,
+                    Ok(()) => {
+                        if let (true, Some(c)) = (self.opts.fence, candidate_seq) {
+                            self.svcs[to].engine.raise_fence(now, &name, c);
                         }
                         RpcAns::Version(self.svcs[to].replicas[base].version(self.opts.stamps))
                     }
@@ -1650,12 +1338,12 @@ impl World {
                 // The copy is taken under the base's write lock: a write in
                 // flight may already be applied (and acknowledged) by the
                 // slave asking, and must be in the copy if it commits.
-                let busy = self.svcs[to].elecs.get(&base).is_some_and(|e| e.writing);
+                let busy = self.svcs[to].ws.get(&base).is_some_and(|e| e.writing);
                 if self.opts.dump_locked && busy {
                     self.redeliver(2 * MS, from, from_inc, to, call, Rpc::Dump { base });
                     return;
                 }
-                let ok = self.svcs[to].elecs.get(&base).is_some_and(|e| {
+                let ok = self.elec(to, base).is_some_and(|e| {
                     e.fsm.state() == State::Master
                         && (!self.opts.fence || self.session_live(to, e.bound_epoch))
                 });
@@ -1666,7 +1354,10 @@ impl World {
                 };
                 self.answer(to, from, from_inc, call, ans);
             }
-            Rpc::Resync { base } => self.feed(to, base, EMsg::Event(Event::SyncReq)),
+            Rpc::Resync { base } => {
+                let base = self.bases[base].clone();
+                self.input(to, Input::SyncReq { base });
+            }
             Rpc::Replicate {
                 base,
                 epoch,
@@ -1674,9 +1365,8 @@ impl World {
                 wid,
                 waited,
             } => {
-                let settled = self.svcs[to]
-                    .elecs
-                    .get(&base)
+                let settled = self
+                    .elec(to, base)
                     .is_some_and(|e| e.fsm.state().is_final());
                 if !settled && waited < 500 * MS {
                     // The server waits, briefly, for its side to settle.
@@ -1697,7 +1387,7 @@ impl World {
                     return;
                 }
                 let from_id = self.svcs[from].id.clone();
-                let verdict = match self.svcs[to].elecs.get(&base) {
+                let verdict = match self.elec(to, base) {
                     None => ReplicaVerdict::NotSettled(State::None),
                     Some(e) => replica_verdict(
                         e.fsm.state(),
@@ -1708,6 +1398,7 @@ impl World {
                         epoch,
                     ),
                 };
+                let name = self.bases[base].clone();
                 let ans = match verdict {
                     ReplicaVerdict::Apply => {
                         let r = &mut self.svcs[to].replicas[base];
@@ -1721,7 +1412,7 @@ impl World {
                             // Already here (a copy taken after it committed).
                             RpcAns::Applied
                         } else {
-                            self.feed(to, base, EMsg::Event(Event::SyncReq));
+                            self.input(to, Input::SyncReq { base: name });
                             RpcAns::Refused
                         }
                     }
@@ -1741,7 +1432,13 @@ impl World {
                     }
                     ReplicaVerdict::NotSettled(state) => {
                         if matches!(state, State::None | State::Failed) {
-                            self.feed(to, base, EMsg::Poke);
+                            self.input(
+                                to,
+                                Input::Poke {
+                                    base: name,
+                                    touch: false,
+                                },
+                            );
                         }
                         RpcAns::Refused
                     }
@@ -1756,59 +1453,32 @@ impl World {
             return;
         };
         match c {
-            Call::Getvers {
-                base,
-                op,
-                peer,
-                master_seq,
-            } => {
-                let peer_id = self.svcs[peer].id.clone();
-                let outcome = match ans {
-                    Some(RpcAns::Version(remote)) => {
-                        let local = self.svcs[s].replicas[base].version(self.opts.stamps);
-                        getvers_outcome(&local, &remote, &peer_id, master_seq.is_some())
-                    }
-                    Some(_) => GetversOutcome::Ko(format!("{peer_id} refused")),
-                    None => GetversOutcome::Ko("timeout".into()),
+            Call::Getvers { id, base, .. } => {
+                let remote = match ans {
+                    Some(RpcAns::Version(v)) => Ok(RemoteVersion::Version(v)),
+                    Some(_) => Ok(RemoteVersion::Refused("refused".into())),
+                    None => Err("timeout".into()),
                 };
-                self.feed(
-                    s,
-                    base,
-                    EMsg::Event(Event::Getvers {
-                        op,
-                        peer: peer_id,
-                        outcome,
-                    }),
-                );
+                let local = Ok(self.svcs[s].replicas[base].version(self.opts.stamps));
+                self.input(s, Input::Getvers { id, remote, local });
             }
-            Call::Dump { base, op } => {
-                let e = self.svcs[s].elecs.get_mut(&base);
-                let current = e.is_some_and(|e| e.sync_op == Some(op));
-                if !current {
-                    return;
+            Call::Dump { id, base } => {
+                if self.svcs[s].syncs.remove(&id).is_none() {
+                    return; // abandoned
                 }
-                let ev = match ans {
+                let r = &mut self.svcs[s].replicas[base];
+                r.restoring = false;
+                let result = match ans {
                     Some(RpcAns::Copy(writes)) => {
-                        let r = &mut self.svcs[s].replicas[base];
                         r.writes = writes;
-                        r.restoring = false;
                         self.data_changed.insert(base);
                         self.replaced.insert(base);
                         self.stats.count("replica restored");
-                        Event::SyncOk { op }
+                        Ok(())
                     }
-                    _ => {
-                        self.svcs[s].replicas[base].restoring = false;
-                        Event::SyncKo {
-                            op,
-                            error: "dump failed".into(),
-                        }
-                    }
+                    _ => Err("dump failed".into()),
                 };
-                if let Some(e) = self.svcs[s].elecs.get_mut(&base) {
-                    e.sync_op = None;
-                }
-                self.feed(s, base, EMsg::Event(ev));
+                self.input(s, Input::Synced { id, result });
             }
             Call::Replicate { wid, peer } => {
                 let ack = match ans {
@@ -1864,8 +1534,9 @@ impl World {
                 );
             }
         };
-        self.feed(s, b, EMsg::Poke);
-        let e = &self.svcs[s].elecs[&b];
+        let base = self.bases[b].clone();
+        self.input(s, Input::Poke { base, touch: true });
+        let e = self.elec(s, b).expect("poked");
         if !e.fsm.state().is_final() {
             return retry(self, s, 20 * MS);
         }
@@ -1873,20 +1544,18 @@ impl World {
             let to = self.index_of(m);
             return retry(self, to, 200);
         }
-        if e.writing {
+        let (bound, epoch, fence) = (e.bound_epoch, e.fsm.local_id(), e.fence);
+        if self.svcs[s].ws.get(&b).is_some_and(|w| w.writing) {
             return retry(self, s, 5 * MS);
         }
-        let (bound, readonly, epoch) = (e.bound_epoch, e.readonly, e.fsm.local_id());
-        if self.opts.fence
-            && e.fence
-                .is_some_and(|f| epoch.is_some_and(|ep| seq_after(f, ep)))
-        {
+        let readonly = self.readonly(s, b);
+        if self.opts.fence && fence.is_some_and(|f| epoch.is_some_and(|ep| seq_after(f, ep))) {
             // A candidate with a higher node asked our version: our node is
             // gone, we just have not heard yet. Step down.
             self.stats.count("master fenced");
             self.stats.writes_failed += 1;
-            self.feed(s, b, EMsg::Event(Event::LeaveReq));
-            self.feed(s, b, EMsg::Poke);
+            let base = self.bases[b].clone();
+            self.input(s, Input::LeaveAndRejoin { base });
             return;
         }
         let Some(epoch) = epoch.filter(|_| !readonly && self.session_live(s, bound)) else {
@@ -1895,11 +1564,7 @@ impl World {
         };
         let peers: Vec<usize> = (0..self.svcs.len()).filter(|p| *p != s).collect();
         let prev = self.svcs[s].replicas[b].vector();
-        self.svcs[s]
-            .elecs
-            .get_mut(&b)
-            .expect("election exists")
-            .writing = true;
+        self.svcs[s].ws.entry(b).or_default().writing = true;
         self.svcs[s].writes.insert(
             wid,
             PendingWrite {
@@ -1961,15 +1626,13 @@ impl World {
             self.svcs[s].writes[&wid].clone()
         };
         let b = w.base;
-        if let Some(e) = self.svcs[s].elecs.get_mut(&b) {
+        if let Some(e) = self.svcs[s].ws.get_mut(&b) {
             e.writing = false;
         }
         if 1 + applied >= needed {
             let r = &mut self.svcs[s].replicas[b];
             if r.vector() != w.prev || r.restoring {
-                if let Some(e) = self.svcs[s].elecs.get_mut(&b) {
-                    e.readonly = true;
-                }
+                self.svcs[s].ws.entry(b).or_default().readonly = true;
                 self.stats.count("emergency read-only");
                 return;
             }
@@ -1999,14 +1662,12 @@ impl World {
         let unanswered =
             w.peers.len() > w.answers.len() || w.answers.values().any(|a| *a == Ack::Unknown);
         if unanswered {
-            if let Some(e) = self.svcs[s].elecs.get_mut(&b) {
-                e.readonly = true;
-            }
+            self.svcs[s].ws.entry(b).or_default().readonly = true;
             self.stats.count("emergency read-only");
         }
         if w.answers.values().any(|a| *a == Ack::Deposed) {
-            self.feed(s, b, EMsg::Event(Event::LeaveReq));
-            self.feed(s, b, EMsg::Poke);
+            let base = self.bases[b].clone();
+            self.input(s, Input::LeaveAndRejoin { base });
         }
     }
 
@@ -2077,7 +1738,14 @@ impl World {
             5 if self.svcs[s].up && self.svcs[s].paused_until.is_none() => {
                 self.stats.count("leave storm");
                 self.note(|| format!("FAULT svc{s} leave storm"));
-                self.broadcast(s, EMsg::Event(Event::LeaveReq));
+                let bases: Vec<BaseName> = self.svcs[s]
+                    .engine
+                    .elections()
+                    .map(|e| e.base.clone())
+                    .collect();
+                for base in bases {
+                    self.input(s, Input::Leave { base });
+                }
             }
             6 if self.zk_up => {
                 self.stats.count("garbage node planted");
@@ -2088,7 +1756,8 @@ impl World {
                 self.note(|| format!("FAULT svc{s} base{b} sync request"));
                 self.stats.count("sync request");
                 if self.svcs[s].up && self.svcs[s].paused_until.is_none() {
-                    self.feed(s, b, EMsg::Event(Event::SyncReq));
+                    let base = self.bases[b].clone();
+                    self.input(s, Input::SyncReq { base });
                 }
             }
             _ => {}
@@ -2121,7 +1790,15 @@ impl World {
         let x = &mut self.svcs[s];
         x.up = false;
         x.inc += 1;
-        x.elecs.clear();
+        x.engine = Engine::new(
+            self.engine_cfg.clone(),
+            x.id.clone(),
+            self.stype.clone(),
+            self.layout.clone(),
+        );
+        x.ws.clear();
+        x.syncs.clear();
+        x.tick_at = None;
         x.outstanding.clear();
         x.calls.clear();
         x.writes.clear();
@@ -2137,7 +1814,9 @@ impl World {
         let x = &mut self.svcs[s];
         x.up = true;
         x.client = Client::connected(session, x.client.epoch + 1, x.client.conn + 1);
+        let tag = x.client.tag();
         self.note(|| format!("svc{s} restarted"));
+        self.input(s, Input::SessionConnected(tag));
         self.schedule_ping(s);
         if !up {
             let inc = self.svcs[s].inc;
@@ -2176,9 +1855,7 @@ impl World {
         for b in 0..self.bases.len() {
             let masters: Vec<usize> = (0..self.svcs.len())
                 .filter(|s| {
-                    self.svcs[*s]
-                        .elecs
-                        .get(&b)
+                    self.elec(*s, b)
                         .is_some_and(|e| e.fsm.state() == State::Master)
                 })
                 .collect();
@@ -2191,9 +1868,8 @@ impl World {
             };
             let mid = &self.svcs[m].id;
             for s in (0..self.svcs.len()).filter(|s| *s != m) {
-                let ok = self.svcs[s]
-                    .elecs
-                    .get(&b)
+                let ok = self
+                    .elec(s, b)
                     .is_some_and(|e| e.fsm.state() == State::Slave && e.fsm.master() == Some(mid));
                 if !ok {
                     return Err(format!(
@@ -2202,7 +1878,7 @@ impl World {
                     ));
                 }
             }
-            let ours = self.svcs[m].elecs[&b].fsm.local_id();
+            let ours = self.elec(m, b).and_then(|e| e.fsm.local_id());
             let lowest = self
                 .zk
                 .nodes(&self.dirs[b])
@@ -2224,7 +1900,7 @@ impl World {
         let mut out = String::new();
         let t = self.now / MS;
         for (i, x) in self.svcs.iter().enumerate() {
-            let line = match x.elecs.get(&b) {
+            let line = match self.elec(i, b) {
                 Some(e) => format!(
                     "  svc{i} {} up={} paused={} link={:?} epoch={} bound={} state={} node={:?} master={:?}/{:?} fence={:?} data={:?}{} reason: {}\n    log: {}\n",
                     x.id,
@@ -2239,7 +1915,7 @@ impl World {
                     e.fsm.master_id(),
                     e.fence,
                     x.replicas[b].vector(),
-                    if e.readonly { " READ-ONLY" } else { "" },
+                    if self.readonly(i, b) { " READ-ONLY" } else { "" },
                     e.fsm.reason(Now::at(t)),
                     e.fsm.log().rendered().into_iter().take(12).collect::<Vec<_>>().join(" ")
                 ),
@@ -2265,5 +1941,17 @@ impl World {
             .collect();
         out.push_str(&format!("  zk nodes: {}\n", nodes.join(" ")));
         out
+    }
+}
+
+/// The base an input names, if it names one.
+fn input_base(input: &Input) -> Option<&BaseName> {
+    match input {
+        Input::Poke { base, .. }
+        | Input::Leave { base }
+        | Input::LeaveAndRejoin { base }
+        | Input::SyncReq { base }
+        | Input::UseReceived { base, .. } => Some(base),
+        _ => None,
     }
 }

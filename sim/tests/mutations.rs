@@ -37,7 +37,7 @@ fn settled() -> World {
 
 /// The master of base `b`, and its slaves.
 fn roles(w: &World, b: usize) -> (usize, Vec<usize>) {
-    let state = |s: usize| w.svcs[s].elecs.get(&b).map(|e| e.fsm.state());
+    let state = |s: usize| w.elec(s, b).map(|e| e.fsm.state());
     let m = (0..w.svcs.len())
         .find(|s| state(*s) == Some(State::Master))
         .expect("a master");
@@ -131,7 +131,8 @@ fn log_monotonic_sees_a_log_going_back() {
     let (_, slaves) = roles(&w, 0);
     let s = slaves[0];
     let now = Now::at(w.now / MS);
-    let e = w.svcs[s].elecs.get_mut(&0).expect("an election");
+    let base = w.bases[0].clone();
+    let e = w.svcs[s].engine.view_mut(&base).expect("an election");
     let newest = e.fsm.log().iter().next().expect("a log").seq;
     assert!(newest > 0);
     e.fsm = Election::new(Config::default(), 0, now);
@@ -241,7 +242,7 @@ fn convergence_sees_replicas_that_differ() {
         &format!("base0: replicas differ: svc{s} holds"),
     );
     // The emergency read-only exception: a slave lacking a write passes.
-    w.svcs[m].elecs.get_mut(&0).expect("election").readonly = true;
+    w.svcs[m].ws.entry(0).or_default().readonly = true;
     convergence::check(&w).expect("a read-only master's slave may lag");
 
     let mut w = settled();
@@ -252,7 +253,7 @@ fn convergence_sees_replicas_that_differ() {
         &format!("holds [{LATE}] instead (acknowledged: [])"),
     );
     // A write the read-only master rolled back passes...
-    w.svcs[m].elecs.get_mut(&0).expect("election").readonly = true;
+    w.svcs[m].ws.entry(0).or_default().readonly = true;
     convergence::check(&w).expect("a read-only master's slave may hold a rolled-back write");
     // ...an acknowledged write out of the master's order does not.
     let h = &mut w.svcs[s].replicas[0].writes;
@@ -273,7 +274,8 @@ fn convergence_sees_replicas_that_differ() {
     );
 
     let mut w = settled();
-    w.svcs[s].elecs.remove(&0);
+    let base = w.bases[0].clone();
+    w.svcs[s].engine.forget(&base);
     fails(
         convergence::check(&w),
         "convergence after faults",

@@ -27,9 +27,7 @@ pub fn check(w: &World) -> Result<(), Violation> {
 /// The master of base `b`, if exactly one service is MASTER.
 fn master(w: &World, b: usize) -> Option<usize> {
     let mut masters = (0..w.svcs.len()).filter(|s| {
-        w.svcs[*s]
-            .elecs
-            .get(&b)
+        w.elec(*s, b)
             .is_some_and(|e| e.fsm.state() == State::Master)
     });
     masters.next().filter(|_| masters.next().is_none())
@@ -40,7 +38,7 @@ fn master(w: &World, b: usize) -> Option<usize> {
 pub fn read_only_bases(w: &World) -> Vec<(usize, bool)> {
     (0..w.bases.len())
         .filter_map(|b| {
-            let m = master(w, b).filter(|m| w.svcs[*m].elecs[&b].readonly)?;
+            let m = master(w, b).filter(|m| w.readonly(*m, b))?;
             let reference = &w.svcs[m].replicas[b].writes;
             Some((b, w.svcs.iter().any(|x| x.replicas[b].writes != *reference)))
         })
@@ -56,7 +54,7 @@ pub fn replicas_agree(w: &World) -> Result<(), String> {
         let Some(m) = master(w, b) else {
             return Err(format!("base{b}: not one master\n{}", w.describe(b)));
         };
-        let readonly = w.svcs[m].elecs[&b].readonly;
+        let readonly = w.readonly(m, b);
         let reference = &w.svcs[m].replicas[b].writes;
         let held: HashSet<u64> = reference.iter().copied().collect();
         if let Some(a) = w

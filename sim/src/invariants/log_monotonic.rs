@@ -9,7 +9,7 @@ pub fn check(w: &mut World) -> Result<(), Violation> {
     let touched: Vec<(usize, usize)> = w.touched.iter().copied().collect();
     for (s, b) in touched {
         let inc = w.svcs[s].inc;
-        let Some(e) = w.svcs[s].elecs.get(&b) else {
+        let Some(e) = w.elec(s, b) else {
             continue;
         };
         let seqs: Vec<u64> = e.fsm.log().iter().map(|l| l.seq).collect();

@@ -14,7 +14,7 @@ pub fn claimants(w: &World, b: usize) -> Vec<usize> {
     (0..w.svcs.len())
         .filter(|&s| {
             let x = &w.svcs[s];
-            let Some(e) = x.elecs.get(&b) else {
+            let Some(e) = w.elec(s, b) else {
                 return false;
             };
             if !x.up || e.fsm.state() != State::Master || e.bound_epoch != x.client.epoch {

@@ -1,0 +1,1278 @@
+//! The engine: every election of one service, its timers, and the driver
+//! that turns the state machine's [`Action`]s into [`Effect`]s and their
+//! results into [`Event`]s.
+
+use crate::io::{
+    Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion, SessionTag, WatchId,
+    ZkFailure, ZkOk, ZkOp,
+};
+use election_core::names::{
+    parse_node_name, seq_latest, seq_offset, BaseName, ElectionKey, Seq, ServiceId, ServiceType,
+    ZkLayout,
+};
+use election_core::peer::{getvers_outcome, master_from_node};
+use election_core::{Action, Config, Election, Event, GetversOutcome, MasterBadReason, Now, State};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// Settings of the engine (election timers are in `election`).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub election: Config,
+    /// An idle NONE election is forgotten after this long.
+    pub expire_none_ms: u64,
+    /// Faults planted on purpose, for the simulation's mutation tests only:
+    /// nothing in the server's configuration can set them.
+    #[doc(hidden)]
+    pub mutations: Mutations,
+}
+
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct Mutations {
+    /// LISTING always finds our own node lowest (two masters follow).
+    pub self_lowest: bool,
+}
+
+/// A watch the election relies on: its firing means the node is gone.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    watch: WatchId,
+    generation: u64,
+    seq: Seq,
+}
+
+/// A lower node read (with a watch) while LISTING: reading the master's node
+/// reuses it instead of asking again (one round trip less for followers).
+#[derive(Debug, Clone)]
+struct MasterNode {
+    seq: Seq,
+    session: i64,
+    data: Vec<u8>,
+    watch: WatchId,
+    deleted: bool,
+}
+
+/// The group's listing, asked right behind our node's EXISTS.
+#[derive(Debug, Clone)]
+enum Prefetch {
+    None,
+    InFlight {
+        seq: Seq,
+        id: Id,
+        /// LISTING already asked for it: its op.
+        wanted: Option<u64>,
+    },
+    Ready {
+        seq: Seq,
+        session: Option<SessionTag>,
+        result: Result<ZkOk, ZkFailure>,
+    },
+}
+
+/// One election and what the driver keeps about its operations.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    uid: u64,
+    pub base: BaseName,
+    pub key: ElectionKey,
+    pub fsm: Election,
+    /// The session epoch our node was created in.
+    pub bound_epoch: u64,
+    /// Highest node of a candidate we answered a GETVERS for: writes from
+    /// masters of lower epochs are refused.
+    pub fence: Option<Seq>,
+    rejoin_when_restored: bool,
+    /// Our latest node and its ephemeral owner (create's Stat).
+    node_owner: Option<(Seq, i64)>,
+    prefetch: Prefetch,
+    master_node: Option<MasterNode>,
+    self_watch: Option<Armed>,
+    master_watch: Option<Armed>,
+    sync: Option<Id>,
+    timer_at: Option<u64>,
+    /// When the election left NONE (time to final), and the last master it
+    /// settled on (failovers).
+    started: Option<u64>,
+    last_master: Option<ServiceId>,
+}
+
+/// What an op in flight is for.
+#[derive(Debug, Clone)]
+enum Pending {
+    Peers {
+        op: u64,
+    },
+    Create {
+        op: u64,
+    },
+    Exists {
+        op: u64,
+        seq: Seq,
+        generation: u64,
+        watch: WatchId,
+    },
+    Prefetch,
+    List {
+        op: u64,
+        seq: Seq,
+    },
+    /// Reading a lower node while LISTING; `rest` are the next candidates.
+    Scan {
+        op: u64,
+        ours: Seq,
+        seq: Seq,
+        rest: Vec<Seq>,
+        watch: WatchId,
+    },
+    OwnerCheck {
+        op: u64,
+    },
+    GetMaster {
+        op: u64,
+        seq: Seq,
+        generation: u64,
+        watch: WatchId,
+    },
+    Delete {
+        op: Option<u64>,
+        seq: Seq,
+    },
+    Getvers {
+        op: u64,
+        peer: ServiceId,
+        master_seq: Option<Seq>,
+    },
+    Sync {
+        op: u64,
+        master: ServiceId,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    slot: u32,
+    uid: u64,
+    what: Pending,
+}
+
+/// Every election of one service. See the crate's documentation for the
+/// contract with the code that runs it.
+pub struct Engine {
+    cfg: EngineConfig,
+    me: ServiceId,
+    stype: ServiceType,
+    layout: ZkLayout,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    index: HashMap<BaseName, u32>,
+    timers: BTreeSet<(u64, u32)>,
+    inflight: HashMap<Id, InFlight>,
+    next_id: u64,
+    effects: VecDeque<Effect>,
+    /// Events produced while executing actions, fed after the current one.
+    queue: VecDeque<(u32, u64, Event)>,
+    session: Option<SessionTag>,
+    allow_master: bool,
+    exiting: bool,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig, me: ServiceId, stype: ServiceType, layout: ZkLayout) -> Self {
+        let allow_master = cfg.election.allow_master;
+        Self {
+            cfg,
+            me,
+            stype,
+            layout,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            timers: BTreeSet::new(),
+            inflight: HashMap::new(),
+            next_id: 0,
+            effects: VecDeque::new(),
+            queue: VecDeque::new(),
+            session: None,
+            allow_master,
+            exiting: false,
+        }
+    }
+
+    pub fn me(&self) -> &ServiceId {
+        &self.me
+    }
+
+    pub fn is_exiting(&self) -> bool {
+        self.exiting
+    }
+
+    /// May our elections become master (configured, and not stopped)?
+    pub fn allows_master(&self) -> bool {
+        self.allow_master
+    }
+
+    /// The effects emitted so far, in emission order.
+    pub fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    /// When to call `handle(now, Input::Tick)` next (monotonic ms).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    pub fn key(&self, base: &BaseName) -> ElectionKey {
+        ElectionKey::compute(base, &self.stype)
+    }
+
+    /// The election of `base`, if it exists.
+    pub fn view(&self, base: &BaseName) -> Option<&Slot> {
+        self.index
+            .get(base)
+            .and_then(|i| self.slots[*i as usize].as_ref())
+    }
+
+    /// The election of `base`, to change by hand: for the simulation's
+    /// mutation tests only.
+    #[doc(hidden)]
+    pub fn view_mut(&mut self, base: &BaseName) -> Option<&mut Slot> {
+        let i = *self.index.get(base)?;
+        self.slots[i as usize].as_mut()
+    }
+
+    /// Drops the election of `base` at once: for the simulation's mutation
+    /// tests only (the engine itself forgets elections by idle expiry).
+    #[doc(hidden)]
+    pub fn forget(&mut self, base: &BaseName) {
+        if let Some(i) = self.find(base) {
+            self.remove(i);
+        }
+    }
+
+    /// Every election, in slot order.
+    pub fn elections(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().flatten()
+    }
+
+    /// Elections that are members (neither NONE nor FAILED).
+    pub fn members(&self) -> usize {
+        self.elections()
+            .filter(|s| !matches!(s.fsm.state(), State::None | State::Failed))
+            .count()
+    }
+
+    pub fn fence(&self, base: &BaseName) -> Option<Seq> {
+        self.view(base).and_then(|s| s.fence)
+    }
+
+    /// A candidate holding node `seq` asked our version: from now on, writes
+    /// from masters of lower epochs are refused. Such a master's node is gone
+    /// (the candidate saw none lower than its own), but it may not know yet,
+    /// and a write it replicated to us after we answered would be missing
+    /// from the candidate's copy (found by the simulation, see sim/README).
+    /// The caller makes sure no write to the base is half-applied.
+    pub fn raise_fence(&mut self, now: Now, base: &BaseName, seq: Seq) {
+        let i = self.ensure(now, base);
+        let slot = self.slots[i as usize].as_mut().expect("slot exists");
+        slot.fence = Some(slot.fence.map_or(seq, |f| seq_latest(f, seq)));
+    }
+
+    /// A peer's GETVERS: like OpenIO's DB_VERS it starts our side of the
+    /// election. When it names our node (`master_seq`), we must own it.
+    pub fn serve_getvers(
+        &mut self,
+        now: Now,
+        base: &BaseName,
+        master_seq: Option<Seq>,
+    ) -> Result<(), NotOwner> {
+        if !self.exiting {
+            self.handle(
+                now,
+                Input::Poke {
+                    base: base.clone(),
+                    touch: false,
+                },
+            );
+        }
+        let Some(seq) = master_seq else {
+            return Ok(());
+        };
+        let (owned, state) = self
+            .view(base)
+            .map_or((None, State::None), |s| (s.fsm.local_id(), s.fsm.state()));
+        if owned == Some(seq) {
+            Ok(())
+        } else {
+            Err(NotOwner { seq, owned, state })
+        }
+    }
+
+    pub fn handle(&mut self, now: Now, input: Input) {
+        match input {
+            Input::Tick => self.tick(now),
+            Input::Poke { base, touch } => {
+                let i = self.ensure(now, &base);
+                if touch {
+                    self.slot_mut(i).fsm.touch(now);
+                }
+                self.feed(now, i, Event::None);
+            }
+            Input::Leave { base } => {
+                if let Some(i) = self.find(&base) {
+                    self.feed(now, i, Event::LeaveReq);
+                }
+            }
+            Input::LeaveAndRejoin { base } => {
+                if let Some(i) = self.find(&base) {
+                    self.feed(now, i, Event::LeaveReq);
+                    self.feed(now, i, Event::None);
+                }
+            }
+            Input::SyncReq { base } => {
+                let i = self.ensure(now, &base);
+                self.feed(now, i, Event::SyncReq);
+            }
+            Input::UseReceived { base, from, master } => {
+                if master {
+                    if let Some(i) = self.find(&base) {
+                        if self.slot_mut(i).fsm.state() == State::Master {
+                            self.effects.push_back(Effect::Log(LogEvent::DoubleMaster {
+                                base: base.clone(),
+                                from,
+                            }));
+                            self.feed(now, i, Event::LeaveReq);
+                        }
+                    }
+                }
+                let i = self.ensure(now, &base);
+                self.feed(now, i, Event::None);
+            }
+            Input::StopWrites(stopped) => self.stop_writes(now, stopped),
+            Input::Exit => {
+                self.exiting = true;
+                for i in self.slot_indices() {
+                    self.slot_mut(i).fsm.set_exiting();
+                    self.feed(now, i, Event::LeaveReq);
+                }
+            }
+            Input::ExitFast => self.exiting = true,
+            Input::SessionConnected(tag) => {
+                if self.session.is_none_or(|s| s.epoch <= tag.epoch) {
+                    self.session = Some(tag);
+                }
+            }
+            Input::SessionLost { epoch } => {
+                for i in self.slot_indices() {
+                    let exiting = self.exiting;
+                    let slot = self.slot_mut(i);
+                    if slot.bound_epoch != epoch || slot.fsm.state() == State::None {
+                        continue;
+                    }
+                    slot.rejoin_when_restored = !exiting;
+                    self.feed(now, i, Event::Disconnected);
+                }
+            }
+            Input::SessionRestored => {
+                for i in self.slot_indices() {
+                    let slot = self.slot_mut(i);
+                    if !std::mem::take(&mut slot.rejoin_when_restored)
+                        || slot.fsm.state() != State::None
+                    {
+                        continue;
+                    }
+                    self.feed(now, i, Event::None);
+                }
+            }
+            Input::Zk {
+                id,
+                session,
+                result,
+            } => {
+                if let Some(s) = session {
+                    if self.session.is_none_or(|c| c.epoch < s.epoch) {
+                        self.session = Some(s);
+                    }
+                }
+                if let Some(f) = self.inflight.remove(&id) {
+                    self.zk_done(now, f, id, session, result);
+                }
+            }
+            Input::WatchFired { watch, deleted } => self.watch_fired(now, watch, deleted),
+            Input::Peers { id, result } => {
+                let Some(f) = self.inflight.remove(&id) else {
+                    return;
+                };
+                let Pending::Peers { op } = f.what else {
+                    return;
+                };
+                let Some(base) = self.live(f.slot, f.uid).map(|s| s.base.clone()) else {
+                    return;
+                };
+                let peers = match result {
+                    Ok(Some(all)) => Some(all.into_iter().filter(|p| *p != self.me).collect()),
+                    Ok(None) => {
+                        self.effects
+                            .push_back(Effect::Log(LogEvent::NotManaged { base }));
+                        None
+                    }
+                    Err(error) => {
+                        self.effects
+                            .push_back(Effect::Log(LogEvent::PeersFailed { base, error }));
+                        None
+                    }
+                };
+                self.feed(now, f.slot, Event::GetpeersDone { op, peers });
+            }
+            Input::Getvers { id, remote, local } => {
+                let Some(f) = self.inflight.remove(&id) else {
+                    return;
+                };
+                let Pending::Getvers {
+                    op,
+                    peer,
+                    master_seq,
+                } = f.what
+                else {
+                    return;
+                };
+                let Some(base) = self.live(f.slot, f.uid).map(|s| s.base.clone()) else {
+                    return;
+                };
+                let (outcome, unknown) = match (local, remote) {
+                    (Err(e), _) => (
+                        GetversOutcome::Ko(format!("reading the local version failed: {e}")),
+                        false,
+                    ),
+                    (_, Err(e)) => (GetversOutcome::Ko(e), false),
+                    (_, Ok(RemoteVersion::Refused(reason))) => (
+                        GetversOutcome::Ko(format!("{peer} refused: {reason}")),
+                        false,
+                    ),
+                    (Ok(local), Ok(RemoteVersion::Version(version))) => (
+                        getvers_outcome(&local, &version, &peer, master_seq.is_some()),
+                        local.is_unknown() || version.is_unknown(),
+                    ),
+                };
+                if let (GetversOutcome::Ko(why), true) = (&outcome, unknown) {
+                    self.effects.push_back(Effect::Log(LogEvent::Rookie {
+                        base,
+                        why: why.clone(),
+                    }));
+                }
+                self.feed(now, f.slot, Event::Getvers { op, peer, outcome });
+            }
+            Input::Synced { id, result } => {
+                let Some(f) = self.inflight.remove(&id) else {
+                    return;
+                };
+                let Pending::Sync { op, master } = f.what else {
+                    return;
+                };
+                let Some(slot) = self.live_mut(f.slot, f.uid) else {
+                    return;
+                };
+                if slot.sync != Some(id) {
+                    return;
+                }
+                slot.sync = None;
+                let base = slot.base.clone();
+                let ev = match result {
+                    Ok(()) => {
+                        self.effects
+                            .push_back(Effect::Observe(Observation::Resynced));
+                        self.effects
+                            .push_back(Effect::Log(LogEvent::Restored { base, master }));
+                        Event::SyncOk { op }
+                    }
+                    Err(error) => Event::SyncKo { op, error },
+                };
+                self.feed(now, f.slot, ev);
+            }
+        }
+        self.run_queue(now);
+    }
+
+    // ----- registry -----
+
+    fn slot_mut(&mut self, i: u32) -> &mut Slot {
+        self.slots[i as usize].as_mut().expect("slot exists")
+    }
+
+    fn live(&self, i: u32, uid: u64) -> Option<&Slot> {
+        self.slots
+            .get(i as usize)
+            .and_then(Option::as_ref)
+            .filter(|s| s.uid == uid)
+    }
+
+    fn live_mut(&mut self, i: u32, uid: u64) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(i as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.uid == uid)
+    }
+
+    fn slot_indices(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32)
+            .filter(|i| self.slots[*i as usize].is_some())
+            .collect()
+    }
+
+    fn find(&self, base: &BaseName) -> Option<u32> {
+        self.index.get(base).copied()
+    }
+
+    fn ensure(&mut self, now: Now, base: &BaseName) -> u32 {
+        if let Some(i) = self.find(base) {
+            return i;
+        }
+        let key = self.key(base);
+        let mut fsm = Election::new(self.cfg.election.clone(), jitter_seed(&key, &self.me), now);
+        if self.exiting {
+            fsm.set_exiting();
+        }
+        self.next_id += 1;
+        let slot = Slot {
+            uid: self.next_id,
+            base: base.clone(),
+            key: key.clone(),
+            fsm,
+            bound_epoch: 0,
+            fence: None,
+            rejoin_when_restored: false,
+            node_owner: None,
+            prefetch: Prefetch::None,
+            master_node: None,
+            self_watch: None,
+            master_watch: None,
+            sync: None,
+            timer_at: None,
+            started: None,
+            last_master: None,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(base.clone(), i);
+        self.rearm(now, i);
+        i
+    }
+
+    fn remove(&mut self, i: u32) {
+        if let Some(slot) = self.slots[i as usize].take() {
+            if let Some(at) = slot.timer_at {
+                self.timers.remove(&(at, i));
+            }
+            self.index.remove(&slot.base);
+            self.free.push(i);
+        }
+    }
+
+    fn id(&mut self) -> Id {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A watch id names its slot, so a firing finds its election without a
+    /// table; the slot keeps the ids it still relies on.
+    fn watch_id(&mut self, i: u32) -> WatchId {
+        (u64::from(i) << 32) | (self.id() & 0xffff_ffff)
+    }
+
+    // ----- timers -----
+
+    fn rearm(&mut self, now: Now, i: u32) {
+        let expire_none = self.cfg.expire_none_ms;
+        let slot = self.slots[i as usize].as_mut().expect("slot exists");
+        let wake = match slot.fsm.state() {
+            State::None => Some(
+                slot.fsm
+                    .entered_mono()
+                    .saturating_add(expire_none)
+                    .max(now.mono_ms.saturating_add(1)),
+            ),
+            _ => slot.fsm.next_deadline(),
+        };
+        if wake == slot.timer_at {
+            return;
+        }
+        if let Some(at) = slot.timer_at.take() {
+            self.timers.remove(&(at, i));
+        }
+        if let Some(at) = wake {
+            slot.timer_at = Some(at);
+            self.timers.insert((at, i));
+        }
+    }
+
+    fn tick(&mut self, now: Now) {
+        while let Some(&(at, i)) = self.timers.first() {
+            if at > now.mono_ms {
+                break;
+            }
+            self.timers.remove(&(at, i));
+            let expire_none = self.cfg.expire_none_ms;
+            let slot = self.slot_mut(i);
+            slot.timer_at = None;
+            if slot.fsm.state() == State::None {
+                // Idle expiry: forget the election. Not a member any more, so
+                // its fence goes too: a new membership follows a master whose
+                // node exists, above any fence.
+                let idle = slot.fsm.idle_for(now).is_some_and(|d| d >= expire_none);
+                let busy = slot.fsm.in_flight() > 0 || slot.sync.is_some();
+                if idle && !busy {
+                    self.remove(i);
+                } else {
+                    let slot = self.slot_mut(i);
+                    let at = now.mono_ms.saturating_add(expire_none.max(1));
+                    slot.timer_at = Some(at);
+                    self.timers.insert((at, i));
+                }
+                continue;
+            }
+            if slot.fsm.next_deadline().is_some_and(|d| d <= now.mono_ms) {
+                self.feed(now, i, Event::None);
+            } else {
+                self.rearm(now, i);
+            }
+            self.run_queue(now);
+        }
+    }
+
+    // ----- the state machine -----
+
+    fn run_queue(&mut self, now: Now) {
+        while let Some((i, uid, ev)) = self.queue.pop_front() {
+            if self.live(i, uid).is_some() {
+                self.feed(now, i, ev);
+            }
+        }
+    }
+
+    fn emit(&mut self, i: u32, ev: Event) {
+        let uid = self.slot_mut(i).uid;
+        self.queue.push_back((i, uid, ev));
+    }
+
+    fn feed(&mut self, now: Now, i: u32, event: Event) {
+        let slot = self.slot_mut(i);
+        let pre = slot.fsm.state();
+        let event_name = event.name();
+        let actions = slot.fsm.handle(now, event);
+        for action in actions {
+            self.execute(i, action);
+        }
+        let slot = self.slot_mut(i);
+        let post = slot.fsm.state();
+        if post != State::Syncing {
+            if let Some(id) = slot.sync.take() {
+                // The master went away mid-copy: stop it.
+                let base = slot.base.clone();
+                self.inflight.remove(&id);
+                self.effects.push_back(Effect::AbortSync { id, base });
+            }
+        }
+        if let Some(outcome) = event_name.strip_prefix("GETVERS_") {
+            self.effects
+                .push_back(Effect::Observe(Observation::Getvers(outcome)));
+        }
+        if post != pre {
+            let me = self.me.clone();
+            let slot = self.slot_mut(i);
+            let base = slot.base.clone();
+            let mut observed = vec![Observation::Transition {
+                base,
+                pre,
+                event: event_name,
+                post,
+            }];
+            match post {
+                State::None => slot.started = None,
+                State::Master | State::Slave => {
+                    if let Some(t) = slot.started.take() {
+                        observed.push(Observation::TimeToFinal {
+                            ms: now.mono_ms.saturating_sub(t),
+                        });
+                    }
+                    let master = match post {
+                        State::Master => Some(me),
+                        _ => slot.fsm.master().cloned(),
+                    };
+                    if slot.last_master.is_some() && master.is_some() && slot.last_master != master
+                    {
+                        observed.push(Observation::Failover);
+                    }
+                    if master.is_some() {
+                        slot.last_master = master;
+                    }
+                }
+                _ if pre == State::None => slot.started = Some(now.mono_ms),
+                _ => {}
+            }
+            self.effects
+                .extend(observed.into_iter().map(Effect::Observe));
+        }
+        self.rearm(now, i);
+    }
+
+    fn stop_writes(&mut self, now: Now, stopped: bool) {
+        let allow = self.cfg.election.allow_master && !stopped;
+        self.allow_master = allow;
+        let mut masters = Vec::new();
+        for i in self.slot_indices() {
+            let slot = self.slot_mut(i);
+            slot.fsm.set_allow_master(allow);
+            if slot.fsm.state() == State::Master {
+                masters.push(i);
+            }
+        }
+        if stopped {
+            self.effects.push_back(Effect::Log(LogEvent::StopWrites {
+                masters: masters.len(),
+            }));
+            for i in masters {
+                self.feed(now, i, Event::LeaveReq);
+                self.feed(now, i, Event::None);
+            }
+        }
+    }
+
+    // ----- the driver -----
+
+    fn node(&self, i: u32, seq: Seq) -> String {
+        let key = &self.slots[i as usize].as_ref().expect("slot exists").key;
+        self.layout.election_node(&self.stype, key, seq)
+    }
+
+    fn dir(&self, i: u32) -> String {
+        let key = &self.slots[i as usize].as_ref().expect("slot exists").key;
+        self.layout.election_dir(&self.stype, key)
+    }
+
+    fn zk(&mut self, i: u32, op: ZkOp, what: Pending) -> Id {
+        let id = self.id();
+        let uid = self.slot_mut(i).uid;
+        self.inflight.insert(id, InFlight { slot: i, uid, what });
+        self.effects.push_back(Effect::Zk { id, op });
+        id
+    }
+
+    fn pending(&mut self, i: u32, what: Pending) -> Id {
+        let id = self.id();
+        let uid = self.slot_mut(i).uid;
+        self.inflight.insert(id, InFlight { slot: i, uid, what });
+        id
+    }
+
+    fn execute(&mut self, i: u32, action: Action) {
+        match action {
+            Action::ResolvePeers { op, decache } => {
+                let id = self.pending(i, Pending::Peers { op });
+                let base = self.slot_mut(i).base.clone();
+                self.effects
+                    .push_back(Effect::ResolvePeers { id, base, decache });
+            }
+            Action::Create { op, generation: _ } => {
+                if let Some(s) = self.session {
+                    self.slot_mut(i).bound_epoch = s.epoch;
+                }
+                let key = self.slot_mut(i).key.clone();
+                let prefix = format!("{}-", self.layout.election_prefix(&self.stype, &key));
+                let dir = self.dir(i);
+                let data = self.me.as_str().as_bytes().to_vec();
+                self.zk(
+                    i,
+                    ZkOp::CreateSeq { prefix, data, dir },
+                    Pending::Create { op },
+                );
+            }
+            Action::WatchSelf {
+                op,
+                seq,
+                generation,
+            } => {
+                let path = self.node(i, seq);
+                let watch = self.watch_id(i);
+                self.zk(
+                    i,
+                    ZkOp::Exists {
+                        path,
+                        watch: Some(watch),
+                    },
+                    Pending::Exists {
+                        op,
+                        seq,
+                        generation,
+                        watch,
+                    },
+                );
+                // LIST goes right behind EXISTS (a session's requests are
+                // processed in order): the listing LISTING asks for next.
+                let dir = self.dir(i);
+                let id = self.zk(i, ZkOp::List { dir }, Pending::Prefetch);
+                self.slot_mut(i).prefetch = Prefetch::InFlight {
+                    seq,
+                    id,
+                    wanted: None,
+                };
+            }
+            Action::List { op, seq } => {
+                let slot = self.slot_mut(i);
+                match std::mem::replace(&mut slot.prefetch, Prefetch::None) {
+                    Prefetch::Ready {
+                        seq: s,
+                        session,
+                        result,
+                    } if s == seq => self.listed(i, op, seq, session, result),
+                    Prefetch::InFlight { seq: s, id, .. } if s == seq => {
+                        slot.prefetch = Prefetch::InFlight {
+                            seq,
+                            id,
+                            wanted: Some(op),
+                        };
+                    }
+                    _ => {
+                        let dir = self.dir(i);
+                        self.zk(i, ZkOp::List { dir }, Pending::List { op, seq });
+                    }
+                }
+            }
+            Action::GetMaster {
+                op,
+                seq,
+                generation,
+            } => {
+                let current = self.session.map(|s| s.id);
+                let slot = self.slot_mut(i);
+                let read = slot
+                    .master_node
+                    .take()
+                    .filter(|n| n.seq == seq && Some(n.session) == current);
+                match read {
+                    // LISTING read this node with a watch, in this session.
+                    Some(n) => self.master_read(
+                        i,
+                        op,
+                        seq,
+                        generation,
+                        n.watch,
+                        if n.deleted { None } else { Some(n.data) },
+                    ),
+                    None => {
+                        let path = self.node(i, seq);
+                        let watch = self.watch_id(i);
+                        self.zk(
+                            i,
+                            ZkOp::Get { path, watch },
+                            Pending::GetMaster {
+                                op,
+                                seq,
+                                generation,
+                                watch,
+                            },
+                        );
+                    }
+                }
+            }
+            Action::Delete { op, seq } => {
+                let path = self.node(i, seq);
+                self.zk(i, ZkOp::Delete { path }, Pending::Delete { op, seq });
+            }
+            Action::SendUse { peers, master } => {
+                let base = self.slot_mut(i).base.clone();
+                for to in peers {
+                    self.effects.push_back(Effect::Use {
+                        to,
+                        base: base.clone(),
+                        master,
+                    });
+                }
+            }
+            Action::SendGetvers {
+                op,
+                peer,
+                master_seq,
+            } => {
+                let slot = self.slot_mut(i);
+                let candidate_seq = slot.fsm.local_id().filter(|_| master_seq.is_none());
+                let base = slot.base.clone();
+                let id = self.pending(
+                    i,
+                    Pending::Getvers {
+                        op,
+                        peer: peer.clone(),
+                        master_seq,
+                    },
+                );
+                self.effects.push_back(Effect::Getvers {
+                    id,
+                    to: peer,
+                    base,
+                    master_seq,
+                    candidate_seq,
+                });
+            }
+            Action::Sync { op, master } => {
+                let id = self.pending(
+                    i,
+                    Pending::Sync {
+                        op,
+                        master: master.clone(),
+                    },
+                );
+                let slot = self.slot_mut(i);
+                slot.sync = Some(id);
+                let base = slot.base.clone();
+                self.effects.push_back(Effect::Sync { id, base, master });
+            }
+        }
+    }
+
+    fn zk_done(
+        &mut self,
+        _now: Now,
+        f: InFlight,
+        id: Id,
+        session: Option<SessionTag>,
+        result: Result<ZkOk, ZkFailure>,
+    ) {
+        let i = f.slot;
+        if self.live(i, f.uid).is_none() {
+            return;
+        }
+        match f.what {
+            Pending::Create { op } => match result {
+                Ok(ZkOk::Created { seq, owner }) => {
+                    let slot = self.slot_mut(i);
+                    if owner != 0 {
+                        slot.node_owner = Some((seq, owner));
+                    }
+                    if let Some(s) = session {
+                        slot.bound_epoch = s.epoch;
+                    }
+                    self.emit(i, Event::CreateOk { op, seq });
+                }
+                other => {
+                    self.emit(i, ko(other, |error| Event::CreateKo { op, error }));
+                }
+            },
+            Pending::Exists {
+                op,
+                seq,
+                generation,
+                watch,
+            } => match result {
+                Ok(ZkOk::Stat(None)) => {
+                    self.emit(i, Event::LeftSelf { generation, seq });
+                    self.emit(i, Event::ExistsOk { op });
+                }
+                Ok(ZkOk::Stat(Some(_))) => {
+                    self.slot_mut(i).self_watch = Some(Armed {
+                        watch,
+                        generation,
+                        seq,
+                    });
+                    self.emit(i, Event::ExistsOk { op });
+                }
+                other => {
+                    self.emit(i, ko(other, |error| Event::ExistsKo { op, error }));
+                }
+            },
+            Pending::Prefetch => {
+                let slot = self.slot_mut(i);
+                match &slot.prefetch {
+                    Prefetch::InFlight {
+                        seq,
+                        id: pid,
+                        wanted,
+                    } if *pid == id => {
+                        let (seq, wanted) = (*seq, *wanted);
+                        match wanted {
+                            Some(op) => {
+                                slot.prefetch = Prefetch::None;
+                                self.listed(i, op, seq, session, result);
+                            }
+                            None => {
+                                slot.prefetch = Prefetch::Ready {
+                                    seq,
+                                    session,
+                                    result,
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Pending::List { op, seq } => self.listed(i, op, seq, session, result),
+            Pending::Scan {
+                op,
+                ours,
+                seq,
+                rest,
+                watch,
+            } => match result {
+                Ok(ZkOk::Data(data)) => {
+                    let me = self.me.clone();
+                    let slot = self.slot_mut(i);
+                    let peers = slot
+                        .fsm
+                        .peers()
+                        .map(<[ServiceId]>::to_vec)
+                        .unwrap_or_default();
+                    match master_from_node(&data, &me, Some(&peers)) {
+                        Ok(_) | Err(MasterBadReason::Rogue(_)) => {
+                            slot.master_node = session.map(|s| MasterNode {
+                                seq,
+                                session: s.id,
+                                data,
+                                watch,
+                                deleted: false,
+                            });
+                            self.emit(i, Event::ListOk { op, lowest: seq });
+                        }
+                        Err(why) => {
+                            let base = slot.base.clone();
+                            let path = self.node(i, seq);
+                            self.effects.push_back(Effect::Log(LogEvent::IgnoredNode {
+                                base,
+                                path,
+                                why: format!("{why:?}"),
+                            }));
+                            self.scan(i, op, ours, rest, session);
+                        }
+                    }
+                }
+                Err(ZkFailure::NoNode) => self.scan(i, op, ours, rest, session),
+                other => {
+                    self.emit(i, ko(other, |error| Event::ListKo { op, error }));
+                }
+            },
+            Pending::OwnerCheck { op } => {
+                let ev = match result {
+                    Ok(ZkOk::Stat(Some(owner))) if session.is_some_and(|s| s.id == owner) => {
+                        let lowest = self.slot_mut(i).fsm.local_id();
+                        match lowest {
+                            Some(lowest) => Event::ListOk { op, lowest },
+                            None => return,
+                        }
+                    }
+                    Ok(ZkOk::Stat(Some(_))) => Event::Disconnected,
+                    Ok(ZkOk::Stat(None)) => Event::ListKo {
+                        op,
+                        error: "our node vanished".into(),
+                    },
+                    other => ko(other, |error| Event::ListKo { op, error }),
+                };
+                self.emit(i, ev);
+            }
+            Pending::GetMaster {
+                op,
+                seq,
+                generation,
+                watch,
+            } => match result {
+                Ok(ZkOk::Data(data)) => self.master_read(i, op, seq, generation, watch, Some(data)),
+                Err(ZkFailure::NoNode) => self.master_read(i, op, seq, generation, watch, None),
+                other => {
+                    self.emit(i, ko(other, |error| Event::MasterKo { op, error }));
+                }
+            },
+            Pending::Delete { op, seq } => match (op, result) {
+                (Some(op), Ok(_)) | (Some(op), Err(ZkFailure::NoNode)) => {
+                    self.emit(i, Event::LeaveOk { op })
+                }
+                (Some(op), other) => {
+                    self.emit(i, ko(other, |error| Event::LeaveKo { op, error }));
+                }
+                (None, Ok(_)) => {
+                    let base = self.slot_mut(i).base.clone();
+                    self.effects
+                        .push_back(Effect::Log(LogEvent::LeftoverDeleted { base, seq }));
+                }
+                (None, Err(_)) => {}
+            },
+            Pending::Peers { .. } | Pending::Getvers { .. } | Pending::Sync { .. } => {}
+        }
+    }
+
+    /// The group's listing for our node `ours`: find the lowest node a peer
+    /// may follow. Nodes below ours whose data is not a service id, or names
+    /// a service that is not a peer of the base, are skipped (every peer
+    /// applies the same rule, so all agree). Nodes carrying our own id are
+    /// kept: the state machine deletes them.
+    fn listed(
+        &mut self,
+        i: u32,
+        op: u64,
+        ours: Seq,
+        session: Option<SessionTag>,
+        result: Result<ZkOk, ZkFailure>,
+    ) {
+        let children = match result {
+            Ok(ZkOk::Children(c)) => c,
+            other => {
+                return self.emit(i, ko(other, |error| Event::ListKo { op, error }));
+            }
+        };
+        if self.cfg.mutations.self_lowest {
+            return self.emit(i, Event::ListOk { op, lowest: ours });
+        }
+        let key = self.slot_mut(i).key.clone();
+        let mut seqs: Vec<Seq> = children
+            .iter()
+            .filter_map(|c| parse_node_name(c))
+            .filter(|(k, _)| *k == key.as_str())
+            .map(|(_, s)| s)
+            .collect();
+        if !seqs.contains(&ours) {
+            return self.emit(
+                i,
+                Event::ListKo {
+                    op,
+                    error: format!("our node {ours} is not in the group"),
+                },
+            );
+        }
+        // Creation order, across the 32-bit wrap of ZooKeeper's counter.
+        seqs.sort_unstable_by_key(|s| seq_offset(*s, ours));
+        let lower: Vec<Seq> = seqs
+            .into_iter()
+            .take_while(|s| seq_offset(*s, ours) < 0)
+            .collect();
+        self.scan(i, op, ours, lower, session);
+    }
+
+    /// Reads the next lower node, or concludes that ours is the lowest.
+    fn scan(
+        &mut self,
+        i: u32,
+        op: u64,
+        ours: Seq,
+        mut rest: Vec<Seq>,
+        session: Option<SessionTag>,
+    ) {
+        if rest.is_empty() {
+            // Never lead on a node that is not our current session's: known
+            // from create's Stat, else asked.
+            let known = self.slot_mut(i).node_owner.filter(|(s, _)| *s == ours);
+            if known.is_some_and(|(_, owner)| session.is_some_and(|s| s.id == owner)) {
+                return self.emit(i, Event::ListOk { op, lowest: ours });
+            }
+            let path = self.node(i, ours);
+            self.zk(
+                i,
+                ZkOp::Exists { path, watch: None },
+                Pending::OwnerCheck { op },
+            );
+            return;
+        }
+        let seq = rest.remove(0);
+        let path = self.node(i, seq);
+        let watch = self.watch_id(i);
+        self.zk(
+            i,
+            ZkOp::Get { path, watch },
+            Pending::Scan {
+                op,
+                ours,
+                seq,
+                rest,
+                watch,
+            },
+        );
+    }
+
+    /// The master's node was read (`None`: it is gone).
+    fn master_read(
+        &mut self,
+        i: u32,
+        op: u64,
+        seq: Seq,
+        generation: u64,
+        watch: WatchId,
+        data: Option<Vec<u8>>,
+    ) {
+        let Some(data) = data else {
+            self.emit(i, Event::LeftMaster { generation, seq });
+            self.emit(
+                i,
+                Event::MasterKo {
+                    op,
+                    error: "master node vanished".into(),
+                },
+            );
+            return;
+        };
+        let me = self.me.clone();
+        let slot = self.slot_mut(i);
+        let ev = match master_from_node(&data, &me, slot.fsm.peers()) {
+            Ok(master) => Event::MasterOk { op, master },
+            Err(MasterBadReason::Rogue(_)) => Event::MasterBad {
+                op,
+                reason: MasterBadReason::Rogue(seq),
+            },
+            Err(reason) => Event::MasterBad { op, reason },
+        };
+        slot.master_watch = Some(Armed {
+            watch,
+            generation,
+            seq,
+        });
+        self.emit(i, ev);
+    }
+
+    fn watch_fired(&mut self, now: Now, watch: WatchId, deleted: bool) {
+        let i = (watch >> 32) as u32;
+        let Some(slot) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut ev = None;
+        if slot.self_watch.is_some_and(|a| a.watch == watch) {
+            let a = slot.self_watch.take().expect("armed");
+            ev = Some(Event::LeftSelf {
+                generation: a.generation,
+                seq: a.seq,
+            });
+        } else if slot.master_watch.is_some_and(|a| a.watch == watch) {
+            let a = slot.master_watch.take().expect("armed");
+            ev = Some(Event::LeftMaster {
+                generation: a.generation,
+                seq: a.seq,
+            });
+        } else if let Some(n) = slot.master_node.as_mut().filter(|n| n.watch == watch) {
+            n.deleted |= deleted;
+        }
+        if let (Some(ev), true) = (ev, deleted) {
+            self.feed(now, i, ev);
+            self.run_queue(now);
+        }
+    }
+}
+
+/// How a failed (or unexpected) ZooKeeper result maps to an event: a lost
+/// session resets the election, anything else is the op's KO.
+fn ko(result: Result<ZkOk, ZkFailure>, make: impl FnOnce(String) -> Event) -> Event {
+    match result {
+        Err(ZkFailure::SessionLost(_)) => Event::Disconnected,
+        Err(e) => make(e.to_string()),
+        Ok(other) => make(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// A per-election jitter seed: stable across runs, different per service.
+pub fn jitter_seed(key: &ElectionKey, me: &ServiceId) -> u64 {
+    let mut seed = key.spread();
+    for b in me.as_str().bytes() {
+        seed = seed.rotate_left(5) ^ u64::from(b);
+        seed = seed.wrapping_mul(0x100_0000_01B3);
+    }
+    seed
+}

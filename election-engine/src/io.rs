@@ -1,0 +1,325 @@
+//! What goes into the engine ([`Input`]) and what comes out ([`Effect`]).
+//!
+//! Every effect that carries an `id` is answered by exactly one input with
+//! the same id (a result, or a failure). Ids are drawn from one counter per
+//! engine, so a trace reads in order. A watch fires at most once.
+
+use election_core::names::{BaseName, Seq, ServiceId};
+use election_core::version::ReplicaVersion;
+use election_core::State;
+use std::fmt;
+
+/// Correlates an effect with its result.
+pub type Id = u64;
+
+/// Names a ZooKeeper watch set by an `Exists` or `Get` op.
+pub type WatchId = u64;
+
+/// The ZooKeeper session an op ran in: `epoch` grows with every new session
+/// (never with a mere reconnection), `id` is ZooKeeper's session id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTag {
+    pub epoch: u64,
+    pub id: i64,
+}
+
+/// A ZooKeeper operation. The shell submits ops to the session in the order
+/// they are emitted: the engine relies on a session's FIFO (a DELETE before
+/// the CREATE that follows it, the LIST sent right behind an EXISTS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZkOp {
+    /// `<prefix>` EPHEMERAL|SEQUENTIAL with `data`. When the group directory
+    /// `dir` is missing, create it (and its missing parents) and retry once.
+    CreateSeq {
+        prefix: String,
+        data: Vec<u8>,
+        dir: String,
+    },
+    /// The node's ephemeral owner (0 for a persistent node), or none. With a
+    /// watch, the shell reports the node's deletion as `WatchFired`.
+    Exists {
+        path: String,
+        watch: Option<WatchId>,
+    },
+    /// The node's data. With a watch, as for `Exists`.
+    Get {
+        path: String,
+        watch: WatchId,
+    },
+    List {
+        dir: String,
+    },
+    Delete {
+        path: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZkOk {
+    /// `owner` is the node's ephemeral owner as create's Stat reports it.
+    Created {
+        seq: Seq,
+        owner: i64,
+    },
+    /// `Some(ephemeral owner)` when the node exists.
+    Stat(Option<i64>),
+    Data(Vec<u8>),
+    Children(Vec<String>),
+    Deleted,
+}
+
+/// How a ZooKeeper op failed, already classified by the shell (reference
+/// §1.2: the session class resets the election, the rest is an ordinary KO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZkFailure {
+    NoNode,
+    /// No session to send it on.
+    NotConnected,
+    /// The session is gone (expired, closed, moved, auth failed).
+    SessionLost(String),
+    /// Anything else, connection loss included: the outcome may be unknown.
+    Failed(String),
+}
+
+impl fmt::Display for ZkFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZkFailure::NoNode => f.write_str("no node"),
+            ZkFailure::NotConnected => f.write_str("ZooKeeper not connected"),
+            ZkFailure::SessionLost(why) | ZkFailure::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A peer's answer to GETVERS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteVersion {
+    Version(ReplicaVersion),
+    Refused(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// `next_wakeup()` has come.
+    Tick,
+    /// A client or a peer touched the base: start or refresh its election
+    /// (OpenIO's DB_USE). `touch` records an access (keeps expiry away).
+    Poke { base: BaseName, touch: bool },
+    /// Leave, without creating the election when it is absent.
+    Leave { base: BaseName },
+    /// Leave and come back at once as a new member (stop-writes, balance, a
+    /// deposed master).
+    LeaveAndRejoin { base: BaseName },
+    /// Re-copy the base from the master (creates the election).
+    SyncReq { base: BaseName },
+    /// A peer's USE: `master` when it announces its mastership.
+    UseReceived {
+        base: BaseName,
+        from: ServiceId,
+        master: bool,
+    },
+    /// Stop-writes entered (`true`) or left: refuse (or allow again)
+    /// masterships, and hand every current one over.
+    StopWrites(bool),
+    /// SIGTERM: refuse new masterships and leave every election.
+    Exit,
+    /// SIGINT: refuse everything from now on, without leaving.
+    ExitFast,
+    /// A new session is established.
+    SessionConnected(SessionTag),
+    /// The session of `epoch` is gone (expired, or disconnected past the
+    /// grace period): every election bound to it is reset.
+    SessionLost { epoch: u64 },
+    /// A usable session is back: the elections reset by the loss rejoin.
+    SessionRestored,
+    Zk {
+        id: Id,
+        /// The session the op ran in (none when it could not be sent).
+        session: Option<SessionTag>,
+        result: Result<ZkOk, ZkFailure>,
+    },
+    /// A watched node changed: `deleted` when it was deleted.
+    WatchFired { watch: WatchId, deleted: bool },
+    /// The directory's answer for `ResolvePeers`: every peer of the base
+    /// (ourselves included), or `None` when we are not one of them.
+    Peers {
+        id: Id,
+        result: Result<Option<Vec<ServiceId>>, String>,
+    },
+    /// The remote's answer to GETVERS, and our own version read after it.
+    Getvers {
+        id: Id,
+        remote: Result<RemoteVersion, String>,
+        local: Result<ReplicaVersion, String>,
+    },
+    /// The copy from the master was installed, or failed.
+    Synced { id: Id, result: Result<(), String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Zk {
+        id: Id,
+        op: ZkOp,
+    },
+    /// Ask the directory for the peers of `base`; `decache` bypasses caches.
+    ResolvePeers {
+        id: Id,
+        base: BaseName,
+        decache: bool,
+    },
+    /// Fire and forget: ask a peer to start (or refresh) its side.
+    Use {
+        to: ServiceId,
+        base: BaseName,
+        master: bool,
+    },
+    /// Ask a peer's version; `master_seq` when asking our master (it must own
+    /// that node), `candidate_seq` when we are a candidate (it fences older
+    /// masters). Answer with `Input::Getvers`, our own version read after
+    /// the remote answered.
+    Getvers {
+        id: Id,
+        to: ServiceId,
+        base: BaseName,
+        master_seq: Option<Seq>,
+        candidate_seq: Option<Seq>,
+    },
+    /// Copy the base from `master` and install it; answer `Input::Synced`.
+    /// The replica reports an unknown version from now until the answer or
+    /// an `AbortSync` (the seed's rookie rule).
+    Sync {
+        id: Id,
+        base: BaseName,
+        master: ServiceId,
+    },
+    /// The election left SYNCING: stop the copy `id` (its answer is ignored).
+    AbortSync {
+        id: Id,
+        base: BaseName,
+    },
+    /// For metrics and waiters.
+    Observe(Observation),
+    /// For people.
+    Log(LogEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// Every change of state. Waiters wake on it.
+    Transition {
+        base: BaseName,
+        pre: State,
+        event: &'static str,
+        post: State,
+    },
+    /// A GETVERS exchange concluded: `OK`, `KO`, `OLD` or `RACE`.
+    Getvers(&'static str),
+    /// From leaving NONE to MASTER or SLAVE.
+    TimeToFinal { ms: u64 },
+    /// The settled master changed.
+    Failover,
+    /// A copy from the master was installed.
+    Resynced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    NotManaged {
+        base: BaseName,
+    },
+    PeersFailed {
+        base: BaseName,
+        error: String,
+    },
+    IgnoredNode {
+        base: BaseName,
+        path: String,
+        why: String,
+    },
+    /// The seed's rookie: no promotion until every version is known.
+    Rookie {
+        base: BaseName,
+        why: String,
+    },
+    /// A peer announced a mastership we hold too: we leave.
+    DoubleMaster {
+        base: BaseName,
+        from: ServiceId,
+    },
+    LeftoverDeleted {
+        base: BaseName,
+        seq: Seq,
+    },
+    Restored {
+        base: BaseName,
+        master: ServiceId,
+    },
+    StopWrites {
+        masters: usize,
+    },
+}
+
+impl LogEvent {
+    /// Warnings are worth an operator's attention; the rest is information.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            LogEvent::PeersFailed { .. }
+                | LogEvent::IgnoredNode { .. }
+                | LogEvent::Rookie { .. }
+                | LogEvent::DoubleMaster { .. }
+                | LogEvent::StopWrites { .. }
+        )
+    }
+}
+
+impl fmt::Display for LogEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogEvent::NotManaged { base } => write!(f, "{base}: base not managed by this service"),
+            LogEvent::PeersFailed { base, error } => {
+                write!(f, "{base}: peer resolution failed: {error}")
+            }
+            LogEvent::IgnoredNode { base, path, why } => {
+                write!(f, "{base}: ignoring election node {path}: {why}")
+            }
+            LogEvent::Rookie { base, why } => write!(
+                f,
+                "{base}: ROOKIE: {why}: no promotion until every version is known"
+            ),
+            LogEvent::DoubleMaster { base, from } => write!(
+                f,
+                "{base}: suspicious double master: {from} claims mastership too; leaving"
+            ),
+            LogEvent::LeftoverDeleted { base, seq } => {
+                write!(f, "{base}: deleted leftover node {seq}")
+            }
+            LogEvent::Restored { base, master } => {
+                write!(f, "{base}: replica restored from {master}")
+            }
+            LogEvent::StopWrites { masters } => write!(
+                f,
+                "stop-writes: handing {masters} mastership(s) over to healthy peers"
+            ),
+        }
+    }
+}
+
+/// Why a peer's GETVERS naming our node was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOwner {
+    pub seq: Seq,
+    pub owned: Option<Seq>,
+    pub state: State,
+}
+
+impl fmt::Display for NotOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not the owner of master node {} (our node: {:?}, state {})",
+            self.seq, self.owned, self.state
+        )
+    }
+}

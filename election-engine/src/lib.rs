@@ -1,0 +1,51 @@
+//! The election engine: every decision one service makes about its
+//! elections, with no I/O. The server runs it through a thin tokio shell
+//! (election-server's `service.rs`), and the deterministic simulation runs
+//! the very same code over its model of ZooKeeper and of the network.
+//!
+//! ```text
+//!            Input                                 Effect
+//!  clients ─ Poke/Leave/SyncReq/UseReceived ─┐  ┌─ Zk{id, op}          → ZooKeeper session
+//!  session ─ SessionConnected/Lost/Restored ─┤  ├─ ResolvePeers{id}    → directory
+//!  results ─ Zk/Peers/Getvers/Synced{id} ────┼──┼─ Getvers{id}, Use    → peers
+//!  watches ─ WatchFired{watch} ──────────────┤  ├─ Sync{id}/AbortSync  → storage + master
+//!  timers  ─ Tick at next_wakeup() ──────────┘  └─ Observe, Log        → metrics, people
+//! ```
+//!
+//! Inside, each election is the pure state machine of `election_core`
+//! ([`election_core::Election`]); the engine keeps them in a slab indexed by
+//! election key, with one ordered timer set for all of them, and drives each
+//! one: it turns the machine's `Action`s into effects and their results back
+//! into `Event`s (the listing rule, the reuse of a lower node read while
+//! LISTING, the ownership check of our own node, GETVERS outcomes and the
+//! rookie rule, session losses, idle expiry, stop-writes, exit).
+//!
+//! # The shell's contract
+//! 1. Feed inputs one at a time with a non-decreasing `now`, then take the
+//!    effects with [`Engine::drain`] and start them in emission order.
+//! 2. Submit ZooKeeper ops to the session in emission order, before the next
+//!    input is handled: the engine relies on a session's FIFO (a DELETE
+//!    before the CREATE behind it, a LIST right behind an EXISTS).
+//! 3. Answer every effect that carries an id with exactly one input with the
+//!    same id; report a watch's firing at most once. Late or unknown ids are
+//!    ignored, so a shell may answer after the election moved on.
+//! 4. Call `handle(now, Input::Tick)` at [`Engine::next_wakeup`].
+//!
+//! # A cold election, seen from one service
+//! `Poke{X}` creates the slot and feeds `NONE`; the machine asks for peers →
+//! `ResolvePeers` → `Peers` → `Use` to each peer and `Zk CreateSeq` →
+//! `Created{seq}` → `Zk Exists{watch}` and `Zk List` (pipelined) → the
+//! listing finds our node lowest → `Getvers` to each peer → every answer is
+//! `OK` → MASTER, `Use{master}` to the peers, `Observe(Transition)`.
+//! A follower's listing finds a lower node, reads it with `Zk Get{watch}`,
+//! reuses that read to learn its master, asks the master `Getvers{master_seq}`
+//! and settles as SLAVE.
+
+mod engine;
+pub mod io;
+
+pub use engine::{jitter_seed, Engine, EngineConfig, Mutations, Slot};
+pub use io::{
+    Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion, SessionTag, WatchId,
+    ZkFailure, ZkOk, ZkOp,
+};
