@@ -548,11 +548,7 @@ async fn peer_use(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Respon
     if svc.is_exiting() {
         return Ok(reply(503, "service exiting", json!({})));
     }
-    if req.master {
-        svc.master_announced(&req.base, &req.from);
-    } else {
-        svc.poke(&req.base, false);
-    }
+    svc.use_received(&req.base, &req.from, req.master);
     Ok(reply(200, "OK", json!({})))
 }
 
@@ -561,21 +557,12 @@ async fn peer_getvers(
     Json(req): Json<GetversRequest>,
 ) -> Result<Json<GetversReply>, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
-    // Like OpenIO's DB_VERS, asking our version starts our side of the election.
-    if !svc.is_exiting() {
-        svc.poke(&req.base, false);
-    }
-    if let Some(seq) = req.master_seq {
-        let snap = svc.snapshot(&req.base);
-        let owned = snap.as_ref().and_then(|s| s.fsm.local_id());
-        if owned != Some(seq) {
-            let state = snap.map(|s| s.fsm.state().as_str()).unwrap_or("NONE");
-            return Ok(Json(GetversReply::Refused {
-                reason: format!(
-                    "not the owner of master node {seq} (our node: {owned:?}, state {state})"
-                ),
-            }));
-        }
+    // Like OpenIO's DB_VERS, asking our version starts our side of the
+    // election; when it names our node as master, we must own it.
+    if let Err(refused) = svc.serve_getvers(&req.base, req.master_seq) {
+        return Ok(Json(GetversReply::Refused {
+            reason: refused.to_string(),
+        }));
     }
     // A candidate's question fences older masters. Under the base's write
     // lock: a replicated write is either in the version we answer or refused.
