@@ -20,10 +20,24 @@ pub struct EngineConfig {
     pub election: Config,
     /// An idle NONE election is forgotten after this long.
     pub expire_none_ms: u64,
+    /// At most this many elections between NONE and a final state at once;
+    /// the others wait in NONE, their deadlines not yet running.
+    pub max_in_flight: usize,
     /// Faults planted on purpose, for the simulation's mutation tests only:
     /// nothing in the server's configuration can set them.
     #[doc(hidden)]
     pub mutations: Mutations,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            election: Config::default(),
+            expire_none_ms: 600_000,
+            max_in_flight: 1_000,
+            mutations: Mutations::default(),
+        }
+    }
 }
 
 #[doc(hidden)]
@@ -31,6 +45,8 @@ pub struct EngineConfig {
 pub struct Mutations {
     /// LISTING always finds our own node lowest (two masters follow).
     pub self_lowest: bool,
+    /// A wanted election that falls back to NONE waits for a request.
+    pub no_retry: bool,
 }
 
 /// A watch the election relies on: its firing means the node is gone.
@@ -94,6 +110,13 @@ pub struct Slot {
     /// settled on (failovers).
     started: Option<u64>,
     last_master: Option<ServiceId>,
+    /// Asked for by a client, or settled once: when it falls back to NONE it
+    /// starts again after `retry_at`, with no request needed.
+    pub want: bool,
+    retries: u8,
+    retry_at: Option<u64>,
+    /// Waiting for admission.
+    pub queued: bool,
 }
 
 /// What an op in flight is for.
@@ -174,6 +197,11 @@ pub struct Engine {
     session: Option<SessionTag>,
     allow_master: bool,
     exiting: bool,
+    /// Elections between NONE and a final state, and those waiting to start
+    /// (urgent ones are waited on by a client).
+    in_flight: usize,
+    urgent: VecDeque<(u32, u64)>,
+    background: VecDeque<(u32, u64)>,
 }
 
 impl Engine {
@@ -195,7 +223,20 @@ impl Engine {
             session: None,
             allow_master,
             exiting: false,
+            in_flight: 0,
+            urgent: VecDeque::new(),
+            background: VecDeque::new(),
         }
+    }
+
+    /// Elections between NONE and a final state.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Elections waiting for admission.
+    pub fn queued(&self) -> usize {
+        self.elections().filter(|s| s.queued).count()
     }
 
     pub fn me(&self) -> &ServiceId {
@@ -313,12 +354,17 @@ impl Engine {
             Input::Poke { base, touch } => {
                 let i = self.ensure(now, &base);
                 if touch {
-                    self.slot_mut(i).fsm.touch(now);
+                    let slot = self.slot_mut(i);
+                    slot.fsm.touch(now);
+                    slot.want = true;
                 }
-                self.feed(now, i, Event::None);
+                self.start(now, i, touch);
             }
             Input::Leave { base } => {
                 if let Some(i) = self.find(&base) {
+                    let slot = self.slot_mut(i);
+                    slot.want = false;
+                    slot.retry_at = None;
                     self.feed(now, i, Event::LeaveReq);
                 }
             }
@@ -345,13 +391,16 @@ impl Engine {
                     }
                 }
                 let i = self.ensure(now, &base);
-                self.feed(now, i, Event::None);
+                self.start(now, i, false);
             }
             Input::StopWrites(stopped) => self.stop_writes(now, stopped),
             Input::Exit => {
                 self.exiting = true;
                 for i in self.slot_indices() {
-                    self.slot_mut(i).fsm.set_exiting();
+                    let slot = self.slot_mut(i);
+                    slot.fsm.set_exiting();
+                    slot.want = false;
+                    slot.retry_at = None;
                     self.feed(now, i, Event::LeaveReq);
                 }
             }
@@ -380,7 +429,7 @@ impl Engine {
                     {
                         continue;
                     }
-                    self.feed(now, i, Event::None);
+                    self.start(now, i, false);
                 }
             }
             Input::Zk {
@@ -411,6 +460,7 @@ impl Engine {
                 let peers = match result {
                     Ok(Some(all)) => Some(all.into_iter().filter(|p| *p != self.me).collect()),
                     Ok(None) => {
+                        self.slot_mut(f.slot).want = false;
                         self.effects
                             .push_back(Effect::Log(LogEvent::NotManaged { base }));
                         None
@@ -490,6 +540,7 @@ impl Engine {
             }
         }
         self.run_queue(now);
+        self.admit(now);
     }
 
     // ----- registry -----
@@ -549,6 +600,10 @@ impl Engine {
             timer_at: None,
             started: None,
             last_master: None,
+            want: false,
+            retries: 0,
+            retry_at: None,
+            queued: false,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -567,6 +622,9 @@ impl Engine {
 
     fn remove(&mut self, i: u32) {
         if let Some(slot) = self.slots[i as usize].take() {
+            if in_flight(slot.fsm.state()) {
+                self.in_flight -= 1;
+            }
             if let Some(at) = slot.timer_at {
                 self.timers.remove(&(at, i));
             }
@@ -592,12 +650,14 @@ impl Engine {
         let expire_none = self.cfg.expire_none_ms;
         let slot = self.slots[i as usize].as_mut().expect("slot exists");
         let wake = match slot.fsm.state() {
-            State::None => Some(
-                slot.fsm
+            State::None => {
+                let expiry = slot
+                    .fsm
                     .entered_mono()
                     .saturating_add(expire_none)
-                    .max(now.mono_ms.saturating_add(1)),
-            ),
+                    .max(now.mono_ms.saturating_add(1));
+                Some(slot.retry_at.map_or(expiry, |r| r.min(expiry)))
+            }
             _ => slot.fsm.next_deadline(),
         };
         if wake == slot.timer_at {
@@ -622,11 +682,22 @@ impl Engine {
             let slot = self.slot_mut(i);
             slot.timer_at = None;
             if slot.fsm.state() == State::None {
+                if slot.retry_at.is_some_and(|r| r <= now.mono_ms) {
+                    // Wanted, and back in NONE: start again, no request needed.
+                    slot.retry_at = None;
+                    self.start(now, i, false);
+                    self.rearm(now, i);
+                    self.run_queue(now);
+                    continue;
+                }
                 // Idle expiry: forget the election. Not a member any more, so
                 // its fence goes too: a new membership follows a master whose
                 // node exists, above any fence.
                 let idle = slot.fsm.idle_for(now).is_some_and(|d| d >= expire_none);
-                let busy = slot.fsm.in_flight() > 0 || slot.sync.is_some();
+                let busy = slot.fsm.in_flight() > 0
+                    || slot.sync.is_some()
+                    || slot.queued
+                    || slot.retry_at.is_some();
                 if idle && !busy {
                     self.remove(i);
                 } else {
@@ -638,6 +709,10 @@ impl Engine {
                 continue;
             }
             if slot.fsm.next_deadline().is_some_and(|d| d <= now.mono_ms) {
+                if matches!(slot.fsm.state(), State::Master | State::Slave) {
+                    // Idle expiry of a settled election: it leaves for good.
+                    slot.want = false;
+                }
                 self.feed(now, i, Event::None);
             } else {
                 self.rearm(now, i);
@@ -669,8 +744,42 @@ impl Engine {
         for action in actions {
             self.execute(i, action);
         }
+        let exiting = self.exiting;
+        let no_retry = self.cfg.mutations.no_retry;
+        let (base_ms, max_ms) = (
+            self.cfg.election.retry_failed_ms.max(1),
+            self.cfg.election.retry_failed_max_ms.max(1),
+        );
+        let jitter = {
+            let key = &self.slots[i as usize].as_ref().expect("slot exists").key;
+            jitter_seed(key, &self.me)
+        };
         let slot = self.slot_mut(i);
         let post = slot.fsm.state();
+        match (in_flight(pre), in_flight(post)) {
+            (true, false) => self.in_flight -= 1,
+            (false, true) => self.in_flight += 1,
+            _ => {}
+        }
+        let slot = self.slot_mut(i);
+        if post != pre {
+            match post {
+                State::Master | State::Slave => {
+                    slot.want = true;
+                    slot.retries = 0;
+                    slot.retry_at = None;
+                }
+                State::None if slot.want && !exiting && !no_retry => {
+                    let delay = base_ms
+                        .saturating_mul(1 << slot.retries.min(16))
+                        .min(max_ms);
+                    let spread = (jitter >> (slot.retries % 32)) % (delay / 2 + 1);
+                    slot.retry_at = Some(now.mono_ms + delay / 2 + spread);
+                    slot.retries = slot.retries.saturating_add(1);
+                }
+                _ => {}
+            }
+        }
         if post != State::Syncing {
             if let Some(id) = slot.sync.take() {
                 // The master went away mid-copy: stop it.
@@ -720,6 +829,49 @@ impl Engine {
                 .extend(observed.into_iter().map(Effect::Observe));
         }
         self.rearm(now, i);
+    }
+
+    /// Starts the election of slot `i`, or pokes it when it already runs. A
+    /// start from NONE waits for admission while `max_in_flight` elections
+    /// are in flight; `urgent` when a client waits on it.
+    fn start(&mut self, now: Now, i: u32, urgent: bool) {
+        let max = self.cfg.max_in_flight;
+        let in_flight = self.in_flight;
+        let slot = self.slot_mut(i);
+        if slot.fsm.state() != State::None || in_flight < max {
+            slot.queued = false;
+            return self.feed(now, i, Event::None);
+        }
+        if !slot.queued || urgent {
+            slot.queued = true;
+            let entry = (i, slot.uid);
+            if urgent {
+                self.urgent.push_back(entry);
+            } else {
+                self.background.push_back(entry);
+            }
+        }
+    }
+
+    /// Starts queued elections while there is room.
+    fn admit(&mut self, now: Now) {
+        while self.in_flight < self.cfg.max_in_flight {
+            let Some((i, uid)) = self
+                .urgent
+                .pop_front()
+                .or_else(|| self.background.pop_front())
+            else {
+                break;
+            };
+            let Some(slot) = self.live_mut(i, uid) else {
+                continue;
+            };
+            if !std::mem::take(&mut slot.queued) {
+                continue;
+            }
+            self.feed(now, i, Event::None);
+            self.run_queue(now);
+        }
     }
 
     fn stop_writes(&mut self, now: Now, stopped: bool) {
@@ -1265,6 +1417,14 @@ fn ko(result: Result<ZkOk, ZkFailure>, make: impl FnOnce(String) -> Event) -> Ev
         Err(e) => make(e.to_string()),
         Ok(other) => make(format!("unexpected answer {other:?}")),
     }
+}
+
+/// Between NONE and a final state: what admission control bounds.
+fn in_flight(state: State) -> bool {
+    !matches!(
+        state,
+        State::None | State::Failed | State::Master | State::Slave
+    )
 }
 
 /// A per-election jitter seed: stable across runs, different per service.

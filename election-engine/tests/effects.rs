@@ -50,7 +50,7 @@ impl Fx {
         let cfg = EngineConfig {
             election: Config::default(),
             expire_none_ms: EXPIRE_NONE,
-            mutations: Default::default(),
+            ..Default::default()
         };
         Self {
             e: Engine::new(cfg, me.clone(), stype.clone(), layout.clone()),
@@ -1187,7 +1187,14 @@ fn leave_does_not_create_an_election() {
 fn a_pending_state_times_out_then_fails_then_goes_idle() {
     let mut fx = Fx::new();
     let a = base_a();
-    fx.on(1_000, poke(&a));
+    // Started by a peer (no client touched it): not wanted.
+    fx.on(
+        1_000,
+        Input::Poke {
+            base: a.clone(),
+            touch: false,
+        },
+    );
     let deadline = 1_000 + PENDING_TIMEOUT;
     assert_eq!(fx.e.next_wakeup(), Some(deadline));
     // The core logs the expiry as TIMEOUT; the observed event is the poke.
@@ -1211,6 +1218,73 @@ fn a_pending_state_times_out_then_fails_then_goes_idle() {
     assert_eq!(fx.e.next_wakeup(), Some(wake + EXPIRE_NONE));
     assert_eq!(fx.on(wake + EXPIRE_NONE, Input::Tick), vec![]);
     assert!(fx.e.view(&a).is_none());
+}
+
+/// An election a client asked for keeps trying after it failed, with no
+/// further request, with a growing back-off (issue 14's lost elections).
+#[test]
+fn a_wanted_election_retries_without_a_request() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    fx.on(1_000, poke(&a));
+    let deadline = 1_000 + PENDING_TIMEOUT;
+    fx.on(deadline, Input::Tick);
+    assert_eq!(fx.state(&a), State::Failed);
+    let wake = fx.e.next_wakeup().expect("back-off");
+    fx.on(wake, Input::Tick);
+    assert_eq!(fx.state(&a), State::None);
+    assert!(fx.e.view(&a).is_some_and(|s| s.want));
+    let retry = fx.e.next_wakeup().expect("a retry");
+    assert!(
+        retry < wake + EXPIRE_NONE,
+        "retries before it expires: {retry}"
+    );
+    assert_eq!(fx.on(retry - 1, Input::Tick), vec![]);
+    let effects = fx.on(retry, Input::Tick);
+    assert!(
+        matches!(effects.first(), Some(Effect::ResolvePeers { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(fx.state(&a), State::Peering);
+    // A leave asked by an operator ends the want: no more retries.
+    fx.on(retry + 1, Input::Leave { base: a.clone() });
+    assert!(fx.e.view(&a).is_none_or(|s| !s.want));
+}
+
+/// At most `max_in_flight` elections run between NONE and a final state;
+/// the others wait in NONE with no deadline running, clients' first.
+#[test]
+fn admission_bounds_elections_in_flight() {
+    let cfg = EngineConfig {
+        expire_none_ms: EXPIRE_NONE,
+        max_in_flight: 1,
+        ..Default::default()
+    };
+    let mut e = Engine::new(
+        cfg,
+        ServiceId::new(ME).expect("id"),
+        ServiceType::new("meta2").expect("type"),
+        ZkLayout::new(Namespace::new("NS").expect("ns")),
+    );
+    let (a, b) = (base_a(), base_b());
+    let peer_poke = |base: &BaseName| Input::Poke {
+        base: base.clone(),
+        touch: false,
+    };
+    e.handle(now(1_000), peer_poke(&a));
+    e.handle(now(1_000), peer_poke(&b));
+    let _ = e.drain().count();
+    assert_eq!(e.view(&a).map(|s| s.fsm.state()), Some(State::Peering));
+    assert_eq!(e.view(&b).map(|s| s.fsm.state()), Some(State::None));
+    assert!(e.view(&b).is_some_and(|s| s.queued));
+    assert_eq!((e.in_flight(), e.queued()), (1, 1));
+    // A's deadline runs, B's does not: when A fails, B is admitted.
+    assert_eq!(e.next_wakeup(), Some(1_000 + PENDING_TIMEOUT));
+    e.handle(now(1_000 + PENDING_TIMEOUT), Input::Tick);
+    let _ = e.drain().count();
+    assert_eq!(e.view(&a).map(|s| s.fsm.state()), Some(State::Failed));
+    assert_eq!(e.view(&b).map(|s| s.fsm.state()), Some(State::Peering));
+    assert_eq!((e.in_flight(), e.queued()), (1, 0));
 }
 
 // ----- 8. serving GETVERS, and the fence -----
@@ -1464,7 +1538,14 @@ fn results_for_a_removed_election_are_ignored() {
     let mut fx = Fx::new();
     let (a, b) = (base_a(), base_b());
     fx.on(1_000, Input::SessionConnected(S1));
-    fx.on(1_000, poke(&a));
+    // Started by a peer: not wanted, so it may expire.
+    fx.on(
+        1_000,
+        Input::Poke {
+            base: a.clone(),
+            touch: false,
+        },
+    );
     let peers = fx.all_peers();
     fx.on(1_010, peers_ok(2, peers));
     assert_eq!(fx.state(&a), State::Creating);

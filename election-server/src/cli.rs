@@ -52,6 +52,7 @@ pub const KEYS: &[Key] = &[
     key("retry_failed_ms", Kind::Int, "250", "sqliterepo.election.delay.retry_failed: first delay before retrying a FAILED election, in ms (doubles each time)."),
     key("expire_slave_s", Kind::Int, "12600", "sqliterepo.election.delay.expire_slave: an idle SLAVE leaves its election after this long, in s."),
     key("expire_master_s", Kind::Int, "14400", "sqliterepo.election.delay.expire_master: an idle MASTER leaves after this long, in s (above expire_slave_s)."),
+    key("max_elections_in_flight", Kind::Int, "1000", "Elections started at once, at most; the others wait their turn in NONE, their deadlines not yet running (admission control)."),
     key("expire_none_s", Kind::Int, "1800", "sqliterepo.election.delay.expire_none: an idle election in NONE is forgotten after this long, in s."),
     key("exit_budget_ms", Kind::Int, "10000", "sqliterepo.service.exit_ttl: SIGTERM's budget to leave every election cleanly, in ms (systemd's TimeoutStopSec must exceed it)."),
     key("no_master", Kind::Bool, "false", "sqliterepo.election.allow_master=false: never become master (the service still follows and replicates)."),

@@ -45,6 +45,7 @@ pub struct Settings {
     pub expire_slave_s: u64,
     pub expire_master_s: u64,
     pub expire_none_s: u64,
+    pub max_elections_in_flight: u64,
     pub exit_budget_ms: u64,
     pub no_master: bool,
     pub min_avail_pct: f64,
@@ -389,6 +390,12 @@ impl Resolved {
         range("replicate_timeout_ms", s.replicate_timeout_ms, 10, 600_000)?;
         range("retry_failed_ms", s.retry_failed_ms, 1, 600_000)?;
         range("expire_none_s", s.expire_none_s, 1, 7 * 86_400)?;
+        range(
+            "max_elections_in_flight",
+            s.max_elections_in_flight,
+            1,
+            10_000_000,
+        )?;
         range("expire_slave_s", s.expire_slave_s, 1, 7 * 86_400)?;
         if s.expire_master_s <= s.expire_slave_s {
             return Err(self.invalid(
@@ -602,6 +609,10 @@ mod tests {
             ("replicate_timeout_ms = 1", "`replicate_timeout_ms` = 1"),
             ("retry_failed_ms = 0", "`retry_failed_ms` = 0"),
             ("expire_none_s = 0", "`expire_none_s` = 0"),
+            (
+                "max_elections_in_flight = 0",
+                "`max_elections_in_flight` = 0",
+            ),
             ("expire_slave_s = 0", "`expire_slave_s` = 0"),
             ("expire_master_s = 60\nexpire_slave_s = 60", "`expire_master_s` = 60 (from file /etc/election.toml): must exceed expire_slave_s (60)"),
             ("exit_budget_ms = 5", "`exit_budget_ms` = 5"),

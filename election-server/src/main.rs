@@ -190,6 +190,7 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         election,
         wait_delay: Duration::from_millis(s.wait_delay_ms),
         expire_none: Duration::from_secs(s.expire_none_s),
+        max_in_flight: s.max_elections_in_flight as usize,
         getvers_timeout: Duration::from_millis(s.getvers_timeout_ms),
         use_timeout: Duration::from_millis(s.use_timeout_ms),
         sync_timeout: Duration::from_millis(s.sync_timeout_ms),

@@ -41,6 +41,8 @@ pub struct ServiceConfig {
     pub wait_delay: Duration,
     /// An idle NONE election is forgotten after this long.
     pub expire_none: Duration,
+    /// Elections between NONE and a final state, at most (admission).
+    pub max_in_flight: usize,
     pub getvers_timeout: Duration,
     pub use_timeout: Duration,
     pub sync_timeout: Duration,
@@ -132,6 +134,7 @@ impl Service {
             EngineConfig {
                 election: cfg.election.clone(),
                 expire_none_ms: cfg.expire_none.as_millis() as u64,
+                max_in_flight: cfg.max_in_flight,
                 mutations: Default::default(),
             },
             me.clone(),

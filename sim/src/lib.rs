@@ -46,6 +46,13 @@ pub struct Options {
     pub mutation: Option<Mutation>,
     /// Keep a trace of transitions and faults (printed on failure).
     pub trace: bool,
+    /// On one seed in four, clients stop writing when faults stop being
+    /// injected (the last ones still running): every base must still heal
+    /// and converge, with no request at all.
+    pub quiet_end: bool,
+    /// On one seed in five, one election at a time per service (admission
+    /// control); otherwise the engine's default.
+    pub tight_admission: bool,
 }
 
 impl Default for Options {
@@ -64,6 +71,8 @@ impl Default for Options {
             wrap: false,
             mutation: None,
             trace: false,
+            quiet_end: true,
+            tight_admission: true,
         }
     }
 }
@@ -75,6 +84,9 @@ pub enum Mutation {
     /// LISTING reports every candidate's own node as the lowest of the group:
     /// each candidate leads, which `one_master` must catch.
     SelfLowest,
+    /// Wanted elections do not start again by themselves after a failure or
+    /// a lost session: with no client request, some bases never heal.
+    NoRetry,
 }
 
 /// What one run did.
@@ -133,13 +145,29 @@ pub struct Outcome {
 /// Runs one seed: faults, then healing, then the convergence check.
 pub fn run(seed: u64, opts: &Options) -> Outcome {
     let mut w = world::World::new(seed, opts.clone());
+    if opts.tight_admission && seed % 5 == 4 {
+        w.stats.count("one election in flight at a time");
+    }
     // The last fault heals at most ~3 session timeouts after it started.
     let healed = opts.fault_ms + 3 * opts.session_timeout_ms + 3_000;
     let end = healed + opts.settle_ms;
-    w.writes_until = end.saturating_sub(3_000) * world::MS;
+    w.writes_until = if opts.quiet_end && seed % 4 == 1 {
+        w.stats.count("no client request after the faults");
+        w.lag_allowed = true;
+        opts.fault_ms * world::MS
+    } else {
+        end.saturating_sub(3_000) * world::MS
+    };
     let mut violation = w.run_until(end * world::MS).err();
     if violation.is_none() {
         violation = invariants::convergence::check(&w).err();
+    }
+    for _ in 0..w.quiet_absent.get() {
+        w.stats
+            .count("base converged without a restarted or departed service");
+    }
+    for _ in 0..invariants::convergence::lagging_slaves(&w) {
+        w.stats.count("slave left behind, no write to catch up");
     }
     for (_, apart) in invariants::convergence::read_only_bases(&w) {
         w.stats.count("base left in emergency read-only");

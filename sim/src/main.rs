@@ -13,6 +13,7 @@ const USAGE: &str = "usage: election-sim [--seed N | --seeds A..B] [--jobs J] [-
        [--services N] [--bases N] [--fault-ms MS] [--settle-ms MS] [--wrap]
        [--no-fence | --no-dump-lock | --no-stamps]   (turn one fix off: the run must fail)
        [--mutate self-lowest]   (plant a bug: every candidate leads; one_master must fail)
+       [--mutate no-retry]   (plant a bug: wanted elections wait for a request; convergence fails)
        [--reaching COUNTER]   (list the seeds whose run counted COUNTER, to pin one)
 Runs the real election engine over an in-memory ZooKeeper with faults,
 checking the invariants after every step. Exit code 1 when a seed fails.";
@@ -63,6 +64,7 @@ fn main() {
             "--wrap" => opts.wrap = true,
             "--mutate" => match value("--mutate").as_str() {
                 "self-lowest" => opts.mutation = Some(Mutation::SelfLowest),
+                "no-retry" => opts.mutation = Some(Mutation::NoRetry),
                 other => fail(format!("--mutate: unknown mutation {other}")),
             },
             "-h" | "--help" => {

@@ -11,6 +11,16 @@
 //! follows the master's history up to the point where they part, and holds
 //! no acknowledged write past that point: it may only lack writes, or hold
 //! writes the master rolled back.
+//!
+//! Another, for the seeds whose clients stop writing while faults still run
+//! (`World::lag_allowed`): a slave that missed the last writes learns it only
+//! from the next write, or from a resync request, which is not retried
+//! (docs/ENGINE.md §8.10). Such a slave may hold a strict prefix of the
+//! master's history. A service that restarted, or was told to leave, has no
+//! reason to take part again with no request (elections start on use), so it
+//! may have no election, and its replica is checked when it takes part again
+//! (it compares versions first). Every acknowledged write must still be on a
+//! majority of replicas.
 
 use super::violation;
 use crate::world::World;
@@ -51,6 +61,15 @@ pub fn read_only_bases(w: &World) -> Vec<(usize, bool)> {
 pub fn replicas_agree(w: &World) -> Result<(), String> {
     let acked = |b: usize, wid: u64| w.acked.iter().any(|a| a.base == b && a.wid == wid);
     for b in 0..w.bases.len() {
+        if w.lag_allowed && !acked_on_majority(w, b) {
+            return Err(format!(
+                "base{b}: an acknowledged write is on fewer than a majority of replicas\n{}",
+                w.describe(b)
+            ));
+        }
+        if w.lag_allowed && (0..w.svcs.len()).all(|s| w.absent(s, b)) {
+            continue; // dormant: see the module documentation
+        }
         let Some(m) = master(w, b) else {
             return Err(format!("base{b}: not one master\n{}", w.describe(b)));
         };
@@ -71,6 +90,9 @@ pub fn replicas_agree(w: &World) -> Result<(), String> {
             ));
         }
         for (s, x) in w.svcs.iter().enumerate() {
+            if w.lag_allowed && w.absent(s, b) {
+                continue; // it syncs when it takes part again
+            }
             let r = &x.replicas[b];
             if r.restoring {
                 return Err(format!(
@@ -93,6 +115,9 @@ pub fn replicas_agree(w: &World) -> Result<(), String> {
             if readonly && extra_acked.is_empty() {
                 continue;
             }
+            if w.lag_allowed && extra.is_empty() && acked_on_majority(w, b) {
+                continue;
+            }
             let lacks_acked: Vec<u64> = lacks.iter().copied().filter(|x| acked(b, *x)).collect();
             return Err(format!(
                 "base{b}: replicas differ: svc{s} holds {} writes, the master svc{m}{} {}; \
@@ -106,4 +131,34 @@ pub fn replicas_agree(w: &World) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Is every write acknowledged for base `b` held by a majority of replicas?
+fn acked_on_majority(w: &World, b: usize) -> bool {
+    let needed = w.svcs.len() / 2 + 1;
+    w.acked.iter().filter(|a| a.base == b).all(|a| {
+        w.svcs
+            .iter()
+            .filter(|x| x.replicas[b].writes.contains(&a.wid))
+            .count()
+            >= needed
+    })
+}
+
+/// Slaves whose replica is a strict prefix of their master's (see the
+/// module documentation).
+pub fn lagging_slaves(w: &World) -> usize {
+    (0..w.bases.len())
+        .filter_map(|b| master(w, b).map(|m| (b, m)))
+        .map(|(b, m)| {
+            let reference = &w.svcs[m].replicas[b].writes;
+            w.svcs
+                .iter()
+                .filter(|x| {
+                    let r = &x.replicas[b].writes;
+                    r.len() < reference.len() && reference.starts_with(r)
+                })
+                .count()
+        })
+        .sum()
 }
