@@ -13,6 +13,12 @@ scripts/zk.sh install
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "the engine does no I/O: no runtime, network, ZooKeeper or SQLite crate under election-engine"
+if cargo tree -p election-engine -e normal --prefix none | grep -E '^(tokio|zookeeper-client|axum|hyper|reqwest|rusqlite) '; then
+    echo "election-engine must not depend on the crates above (docs/ENGINE.md)" >&2
+    exit 1
+fi
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 

@@ -582,6 +582,8 @@ impl Engine {
         if self.exiting {
             fsm.set_exiting();
         }
+        // Stop-writes reaches elections created after it (issue 14, H5).
+        fsm.set_allow_master(self.allow_master);
         self.next_id += 1;
         let slot = Slot {
             uid: self.next_id,
@@ -881,7 +883,15 @@ impl Engine {
         for i in self.slot_indices() {
             let slot = self.slot_mut(i);
             slot.fsm.set_allow_master(allow);
-            if slot.fsm.state() == State::Master {
+            // Masters, and candidates whose round of GETVERS is under way
+            // (the core checks `allow_master` only when LISTING ends: H5).
+            if matches!(
+                slot.fsm.state(),
+                State::Master
+                    | State::CheckingSlaves
+                    | State::DelayedCheckingSlaves
+                    | State::RefreshCheckingSlaves
+            ) {
                 masters.push(i);
             }
         }

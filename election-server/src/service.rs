@@ -622,7 +622,10 @@ impl Service {
                 Some(watch) => {
                     let fut = primed(async move { client.check_and_watch_stat(&path).await });
                     tokio::spawn(async move {
-                        match svc.metrics.timed("exists", fut).await {
+                        // Bound first: the finished request must not live on
+                        // (as a temporary of the match) while the watch waits.
+                        let result = svc.metrics.timed("exists", fut).await;
+                        match result {
                             Ok((Some(stat), watcher)) => {
                                 reply(&svc, Ok(ZkOk::Stat(Some(stat.ephemeral_owner))));
                                 let ev = watcher.changed().await;
@@ -648,7 +651,8 @@ impl Service {
             ZkOp::Get { path, watch } => {
                 let fut = primed(async move { client.get_and_watch_data(&path).await });
                 tokio::spawn(async move {
-                    match svc.metrics.timed("get", fut).await {
+                    let result = svc.metrics.timed("get", fut).await;
+                    match result {
                         Ok((data, _, watcher)) => {
                             reply(&svc, Ok(ZkOk::Data(data)));
                             let ev = watcher.changed().await;
