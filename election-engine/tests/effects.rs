@@ -1251,6 +1251,35 @@ fn a_wanted_election_retries_without_a_request() {
     assert!(fx.e.view(&a).is_none_or(|s| !s.want));
 }
 
+/// Without a session, a wanted election's retry waits for the session to
+/// come back instead of failing in a loop (a ZooKeeper outage must not turn
+/// every wanted election into a retry every few seconds).
+#[test]
+fn retries_wait_for_the_session() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    fx.on(1_000, Input::SessionConnected(S1));
+    fx.on(1_000, poke(&a));
+    fx.on(1_000 + PENDING_TIMEOUT, Input::Tick);
+    let wake = fx.e.next_wakeup().expect("back-off");
+    fx.on(wake, Input::Tick);
+    assert_eq!(fx.state(&a), State::None);
+    let retry = fx.e.next_wakeup().expect("a retry");
+    fx.on(retry - 1, Input::SessionLost { epoch: 1 });
+    assert_eq!(fx.on(retry, Input::Tick), vec![]);
+    assert_eq!(fx.state(&a), State::None);
+    // Still wanted, so not forgotten by idle expiry while it waits.
+    assert_eq!(fx.on(retry + EXPIRE_NONE, Input::Tick), vec![]);
+    assert!(fx.e.view(&a).is_some_and(|s| s.want));
+    fx.on(retry + EXPIRE_NONE + 1, Input::SessionConnected(S2));
+    let effects = fx.on(retry + EXPIRE_NONE + 1, Input::SessionRestored);
+    assert!(
+        matches!(effects.first(), Some(Effect::ResolvePeers { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(fx.state(&a), State::Peering);
+}
+
 /// At most `max_in_flight` elections run between NONE and a final state;
 /// the others wait in NONE with no deadline running, clients' first.
 #[test]

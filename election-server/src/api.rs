@@ -249,14 +249,28 @@ async fn info(
 
 /// Every election of this service, one line each (for scripts and tests).
 async fn elections(State(svc): Svc) -> Response {
-    let list: Vec<Value> = svc
-        .snapshots()
-        .iter()
-        .map(|s| {
+    // Copied out under the lock, rendered after it.
+    let lines: Vec<_> = svc.with_elections(|all| {
+        all.map(|s| {
+            let fsm = &s.fsm;
+            let ids = (fsm.local_id(), fsm.master_id());
+            (
+                s.base.clone(),
+                fsm.state(),
+                fsm.master().cloned(),
+                ids,
+                s.bound_epoch,
+            )
+        })
+        .collect()
+    });
+    let list: Vec<Value> = lines
+        .into_iter()
+        .map(|(base, state, master, (local_id, master_id), epoch)| {
             json!({
-                "base": s.base, "state": s.fsm.state().as_str(), "master": s.fsm.master(),
-                "local_id": s.fsm.local_id(), "master_id": s.fsm.master_id(),
-                "epoch": s.bound_epoch, "session_live": session_live(&svc, s.bound_epoch),
+                "base": base, "state": state.as_str(), "master": master,
+                "local_id": local_id, "master_id": master_id,
+                "epoch": epoch, "session_live": session_live(&svc, epoch),
             })
         })
         .collect();
@@ -875,12 +889,14 @@ async fn metrics(State(svc): Svc) -> Response {
         .iter()
         .map(|s| (s.as_str(), 0))
         .collect();
-    for snap in svc.snapshots() {
-        let name = snap.fsm.state().as_str();
-        if let Some(slot) = states.iter_mut().find(|(s, _)| *s == name) {
-            slot.1 += 1;
+    svc.with_elections(|all| {
+        for e in all {
+            let name = e.fsm.state().as_str();
+            if let Some(slot) = states.iter_mut().find(|(s, _)| *s == name) {
+                slot.1 += 1;
+            }
         }
-    }
+    });
     let text = svc.metrics.render(&crate::metrics::Present {
         states: &states,
         zk_state: svc.zk.view().link.as_str(),
@@ -923,13 +939,12 @@ async fn balance(State(svc): Svc, Query(q): Query<BalanceQuery>) -> Result<Respo
     let rejoin = q.rejoin.unwrap_or(true);
     let now = svc.now();
     let idle_ms = q.inactivity.unwrap_or(0).saturating_mul(1000);
-    let mut masters: Vec<(u64, BaseName)> = svc
-        .snapshots()
-        .iter()
-        .filter(|s| s.fsm.state() == election_core::State::Master)
-        .map(|s| (s.fsm.last_access(), s.base.clone()))
-        .filter(|(last, _)| now.mono_ms.saturating_sub(*last) >= idle_ms)
-        .collect();
+    let mut masters: Vec<(u64, BaseName)> = svc.with_elections(|all| {
+        all.filter(|s| s.fsm.state() == election_core::State::Master)
+            .map(|s| (s.fsm.last_access(), s.base.clone()))
+            .filter(|(last, _)| now.mono_ms.saturating_sub(*last) >= idle_ms)
+            .collect()
+    });
     let eligible = masters.len();
     masters.sort();
     masters.truncate(max);

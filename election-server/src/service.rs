@@ -294,12 +294,15 @@ impl Service {
         lock(&self.shell).engine.view(base).map(snapshot_of)
     }
 
-    pub fn snapshots(&self) -> Vec<Arc<Snapshot>> {
-        lock(&self.shell)
-            .engine
-            .elections()
-            .map(snapshot_of)
-            .collect()
+    /// Runs `f` over every election, under the engine's lock and without
+    /// copying them: keep `f` short (100,000 elections take milliseconds).
+    pub fn with_elections<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &election_engine::Slot>) -> R,
+    ) -> R {
+        let shell = lock(&self.shell);
+        let mut all = shell.engine.elections();
+        f(&mut all)
     }
 
     /// Election counts per class, for `/info` (PEERING counts as pending).

@@ -89,7 +89,7 @@ fn each_fix_turned_off_fails() {
     let cases: [(&str, u64, TurnOff); 4] = [
         ("the slaves' fence", 836, |o| o.fence = false),
         ("copies under the write lock", 3, |o| o.dump_locked = false),
-        ("stamped versions", 19908, |o| o.stamps = false),
+        ("stamped versions", 12082, |o| o.stamps = false),
         ("wanted elections retry with no request", 225, |o| {
             o.mutation = Some(election_sim::Mutation::NoRetry)
         }),
