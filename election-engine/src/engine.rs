@@ -715,11 +715,10 @@ impl Engine {
                 // its fence goes too: a new membership follows a master whose
                 // node exists, above any fence.
                 let idle = slot.fsm.idle_for(now).is_some_and(|d| d >= expire_none);
-                let busy = slot.fsm.in_flight() > 0
-                    || slot.sync.is_some()
-                    || slot.queued
-                    || slot.retry_at.is_some()
-                    || slot.want;
+                // A wanted election (its retry pending, or waiting for the
+                // session) is kept.
+                let busy =
+                    slot.fsm.in_flight() > 0 || slot.sync.is_some() || slot.queued || slot.want;
                 if idle && !busy {
                     self.remove(i);
                 } else {
@@ -766,42 +765,8 @@ impl Engine {
         for action in actions {
             self.execute(i, action);
         }
-        let exiting = self.exiting;
-        let no_retry = self.cfg.mutations.no_retry;
-        let (base_ms, max_ms) = (
-            self.cfg.election.retry_failed_ms.max(1),
-            self.cfg.election.retry_failed_max_ms.max(1),
-        );
-        let jitter = {
-            let key = &self.slots[i as usize].as_ref().expect("slot exists").key;
-            jitter_seed(key, &self.me)
-        };
         let slot = self.slot_mut(i);
         let post = slot.fsm.state();
-        match (in_flight(pre), in_flight(post)) {
-            (true, false) => self.in_flight -= 1,
-            (false, true) => self.in_flight += 1,
-            _ => {}
-        }
-        let slot = self.slot_mut(i);
-        if post != pre {
-            match post {
-                State::Master | State::Slave => {
-                    slot.want = true;
-                    slot.retries = 0;
-                    slot.retry_at = None;
-                }
-                State::None if slot.want && !exiting && !no_retry => {
-                    let delay = base_ms
-                        .saturating_mul(1 << slot.retries.min(16))
-                        .min(max_ms);
-                    let spread = (jitter >> (slot.retries % 32)) % (delay / 2 + 1);
-                    slot.retry_at = Some(now.mono_ms + delay / 2 + spread);
-                    slot.retries = slot.retries.saturating_add(1);
-                }
-                _ => {}
-            }
-        }
         if post != State::Syncing {
             if let Some(id) = slot.sync.take() {
                 // The master went away mid-copy: stop it.
@@ -815,42 +780,74 @@ impl Engine {
                 .push_back(Effect::Observe(Observation::Getvers(outcome)));
         }
         if post != pre {
-            let me = self.me.clone();
-            let slot = self.slot_mut(i);
-            let base = slot.base.clone();
-            let mut observed = vec![Observation::Transition {
-                base,
-                pre,
-                event: event_name,
-                post,
-            }];
-            match post {
-                State::None => slot.started = None,
-                State::Master | State::Slave => {
-                    if let Some(t) = slot.started.take() {
-                        observed.push(Observation::TimeToFinal {
-                            ms: now.mono_ms.saturating_sub(t),
-                        });
-                    }
-                    let master = match post {
-                        State::Master => Some(me),
-                        _ => slot.fsm.master().cloned(),
-                    };
-                    if slot.last_master.is_some() && master.is_some() && slot.last_master != master
-                    {
-                        observed.push(Observation::Failover);
-                    }
-                    if master.is_some() {
-                        slot.last_master = master;
-                    }
-                }
-                _ if pre == State::None => slot.started = Some(now.mono_ms),
-                _ => {}
-            }
-            self.effects
-                .extend(observed.into_iter().map(Effect::Observe));
+            self.transitioned(now, i, pre, event_name, post);
         }
         self.rearm(now, i);
+    }
+
+    /// Bookkeeping of a change of state: admission, `want` and the retry
+    /// of a wanted election back in NONE, and what metrics observe.
+    fn transitioned(&mut self, now: Now, i: u32, pre: State, event: &'static str, post: State) {
+        match (in_flight(pre), in_flight(post)) {
+            (true, false) => self.in_flight -= 1,
+            (false, true) => self.in_flight += 1,
+            _ => {}
+        }
+        let retry = !self.exiting && !self.cfg.mutations.no_retry;
+        let (base_ms, max_ms) = (
+            self.cfg.election.retry_failed_ms.max(1),
+            self.cfg.election.retry_failed_max_ms.max(1),
+        );
+        let me = &self.me;
+        let slot = self.slots[i as usize].as_deref_mut().expect("slot exists");
+        let mut observed = vec![Observation::Transition {
+            base: slot.base.clone(),
+            pre,
+            event,
+            post,
+        }];
+        match post {
+            State::None => {
+                slot.started = None;
+                if slot.want && retry {
+                    let delay = base_ms
+                        .saturating_mul(1 << slot.retries.min(16))
+                        .min(max_ms);
+                    let jitter = jitter_seed(&slot.key, me) >> (slot.retries % 32);
+                    let spread = jitter % (delay / 2 + 1);
+                    slot.retry_at = Some(now.mono_ms + delay / 2 + spread);
+                    slot.retries = slot.retries.saturating_add(1);
+                }
+            }
+            State::Master | State::Slave => {
+                slot.want = true;
+                slot.retries = 0;
+                slot.retry_at = None;
+                if let Some(t) = slot.started.take() {
+                    observed.push(Observation::TimeToFinal {
+                        ms: now.mono_ms.saturating_sub(t),
+                    });
+                }
+                let master = match post {
+                    State::Master => Some(me),
+                    _ => slot.fsm.master(),
+                };
+                if master.is_some() {
+                    if slot.last_master.is_some() && slot.last_master.as_ref() != master {
+                        observed.push(Observation::Failover);
+                    }
+                    slot.last_master = master.cloned();
+                }
+            }
+            _ if pre == State::None => slot.started = Some(now.mono_ms),
+            _ => {}
+        }
+        if pre == State::None {
+            // Started by other means: a pending retry is moot.
+            slot.retry_at = None;
+        }
+        self.effects
+            .extend(observed.into_iter().map(Effect::Observe));
     }
 
     /// Starts the election of slot `i`, or pokes it when it already runs. A

@@ -2006,6 +2006,52 @@ fn peers_not_managed_or_failed_are_logged_and_fail() {
     );
 }
 
+/// A retry pending when the election was started by other means (a peer's
+/// USE) is dropped: once the directory says "not managed", nothing restarts
+/// the election by itself.
+#[test]
+fn a_not_managed_base_is_not_retried() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    fx.on(1_000, poke(&a));
+    fx.on(1_000 + PENDING_TIMEOUT, Input::Tick);
+    let wake = fx.e.next_wakeup().expect("back-off");
+    fx.on(wake, Input::Tick);
+    assert_eq!(fx.state(&a), State::None);
+    let retry = fx.e.next_wakeup().expect("a retry");
+    // A peer's USE starts it before the retry is due.
+    let effects = fx.on(
+        retry - 10,
+        Input::UseReceived {
+            base: a.clone(),
+            from: fx.b.clone(),
+            master: false,
+        },
+    );
+    let id = match effects.first() {
+        Some(Effect::ResolvePeers { id, .. }) => *id,
+        other => panic!("{other:?}"),
+    };
+    fx.on(
+        retry - 5,
+        Input::Peers {
+            id,
+            result: Ok(None),
+        },
+    );
+    assert!(fx.e.view(&a).is_some_and(|s| !s.want));
+    // FAILED's back-off, then NONE: no retry from then on, not even the one
+    // that was pending when the USE started it.
+    let at = fx.e.next_wakeup().expect("FAILED's back-off");
+    assert_eq!(
+        fx.on(at, Input::Tick),
+        vec![tr(&a, State::Failed, "NONE", State::None)]
+    );
+    let at = fx.e.next_wakeup().expect("idle expiry");
+    assert_eq!(fx.on(at, Input::Tick), vec![]);
+    assert!(fx.e.view(&a).is_none(), "forgotten by idle expiry");
+}
+
 #[test]
 fn stop_writes_reaches_a_candidacy_in_progress() {
     let mut fx = Fx::new();

@@ -228,10 +228,8 @@ impl Service {
     }
 
     /// Asks the election to leave, without creating it when absent.
-    pub fn leave(self: &Arc<Self>, base: &BaseName) -> bool {
-        let exists = lock(&self.shell).engine.view(base).is_some();
+    pub fn leave(self: &Arc<Self>, base: &BaseName) {
         self.input(Input::Leave { base: base.clone() });
-        exists
     }
 
     /// Enters or leaves stop-writes: refuse (or allow again) masterships, and

@@ -400,8 +400,6 @@ pub struct World {
     /// A slave may end behind its master, and a service may take no part
     /// (see `invariants::convergence`).
     pub lag_allowed: bool,
-    /// Bases that converged without every service (counted, for the stats).
-    pub quiet_absent: std::cell::Cell<u64>,
     pub trace: Vec<String>,
 }
 
@@ -516,7 +514,6 @@ impl World {
             faults_until,
             writes_until: u64::MAX,
             lag_allowed: false,
-            quiet_absent: std::cell::Cell::new(0),
             trace: Vec::new(),
         };
         for s in 0..w.svcs.len() {
@@ -1877,7 +1874,6 @@ impl World {
             if self.lag_allowed && dormant {
                 // Nobody asked since every holder restarted or left: the
                 // next request starts it (elections start on use).
-                self.quiet_absent.set(self.quiet_absent.get() + 1);
                 continue;
             }
             let masters: Vec<usize> = (0..self.svcs.len())
@@ -1894,12 +1890,10 @@ impl World {
                 ));
             };
             let mid = &self.svcs[m].id;
-            let mut following = 1usize;
             for s in (0..self.svcs.len()).filter(|s| *s != m) {
-                let e = self.elec(s, b);
-                let ok =
-                    e.is_some_and(|e| e.fsm.state() == State::Slave && e.fsm.master() == Some(mid));
-                following += usize::from(ok);
+                let ok = self
+                    .elec(s, b)
+                    .is_some_and(|e| e.fsm.state() == State::Slave && e.fsm.master() == Some(mid));
                 // With no client request, a service that restarted (or was
                 // told to leave) has no reason to take part again.
                 if !(ok || self.lag_allowed && self.absent(s, b)) {
@@ -1908,9 +1902,6 @@ impl World {
                         self.describe(b)
                     ));
                 }
-            }
-            if following < self.svcs.len() && self.lag_allowed {
-                self.quiet_absent.set(self.quiet_absent.get() + 1);
             }
             let ours = self.elec(m, b).and_then(|e| e.fsm.local_id());
             let lowest = self

@@ -162,3 +162,10 @@ pub fn lagging_slaves(w: &World) -> usize {
         })
         .sum()
 }
+
+/// Bases where some service takes no part (see the module documentation).
+pub fn bases_with_absent_services(w: &World) -> usize {
+    (0..w.bases.len())
+        .filter(|&b| (0..w.svcs.len()).any(|s| w.absent(s, b)))
+        .count()
+}
