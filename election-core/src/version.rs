@@ -13,6 +13,28 @@ pub struct TableVersion {
     pub when: i64,
 }
 
+/// A base's version vector: per table, its version.
+pub type Vector = BTreeMap<String, TableVersion>;
+
+/// One change of a write, replicated as is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WriteOp {
+    Set {
+        key: String,
+        value: String,
+    },
+    Unset {
+        key: String,
+    },
+    /// A system property (`sys.*`, OpenIO's container settings such as
+    /// `sys.m2.policy.version` or `sys.status`), kept in the admin table.
+    SetSystem {
+        key: String,
+        value: String,
+    },
+}
+
 /// What a replica says about its copy of a base.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

@@ -2,9 +2,13 @@
 //! that turns the state machine's [`Action`]s into [`Effect`]s and their
 //! results into [`Event`]s.
 
+mod writes;
+
+pub use writes::{render, MAX_QUEUED_WRITES};
+
 use crate::io::{
-    Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion, SessionTag, WatchId,
-    ZkFailure, ZkOk, ZkOp,
+    Divergence, Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion, SessionTag,
+    WatchId, ZkFailure, ZkOk, ZkOp,
 };
 use election_core::names::{
     parse_node_name, seq_latest, seq_offset, BaseName, ElectionKey, Seq, ServiceId, ServiceType,
@@ -47,6 +51,11 @@ pub struct Mutations {
     pub self_lowest: bool,
     /// A wanted election that falls back to NONE waits for a request.
     pub no_retry: bool,
+    /// No fence: slaves accept writes from masters older than a candidate
+    /// they vouched for, and masters serve copies without a live session.
+    pub no_fence: bool,
+    /// Copies are served while a write is half-applied.
+    pub no_dump_lock: bool,
 }
 
 /// A watch the election relies on: its firing means the node is gone.
@@ -117,6 +126,8 @@ pub struct Slot {
     retry_at: Option<u64>,
     /// Waiting for admission.
     pub queued: bool,
+    /// Writes waiting or in flight, and what waits for them.
+    ops: Option<Box<writes::BaseOps>>,
 }
 
 /// What an op in flight is for.
@@ -169,6 +180,14 @@ enum Pending {
         op: u64,
         master: ServiceId,
     },
+    Store(writes::StoreKind),
+    /// A REPLICATE of the batch whose Begin was `batch`; `decided` once
+    /// the batch committed (`true`) or rolled back.
+    Replicate {
+        batch: Id,
+        peer: ServiceId,
+        decided: Option<bool>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +221,10 @@ pub struct Engine {
     /// retries wait for `SessionRestored` instead of failing in a loop.
     session_down: bool,
     allow_master: bool,
+    /// Stop-writes is on: no write is taken.
+    stopped: bool,
+    /// Emergency read-only mode: why, per base.
+    readonly: Vec<Divergence>,
     exiting: bool,
     /// Elections between NONE and a final state, and those waiting to start
     /// (urgent ones are waited on by a client).
@@ -229,6 +252,8 @@ impl Engine {
             session: None,
             session_down: false,
             allow_master,
+            stopped: false,
+            readonly: Vec::new(),
             exiting: false,
             in_flight: 0,
             urgent: VecDeque::new(),
@@ -552,6 +577,48 @@ impl Engine {
                 };
                 self.feed(now, f.slot, ev);
             }
+            Input::Write { req, base, ops } => self.client_write(now, req, base, ops),
+            Input::Replicate {
+                req,
+                from,
+                base,
+                epoch,
+                prev,
+                next,
+                ops,
+            } => self.replicate_input(now, req, from, base, epoch, prev, next, ops),
+            Input::GetversReq {
+                req,
+                base,
+                master_seq,
+                candidate_seq,
+            } => self.getvers_input(now, req, base, master_seq, candidate_seq),
+            Input::DumpReq { req, base } => self.dump_input(now, req, base),
+            Input::Stored { id, result } => {
+                let Some(f) = self.inflight.remove(&id) else {
+                    return;
+                };
+                if let (Pending::Store(kind), true) = (f.what, self.live(f.slot, f.uid).is_some()) {
+                    self.stored(now, f.slot, kind, result);
+                }
+            }
+            Input::Replicated { id, result } => {
+                let Some(f) = self.inflight.remove(&id) else {
+                    return;
+                };
+                if let (
+                    Pending::Replicate {
+                        batch,
+                        peer,
+                        decided,
+                    },
+                    true,
+                ) = (f.what, self.live(f.slot, f.uid).is_some())
+                {
+                    self.replicated(now, f.slot, id, batch, peer, decided, result);
+                }
+            }
+            Input::ClearReadOnly { bases } => self.clear_readonly(&bases),
         }
         self.run_queue(now);
         self.admit(now);
@@ -620,6 +687,7 @@ impl Engine {
             retries: 0,
             retry_at: None,
             queued: false,
+            ops: None,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -717,8 +785,11 @@ impl Engine {
                 let idle = slot.fsm.idle_for(now).is_some_and(|d| d >= expire_none);
                 // A wanted election (its retry pending, or waiting for the
                 // session) is kept.
-                let busy =
-                    slot.fsm.in_flight() > 0 || slot.sync.is_some() || slot.queued || slot.want;
+                let busy = slot.fsm.in_flight() > 0
+                    || slot.sync.is_some()
+                    || slot.queued
+                    || slot.want
+                    || slot.ops.is_some();
                 if idle && !busy {
                     self.remove(i);
                 } else {
@@ -896,6 +967,7 @@ impl Engine {
     fn stop_writes(&mut self, now: Now, stopped: bool) {
         let allow = self.cfg.election.allow_master && !stopped;
         self.allow_master = allow;
+        self.stopped = stopped;
         let mut masters = Vec::new();
         for i in self.slot_indices() {
             let slot = self.slot_mut(i);
@@ -1270,7 +1342,11 @@ impl Engine {
                 }
                 (None, Err(_)) => {}
             },
-            Pending::Peers { .. } | Pending::Getvers { .. } | Pending::Sync { .. } => {}
+            Pending::Peers { .. }
+            | Pending::Getvers { .. }
+            | Pending::Sync { .. }
+            | Pending::Store(_)
+            | Pending::Replicate { .. } => {}
         }
     }
 

@@ -5,12 +5,18 @@
 //! engine, so a trace reads in order. A watch fires at most once.
 
 use election_core::names::{BaseName, Seq, ServiceId};
-use election_core::version::ReplicaVersion;
+use election_core::peer::Refusal;
+use election_core::version::{ReplicaVersion, Vector, WriteOp};
 use election_core::State;
 use std::fmt;
+use std::sync::Arc;
 
 /// Correlates an effect with its result.
 pub type Id = u64;
+
+/// Names a request the shell is waiting on (a client's write, a peer's
+/// call): the engine answers it with exactly one effect naming it.
+pub type ReqId = u64;
 
 /// Names a ZooKeeper watch set by an `Exists` or `Get` op.
 pub type WatchId = u64;
@@ -154,6 +160,49 @@ pub enum Input {
     },
     /// The copy from the master was installed, or failed.
     Synced { id: Id, result: Result<(), String> },
+    /// A client's write, on a service whose election of `base` was final
+    /// when the shell looked. Answered by `WriteDone`.
+    Write {
+        req: ReqId,
+        base: BaseName,
+        ops: Vec<WriteOp>,
+    },
+    /// A write replicated to us by `from`, master at `epoch` (its node's
+    /// sequence). Answered by `ReplicateDone`.
+    Replicate {
+        req: ReqId,
+        from: ServiceId,
+        base: BaseName,
+        epoch: Seq,
+        prev: Vector,
+        next: Vector,
+        ops: Arc<[WriteOp]>,
+    },
+    /// A peer's GETVERS; `master_seq` when it asks us as its master,
+    /// `candidate_seq` when it is a candidate. Answered by `GetversServed`.
+    GetversReq {
+        req: ReqId,
+        base: BaseName,
+        master_seq: Option<Seq>,
+        candidate_seq: Option<Seq>,
+    },
+    /// A slave asks for a copy of the base. Answered by `DumpRefused`, or by
+    /// a `Store{Dump{req}}` whose executor answers the slave.
+    DumpReq { req: ReqId, base: BaseName },
+    /// The outcome of `Effect::Store`.
+    Stored {
+        id: Id,
+        result: Result<StoreOk, StoreFailure>,
+    },
+    /// A slave's answer to `Effect::Replicate`.
+    Replicated {
+        id: Id,
+        result: Result<(), ReplicateFailure>,
+    },
+    /// The operator checked that the replicas of these bases agree again:
+    /// they leave emergency read-only mode (all of them: the service leaves
+    /// it).
+    ClearReadOnly { bases: Vec<BaseName> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +247,53 @@ pub enum Effect {
         id: Id,
         base: BaseName,
     },
+    /// A store operation on one base; the engine issues at most one per
+    /// base at a time. Answer with `Input::Stored`.
+    Store {
+        id: Id,
+        base: BaseName,
+        op: StoreOp,
+    },
+    /// Send a write to a slave; answer with `Input::Replicated`.
+    Replicate {
+        id: Id,
+        to: ServiceId,
+        base: BaseName,
+        epoch: Seq,
+        prev: Vector,
+        next: Vector,
+        ops: Arc<[WriteOp]>,
+    },
+    /// Fire and forget: tell a slave that missed a committed write to copy
+    /// the base again.
+    Resync {
+        to: ServiceId,
+        base: BaseName,
+    },
+    /// The answer to `Input::Write`.
+    WriteDone {
+        req: ReqId,
+        base: BaseName,
+        result: Result<Written, WriteRefusal>,
+    },
+    /// The answer to `Input::Replicate`.
+    ReplicateDone {
+        req: ReqId,
+        result: Result<(), Refusal>,
+    },
+    /// The answer to `Input::GetversReq`: on `Ok`, reply with the local
+    /// version, read now.
+    GetversServed {
+        req: ReqId,
+        base: BaseName,
+        result: Result<(), NotOwner>,
+    },
+    /// The answer to `Input::DumpReq` when no copy may be given.
+    DumpRefused {
+        req: ReqId,
+        state: State,
+        session_live: bool,
+    },
     /// For metrics and waiters.
     Observe(Observation),
     /// For people.
@@ -221,6 +317,145 @@ pub enum Observation {
     Failover,
     /// A copy from the master was installed.
     Resynced,
+    /// A write from a master was refused because we vouched for a newer
+    /// candidate.
+    WriteFenced,
+    /// A batch of `writes` client writes was committed.
+    Committed { writes: usize },
+}
+
+/// What the store does for the engine. Ops of one base come one at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Master: apply `ops` in a transaction left open, and say which
+    /// version it moves the base from and to (`Begun`).
+    Begin {
+        ops: Arc<[WriteOp]>,
+    },
+    /// Master: commit, or roll back, the open transaction.
+    Commit,
+    Rollback,
+    /// Slave: apply `ops`, only if the local version is `prev` (`Applied`);
+    /// already at `next` is a success too.
+    Apply {
+        prev: Vector,
+        next: Vector,
+        ops: Arc<[WriteOp]>,
+    },
+    /// Master: copy the base and hand the copy to the slave asking (`req`).
+    Dump {
+        req: ReqId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOk {
+    Begun { prev: Vector, next: Vector },
+    Committed,
+    RolledBack,
+    Applied,
+    Dumped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The write does not follow the local version.
+    OutOfOrder(String),
+    /// No local copy of the base.
+    Missing,
+    Restoring,
+    Loading,
+    Failed(String),
+}
+
+impl fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreFailure::OutOfOrder(why) | StoreFailure::Failed(why) => f.write_str(why),
+            StoreFailure::Missing => f.write_str("no local copy of the base"),
+            StoreFailure::Restoring => f.write_str("base is being restored"),
+            StoreFailure::Loading => f.write_str("base is still loading"),
+        }
+    }
+}
+
+/// Why a slave did not acknowledge a replicated write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicateFailure {
+    /// It answered, without applying it.
+    Refused(Refusal),
+    /// The call never reached it (connection refused): not applied.
+    Unreachable(String),
+    /// No answer: it may have applied it.
+    Unknown(String),
+}
+
+impl ReplicateFailure {
+    /// The slave does not hold the write.
+    pub fn missed(&self) -> bool {
+        !matches!(self, ReplicateFailure::Refused(r) if r.deposes_master())
+    }
+}
+
+impl fmt::Display for ReplicateFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplicateFailure::Refused(r) => write!(f, "refused ({r:?})"),
+            ReplicateFailure::Unreachable(why) => write!(f, "unreachable ({why})"),
+            ReplicateFailure::Unknown(why) => write!(f, "no answer ({why})"),
+        }
+    }
+}
+
+/// A write acknowledged by a majority: the base's version after it, and the
+/// master's epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub next: Vector,
+    pub epoch: Seq,
+}
+
+/// Why a write was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteRefusal {
+    /// We are a slave: write to the master.
+    Redirect(ServiceId),
+    /// Not master with a live session any more (or not yet).
+    StatusChanged {
+        state: State,
+        session_live: bool,
+    },
+    /// A candidate holding node `fence` asked our version: our node `epoch`
+    /// is gone and we had not heard yet. We leave.
+    Superseded {
+        epoch: Seq,
+        fence: Seq,
+    },
+    /// Emergency read-only mode.
+    ReadOnly,
+    StopWrites,
+    Exiting,
+    /// Too many writes wait for this base.
+    Overloaded {
+        queued: usize,
+    },
+    /// Not enough replicas acknowledged: rolled back.
+    NoQuorum {
+        acked: usize,
+        group: usize,
+        needed: usize,
+        detail: String,
+    },
+    /// The local store failed.
+    Failed(String),
+}
+
+/// One base whose replicas may differ from the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    pub base: BaseName,
+    pub detail: String,
+    pub since_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +493,17 @@ pub enum LogEvent {
     StopWrites {
         masters: usize,
     },
+    /// CRITICAL: a write could not be propagated safely; the service
+    /// refuses writes until an operator clears it.
+    ReadOnly {
+        base: BaseName,
+        detail: String,
+    },
+    /// A peer's refusal (or a candidate's GETVERS) says another master leads.
+    Deposed {
+        base: BaseName,
+        why: String,
+    },
 }
 
 impl LogEvent {
@@ -270,6 +516,8 @@ impl LogEvent {
                 | LogEvent::Rookie { .. }
                 | LogEvent::DoubleMaster { .. }
                 | LogEvent::StopWrites { .. }
+                | LogEvent::ReadOnly { .. }
+                | LogEvent::Deposed { .. }
         )
     }
 }
@@ -302,6 +550,11 @@ impl fmt::Display for LogEvent {
                 f,
                 "stop-writes: handing {masters} mastership(s) over to healthy peers"
             ),
+            LogEvent::ReadOnly { base, detail } => write!(
+                f,
+                "CRITICAL emergency read-only mode: write on {base} could not be propagated safely: {detail}"
+            ),
+            LogEvent::Deposed { base, why } => write!(f, "{base}: deposed ({why}); leaving"),
         }
     }
 }

@@ -9,8 +9,21 @@
 //!  session ─ SessionConnected/Lost/Restored ─┤  ├─ ResolvePeers{id}    → directory
 //!  results ─ Zk/Peers/Getvers/Synced{id} ────┼──┼─ Getvers{id}, Use    → peers
 //!  watches ─ WatchFired{watch} ──────────────┤  ├─ Sync{id}/AbortSync  → storage + master
+//!  writes  ─ Write/Replicate/DumpReq{req} ───┤  ├─ Store{id}           → storage (one per base)
+//!  peers   ─ GetversReq{req} ────────────────┤  ├─ Replicate{id}, Resync → slaves
+//!  results ─ Stored/Replicated{id} ──────────┤  ├─ WriteDone/ReplicateDone/GetversServed{req} → callers
 //!  timers  ─ Tick at next_wakeup() ──────────┘  └─ Observe, Log        → metrics, people
 //! ```
+//!
+//! # A write, seen from the master
+//! `Write{req}` (the shell found the election final) → checks (read-only,
+//! MASTER with a live session, stop-writes, the fence) → queued in the
+//! base's `BaseOps`; with no batch in flight → `Store{Begin{ops}}` →
+//! `Stored{Begun{prev, next}}` → `Replicate` to each slave → at a majority
+//! `Store{Commit}` → `Stored{Committed}` → `WriteDone{Ok}` for every write of
+//! the batch, `Resync` to a slave that missed it, and the next batch takes
+//! every write that queued meanwhile. A copy (`DumpReq`) or a candidate's
+//! GETVERS arriving mid-batch waits for the batch to be decided.
 //!
 //! Inside, each election is the pure state machine of `election_core`
 //! ([`election_core::Election`]); the engine keeps them in a slab indexed by
@@ -44,8 +57,9 @@
 mod engine;
 pub mod io;
 
-pub use engine::{jitter_seed, Engine, EngineConfig, Mutations, Slot};
+pub use engine::{jitter_seed, render, Engine, EngineConfig, Mutations, Slot, MAX_QUEUED_WRITES};
 pub use io::{
-    Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion, SessionTag, WatchId,
-    ZkFailure, ZkOk, ZkOp,
+    Divergence, Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion,
+    ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp, WatchId, WriteRefusal,
+    Written, ZkFailure, ZkOk, ZkOp,
 };

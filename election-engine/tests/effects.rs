@@ -13,12 +13,15 @@ use election_core::names::{
     ServiceType, ZkLayout,
 };
 use election_core::peer::master_from_node;
-use election_core::version::{ReplicaVersion, TableVersion};
+use election_core::peer::Refusal;
+use election_core::version::{ReplicaVersion, TableVersion, Vector, WriteOp};
 use election_core::{Config, MasterBadReason, Now, State};
 use election_engine::{
     Effect, Engine, EngineConfig, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion,
-    SessionTag, WatchId, ZkFailure, ZkOk, ZkOp,
+    ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp, WatchId, WriteRefusal,
+    Written, ZkFailure, ZkOk, ZkOp,
 };
+use std::sync::Arc;
 
 const ME: &str = "127.0.0.1:6001";
 const B: &str = "127.0.0.1:6002";
@@ -2091,5 +2094,513 @@ fn stop_writes_reaches_a_candidacy_in_progress() {
         matches!(fx.state(&a), State::Leaving | State::LeavingFailing),
         "{}",
         fx.state(&a)
+    );
+}
+
+// ----- the write path -----
+
+fn vector(n: i64) -> Vector {
+    [(
+        "main.properties".to_string(),
+        TableVersion {
+            version: n,
+            when: 2_000 + n,
+        },
+    )]
+    .into_iter()
+    .collect()
+}
+
+fn set(key: &str) -> Vec<WriteOp> {
+    vec![WriteOp::Set {
+        key: key.into(),
+        value: "v".into(),
+    }]
+}
+
+fn write(req: ReqId, base: &BaseName, key: &str) -> Input {
+    Input::Write {
+        req,
+        base: base.clone(),
+        ops: set(key),
+    }
+}
+
+fn stored(id: Id, result: Result<StoreOk, StoreFailure>) -> Input {
+    Input::Stored { id, result }
+}
+
+fn begun(id: Id, n: i64) -> Input {
+    stored(
+        id,
+        Ok(StoreOk::Begun {
+            prev: vector(n),
+            next: vector(n + 1),
+        }),
+    )
+}
+
+fn replicated(id: Id, result: Result<(), ReplicateFailure>) -> Input {
+    Input::Replicated { id, result }
+}
+
+fn store(id: Id, base: &BaseName, op: StoreOp) -> Effect {
+    Effect::Store {
+        id,
+        base: base.clone(),
+        op,
+    }
+}
+
+fn begin(id: Id, base: &BaseName, keys: &[&str]) -> Effect {
+    let ops: Vec<WriteOp> = keys.iter().flat_map(|k| set(k)).collect();
+    store(id, base, StoreOp::Begin { ops: ops.into() })
+}
+
+fn replicate(id: Id, to: &ServiceId, base: &BaseName, n: i64, keys: &[&str]) -> Effect {
+    let ops: Vec<WriteOp> = keys.iter().flat_map(|k| set(k)).collect();
+    Effect::Replicate {
+        id,
+        to: to.clone(),
+        base: base.clone(),
+        epoch: 17,
+        prev: vector(n),
+        next: vector(n + 1),
+        ops: ops.into(),
+    }
+}
+
+fn done(req: ReqId, base: &BaseName, result: Result<Written, WriteRefusal>) -> Effect {
+    Effect::WriteDone {
+        req,
+        base: base.clone(),
+        result,
+    }
+}
+
+fn written(n: i64) -> Result<Written, WriteRefusal> {
+    Ok(Written {
+        next: vector(n),
+        epoch: 17,
+    })
+}
+
+/// Master of `a` (node 17), write `req` begun at version 5 and sent to B
+/// (id 10) and C (id 11). Its Begin was id 9.
+fn write_in_flight(fx: &mut Fx, a: &BaseName, req: ReqId) {
+    elect_master(fx, a);
+    assert_eq!(fx.on(2_000, write(req, a, "k")), vec![begin(9, a, &["k"])]);
+    assert_eq!(
+        fx.on(2_001, begun(9, 5)),
+        vec![
+            replicate(10, &fx.b.clone(), a, 5, &["k"]),
+            replicate(11, &fx.c.clone(), a, 5, &["k"]),
+        ]
+    );
+}
+
+#[test]
+fn a_write_commits_at_a_majority_and_a_slave_that_missed_it_resyncs() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    // B applied it: with ourselves, 2 of 3. Commit; C is still out.
+    assert_eq!(
+        fx.on(2_002, replicated(10, Ok(()))),
+        vec![store(12, &a, StoreOp::Commit)]
+    );
+    // C answers while the commit runs: it is behind.
+    assert!(fx
+        .on(
+            2_003,
+            replicated(11, Err(ReplicateFailure::Refused(Refusal::Behind)))
+        )
+        .is_empty());
+    assert_eq!(
+        fx.on(2_004, stored(12, Ok(StoreOk::Committed))),
+        vec![
+            Effect::Resync {
+                to: fx.c.clone(),
+                base: a.clone()
+            },
+            Effect::Observe(Observation::Committed { writes: 1 }),
+            done(100, &a, written(6)),
+        ]
+    );
+    assert!(fx.e.readonly().is_empty());
+}
+
+#[test]
+fn a_late_answer_to_a_committed_write_resyncs_only_a_slave_without_it() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    fx.on(2_002, replicated(10, Ok(())));
+    let effects = fx.on(2_004, stored(12, Ok(StoreOk::Committed)));
+    assert_eq!(effects.last(), Some(&done(100, &a, written(6))));
+    // C's answer comes after the decision: no answer at all (it may or may
+    // not hold the write) makes it copy the base again...
+    assert_eq!(
+        fx.on(
+            3_001,
+            replicated(11, Err(ReplicateFailure::Unknown("timeout".into())))
+        ),
+        vec![Effect::Resync {
+            to: fx.c.clone(),
+            base: a.clone()
+        }]
+    );
+    // ...and a second answer for the same call is ignored.
+    assert!(fx.on(3_002, replicated(11, Ok(()))).is_empty());
+}
+
+#[test]
+fn writes_that_queue_during_a_batch_form_the_next_one() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    assert!(fx.on(2_002, write(101, &a, "x")).is_empty());
+    assert!(fx.on(2_002, write(102, &a, "y")).is_empty());
+    fx.on(2_003, replicated(10, Ok(())));
+    assert_eq!(
+        fx.on(2_004, stored(12, Ok(StoreOk::Committed))),
+        vec![
+            Effect::Observe(Observation::Committed { writes: 1 }),
+            done(100, &a, written(6)),
+            begin(13, &a, &["x", "y"]),
+        ]
+    );
+    assert_eq!(
+        fx.on(2_005, begun(13, 6)),
+        vec![
+            replicate(14, &fx.b.clone(), &a, 6, &["x", "y"]),
+            replicate(15, &fx.c.clone(), &a, 6, &["x", "y"]),
+        ]
+    );
+    fx.on(2_006, replicated(15, Ok(())));
+    assert_eq!(
+        fx.on(2_007, stored(16, Ok(StoreOk::Committed))),
+        vec![
+            Effect::Observe(Observation::Committed { writes: 2 }),
+            done(101, &a, written(7)),
+            done(102, &a, written(7)),
+        ]
+    );
+}
+
+#[test]
+fn no_majority_rolls_back_and_an_unanswered_slave_means_read_only() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    // B refused before applying: a majority is still possible.
+    assert!(fx
+        .on(
+            2_002,
+            replicated(10, Err(ReplicateFailure::Refused(Refusal::NotSettled)))
+        )
+        .is_empty());
+    // C did not answer: it may hold the write we now roll back.
+    let effects = fx.on(
+        3_001,
+        replicated(11, Err(ReplicateFailure::Unknown("timeout".into()))),
+    );
+    assert_eq!(effects[0], store(12, &a, StoreOp::Rollback));
+    assert!(
+        matches!(&effects[1], Effect::Log(LogEvent::ReadOnly { base, .. }) if *base == a),
+        "{effects:?}"
+    );
+    assert_eq!(effects.len(), 2, "{effects:?}");
+    let effects = fx.on(3_002, stored(12, Ok(StoreOk::RolledBack)));
+    assert!(
+        matches!(
+            &effects[..],
+            [Effect::WriteDone {
+                req: 100,
+                result: Err(WriteRefusal::NoQuorum {
+                    acked: 1,
+                    group: 3,
+                    needed: 2,
+                    ..
+                }),
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
+    assert_eq!(fx.e.readonly().len(), 1);
+    // Read-only: every write is refused, on any base...
+    assert_eq!(
+        fx.on(3_003, write(101, &a, "x")),
+        vec![done(101, &a, Err(WriteRefusal::ReadOnly))]
+    );
+    // ...until the operator clears it.
+    fx.on(
+        3_004,
+        Input::ClearReadOnly {
+            bases: vec![a.clone()],
+        },
+    );
+    assert_eq!(
+        fx.on(3_005, write(102, &a, "x")),
+        vec![begin(13, &a, &["x"])]
+    );
+}
+
+#[test]
+fn a_refusal_that_deposes_the_master_makes_it_leave() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    fx.on(
+        2_002,
+        replicated(10, Err(ReplicateFailure::Refused(Refusal::NotFollowing))),
+    );
+    let effects = fx.on(
+        2_003,
+        replicated(11, Err(ReplicateFailure::Unreachable("refused".into()))),
+    );
+    assert_eq!(effects[0], store(12, &a, StoreOp::Rollback));
+    assert!(
+        matches!(&effects[1], Effect::Log(LogEvent::Deposed { base, .. }) if *base == a),
+        "{effects:?}"
+    );
+    // Not answered at all by nobody: no read-only mode.
+    assert!(fx.e.readonly().is_empty());
+    assert_ne!(fx.state(&a), State::Master);
+    assert!(matches!(
+        &fx.on(2_004, stored(12, Ok(StoreOk::RolledBack)))[..],
+        [Effect::WriteDone {
+            req: 100,
+            result: Err(WriteRefusal::NoQuorum { .. }),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_failed_commit_means_read_only() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    fx.on(2_002, replicated(10, Ok(())));
+    let effects = fx.on(
+        2_003,
+        stored(12, Err(StoreFailure::Failed("disk full".into()))),
+    );
+    assert!(
+        matches!(&effects[0], Effect::Log(LogEvent::ReadOnly { detail, .. }) if detail.contains("disk full")),
+        "{effects:?}"
+    );
+    assert_eq!(effects[1], done(100, &a, Err(WriteRefusal::ReadOnly)));
+    // The late answer of C names a write that did not commit: no resync.
+    assert!(fx.on(2_004, replicated(11, Ok(()))).is_empty());
+}
+
+#[test]
+fn a_candidates_getvers_waits_for_the_batch_then_fences_the_master() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    // C, a candidate with node 20, asks our version mid-write: it waits.
+    let getvers = Input::GetversReq {
+        req: 200,
+        base: a.clone(),
+        master_seq: None,
+        candidate_seq: Some(20),
+    };
+    assert!(fx.on(2_002, getvers).is_empty());
+    // A copy asked meanwhile waits too.
+    assert!(fx
+        .on(
+            2_002,
+            Input::DumpReq {
+                req: 201,
+                base: a.clone()
+            }
+        )
+        .is_empty());
+    fx.on(2_003, replicated(10, Ok(())));
+    let effects = fx.on(2_004, stored(12, Ok(StoreOk::Committed)));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Observe(Observation::Committed { writes: 1 }),
+            done(100, &a, written(6)),
+            Effect::GetversServed {
+                req: 200,
+                base: a.clone(),
+                result: Ok(())
+            },
+            store(13, &a, StoreOp::Dump { req: 201 }),
+        ]
+    );
+    assert_eq!(fx.e.fence(&a), Some(20));
+    // The copy is done; our next write finds us superseded: we leave.
+    fx.on(2_005, stored(13, Ok(StoreOk::Dumped)));
+    let effects = fx.on(2_006, write(101, &a, "x"));
+    assert!(
+        matches!(&effects[0], Effect::Log(LogEvent::Deposed { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(
+        effects.last(),
+        Some(&done(
+            101,
+            &a,
+            Err(WriteRefusal::Superseded {
+                epoch: 17,
+                fence: 20
+            })
+        ))
+    );
+    assert_ne!(fx.state(&a), State::Master);
+}
+
+#[test]
+fn a_slave_applies_in_order_and_resyncs_when_behind() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    let from_b = |req: ReqId, n: i64, epoch: Seq| Input::Replicate {
+        req,
+        from: sid(B),
+        base: a.clone(),
+        epoch,
+        prev: vector(n),
+        next: vector(n + 1),
+        ops: Arc::from(set("k")),
+    };
+    let apply = |id: Id, n: i64| {
+        store(
+            id,
+            &a,
+            StoreOp::Apply {
+                prev: vector(n),
+                next: vector(n + 1),
+                ops: Arc::from(set("k")),
+            },
+        )
+    };
+    assert_eq!(fx.on(2_000, from_b(300, 5, 12)), vec![apply(10, 5)]);
+    // The next one waits for the first: a slave applies in order.
+    assert!(fx.on(2_001, from_b(301, 7, 12)).is_empty());
+    assert_eq!(
+        fx.on(2_002, stored(10, Ok(StoreOk::Applied))),
+        vec![
+            Effect::ReplicateDone {
+                req: 300,
+                result: Ok(())
+            },
+            apply(11, 7),
+        ]
+    );
+    // It does not follow our version: refuse it, and copy the master's.
+    let effects = fx.on(
+        2_003,
+        stored(11, Err(StoreFailure::OutOfOrder("at 6".into()))),
+    );
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Sync { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::ReplicateDone {
+            req: 301,
+            result: Err(Refusal::Behind)
+        })
+    );
+    assert_eq!(fx.state(&a), State::Syncing);
+}
+
+#[test]
+fn a_slave_refuses_other_masters_and_fenced_epochs() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    let from = |req: ReqId, who: &str, epoch: Seq| Input::Replicate {
+        req,
+        from: sid(who),
+        base: a.clone(),
+        epoch,
+        prev: vector(5),
+        next: vector(6),
+        ops: Arc::from(set("k")),
+    };
+    let refused = |req: ReqId, r: Refusal| Effect::ReplicateDone {
+        req,
+        result: Err(r),
+    };
+    assert_eq!(
+        fx.on(2_000, from(300, C, 12)),
+        vec![refused(300, Refusal::NotFollowing)]
+    );
+    assert_eq!(
+        fx.on(2_001, from(301, B, 11)),
+        vec![refused(301, Refusal::NotFollowing)]
+    );
+    // We vouch for C's candidacy (node 20): B's epoch 12 is fenced.
+    let getvers = Input::GetversReq {
+        req: 302,
+        base: a.clone(),
+        master_seq: None,
+        candidate_seq: Some(20),
+    };
+    assert_eq!(
+        fx.on(2_002, getvers),
+        vec![Effect::GetversServed {
+            req: 302,
+            base: a.clone(),
+            result: Ok(())
+        }]
+    );
+    assert_eq!(
+        fx.on(2_003, from(303, B, 12)),
+        vec![
+            Effect::Observe(Observation::WriteFenced),
+            refused(303, Refusal::Fenced)
+        ]
+    );
+    // A slave gives no copy.
+    assert_eq!(
+        fx.on(
+            2_004,
+            Input::DumpReq {
+                req: 304,
+                base: a.clone()
+            }
+        ),
+        vec![Effect::DumpRefused {
+            req: 304,
+            state: State::Slave,
+            session_live: true
+        }]
+    );
+}
+
+#[test]
+fn a_slave_redirects_writes_and_a_full_queue_refuses_them() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    assert_eq!(
+        fx.on(2_000, write(100, &a, "k")),
+        vec![done(100, &a, Err(WriteRefusal::Redirect(sid(B))))]
+    );
+    let mut fx = Fx::new();
+    write_in_flight(&mut fx, &a, 100);
+    for req in 0..election_engine::MAX_QUEUED_WRITES as u64 {
+        assert!(fx.on(2_002, write(1_000 + req, &a, "q")).is_empty());
+    }
+    assert_eq!(
+        fx.on(2_003, write(99, &a, "q")),
+        vec![done(
+            99,
+            &a,
+            Err(WriteRefusal::Overloaded {
+                queued: election_engine::MAX_QUEUED_WRITES
+            })
+        )]
     );
 }

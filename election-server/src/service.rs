@@ -526,6 +526,17 @@ impl Service {
                     }
                 }
             }
+            // The engine's write path: this shell still runs writes.rs and
+            // never feeds the inputs these answer (issue 13, step 4).
+            Effect::Store { .. }
+            | Effect::Replicate { .. }
+            | Effect::Resync { .. }
+            | Effect::WriteDone { .. }
+            | Effect::ReplicateDone { .. }
+            | Effect::GetversServed { .. }
+            | Effect::DumpRefused { .. } => {
+                tracing::error!("unexpected effect of the engine's write path: {effect:?}");
+            }
             Effect::Observe(o) => self.observe(o),
             Effect::Log(event) => {
                 if event.is_warning() {
@@ -565,6 +576,7 @@ impl Service {
             Observation::Resynced => {
                 self.metrics.resyncs.inc();
             }
+            Observation::WriteFenced | Observation::Committed { .. } => {}
         }
     }
 

@@ -30,24 +30,7 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
-/// One change of a write, replicated as is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum WriteOp {
-    Set {
-        key: String,
-        value: String,
-    },
-    Unset {
-        key: String,
-    },
-    /// A system property (`sys.*`, OpenIO's container settings such as
-    /// `sys.m2.policy.version` or `sys.status`), kept in the admin table.
-    SetSystem {
-        key: String,
-        value: String,
-    },
-}
+pub use election_core::version::{Vector, WriteOp};
 
 /// Admin keys written at creation that name the base: never changed by a
 /// write (nor are the `version:*` keys, which hold the version vector).
@@ -72,8 +55,6 @@ pub fn check_system_key(key: &str) -> Result<(), String> {
     }
     Ok(())
 }
-
-pub type Vector = BTreeMap<String, TableVersion>;
 
 /// Renders a vector compactly: `admin=1 properties=7`.
 pub fn render_vector(v: &Vector) -> String {

@@ -7,25 +7,28 @@
 //! (through a client-library model: one FIFO connection per session,
 //! requests failed on connection loss, notifications after the answer that
 //! set their watch), peer calls over the network, and copies between
-//! replicas. It decides nothing about elections. The write path still
-//! mirrors the server's writes.rs (the engine takes it over next), with the
-//! slave's checks shared through `election_core::peer`.
+//! replicas, and store operations against a model of each replica (a list of
+//! write ids; an operation takes up to a millisecond). It decides nothing
+//! about elections or writes: batches, quorum, commit and rollback, fencing,
+//! read-only mode and the slave's checks are the engine's.
 
 use crate::rng::Rng;
 use crate::zk::{Fired, SessionId, WatchKind, ZkError, ZkModel};
 use crate::{invariants, Mutation, Options, Stats, Violation};
 use election_core::names::{
-    parse_node_name, seq_after, seq_offset, BaseName, ContainerId, ElectionKey, Namespace, Seq,
-    ServiceId, ServiceType, ZkLayout,
+    parse_node_name, seq_offset, BaseName, ContainerId, ElectionKey, Namespace, Seq, ServiceId,
+    ServiceType, ZkLayout,
 };
-use election_core::peer::{replica_verdict, Refusal, ReplicaVerdict};
-use election_core::version::{ReplicaVersion, TableVersion};
+use election_core::peer::Refusal;
+use election_core::version::{ReplicaVersion, TableVersion, Vector, WriteOp};
 use election_core::{Config, Now, State};
 use election_engine::{
-    Effect, Engine, EngineConfig, Id, Input, LogEvent, Observation, RemoteVersion, SessionTag,
-    Slot, WatchId, ZkFailure, ZkOk, ZkOp,
+    Effect, Engine, EngineConfig, Id, Input, LogEvent, Observation, RemoteVersion,
+    ReplicateFailure, ReqId, SessionTag, Slot, StoreFailure, StoreOk, StoreOp, WatchId,
+    WriteRefusal, ZkFailure, ZkOk, ZkOp,
 };
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 
 /// Microseconds per millisecond: the world's clock counts µs.
 pub const MS: u64 = 1_000;
@@ -36,6 +39,9 @@ pub const MS: u64 = 1_000;
 pub struct Replica {
     pub writes: Vec<u64>,
     pub restoring: bool,
+    /// A master's batch in a transaction not committed yet: its writes and
+    /// the version it started from. Lost with the process.
+    open: Option<(Vec<u64>, (usize, u64))>,
 }
 
 impl Replica {
@@ -66,11 +72,26 @@ impl Replica {
     }
 }
 
-/// The write path's state of one base on one service (mirrors writes.rs).
-#[derive(Debug, Clone, Default)]
-pub struct WriteSide {
-    writing: bool,
-    pub readonly: bool,
+/// The model's version as the engine carries it.
+fn to_vector((count, last): (usize, u64)) -> Vector {
+    [(
+        "main".to_string(),
+        TableVersion {
+            version: count as i64,
+            when: last as i64,
+        },
+    )]
+    .into()
+}
+
+/// The write ids a batch carries (one `w` property per client write).
+fn write_ids(ops: &[WriteOp]) -> Vec<u64> {
+    ops.iter()
+        .filter_map(|op| match op {
+            WriteOp::Set { key, value } if key == "w" => value.parse().ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +116,10 @@ pub struct Client {
     /// delivers a session's answers and notifications in order, so they are
     /// handed over right after that answer.
     early: Vec<String>,
+    /// Answers on their way that set a watch: their connection and path.
+    /// A notification for such a path waits for the answer, even when an
+    /// older watch on the same path is registered already.
+    setting: Vec<(u64, String)>,
     /// One connection is one FIFO: a request never overtakes an earlier one,
     /// and neither does an answer.
     last_arrive: u64,
@@ -114,6 +139,7 @@ impl Client {
             fired: Vec::new(),
             held: Vec::new(),
             early: Vec::new(),
+            setting: Vec::new(),
             last_arrive: 0,
             last_answer: 0,
         }
@@ -127,26 +153,6 @@ impl Client {
     }
 }
 
-#[derive(Clone)]
-struct PendingWrite {
-    base: usize,
-    wid: u64,
-    prev: (usize, u64),
-    epoch: Seq,
-    peers: Vec<usize>,
-    answers: BTreeMap<usize, Ack>,
-    /// Decided (and committed when `true`); later answers still count.
-    decided: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Ack {
-    Applied,
-    Refused,
-    Deposed,
-    Unknown,
-}
-
 pub struct Svc {
     pub id: ServiceId,
     pub up: bool,
@@ -156,13 +162,16 @@ pub struct Svc {
     zk_cut: bool,
     pub client: Client,
     pub engine: Engine,
-    pub ws: BTreeMap<usize, WriteSide>,
     pub replicas: Vec<Replica>,
     /// ZooKeeper requests in flight: failed as connection losses if the
     /// connection drops.
     outstanding: BTreeSet<Id>,
     calls: BTreeMap<u64, Call>,
-    writes: BTreeMap<u64, PendingWrite>,
+    /// Peer requests waiting for the engine's answer: caller, its
+    /// incarnation, and the call to answer.
+    served: BTreeMap<ReqId, (usize, u64, Option<u64>)>,
+    /// Client writes waiting for the engine's answer: base and hops so far.
+    clients: BTreeMap<ReqId, (usize, u32)>,
     /// Copies in flight, by the engine's id: base.
     syncs: BTreeMap<Id, usize>,
     /// The engine's earliest wake-up already scheduled.
@@ -173,7 +182,7 @@ pub struct Svc {
 enum Call {
     Getvers { id: Id, base: usize },
     Dump { id: Id, base: usize },
-    Replicate { wid: u64, peer: usize },
+    Replicate { id: Id },
 }
 
 #[derive(Debug, Clone)]
@@ -193,9 +202,11 @@ enum Rpc {
     Replicate {
         base: usize,
         epoch: Seq,
-        prev: (usize, u64),
-        wid: u64,
-        waited: u64,
+        prev: Vector,
+        next: Vector,
+        ops: Arc<[WriteOp]>,
+        /// When it first arrived (µs; 0 before it did).
+        arrived: u64,
     },
     Resync {
         base: usize,
@@ -208,7 +219,7 @@ enum RpcAns {
     Refused,
     Copy(Vec<u64>),
     Applied,
-    Deposed,
+    NotApplied(Refusal),
 }
 
 #[derive(Debug, Clone)]
@@ -287,6 +298,16 @@ enum Ev {
         wid: u64,
         hops: u32,
     },
+    /// A store operation runs against the replica model.
+    Store {
+        svc: usize,
+        inc: u64,
+        id: Id,
+        base: usize,
+        op: StoreOp,
+    },
+    /// The operator's round: resync and clear emergency read-only mode.
+    Operator,
     ZkTick,
     Fault,
     Workload,
@@ -321,7 +342,8 @@ impl Ev {
             | Ev::Tick { svc, inc, .. }
             | Ev::Ping { svc, inc }
             | Ev::LinkCheck { svc, inc }
-            | Ev::Grace { svc, inc, .. } => Some((*svc, Some(*inc))),
+            | Ev::Grace { svc, inc, .. }
+            | Ev::Store { svc, inc, .. } => Some((*svc, Some(*inc))),
             Ev::RpcArrive { to, .. } => Some((*to, None)),
             Ev::ClientWrite { svc, .. } => Some((*svc, None)),
             _ => None,
@@ -444,6 +466,8 @@ impl World {
             mutations: election_engine::Mutations {
                 self_lowest: opts.mutation == Some(Mutation::SelfLowest),
                 no_retry: opts.mutation == Some(Mutation::NoRetry),
+                no_fence: !opts.fence,
+                no_dump_lock: !opts.dump_locked,
             },
         };
         let svcs: Vec<Svc> = (0..opts.services)
@@ -467,11 +491,11 @@ impl World {
                     zk_cut: false,
                     client,
                     engine,
-                    ws: BTreeMap::new(),
                     replicas: vec![Replica::default(); opts.bases],
                     outstanding: BTreeSet::new(),
                     calls: BTreeMap::new(),
-                    writes: BTreeMap::new(),
+                    served: BTreeMap::new(),
+                    clients: BTreeMap::new(),
                     syncs: BTreeMap::new(),
                     tick_at: None,
                 }
@@ -521,6 +545,7 @@ impl World {
         }
         w.push(0, Ev::ZkTick);
         w.push(MS, Ev::Workload);
+        w.push(1_000 * MS, Ev::Operator);
         if w.opts.faults {
             w.push(500 * MS, Ev::Fault);
         }
@@ -707,6 +732,10 @@ impl World {
                 wid,
                 hops,
             } => self.client_write(svc, base, wid, hops),
+            Ev::Store {
+                svc, id, base, op, ..
+            } => self.store(svc, id, base, op),
+            Ev::Operator => self.operator(),
             Ev::ZkTick => {
                 if self.zk_up {
                     let (expired, fired) = self.zk.expire_due(self.now);
@@ -759,9 +788,13 @@ impl World {
             .is_none_or(|e| e.fsm.state() == State::None && !e.want)
     }
 
-    /// Is service `s` in emergency read-only mode for base `b`?
+    /// Is service `s` in emergency read-only mode because of base `b`?
     pub fn readonly(&self, s: usize, b: usize) -> bool {
-        self.svcs[s].ws.get(&b).is_some_and(|w| w.readonly)
+        self.svcs[s]
+            .engine
+            .readonly()
+            .iter()
+            .any(|d| d.base == self.bases[b])
     }
 
     fn bidx(&self, base: &BaseName) -> usize {
@@ -874,12 +907,154 @@ impl World {
                 self.touched.insert((s, b));
                 self.note(|| format!("svc{s} base{b} {pre}:{event}:{post}"));
             }
+            Effect::Observe(Observation::WriteFenced) => self.stats.count("write fenced"),
+            Effect::Observe(Observation::Committed { writes }) if writes > 1 => {
+                self.stats.count("batch of several writes committed")
+            }
             Effect::Observe(_) => {}
             Effect::Log(LogEvent::DoubleMaster { .. }) => {
                 self.stats.count("double master announced")
             }
+            Effect::Log(LogEvent::ReadOnly { .. }) => self.stats.count("emergency read-only"),
             Effect::Log(_) => {}
+            Effect::Store { id, base, op } => {
+                let (b, inc) = (self.bidx(&base), self.svcs[s].inc);
+                let d = self.rng.range(50, 1_000);
+                self.push(
+                    d,
+                    Ev::Store {
+                        svc: s,
+                        inc,
+                        id,
+                        base: b,
+                        op,
+                    },
+                );
+            }
+            Effect::Replicate {
+                id,
+                to,
+                base,
+                epoch,
+                prev,
+                next,
+                ops,
+            } => {
+                let (to, b) = (self.index_of(&to), self.bidx(&base));
+                let call = self.call(s, Call::Replicate { id }, 1_000 * MS);
+                let rpc = Rpc::Replicate {
+                    base: b,
+                    epoch,
+                    prev,
+                    next,
+                    ops,
+                    arrived: 0,
+                };
+                self.rpc(s, to, Some(call), rpc);
+            }
+            Effect::Resync { to, base } => {
+                let (to, b) = (self.index_of(&to), self.bidx(&base));
+                self.rpc(s, to, None, Rpc::Resync { base: b });
+            }
+            Effect::WriteDone { req, base, result } => self.write_done(s, req, &base, result),
+            Effect::ReplicateDone { req, result } => {
+                let ans = match result {
+                    Ok(()) => RpcAns::Applied,
+                    Err(refusal) => RpcAns::NotApplied(refusal),
+                };
+                self.served_answer(s, req, ans);
+            }
+            Effect::GetversServed { req, base, result } => {
+                let ans = match result {
+                    Ok(()) => {
+                        let b = self.bidx(&base);
+                        RpcAns::Version(self.svcs[s].replicas[b].version(self.opts.stamps))
+                    }
+                    Err(_) => RpcAns::Refused,
+                };
+                self.served_answer(s, req, ans);
+            }
+            Effect::DumpRefused { req, .. } => self.served_answer(s, req, RpcAns::Refused),
         }
+    }
+
+    /// A peer request waits for the engine's answer.
+    fn serve(&mut self, s: usize, from: usize, from_inc: u64, call: Option<u64>) -> ReqId {
+        let req = self.id();
+        self.svcs[s].served.insert(req, (from, from_inc, call));
+        req
+    }
+
+    fn served_answer(&mut self, s: usize, req: ReqId, ans: RpcAns) {
+        if let Some((from, from_inc, call)) = self.svcs[s].served.remove(&req) {
+            self.answer(s, from, from_inc, call, ans);
+        }
+    }
+
+    /// Runs one store operation against the replica model.
+    fn store(&mut self, s: usize, id: Id, b: usize, op: StoreOp) {
+        let what = if self.opts.trace {
+            format!("{op:?}")
+        } else {
+            String::new()
+        };
+        let r = &mut self.svcs[s].replicas[b];
+        let result = match op {
+            StoreOp::Begin { ops } if !r.restoring => {
+                let (prev, wids) = (r.vector(), write_ids(&ops));
+                let next = (prev.0 + wids.len(), wids.last().copied().unwrap_or(prev.1));
+                r.open = Some((wids, prev));
+                Ok(StoreOk::Begun {
+                    prev: to_vector(prev),
+                    next: to_vector(next),
+                })
+            }
+            StoreOp::Begin { .. } => Err(StoreFailure::Restoring),
+            StoreOp::Commit => match r.open.take() {
+                Some((wids, prev)) if r.vector() == prev && !r.restoring => {
+                    r.writes.extend(wids);
+                    self.data_changed.insert(b);
+                    Ok(StoreOk::Committed)
+                }
+                _ => Err(StoreFailure::Failed(
+                    "the replica changed under the open transaction".into(),
+                )),
+            },
+            StoreOp::Rollback => {
+                r.open = None;
+                Ok(StoreOk::RolledBack)
+            }
+            StoreOp::Apply { .. } if r.restoring => Err(StoreFailure::Restoring),
+            StoreOp::Apply { prev, next, ops } => {
+                let local = to_vector(r.vector());
+                if local == prev {
+                    r.writes.extend(write_ids(&ops));
+                    self.data_changed.insert(b);
+                    Ok(StoreOk::Applied)
+                } else if local == next {
+                    // Already here (a copy taken after it committed).
+                    Ok(StoreOk::Applied)
+                } else {
+                    Err(StoreFailure::OutOfOrder(format!(
+                        "local {:?}, write from {prev:?}",
+                        r.vector()
+                    )))
+                }
+            }
+            StoreOp::Dump { req } => {
+                let (restoring, copy) = (r.restoring, r.writes.clone());
+                if restoring {
+                    self.served_answer(s, req, RpcAns::Refused);
+                    Err(StoreFailure::Restoring)
+                } else {
+                    self.served_answer(s, req, RpcAns::Copy(copy));
+                    Ok(StoreOk::Dumped)
+                }
+            }
+        };
+        let data = self.svcs[s].replicas[b].vector();
+        self.note(|| format!("svc{s} base{b} store {what} -> {result:?}, data {data:?}"));
+        self.input(s, Input::Stored { id, result });
     }
 
     /// Sends a ZooKeeper request on the current connection, or fails it at
@@ -1017,6 +1192,11 @@ impl World {
         let expired = || Err(ZkFailure::SessionLost("session expired".into()));
         let other = |e: ZkError| Err(ZkFailure::Failed(format!("{e:?}")));
         let mut watch = None;
+        let what = if self.opts.trace {
+            format!("{op:?}")
+        } else {
+            String::new()
+        };
         let result = match op {
             ZkOp::CreateSeq { prefix, data, dir } => {
                 let name = prefix
@@ -1078,6 +1258,10 @@ impl World {
                 Err(e) => other(e),
             },
         };
+        self.note(|| format!("svc{s} zk {id}: {what} -> {result:?}"));
+        if let Some((path, _)) = &watch {
+            self.svcs[s].client.setting.push((conn, path.clone()));
+        }
         let d = self.net_delay();
         let at = (self.now + d).max(self.svcs[s].client.last_answer);
         self.svcs[s].client.last_answer = at;
@@ -1152,6 +1336,10 @@ impl World {
         let mut early = None;
         if let Some((path, w)) = watch {
             let c = &mut self.svcs[s].client;
+            c.setting.retain(|(k, _)| *k == conn);
+            if let Some(i) = c.setting.iter().position(|(_, p)| *p == path) {
+                c.setting.swap_remove(i);
+            }
             if let Some(i) = c.early.iter().position(|p| *p == path) {
                 early = Some(c.early.swap_remove(i));
             }
@@ -1180,7 +1368,9 @@ impl World {
             c.held.push(path);
             return;
         }
-        if !dup && !c.watchers.iter().any(|(p, _)| *p == path) {
+        let conn = c.conn;
+        let setting = c.setting.iter().any(|(k, p)| *k == conn && *p == path);
+        if !dup && (setting || !c.watchers.iter().any(|(p, _)| *p == path)) {
             // The answer that set this watch has not arrived yet.
             c.early.push(path);
             self.stats
@@ -1201,7 +1391,8 @@ impl World {
             c.fired.drain(..excess);
             hit
         };
-        for (_, watch) in hits {
+        for (path, watch) in hits {
+            self.note(|| format!("svc{s} watch {watch:#x} fired: {path}"));
             self.input(
                 s,
                 Input::WatchFired {
@@ -1319,57 +1510,27 @@ impl World {
                 master_seq,
                 candidate_seq,
             } => {
-                let busy = self.svcs[to].ws.get(&base).is_some_and(|e| e.writing);
-                if self.opts.fence && candidate_seq.is_some() && busy {
-                    // Answered under the base's write lock, after the write.
-                    self.redeliver(
-                        2 * MS,
-                        from,
-                        from_inc,
-                        to,
-                        call,
-                        Rpc::Getvers {
-                            base,
-                            master_seq,
-                            candidate_seq,
-                        },
-                    );
-                    return;
-                }
                 self.touched.insert((to, base));
-                let (now, name) = (self.engine_now(), self.bases[base].clone());
-                let served = self.svcs[to].engine.serve_getvers(now, &name, master_seq);
-                self.pump(to);
-                let ans = match served {
-                    Err(_) => RpcAns::Refused,
-                    Ok(()) => {
-                        if let (true, Some(c)) = (self.opts.fence, candidate_seq) {
-                            self.svcs[to].engine.raise_fence(now, &name, c);
-                        }
-                        RpcAns::Version(self.svcs[to].replicas[base].version(self.opts.stamps))
-                    }
-                };
-                self.answer(to, from, from_inc, call, ans);
+                let (req, base) = (
+                    self.serve(to, from, from_inc, call),
+                    self.bases[base].clone(),
+                );
+                self.input(
+                    to,
+                    Input::GetversReq {
+                        req,
+                        base,
+                        master_seq,
+                        candidate_seq,
+                    },
+                );
             }
             Rpc::Dump { base } => {
-                // The copy is taken under the base's write lock: a write in
-                // flight may already be applied (and acknowledged) by the
-                // slave asking, and must be in the copy if it commits.
-                let busy = self.svcs[to].ws.get(&base).is_some_and(|e| e.writing);
-                if self.opts.dump_locked && busy {
-                    self.redeliver(2 * MS, from, from_inc, to, call, Rpc::Dump { base });
-                    return;
-                }
-                let ok = self.elec(to, base).is_some_and(|e| {
-                    e.fsm.state() == State::Master
-                        && (!self.opts.fence || self.session_live(to, e.bound_epoch))
-                });
-                let ans = if ok {
-                    RpcAns::Copy(self.svcs[to].replicas[base].writes.clone())
-                } else {
-                    RpcAns::Refused
-                };
-                self.answer(to, from, from_inc, call, ans);
+                let (req, base) = (
+                    self.serve(to, from, from_inc, call),
+                    self.bases[base].clone(),
+                );
+                self.input(to, Input::DumpReq { req, base });
             }
             Rpc::Resync { base } => {
                 let base = self.bases[base].clone();
@@ -1379,88 +1540,42 @@ impl World {
                 base,
                 epoch,
                 prev,
-                wid,
-                waited,
+                next,
+                ops,
+                arrived,
             } => {
                 let settled = self
                     .elec(to, base)
                     .is_some_and(|e| e.fsm.state().is_final());
-                if !settled && waited < 500 * MS {
-                    // The server waits, briefly, for its side to settle.
-                    self.redeliver(
-                        10 * MS,
-                        from,
-                        from_inc,
-                        to,
-                        call,
-                        Rpc::Replicate {
-                            base,
-                            epoch,
-                            prev,
-                            wid,
-                            waited: waited + 10 * MS,
-                        },
-                    );
+                let arrived = if arrived == 0 { self.now } else { arrived };
+                if !settled && self.now - arrived < 500 * MS {
+                    // The server waits, briefly, for its side to settle (a
+                    // pause counts: its clock runs while it is stopped).
+                    let rpc = Rpc::Replicate {
+                        base,
+                        epoch,
+                        prev,
+                        next,
+                        ops,
+                        arrived,
+                    };
+                    self.redeliver(10 * MS, from, from_inc, to, call, rpc);
                     return;
                 }
-                let from_id = self.svcs[from].id.clone();
-                let verdict = match self.elec(to, base) {
-                    None => ReplicaVerdict::NotSettled(State::None),
-                    Some(e) => replica_verdict(
-                        e.fsm.state(),
-                        e.fsm.master(),
-                        e.fsm.master_id(),
-                        e.fence.filter(|_| self.opts.fence),
-                        &from_id,
+                let req = self.serve(to, from, from_inc, call);
+                let (from, base) = (self.svcs[from].id.clone(), self.bases[base].clone());
+                self.input(
+                    to,
+                    Input::Replicate {
+                        req,
+                        from,
+                        base,
                         epoch,
-                    ),
-                };
-                let name = self.bases[base].clone();
-                let ans = match verdict {
-                    ReplicaVerdict::Apply => {
-                        let r = &mut self.svcs[to].replicas[base];
-                        if r.restoring {
-                            RpcAns::Refused
-                        } else if r.vector() == prev {
-                            r.writes.push(wid);
-                            self.data_changed.insert(base);
-                            RpcAns::Applied
-                        } else if r.vector() == (prev.0 + 1, wid) {
-                            // Already here (a copy taken after it committed).
-                            RpcAns::Applied
-                        } else {
-                            self.input(to, Input::SyncReq { base: name });
-                            RpcAns::Refused
-                        }
-                    }
-                    ReplicaVerdict::IsMaster
-                    | ReplicaVerdict::NotFollowing { .. }
-                    | ReplicaVerdict::Fenced { .. } => {
-                        if matches!(verdict, ReplicaVerdict::Fenced { .. }) {
-                            self.stats.count("write fenced");
-                        }
-                        // The server's rule: the master steps down on the
-                        // typed refusal it is sent back.
-                        if verdict.refusal().is_some_and(Refusal::deposes_master) {
-                            RpcAns::Deposed
-                        } else {
-                            RpcAns::Refused
-                        }
-                    }
-                    ReplicaVerdict::NotSettled(state) => {
-                        if matches!(state, State::None | State::Failed) {
-                            self.input(
-                                to,
-                                Input::Poke {
-                                    base: name,
-                                    touch: false,
-                                },
-                            );
-                        }
-                        RpcAns::Refused
-                    }
-                };
-                self.answer(to, from, from_inc, call, ans);
+                        prev,
+                        next,
+                        ops,
+                    },
+                );
             }
         }
     }
@@ -1497,14 +1612,14 @@ impl World {
                 };
                 self.input(s, Input::Synced { id, result });
             }
-            Call::Replicate { wid, peer } => {
-                let ack = match ans {
-                    Some(RpcAns::Applied) => Ack::Applied,
-                    Some(RpcAns::Deposed) => Ack::Deposed,
-                    Some(_) => Ack::Refused,
-                    None => Ack::Unknown,
+            Call::Replicate { id } => {
+                let result = match ans {
+                    Some(RpcAns::Applied) => Ok(()),
+                    Some(RpcAns::NotApplied(refusal)) => Err(ReplicateFailure::Refused(refusal)),
+                    Some(_) => Err(ReplicateFailure::Unreachable("connection refused".into())),
+                    None => Err(ReplicateFailure::Unknown("timeout".into())),
                 };
-                self.write_answer(s, wid, peer, ack);
+                self.input(s, Input::Replicated { id, result });
             }
         }
     }
@@ -1536,155 +1651,135 @@ impl World {
     }
 
     fn client_write(&mut self, s: usize, b: usize, wid: u64, hops: u32) {
-        let retry = |w: &mut Self, to: usize, delay: u64| {
-            if hops >= 24 {
-                w.stats.writes_failed += 1;
-            } else {
-                w.push(
-                    delay,
-                    Ev::ClientWrite {
-                        svc: to,
-                        base: b,
-                        wid,
-                        hops: hops + 1,
-                    },
-                );
-            }
-        };
         let base = self.bases[b].clone();
-        self.input(s, Input::Poke { base, touch: true });
+        self.input(
+            s,
+            Input::Poke {
+                base: base.clone(),
+                touch: true,
+            },
+        );
         let e = self.elec(s, b).expect("poked");
         if !e.fsm.state().is_final() {
-            return retry(self, s, 20 * MS);
+            return self.retry_write(s, b, wid, hops, 20 * MS);
         }
         if let Some(m) = e.fsm.master() {
             let to = self.index_of(m);
-            return retry(self, to, 200);
+            return self.retry_write(to, b, wid, hops, 200);
         }
-        let (bound, epoch, fence) = (e.bound_epoch, e.fsm.local_id(), e.fence);
-        if self.svcs[s].ws.get(&b).is_some_and(|w| w.writing) {
-            return retry(self, s, 5 * MS);
-        }
-        let readonly = self.readonly(s, b);
-        if self.opts.fence && fence.is_some_and(|f| epoch.is_some_and(|ep| seq_after(f, ep))) {
-            // A candidate with a higher node asked our version: our node is
-            // gone, we just have not heard yet. Step down.
-            self.stats.count("master fenced");
-            self.stats.writes_failed += 1;
-            let base = self.bases[b].clone();
-            self.input(s, Input::LeaveAndRejoin { base });
-            return;
-        }
-        let Some(epoch) = epoch.filter(|_| !readonly && self.session_live(s, bound)) else {
-            self.stats.writes_failed += 1;
-            return;
-        };
-        let peers: Vec<usize> = (0..self.svcs.len()).filter(|p| *p != s).collect();
-        let prev = self.svcs[s].replicas[b].vector();
-        self.svcs[s].ws.entry(b).or_default().writing = true;
-        self.svcs[s].writes.insert(
-            wid,
-            PendingWrite {
-                base: b,
-                wid,
-                prev,
-                epoch,
-                peers: peers.clone(),
-                answers: BTreeMap::new(),
-                decided: None,
+        self.svcs[s].clients.insert(wid, (b, hops));
+        let ops = vec![WriteOp::Set {
+            key: "w".into(),
+            value: wid.to_string(),
+        }];
+        self.input(
+            s,
+            Input::Write {
+                req: wid,
+                base,
+                ops,
             },
         );
-        for p in peers {
-            let call = self.call(s, Call::Replicate { wid, peer: p }, 1_000 * MS);
-            self.rpc(
-                s,
-                p,
-                Some(call),
-                Rpc::Replicate {
-                    base: b,
-                    epoch,
-                    prev,
-                    wid,
-                    waited: 0,
-                },
-            );
+    }
+
+    fn retry_write(&mut self, to: usize, b: usize, wid: u64, hops: u32, delay: u64) {
+        if hops >= 24 {
+            self.stats.writes_failed += 1;
+        } else {
+            let ev = Ev::ClientWrite {
+                svc: to,
+                base: b,
+                wid,
+                hops: hops + 1,
+            };
+            self.push(delay, ev);
         }
     }
 
-    fn write_answer(&mut self, s: usize, wid: u64, peer: usize, ack: Ack) {
-        let Some(w) = self.svcs[s].writes.get_mut(&wid) else {
+    fn write_done(
+        &mut self,
+        s: usize,
+        wid: ReqId,
+        base: &BaseName,
+        result: Result<election_engine::Written, WriteRefusal>,
+    ) {
+        let Some((b, hops)) = self.svcs[s].clients.remove(&wid) else {
             return;
         };
-        w.answers.insert(peer, ack.clone());
-        if let Some(committed) = w.decided {
-            let base = w.base;
-            if w.answers.len() == w.peers.len() {
-                self.svcs[s].writes.remove(&wid);
+        debug_assert_eq!(self.bases[b], *base);
+        match result {
+            Ok(written) => {
+                self.new_acks.push(self.acked.len());
+                self.acked.push(Acked {
+                    base: b,
+                    wid,
+                    master: s,
+                    epoch: written.epoch,
+                    at: self.now,
+                });
+                self.stats.writes_acked += 1;
             }
-            // A late answer to a committed write: a slave that did not apply
-            // it re-copies the base (one that did needs nothing).
-            if committed && matches!(ack, Ack::Refused | Ack::Unknown) {
-                self.rpc(s, peer, None, Rpc::Resync { base });
+            Err(WriteRefusal::Redirect(m)) => {
+                let to = self.index_of(&m);
+                self.retry_write(to, b, wid, hops, 200);
             }
+            Err(refusal) => {
+                if matches!(refusal, WriteRefusal::Superseded { .. }) {
+                    self.stats.count("master fenced");
+                }
+                self.stats.writes_failed += 1;
+            }
+        }
+    }
+
+    /// The operator's round, once a second: for each base that put a
+    /// service in emergency read-only mode, resync the slaves that differ
+    /// from the master (`openio election sync`), and clear the mode once
+    /// every replica agrees (what the runbook says). Like the server's clear
+    /// command, it needs every service to answer.
+    fn operator(&mut self) {
+        self.push(1_000 * MS, Ev::Operator);
+        if self.svcs.iter().any(|x| !x.up || x.paused_until.is_some()) {
             return;
         }
-        let total = w.peers.len();
-        let group = total + 1;
-        let needed = group / 2 + 1;
-        let applied = w.answers.values().filter(|a| **a == Ack::Applied).count();
-        let failed = w.answers.len() - applied;
-        if 1 + applied < needed && 1 + total - failed >= needed {
-            return;
-        }
-        w.decided = Some(1 + applied >= needed);
-        let w = if w.answers.len() == total {
-            self.svcs[s].writes.remove(&wid).expect("pending write")
-        } else {
-            self.svcs[s].writes[&wid].clone()
-        };
-        let b = w.base;
-        if let Some(e) = self.svcs[s].ws.get_mut(&b) {
-            e.writing = false;
-        }
-        if 1 + applied >= needed {
-            let r = &mut self.svcs[s].replicas[b];
-            if r.vector() != w.prev || r.restoring {
-                self.svcs[s].ws.entry(b).or_default().readonly = true;
-                self.stats.count("emergency read-only");
-                return;
-            }
-            r.writes.push(w.wid);
-            self.data_changed.insert(b);
-            self.new_acks.push(self.acked.len());
-            self.acked.push(Acked {
-                base: b,
-                wid: w.wid,
-                master: s,
-                epoch: w.epoch,
-                at: self.now,
-            });
-            self.stats.writes_acked += 1;
-            let behind: Vec<usize> = w
-                .peers
+        for s in 0..self.svcs.len() {
+            let diverged: BTreeSet<usize> = self.svcs[s]
+                .engine
+                .readonly()
                 .iter()
-                .copied()
-                .filter(|p| matches!(w.answers.get(p), Some(Ack::Refused | Ack::Unknown)))
+                .map(|d| self.bidx(&d.base))
                 .collect();
-            for p in behind {
-                self.rpc(s, p, None, Rpc::Resync { base: b });
+            let mut agreed = Vec::new();
+            for b in diverged {
+                let masters: Vec<usize> = (0..self.svcs.len())
+                    .filter(|x| {
+                        self.elec(*x, b)
+                            .is_some_and(|e| e.fsm.state() == State::Master)
+                    })
+                    .collect();
+                let [m] = masters[..] else { continue };
+                let reference = self.svcs[m].replicas[b].writes.clone();
+                let differ: Vec<usize> = (0..self.svcs.len())
+                    .filter(|x| self.svcs[*x].replicas[b].writes != reference)
+                    .collect();
+                if differ.is_empty() {
+                    agreed.push(self.bases[b].clone());
+                    continue;
+                }
+                for x in differ {
+                    let slave = self
+                        .elec(x, b)
+                        .is_some_and(|e| e.fsm.state() == State::Slave);
+                    if slave {
+                        let base = self.bases[b].clone();
+                        self.input(x, Input::SyncReq { base });
+                    }
+                }
             }
-            return;
-        }
-        self.stats.writes_failed += 1;
-        let unanswered =
-            w.peers.len() > w.answers.len() || w.answers.values().any(|a| *a == Ack::Unknown);
-        if unanswered {
-            self.svcs[s].ws.entry(b).or_default().readonly = true;
-            self.stats.count("emergency read-only");
-        }
-        if w.answers.values().any(|a| *a == Ack::Deposed) {
-            let base = self.bases[b].clone();
-            self.input(s, Input::LeaveAndRejoin { base });
+            if !agreed.is_empty() {
+                self.stats.count("read-only cleared by the operator");
+                self.input(s, Input::ClearReadOnly { bases: agreed });
+            }
         }
     }
 
@@ -1813,16 +1908,18 @@ impl World {
             self.stype.clone(),
             self.layout.clone(),
         );
-        x.ws.clear();
         x.syncs.clear();
         x.tick_at = None;
         x.outstanding.clear();
         x.calls.clear();
-        x.writes.clear();
+        x.served.clear();
+        let lost = std::mem::take(&mut x.clients).len();
         x.deferred.clear();
         for r in &mut x.replicas {
             r.restoring = false;
+            r.open = None;
         }
+        self.stats.writes_failed += lost as u64;
     }
 
     fn restart(&mut self, s: usize) {

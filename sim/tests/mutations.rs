@@ -242,7 +242,8 @@ fn convergence_sees_replicas_that_differ() {
         &format!("base0: replicas differ: svc{s} holds"),
     );
     // The emergency read-only exception: a slave lacking a write passes.
-    w.svcs[m].ws.entry(0).or_default().readonly = true;
+    let base = w.bases[0].clone();
+    w.svcs[m].engine.plant_readonly(&base);
     convergence::check(&w).expect("a read-only master's slave may lag");
 
     let mut w = settled();
@@ -253,7 +254,8 @@ fn convergence_sees_replicas_that_differ() {
         &format!("holds [{LATE}] instead (acknowledged: [])"),
     );
     // A write the read-only master rolled back passes...
-    w.svcs[m].ws.entry(0).or_default().readonly = true;
+    let base = w.bases[0].clone();
+    w.svcs[m].engine.plant_readonly(&base);
     convergence::check(&w).expect("a read-only master's slave may hold a rolled-back write");
     // ...an acknowledged write out of the master's order does not.
     let h = &mut w.svcs[s].replicas[0].writes;

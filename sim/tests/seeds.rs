@@ -86,11 +86,16 @@ fn a_thousand_seeds_hold_every_invariant() {
 #[test]
 fn each_fix_turned_off_fails() {
     type TurnOff = fn(&mut Options);
-    let cases: [(&str, u64, TurnOff); 4] = [
-        ("the slaves' fence", 836, |o| o.fence = false),
-        ("copies under the write lock", 3, |o| o.dump_locked = false),
-        ("stamped versions", 12082, |o| o.stamps = false),
-        ("wanted elections retry with no request", 225, |o| {
+    // `--no-stamps` has no case here: since the writes moved into the engine,
+    // seeds 0..30000 no longer reach two diverged writes at one counter (it
+    // took 1 seed in 30,000 before). election-core's `version` tests keep the
+    // rule: the same counter with another stamp compares as diverged.
+    let cases: [(&str, u64, TurnOff); 3] = [
+        ("the slaves' fence", 1190, |o| o.fence = false),
+        ("copies under the write lock", 102, |o| {
+            o.dump_locked = false
+        }),
+        ("wanted elections retry with no request", 321, |o| {
             o.mutation = Some(election_sim::Mutation::NoRetry)
         }),
     ];
@@ -120,17 +125,17 @@ fn each_fix_turned_off_fails() {
 fn pinned_seeds_hold_every_invariant() {
     let cases: [(u64, &str, &str); 3] = [
         (
-            2000,
+            2022,
             "notification held until its watch's answer",
             "a notification overtook the answer that set its watch (model bug)",
         ),
         (
-            2116,
+            1190,
             "master fenced",
             "the old master answered the candidate's GETVERS and went on writing",
         ),
         (
-            2298,
+            3176,
             "write acknowledged under an older epoch",
             "a write acknowledged under an older epoch after newer ones (acked_epochs)",
         ),
@@ -146,16 +151,16 @@ fn pinned_seeds_hold_every_invariant() {
             out.stats.counts
         );
     }
-    // Seed 2116 reaches the bug the fence closes: without it, it fails.
+    // Seed 1190 reaches the bug the fence closes: without it, it fails.
     let v = run(
-        2116,
+        1190,
         &Options {
             fence: false,
             ..Options::default()
         },
     )
     .violation
-    .expect("without the fence, seed 2116 should fail");
+    .expect("without the fence, seed 1190 should fail");
     assert_eq!(v.invariant, "master holds every acknowledged write", "{v}");
 }
 
@@ -189,4 +194,20 @@ fn runs_replay_exactly() {
     assert_eq!(a.trace, b.trace);
     assert_eq!(a.stats.steps, b.stats.steps);
     assert!(a.trace.len() > 100);
+}
+
+/// Found by the 30,000-seed sweep after the writes moved into the engine:
+/// with one election in flight per service (admission control), two
+/// services each hold their only slot with a candidacy that steps aside
+/// (GETVERS_OLD) and rejoins without passing through NONE, while the peer
+/// holding the newest replica waits for admission behind it. The base never
+/// gets a master. docs/ENGINE.md §8.11; kept until admission rotates such
+/// candidacies.
+#[test]
+#[ignore = "admission deadlock under max_in_flight 1: docs/ENGINE.md §8.11"]
+fn admission_does_not_starve_the_newest_replica() {
+    let out = run(23959, &Options::default());
+    if let Some(v) = out.violation {
+        panic!("{v}");
+    }
 }

@@ -1,0 +1,830 @@
+//! The write path: a master's batches, replicated to a majority under its
+//! fencing epoch; a slave's side; the ordering of copies and candidates'
+//! GETVERS around them; and emergency read-only mode.
+//!
+//! Each base has at most one store operation in flight (`BaseOps::busy`): a
+//! master's batch (Begin, then Commit or Rollback), a slave's Apply, or a
+//! Dump. What must not interleave with it waits in `BaseOps`, in arrival
+//! order, instead of behind a lock:
+//! - client writes, which join the next batch (group commit: one
+//!   transaction, one vector bump and one REPLICATE per slave for all the
+//!   writes that queued while a batch was in flight);
+//! - a slave's DUMP: the copy must hold a write that a slave may already
+//!   have applied and that may still commit;
+//! - a candidate's GETVERS: we fence older masters only once no write of
+//!   theirs is half-applied here, and report the version after it;
+//! - further replicated writes (a slave applies in order).
+//!
+//! A batch commits when a majority of the group, the master included,
+//! applied it; it rolls back as soon as a majority is impossible. A slave
+//! whose answer came too late, or that refused, is told to copy the base
+//! again once the batch committed. A slave that may hold a rolled-back batch
+//! (no answer) may now differ from the master: the service enters emergency
+//! read-only mode until an operator clears it.
+
+use super::{Engine, Pending};
+use crate::io::{
+    Divergence, Effect, Id, LogEvent, Observation, ReplicateFailure, ReqId, StoreFailure, StoreOk,
+    StoreOp, WriteRefusal, Written,
+};
+use election_core::names::{seq_after, BaseName, Seq, ServiceId};
+use election_core::peer::{replica_verdict, Refusal, ReplicaVerdict};
+use election_core::version::{Vector, WriteOp};
+use election_core::{Event, Now, State};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// At most this many client writes wait per base: beyond, a clear refusal.
+pub const MAX_QUEUED_WRITES: usize = 1_024;
+/// A batch takes at most this many client writes...
+const MAX_BATCH_WRITES: usize = 256;
+/// ...and this many changes (one write has at most 1,000).
+const MAX_BATCH_OPS: usize = 10_000;
+
+/// The writes of one base and what waits for its store op. Allocated on the
+/// first write or deferred request, freed when empty.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BaseOps {
+    queue: VecDeque<(ReqId, Vec<WriteOp>)>,
+    busy: Option<Busy>,
+    deferred: VecDeque<Deferred>,
+}
+
+impl BaseOps {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.busy.is_none() && self.deferred.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Busy {
+    Batch(Box<Batch>),
+    Apply { req: ReqId },
+    Dump,
+}
+
+#[derive(Debug, Clone)]
+enum Deferred {
+    Apply(Box<ReplicaWrite>),
+    Getvers { req: ReqId, candidate: Seq },
+    Dump { req: ReqId },
+}
+
+/// A write replicated to us.
+#[derive(Debug, Clone)]
+struct ReplicaWrite {
+    req: ReqId,
+    from: ServiceId,
+    epoch: Seq,
+    prev: Vector,
+    next: Vector,
+    ops: Arc<[WriteOp]>,
+}
+
+#[derive(Debug, Clone)]
+struct Batch {
+    /// The id of its Begin: names the batch in its REPLICATE calls.
+    id: Id,
+    reqs: Vec<ReqId>,
+    epoch: Seq,
+    ops: Arc<[WriteOp]>,
+    vectors: Option<(Vector, Vector)>,
+    /// Every slave, with its answer once it came.
+    answers: Vec<(ServiceId, Option<Result<(), ReplicateFailure>>)>,
+    calls: Vec<Id>,
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Begin,
+    Replicating,
+    Commit,
+    Rollback,
+}
+
+/// What a store op in flight is for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum StoreKind {
+    Begin,
+    Commit,
+    Rollback,
+    Apply,
+    Dump,
+}
+
+impl Batch {
+    fn applied(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|(_, a)| matches!(a, Some(Ok(()))))
+            .count()
+    }
+
+    fn detail(&self) -> String {
+        self.answers
+            .iter()
+            .map(|(peer, a)| match a {
+                None => format!("{peer}: still pending"),
+                Some(Ok(())) => format!("{peer}: applied"),
+                Some(Err(e)) => format!("{peer}: {e}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Engine {
+    /// Is the session our node of slot `i` was created in still usable?
+    pub(super) fn session_live_for(&self, i: u32) -> bool {
+        let slot = self.slots[i as usize].as_deref().expect("slot exists");
+        !self.session_down && self.session.is_some_and(|s| s.epoch == slot.bound_epoch)
+    }
+
+    /// Emergency read-only mode: the bases whose replicas may differ.
+    pub fn readonly(&self) -> &[Divergence] {
+        &self.readonly
+    }
+
+    fn ops_mut(&mut self, i: u32) -> &mut BaseOps {
+        self.slot_mut(i).ops.get_or_insert_with(Box::default)
+    }
+
+    fn write_done(&mut self, req: ReqId, i: u32, result: Result<Written, WriteRefusal>) {
+        let base = self.slot_mut(i).base.clone();
+        self.effects
+            .push_back(Effect::WriteDone { req, base, result });
+    }
+
+    pub(super) fn client_write(&mut self, now: Now, req: ReqId, base: BaseName, ops: Vec<WriteOp>) {
+        let Some(i) = self.find(&base) else {
+            let result = Err(if self.exiting {
+                WriteRefusal::Exiting
+            } else {
+                WriteRefusal::StatusChanged {
+                    state: State::None,
+                    session_live: false,
+                }
+            });
+            self.effects
+                .push_back(Effect::WriteDone { req, base, result });
+            return;
+        };
+        if let Err(refusal) = self.write_check(now, i) {
+            return self.write_done(req, i, Err(refusal));
+        }
+        let queued = self.ops_mut(i).queue.len();
+        if queued >= MAX_QUEUED_WRITES {
+            return self.write_done(req, i, Err(WriteRefusal::Overloaded { queued }));
+        }
+        self.ops_mut(i).queue.push_back((req, ops));
+        self.next_op(now, i);
+    }
+
+    /// May slot `i` write now? Its epoch if so. A master superseded by a
+    /// candidate we vouched for leaves at once.
+    fn write_check(&mut self, now: Now, i: u32) -> Result<Seq, WriteRefusal> {
+        if self.exiting {
+            return Err(WriteRefusal::Exiting);
+        }
+        if !self.readonly.is_empty() {
+            return Err(WriteRefusal::ReadOnly);
+        }
+        let live = self.session_live_for(i);
+        let no_fence = self.cfg.mutations.no_fence;
+        let stopped = self.stopped;
+        let slot = self.slot_mut(i);
+        if let Some(master) = slot.fsm.master() {
+            return Err(WriteRefusal::Redirect(master.clone()));
+        }
+        let state = slot.fsm.state();
+        if state != State::Master || !live {
+            return Err(WriteRefusal::StatusChanged {
+                state,
+                session_live: live,
+            });
+        }
+        if stopped {
+            return Err(WriteRefusal::StopWrites);
+        }
+        let Some(epoch) = slot.fsm.local_id() else {
+            return Err(WriteRefusal::Failed("master without a node".into()));
+        };
+        if let Some(fence) = slot.fence.filter(|f| !no_fence && seq_after(*f, epoch)) {
+            // A candidate holding a higher node asked our version: our node
+            // is gone and we have not heard yet (sim seed 2368).
+            let base = slot.base.clone();
+            self.effects.push_back(Effect::Log(LogEvent::Deposed {
+                base,
+                why: format!("a candidate with node {fence} asked our version"),
+            }));
+            self.feed(now, i, Event::LeaveReq);
+            self.feed(now, i, Event::None);
+            return Err(WriteRefusal::Superseded { epoch, fence });
+        }
+        Ok(epoch)
+    }
+
+    /// A base's store is idle: serve what waited, in order, then start the
+    /// next batch.
+    fn next_op(&mut self, now: Now, i: u32) {
+        loop {
+            let ops = self.ops_mut(i);
+            if ops.busy.is_some() {
+                return;
+            }
+            if let Some(d) = ops.deferred.pop_front() {
+                match d {
+                    Deferred::Getvers { req, candidate } => self.getvers_served(i, req, candidate),
+                    Deferred::Apply(w) => self.apply(now, i, *w),
+                    Deferred::Dump { req } => self.dump(i, req),
+                }
+                continue;
+            }
+            if ops.queue.is_empty() {
+                break;
+            }
+            self.start_batch(now, i);
+        }
+        if self.slot_mut(i).ops.as_ref().is_some_and(|o| o.is_empty()) {
+            self.slot_mut(i).ops = None;
+        }
+    }
+
+    fn start_batch(&mut self, now: Now, i: u32) {
+        let epoch = self.write_check(now, i);
+        let ops = self.ops_mut(i);
+        let mut reqs = Vec::new();
+        let mut all = Vec::new();
+        while let Some((_, w)) = ops.queue.front() {
+            let fits = reqs.len() < MAX_BATCH_WRITES && all.len() + w.len() <= MAX_BATCH_OPS;
+            if !fits && !reqs.is_empty() {
+                break;
+            }
+            let (req, w) = ops.queue.pop_front().expect("front");
+            reqs.push(req);
+            all.extend(w);
+        }
+        let epoch = match epoch {
+            Ok(epoch) => epoch,
+            Err(refusal) => {
+                // The same answer for everything queued: the role is gone.
+                let rest: Vec<ReqId> = self.ops_mut(i).queue.drain(..).map(|(r, _)| r).collect();
+                for req in reqs.into_iter().chain(rest) {
+                    self.write_done(req, i, Err(refusal.clone()));
+                }
+                return;
+            }
+        };
+        let slaves: Vec<ServiceId> = self
+            .slot_mut(i)
+            .fsm
+            .peers()
+            .map(<[ServiceId]>::to_vec)
+            .unwrap_or_default();
+        let ops: Arc<[WriteOp]> = all.into();
+        let id = self.pending(i, Pending::Store(StoreKind::Begin));
+        let base = self.slot_mut(i).base.clone();
+        self.effects.push_back(Effect::Store {
+            id,
+            base,
+            op: StoreOp::Begin { ops: ops.clone() },
+        });
+        self.ops_mut(i).busy = Some(Busy::Batch(Box::new(Batch {
+            id,
+            reqs,
+            epoch,
+            ops,
+            vectors: None,
+            answers: slaves.into_iter().map(|s| (s, None)).collect(),
+            calls: Vec::new(),
+            phase: Phase::Begin,
+        })));
+    }
+
+    fn batch_mut(&mut self, i: u32) -> Option<&mut Batch> {
+        match self.slot_mut(i).ops.as_mut()?.busy.as_mut()? {
+            Busy::Batch(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub(super) fn stored(
+        &mut self,
+        now: Now,
+        i: u32,
+        kind: StoreKind,
+        result: Result<StoreOk, StoreFailure>,
+    ) {
+        match kind {
+            StoreKind::Begin => self.begun(now, i, result),
+            StoreKind::Commit => self.committed(now, i, result),
+            StoreKind::Rollback => self.rolled_back(now, i),
+            StoreKind::Apply => self.applied(now, i, result),
+            StoreKind::Dump => {
+                let ops = self.ops_mut(i);
+                if matches!(ops.busy, Some(Busy::Dump)) {
+                    ops.busy = None;
+                }
+                self.next_op(now, i);
+            }
+        }
+    }
+
+    fn begun(&mut self, now: Now, i: u32, result: Result<StoreOk, StoreFailure>) {
+        let base = self.slot_mut(i).base.clone();
+        let Some(batch) = self.batch_mut(i).filter(|b| b.phase == Phase::Begin) else {
+            return;
+        };
+        let (prev, next) = match result {
+            Ok(StoreOk::Begun { prev, next }) => (prev, next),
+            other => {
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    Ok(ok) => format!("unexpected store answer {ok:?}"),
+                };
+                let reqs = std::mem::take(&mut batch.reqs);
+                self.ops_mut(i).busy = None;
+                for req in reqs {
+                    let refusal = WriteRefusal::Failed(format!("local write failed: {why}"));
+                    self.write_done(req, i, Err(refusal));
+                }
+                return self.next_op(now, i);
+            }
+        };
+        batch.phase = Phase::Replicating;
+        batch.vectors = Some((prev.clone(), next.clone()));
+        let (batch_id, epoch, ops) = (batch.id, batch.epoch, batch.ops.clone());
+        let slaves: Vec<ServiceId> = batch.answers.iter().map(|(s, _)| s.clone()).collect();
+        let mut calls = Vec::new();
+        for to in slaves {
+            let id = self.pending(
+                i,
+                Pending::Replicate {
+                    batch: batch_id,
+                    peer: to.clone(),
+                    decided: None,
+                },
+            );
+            calls.push(id);
+            self.effects.push_back(Effect::Replicate {
+                id,
+                to,
+                base: base.clone(),
+                epoch,
+                prev: prev.clone(),
+                next: next.clone(),
+                ops: ops.clone(),
+            });
+        }
+        if let Some(batch) = self.batch_mut(i) {
+            batch.calls = calls;
+        }
+        self.decide(now, i);
+    }
+
+    /// A slave's answer to a REPLICATE.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn replicated(
+        &mut self,
+        now: Now,
+        i: u32,
+        id: Id,
+        batch_id: Id,
+        peer: ServiceId,
+        decided: Option<bool>,
+        result: Result<(), ReplicateFailure>,
+    ) {
+        if let Some(committed) = decided {
+            // A late answer to a decided batch: a slave that did not apply a
+            // committed write copies the base again.
+            if committed && result.as_ref().is_err_and(ReplicateFailure::missed) {
+                let base = self.slot_mut(i).base.clone();
+                self.effects.push_back(Effect::Resync { to: peer, base });
+            }
+            return;
+        }
+        let Some(batch) = self.batch_mut(i).filter(|b| b.id == batch_id) else {
+            return;
+        };
+        batch.calls.retain(|c| *c != id);
+        if let Some((_, a)) = batch.answers.iter_mut().find(|(p, _)| *p == peer) {
+            *a = Some(result);
+        }
+        if batch.phase == Phase::Replicating {
+            self.decide(now, i);
+        }
+    }
+
+    /// Commit at a majority; roll back as soon as one is impossible.
+    fn decide(&mut self, now: Now, i: u32) {
+        let Some(batch) = self.batch_mut(i) else {
+            return;
+        };
+        let total = batch.answers.len();
+        let group = total + 1;
+        let needed = group / 2 + 1;
+        let applied = batch.applied();
+        let answered = batch.answers.iter().filter(|(_, a)| a.is_some()).count();
+        let failed = answered - applied;
+        let commit = 1 + applied >= needed;
+        if !commit && 1 + total - failed >= needed {
+            return;
+        }
+        batch.phase = if commit {
+            Phase::Commit
+        } else {
+            Phase::Rollback
+        };
+        let id = self.pending(
+            i,
+            Pending::Store(if commit {
+                StoreKind::Commit
+            } else {
+                StoreKind::Rollback
+            }),
+        );
+        let base = self.slot_mut(i).base.clone();
+        let op = if commit {
+            StoreOp::Commit
+        } else {
+            StoreOp::Rollback
+        };
+        self.effects.push_back(Effect::Store { id, base, op });
+        if !commit {
+            self.roll_back(now, i);
+        }
+    }
+
+    /// Decided to roll back: what the answers say about the replicas and
+    /// about our role.
+    fn roll_back(&mut self, now: Now, i: u32) {
+        let base = self.slot_mut(i).base.clone();
+        let Some(batch) = self.batch_mut(i) else {
+            return;
+        };
+        let calls = std::mem::take(&mut batch.calls);
+        // A slave that did not answer may hold the write we roll back.
+        let unknown = batch
+            .answers
+            .iter()
+            .any(|(_, a)| matches!(a, None | Some(Err(ReplicateFailure::Unknown(_)))));
+        let deposed = batch.answers.iter().any(
+            |(_, a)| matches!(a, Some(Err(ReplicateFailure::Refused(r))) if r.deposes_master()),
+        );
+        let detail = batch.detail();
+        let vectors = batch.vectors.clone();
+        self.decided(&calls, false);
+        if unknown {
+            let (prev, next) = vectors.unwrap_or_default();
+            self.enter_readonly(
+                now,
+                base.clone(),
+                format!(
+                    "write {} -> {} may be on some replicas: {detail}",
+                    render(&prev),
+                    render(&next)
+                ),
+            );
+        }
+        if deposed {
+            self.effects.push_back(Effect::Log(LogEvent::Deposed {
+                base,
+                why: "a peer follows another master".into(),
+            }));
+            self.feed(now, i, Event::LeaveReq);
+            self.feed(now, i, Event::None);
+        }
+    }
+
+    /// Marks the calls still out for a batch as decided, so their answers
+    /// are read as late ones.
+    fn decided(&mut self, calls: &[Id], committed: bool) {
+        for id in calls {
+            if let Some(f) = self.inflight.get_mut(id) {
+                if let Pending::Replicate { decided, .. } = &mut f.what {
+                    *decided = Some(committed);
+                }
+            }
+        }
+    }
+
+    fn enter_readonly(&mut self, now: Now, base: BaseName, detail: String) {
+        self.effects.push_back(Effect::Log(LogEvent::ReadOnly {
+            base: base.clone(),
+            detail: detail.clone(),
+        }));
+        self.readonly.push(Divergence {
+            base,
+            detail,
+            since_ms: now.wall_ms,
+        });
+    }
+
+    /// Puts the service in emergency read-only mode for `base` by hand: for
+    /// the simulation's mutation tests only.
+    #[doc(hidden)]
+    pub fn plant_readonly(&mut self, base: &BaseName) {
+        self.readonly.push(Divergence {
+            base: base.clone(),
+            detail: "planted".into(),
+            since_ms: 0,
+        });
+    }
+
+    pub(super) fn clear_readonly(&mut self, bases: &[BaseName]) {
+        self.readonly.retain(|d| !bases.contains(&d.base));
+    }
+
+    fn committed(&mut self, now: Now, i: u32, result: Result<StoreOk, StoreFailure>) {
+        let base = self.slot_mut(i).base.clone();
+        let Some(Busy::Batch(batch)) = self.ops_mut(i).busy.take() else {
+            return;
+        };
+        let calls = batch.calls.clone();
+        match result {
+            Ok(_) => {
+                self.decided(&calls, true);
+                let (_, next) = batch.vectors.clone().unwrap_or_default();
+                // Slaves that did not apply it (settling, unreachable) copy
+                // the base again; those still answering only if they end up
+                // not applying it (resyncing every slower slave turned each
+                // write into a full copy).
+                for (peer, a) in &batch.answers {
+                    if matches!(a, Some(Err(e)) if e.missed()) {
+                        self.effects.push_back(Effect::Resync {
+                            to: peer.clone(),
+                            base: base.clone(),
+                        });
+                    }
+                }
+                self.effects
+                    .push_back(Effect::Observe(Observation::Committed {
+                        writes: batch.reqs.len(),
+                    }));
+                for req in batch.reqs {
+                    let written = Written {
+                        next: next.clone(),
+                        epoch: batch.epoch,
+                    };
+                    self.write_done(req, i, Ok(written));
+                }
+            }
+            Err(e) => {
+                // The slaves have it and we do not: replicas differ.
+                self.decided(&calls, false);
+                let acked = 1 + batch.applied();
+                self.enter_readonly(
+                    now,
+                    base,
+                    format!("local commit failed after {acked} acknowledgements: {e}"),
+                );
+                for req in batch.reqs {
+                    self.write_done(req, i, Err(WriteRefusal::ReadOnly));
+                }
+            }
+        }
+        self.next_op(now, i);
+    }
+
+    fn rolled_back(&mut self, now: Now, i: u32) {
+        let Some(Busy::Batch(batch)) = self.ops_mut(i).busy.take() else {
+            return;
+        };
+        let group = batch.answers.len() + 1;
+        let refusal = WriteRefusal::NoQuorum {
+            acked: 1 + batch.applied(),
+            group,
+            needed: group / 2 + 1,
+            detail: batch.detail(),
+        };
+        for req in batch.reqs {
+            self.write_done(req, i, Err(refusal.clone()));
+        }
+        self.next_op(now, i);
+    }
+
+    // ----- the slave's side -----
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn replicate_input(
+        &mut self,
+        now: Now,
+        req: ReqId,
+        from: ServiceId,
+        base: BaseName,
+        epoch: Seq,
+        prev: Vector,
+        next: Vector,
+        ops: Arc<[WriteOp]>,
+    ) {
+        let w = ReplicaWrite {
+            req,
+            from,
+            epoch,
+            prev,
+            next,
+            ops,
+        };
+        let Some(i) = self.find(&base) else {
+            if !self.exiting {
+                let i = self.ensure(now, &base);
+                self.start(now, i, false);
+            }
+            return self.replicate_done(req, Err(Refusal::NotSettled));
+        };
+        if let Err(refusal) = self.replica_check(now, i, &w) {
+            return self.replicate_done(req, Err(refusal));
+        }
+        let ops = self.ops_mut(i);
+        if ops.busy.is_some() {
+            ops.deferred.push_back(Deferred::Apply(Box::new(w)));
+        } else {
+            self.apply(now, i, w);
+        }
+    }
+
+    fn replicate_done(&mut self, req: ReqId, result: Result<(), Refusal>) {
+        self.effects
+            .push_back(Effect::ReplicateDone { req, result });
+    }
+
+    /// A slave applies a write only from the master it follows, under that
+    /// master's epoch, and not from a master older than a candidate it
+    /// vouched for.
+    fn replica_check(&mut self, now: Now, i: u32, w: &ReplicaWrite) -> Result<(), Refusal> {
+        if self.exiting {
+            return Err(Refusal::Exiting);
+        }
+        let no_fence = self.cfg.mutations.no_fence;
+        let slot = self.slot_mut(i);
+        let verdict = replica_verdict(
+            slot.fsm.state(),
+            slot.fsm.master(),
+            slot.fsm.master_id(),
+            slot.fence.filter(|_| !no_fence),
+            &w.from,
+            w.epoch,
+        );
+        match verdict {
+            ReplicaVerdict::Apply => Ok(()),
+            ReplicaVerdict::NotSettled(state) => {
+                if matches!(state, State::None | State::Failed) {
+                    self.start(now, i, false);
+                }
+                Err(Refusal::NotSettled)
+            }
+            ReplicaVerdict::Fenced { .. } => {
+                self.effects
+                    .push_back(Effect::Observe(Observation::WriteFenced));
+                Err(Refusal::Fenced)
+            }
+            other => Err(other.refusal().unwrap_or(Refusal::NotSettled)),
+        }
+    }
+
+    fn apply(&mut self, now: Now, i: u32, w: ReplicaWrite) {
+        // Checked again: our role may have changed while it waited.
+        if let Err(refusal) = self.replica_check(now, i, &w) {
+            return self.replicate_done(w.req, Err(refusal));
+        }
+        let id = self.pending(i, Pending::Store(StoreKind::Apply));
+        let base = self.slot_mut(i).base.clone();
+        self.ops_mut(i).busy = Some(Busy::Apply { req: w.req });
+        self.effects.push_back(Effect::Store {
+            id,
+            base,
+            op: StoreOp::Apply {
+                prev: w.prev,
+                next: w.next,
+                ops: w.ops,
+            },
+        });
+    }
+
+    fn applied(&mut self, now: Now, i: u32, result: Result<StoreOk, StoreFailure>) {
+        let Some(Busy::Apply { req }) = self.ops_mut(i).busy.take() else {
+            return;
+        };
+        let answer = match result {
+            Ok(_) => Ok(()),
+            Err(StoreFailure::OutOfOrder(_) | StoreFailure::Missing) => {
+                // Behind, or without a copy: fetch the master's.
+                self.feed(now, i, Event::SyncReq);
+                Err(Refusal::Behind)
+            }
+            Err(StoreFailure::Restoring) => Err(Refusal::Restoring),
+            Err(StoreFailure::Loading) => Err(Refusal::Loading),
+            Err(StoreFailure::Failed(_)) => Err(Refusal::StoreFailed),
+        };
+        self.replicate_done(req, answer);
+        self.next_op(now, i);
+    }
+
+    // ----- copies and versions served to peers -----
+
+    /// A peer's GETVERS: like OpenIO's DB_VERS it starts our side of the
+    /// election. When it names our node (`master_seq`), we must own it. A
+    /// candidate's is answered once no write is half-applied here, and
+    /// fences older masters.
+    pub(super) fn getvers_input(
+        &mut self,
+        now: Now,
+        req: ReqId,
+        base: BaseName,
+        master_seq: Option<Seq>,
+        candidate_seq: Option<Seq>,
+    ) {
+        if let Err(e) = self.serve_getvers(now, &base, master_seq) {
+            self.effects.push_back(Effect::GetversServed {
+                req,
+                base,
+                result: Err(e),
+            });
+            return;
+        }
+        let Some(candidate) = candidate_seq.filter(|_| !self.cfg.mutations.no_fence) else {
+            self.effects.push_back(Effect::GetversServed {
+                req,
+                base,
+                result: Ok(()),
+            });
+            return;
+        };
+        let i = self.ensure(now, &base);
+        let ops = self.ops_mut(i);
+        if ops.busy.is_some() {
+            ops.deferred.push_back(Deferred::Getvers { req, candidate });
+        } else {
+            self.getvers_served(i, req, candidate);
+            self.next_op(now, i);
+        }
+    }
+
+    fn getvers_served(&mut self, i: u32, req: ReqId, candidate: Seq) {
+        let slot = self.slot_mut(i);
+        slot.fence = Some(slot.fence.map_or(candidate, |f| {
+            election_core::names::seq_latest(f, candidate)
+        }));
+        let base = slot.base.clone();
+        self.effects.push_back(Effect::GetversServed {
+            req,
+            base,
+            result: Ok(()),
+        });
+    }
+
+    /// A slave asks for a copy: only a master with a live session gives one,
+    /// and never while a write is half-applied.
+    pub(super) fn dump_input(&mut self, now: Now, req: ReqId, base: BaseName) {
+        let Some(i) = self.find(&base) else {
+            self.effects.push_back(Effect::DumpRefused {
+                req,
+                state: State::None,
+                session_live: false,
+            });
+            return;
+        };
+        let locked = !self.cfg.mutations.no_dump_lock;
+        let ops = self.ops_mut(i);
+        if ops.busy.is_some() && locked {
+            ops.deferred.push_back(Deferred::Dump { req });
+            return;
+        }
+        self.dump(i, req);
+        self.next_op(now, i);
+    }
+
+    fn dump(&mut self, i: u32, req: ReqId) {
+        let live = self.session_live_for(i);
+        let no_fence = self.cfg.mutations.no_fence;
+        let state = self.slot_mut(i).fsm.state();
+        if state != State::Master || !(live || no_fence) {
+            self.effects.push_back(Effect::DumpRefused {
+                req,
+                state,
+                session_live: live,
+            });
+            return;
+        }
+        let id = self.pending(i, Pending::Store(StoreKind::Dump));
+        let base = self.slot_mut(i).base.clone();
+        let ops = self.ops_mut(i);
+        if ops.busy.is_none() {
+            ops.busy = Some(Busy::Dump);
+        }
+        self.effects.push_back(Effect::Store {
+            id,
+            base,
+            op: StoreOp::Dump { req },
+        });
+    }
+}
+
+/// A vector, compactly: `admin=1 properties=7`.
+pub fn render(v: &Vector) -> String {
+    v.iter()
+        .map(|(t, tv)| format!("{}={}", t.trim_start_matches("main."), tv.version))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
