@@ -16,6 +16,14 @@ pub struct TableVersion {
 /// A base's version vector: per table, its version.
 pub type Vector = BTreeMap<String, TableVersion>;
 
+/// Renders a vector compactly: `admin=1 properties=7`.
+pub fn render_vector(v: &Vector) -> String {
+    v.iter()
+        .map(|(t, tv)| format!("{}={}", t.trim_start_matches("main."), tv.version))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One change of a write, replicated as is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

@@ -4,7 +4,7 @@
 
 mod writes;
 
-pub use writes::{render, MAX_QUEUED_WRITES};
+pub use writes::MAX_QUEUED_WRITES;
 
 use crate::io::{
     Divergence, Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion, SessionTag,
@@ -128,6 +128,14 @@ pub struct Slot {
     pub queued: bool,
     /// Writes waiting or in flight, and what waits for them.
     ops: Option<Box<writes::BaseOps>>,
+}
+
+impl Slot {
+    /// Keeps the latest candidate node we vouched for (serial order, so the
+    /// fence survives the sequence wrap).
+    fn raise_fence(&mut self, seq: Seq) {
+        self.fence = Some(self.fence.map_or(seq, |f| seq_latest(f, seq)));
+    }
 }
 
 /// What an op in flight is for.
@@ -346,8 +354,7 @@ impl Engine {
     /// The caller makes sure no write to the base is half-applied.
     pub fn raise_fence(&mut self, now: Now, base: &BaseName, seq: Seq) {
         let i = self.ensure(now, base);
-        let slot = self.slots[i as usize].as_mut().expect("slot exists");
-        slot.fence = Some(slot.fence.map_or(seq, |f| seq_latest(f, seq)));
+        self.slot_mut(i).raise_fence(seq);
     }
 
     /// A peer's GETVERS: like OpenIO's DB_VERS it starts our side of the
@@ -402,8 +409,7 @@ impl Engine {
             }
             Input::LeaveAndRejoin { base } => {
                 if let Some(i) = self.find(&base) {
-                    self.feed(now, i, Event::LeaveReq);
-                    self.feed(now, i, Event::None);
+                    self.leave_and_rejoin(now, i);
                 }
             }
             Input::SyncReq { base } => {
@@ -823,6 +829,13 @@ impl Engine {
         }
     }
 
+    /// Leaves and comes back at once as a new member (stop-writes, a deposed
+    /// master, an operator's order).
+    fn leave_and_rejoin(&mut self, now: Now, i: u32) {
+        self.feed(now, i, Event::LeaveReq);
+        self.feed(now, i, Event::None);
+    }
+
     fn emit(&mut self, i: u32, ev: Event) {
         let uid = self.slot_mut(i).uid;
         self.queue.push_back((i, uid, ev));
@@ -989,8 +1002,7 @@ impl Engine {
                 masters: masters.len(),
             }));
             for i in masters {
-                self.feed(now, i, Event::LeaveReq);
-                self.feed(now, i, Event::None);
+                self.leave_and_rejoin(now, i);
             }
         }
     }

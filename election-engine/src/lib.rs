@@ -57,7 +57,7 @@
 mod engine;
 pub mod io;
 
-pub use engine::{jitter_seed, render, Engine, EngineConfig, Mutations, Slot, MAX_QUEUED_WRITES};
+pub use engine::{jitter_seed, Engine, EngineConfig, Mutations, Slot, MAX_QUEUED_WRITES};
 pub use io::{
     Divergence, Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion,
     ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp, WatchId, WriteRefusal,

@@ -2365,7 +2365,8 @@ fn a_refusal_that_deposes_the_master_makes_it_leave() {
         matches!(&effects[1], Effect::Log(LogEvent::Deposed { base, .. }) if *base == a),
         "{effects:?}"
     );
-    // Not answered at all by nobody: no read-only mode.
+    // Every slave answered (one refused, one was unreachable), so none can
+    // hold the write: no read-only mode.
     assert!(fx.e.readonly().is_empty());
     assert_ne!(fx.state(&a), State::Master);
     assert!(matches!(

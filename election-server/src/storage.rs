@@ -30,7 +30,7 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
-pub use election_core::version::{Vector, WriteOp};
+pub use election_core::version::{render_vector, Vector, WriteOp};
 
 /// Admin keys written at creation that name the base: never changed by a
 /// write (nor are the `version:*` keys, which hold the version vector).
@@ -54,14 +54,6 @@ pub fn check_system_key(key: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Renders a vector compactly: `admin=1 properties=7`.
-pub fn render_vector(v: &Vector) -> String {
-    v.iter()
-        .map(|(t, tv)| format!("{}={}", t.trim_start_matches("main."), tv.version))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The replicas' version vectors, kept in memory so that GETVERS does not

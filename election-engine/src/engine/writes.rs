@@ -29,7 +29,7 @@ use crate::io::{
 };
 use election_core::names::{seq_after, BaseName, Seq, ServiceId};
 use election_core::peer::{replica_verdict, Refusal, ReplicaVerdict};
-use election_core::version::{Vector, WriteOp};
+use election_core::version::{render_vector, Vector, WriteOp};
 use election_core::{Event, Now, State};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -218,8 +218,7 @@ impl Engine {
                 base,
                 why: format!("a candidate with node {fence} asked our version"),
             }));
-            self.feed(now, i, Event::LeaveReq);
-            self.feed(now, i, Event::None);
+            self.leave_and_rejoin(now, i);
             return Err(WriteRefusal::Superseded { epoch, fence });
         }
         Ok(epoch)
@@ -482,8 +481,8 @@ impl Engine {
                 base.clone(),
                 format!(
                     "write {} -> {} may be on some replicas: {detail}",
-                    render(&prev),
-                    render(&next)
+                    render_vector(&prev),
+                    render_vector(&next)
                 ),
             );
         }
@@ -492,8 +491,7 @@ impl Engine {
                 base,
                 why: "a peer follows another master".into(),
             }));
-            self.feed(now, i, Event::LeaveReq);
-            self.feed(now, i, Event::None);
+            self.leave_and_rejoin(now, i);
         }
     }
 
@@ -763,9 +761,7 @@ impl Engine {
 
     fn getvers_served(&mut self, i: u32, req: ReqId, candidate: Seq) {
         let slot = self.slot_mut(i);
-        slot.fence = Some(slot.fence.map_or(candidate, |f| {
-            election_core::names::seq_latest(f, candidate)
-        }));
+        slot.raise_fence(candidate);
         let base = slot.base.clone();
         self.effects.push_back(Effect::GetversServed {
             req,
@@ -819,12 +815,4 @@ impl Engine {
             op: StoreOp::Dump { req },
         });
     }
-}
-
-/// A vector, compactly: `admin=1 properties=7`.
-pub fn render(v: &Vector) -> String {
-    v.iter()
-        .map(|(t, tv)| format!("{}={}", t.trim_start_matches("main."), tv.version))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
