@@ -6,15 +6,16 @@
 //! whose `status` is the OpenIO per-peer code (200, 303, 301, 431, 500,
 //! 503); the HTTP status is the same code, except 431 which travels as 404.
 
-use crate::rpc::{GetversReply, GetversRequest, UseRequest};
-use crate::service::{session_live, Service, Snapshot, WaitError};
+use crate::rpc::{GetversReply, GetversRequest, ReplicateRequest, UseRequest};
+use crate::service::{session_live, Dumped, Service, Snapshot, WaitError};
 use crate::storage::BaseInfo;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use election_core::names::{BaseName, ContainerId, ServiceType};
+use election_core::names::{BaseName, ContainerId, Seq, ServiceId, ServiceType};
+use election_core::peer::Refusal;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,7 +207,7 @@ async fn info(
             view.link.as_str(),
             view.session_id
         ));
-        let ro = svc.writes.readonly();
+        let ro = svc.readonly();
         text.push_str(&format!(
             "emergency_read_only_mode:{}\n",
             u8::from(!ro.is_empty())
@@ -236,7 +237,7 @@ async fn info(
     Json(json!({
         "service": {"id": svc.me, "type": svc.stype, "ns": svc.layout.namespace(),
                     "uptime_s": svc.uptime().as_secs(), "exiting": svc.is_exiting(),
-                    "emergency_read_only_mode": u8::from(!svc.writes.readonly().is_empty()),
+                    "emergency_read_only_mode": u8::from(!svc.readonly().is_empty()),
                     "stop_writes": u8::from(svc.guard.stopped().is_some()),
                     "stop_writes_reason": svc.guard.stopped()},
         "elections": elections,
@@ -572,21 +573,17 @@ async fn peer_getvers(
 ) -> Result<Json<GetversReply>, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
     // Like OpenIO's DB_VERS, asking our version starts our side of the
-    // election; when it names our node as master, we must own it.
-    if let Err(refused) = svc.serve_getvers(&req.base, req.master_seq) {
+    // election; when it names our node as master, we must own it. A
+    // candidate's question fences older masters, once no write is
+    // half-applied here: a replicated write is either in the version we
+    // answer or refused.
+    if let Err(refused) = svc
+        .getvers(&req.base, req.master_seq, req.candidate_seq)
+        .await
+    {
         return Ok(Json(GetversReply::Refused {
             reason: refused.to_string(),
         }));
-    }
-    // A candidate's question fences older masters. Under the base's write
-    // lock: a replicated write is either in the version we answer or refused.
-    let lock = req.candidate_seq.map(|_| svc.writes.lock(&req.base));
-    let _guard = match &lock {
-        Some(l) => Some(l.lock().await),
-        None => None,
-    };
-    if let Some(seq) = req.candidate_seq {
-        svc.raise_fence(&req.base, seq);
     }
     let key = svc.key(&req.base);
     let svc2 = svc.clone();
@@ -621,43 +618,30 @@ struct DumpQuery {
 async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Response, ApiError> {
     check_type(&svc, Some(&q.service_type))?;
     let base = BaseName::parse(&q.base).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // The copy is taken under the base's write lock: a write in flight may
-    // already be applied, and acknowledged, by the slave asking; if it
-    // commits it must be in the copy, or the slave would drop it on restore
-    // (found by the simulation, seed 93).
-    let lock = svc.writes.lock(&base);
-    let _guard = lock.lock().await;
-    // Only a master whose session still holds its node hands out copies: a
-    // slave's copy, or a deposed master's, may be stale.
-    let snap = svc.snapshot(&base);
-    let live = snap
-        .as_ref()
-        .is_some_and(|s| crate::service::session_live(&svc, s.bound_epoch));
-    match snap.as_ref().map(|s| s.fsm.state()) {
-        Some(election_core::State::Master) if live => {}
-        other => {
-            let state = other.map(|s| s.as_str()).unwrap_or("NONE");
-            return Err(ApiError {
-                code: 409,
-                message: format!("not master of {base} (state {state}, session live: {live})"),
-            });
-        }
-    }
-    let key = svc.key(&base);
-    let svc2 = svc.clone();
-    let bytes = tokio::task::spawn_blocking(move || svc2.store.dump(&key))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError {
+    // Only a master whose session still holds its node hands out copies (a
+    // slave's copy, or a deposed master's, may be stale), and only once no
+    // write is half-applied: a slave may already have applied, and
+    // acknowledged, a write that then commits (found by the simulation,
+    // seed 93).
+    match svc.dump(&base).await {
+        Dumped::Copy(Ok(bytes)) => Ok((
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response()),
+        Dumped::Copy(Err(e)) => Err(ApiError {
             code: 500,
             message: format!("dump failed: {e}"),
-        })?;
-    Ok((
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        bytes,
-    )
-        .into_response())
+        }),
+        Dumped::Refused {
+            state,
+            session_live,
+        } => Err(ApiError {
+            code: 409,
+            message: format!("not master of {base} (state {state}, session live: {session_live})"),
+        }),
+    }
 }
 
 // ---------------- writes and reads ----------------
@@ -703,7 +687,7 @@ async fn do_write(
         Err(e) => return e.into_response(),
     };
     let budget = wait_budget(svc, q, headers);
-    match crate::writes::write(svc, &base, ops, budget).await {
+    match crate::client::write(svc, &base, ops, budget).await {
         // Who acknowledged it, under which fencing epoch (for audits).
         Ok((next, epoch)) => reply(
             200,
@@ -757,7 +741,7 @@ async fn get_properties(
     let base = resolve(&svc, &q)?;
     let budget = wait_budget(&svc, &q, &headers);
     Ok(
-        match crate::writes::read(&svc, &base, q.master_only.unwrap_or(false), budget).await {
+        match crate::client::read(&svc, &base, q.master_only.unwrap_or(false), budget).await {
             Ok((props, role)) => reply(
                 200,
                 "OK",
@@ -773,12 +757,17 @@ async fn get_properties(
 }
 
 async fn readonly_status(State(svc): Svc) -> Response {
-    let ro = svc.writes.readonly();
-    Json(json!({"emergency_read_only_mode": u8::from(!ro.is_empty()), "bases": ro})).into_response()
+    let ro = svc.readonly();
+    let bases: Vec<Value> = ro
+        .iter()
+        .map(|d| json!({"base": d.base, "detail": d.detail, "since_ms": d.since_ms}))
+        .collect();
+    Json(json!({"emergency_read_only_mode": u8::from(!ro.is_empty()), "bases": bases}))
+        .into_response()
 }
 
 async fn readonly_clear(State(svc): Svc) -> Response {
-    match crate::writes::clear_readonly(&svc).await {
+    match crate::client::clear_readonly(&svc).await {
         Ok(cleared) => {
             tracing::warn!(
                 "emergency read-only mode cleared by an operator for {} base(s)",
@@ -787,7 +776,7 @@ async fn readonly_clear(State(svc): Svc) -> Response {
             reply(
                 200,
                 "OK",
-                json!({"cleared": cleared, "emergency_read_only_mode": u8::from(!svc.writes.readonly().is_empty())}),
+                json!({"cleared": cleared, "emergency_read_only_mode": u8::from(!svc.readonly().is_empty())}),
             )
         }
         Err(why) => reply(409, &format!("not cleared: {why}"), json!({})),
@@ -809,8 +798,8 @@ async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response 
         );
     }
     if let Some(v) = q.lose_acks {
-        svc.writes
-            .fault_lose_acks
+        svc.rpc
+            .lose_acks
             .store(v, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!("fault switch lose_acks = {v}");
     }
@@ -824,24 +813,91 @@ async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response 
     reply(
         200,
         "OK",
-        json!({"lose_acks": svc.writes.fault_lose_acks.load(std::sync::atomic::Ordering::SeqCst),
+        json!({"lose_acks": svc.rpc.lose_acks.load(std::sync::atomic::Ordering::SeqCst),
                "low_disk": svc.guard.fault_low_disk.load(std::sync::atomic::Ordering::SeqCst)}),
     )
 }
 
 async fn peer_replicate(
     State(svc): Svc,
-    Json(req): Json<crate::writes::ReplicateRequest>,
+    Json(req): Json<ReplicateRequest>,
 ) -> Result<Response, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
-    Ok(match crate::writes::apply_replicated(&svc, req).await {
-        crate::writes::Applied::Ok => reply(200, "OK", json!({})),
-        crate::writes::Applied::Refused {
-            code,
-            refusal,
-            message,
-        } => reply(code, &message, json!({ "refusal": refusal })),
+    let base = req.base.clone();
+    // A write right after an election may reach us before our side settled
+    // (still checking the master): wait for it, briefly, rather than refuse.
+    let settle = (svc.cfg.replicate_timeout / 2).min(Duration::from_secs(2));
+    if !svc
+        .snapshot(&base)
+        .is_some_and(|s| s.fsm.state().is_final())
+    {
+        let _ = svc.wait_final(&base, settle).await;
+    }
+    let (from, epoch, prev) = (req.from.clone(), req.epoch, req.prev.clone());
+    Ok(match svc.replicate(req).await {
+        Ok(()) => reply(200, "OK", json!({})),
+        Err(refusal) => {
+            let (code, message) = replicate_refusal(&svc, &base, &from, epoch, &prev, refusal);
+            reply(code, &message, json!({ "refusal": refusal }))
+        }
     })
+}
+
+/// A slave's refusal of a replicated write: its code and, for people, why
+/// (the master acts on the typed `refusal` only).
+fn replicate_refusal(
+    svc: &Service,
+    base: &BaseName,
+    from: &ServiceId,
+    epoch: Seq,
+    prev: &crate::storage::Vector,
+    refusal: Refusal,
+) -> (u16, String) {
+    let snap = svc.snapshot(base);
+    let state = snap
+        .as_ref()
+        .map_or(election_core::State::None, |s| s.fsm.state());
+    match refusal {
+        Refusal::IsMaster => (
+            473,
+            format!(
+                "IS_MASTER: {} is master of {base} (epoch {:?})",
+                svc.me,
+                snap.as_ref().and_then(|s| s.fsm.local_id())
+            ),
+        ),
+        Refusal::NotFollowing => (
+            409,
+            format!(
+                "not following {from} (epoch {epoch}): following {} (epoch {:?})",
+                snap.as_ref()
+                    .and_then(|s| s.fsm.master().map(ServiceId::to_string))
+                    .unwrap_or_else(|| "nobody".into()),
+                snap.as_ref().and_then(|s| s.fsm.master_id())
+            ),
+        ),
+        Refusal::Fenced => (
+            409,
+            format!(
+                "not following {from} (epoch {epoch}): a candidate with a higher node was answered since"
+            ),
+        ),
+        Refusal::NotSettled => (
+            503,
+            format!("election of {base} not settled here (state {state})"),
+        ),
+        Refusal::Behind => (
+            409,
+            format!(
+                "out of order: the write expects {}, not the local copy; resyncing from the master",
+                crate::storage::render_vector(prev)
+            ),
+        ),
+        Refusal::Restoring => (503, "base is being restored".into()),
+        Refusal::Loading => (503, "base is still loading".into()),
+        Refusal::Exiting => (503, "service exiting".into()),
+        Refusal::StoreFailed => (500, "replica write failed".into()),
+    }
 }
 
 async fn delete_container(
@@ -851,7 +907,7 @@ async fn delete_container(
 ) -> Result<Response, ApiError> {
     let base = resolve(&svc, &q)?;
     let budget = wait_budget(&svc, &q, &headers);
-    Ok(match crate::writes::delete(&svc, &base, budget).await {
+    Ok(match crate::client::delete(&svc, &base, budget).await {
         Ok(peers) => {
             let peers: serde_json::Map<String, Value> = peers
                 .into_iter()
@@ -868,7 +924,7 @@ async fn delete_container(
 
 async fn peer_drop(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Response, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
-    let (code, message) = crate::writes::drop_replica(&svc, &req.base).await;
+    let (code, message) = crate::client::drop_replica(&svc, &req.base).await;
     Ok(reply(code, &message, json!({})))
 }
 
@@ -902,7 +958,7 @@ async fn metrics(State(svc): Svc) -> Response {
         zk_state: svc.zk.view().link.as_str(),
         zk_reconnects: svc.zk.reconnects(),
         stop_writes: svc.guard.stopped().is_some(),
-        read_only: !svc.writes.readonly().is_empty(),
+        read_only: !svc.readonly().is_empty(),
     });
     (
         StatusCode::OK,

@@ -8,6 +8,7 @@
 mod access;
 mod api;
 mod cli;
+mod client;
 mod config;
 mod directory;
 mod guard;
@@ -16,7 +17,6 @@ mod oioproxy;
 mod rpc;
 mod service;
 mod storage;
-mod writes;
 mod zk;
 
 use anyhow::Context;

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub zk_ops: Histograms<OpLabel>,
     pub replication: Histogram,
     pub replication_failures: Counter,
+    /// Client writes per committed batch (group commit).
+    pub batches: Histogram,
     pub resyncs: Counter,
     stop_writes: Gauge,
     read_only: Gauge,
@@ -82,6 +84,7 @@ impl Default for Metrics {
             zk_ops: Family::new_with_constructor(latency),
             replication: latency(),
             replication_failures: Counter::default(),
+            batches: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
             resyncs: Counter::default(),
             stop_writes: Gauge::default(),
             read_only: Gauge::default(),
@@ -134,6 +137,11 @@ impl Default for Metrics {
             "replication_seconds",
             "Latency of one replicated write to one slave",
             m.replication.clone(),
+        );
+        registry.register(
+            "write_batch_size",
+            "Client writes committed together in one batch (one transaction, one replication round)",
+            m.batches.clone(),
         );
         registry.register(
             "replication_failures",

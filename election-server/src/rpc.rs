@@ -6,11 +6,14 @@
 //! | `POST /v1/peer/getvers` | DB_VERS | the receiver's version vector (or why unknown) |
 //! | `GET /v1/peer/dump` | DB_DUMP | a consistent copy of the receiver's replica |
 //! | `POST /v1/peer/create` | (meta1 link) | create the receiver's replica of a new base |
+//! | `POST /v1/peer/replicate` | (REPLICATE) | apply a master's write on a slave |
 
 use crate::storage::BaseInfo;
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
 use election_core::peer::Refusal;
-use election_core::version::ReplicaVersion;
+use election_core::version::{ReplicaVersion, Vector, WriteOp};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -37,6 +40,20 @@ pub struct GetversRequest {
     /// from masters of lower epochs (they are gone, or it would not lead).
     #[serde(default)]
     pub candidate_seq: Option<Seq>,
+}
+
+/// A master's write, sent to each slave under its fencing epoch.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReplicateRequest {
+    pub base: BaseName,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub from: ServiceId,
+    /// The master's fencing epoch: the sequence of its election node.
+    pub epoch: Seq,
+    pub prev: Vector,
+    pub next: Vector,
+    pub ops: Vec<WriteOp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,6 +106,10 @@ fn refusal_of(body: &[u8]) -> Option<Refusal> {
 pub struct PeerClient {
     http: reqwest::Client,
     connect_timeout: Duration,
+    /// Test-only fault switch (`--enable-fault-switches`): every replicated
+    /// write is sent, then its acknowledgement is dropped, as if the answer
+    /// had been lost after the slave applied it.
+    pub lose_acks: Arc<AtomicBool>,
 }
 
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -108,6 +129,7 @@ impl PeerClient {
         Self {
             http,
             connect_timeout,
+            lose_acks: Arc::default(),
         }
     }
 
@@ -223,12 +245,18 @@ impl PeerClient {
     pub async fn replicate(
         &self,
         peer: &ServiceId,
-        req: &crate::writes::ReplicateRequest,
+        req: &ReplicateRequest,
         timeout: Duration,
     ) -> Result<(), PeerError> {
         self.post_json::<_, serde_json::Value>(peer, "/v1/peer/replicate", req, timeout)
-            .await
-            .map(|_| ())
+            .await?;
+        if self.lose_acks.load(Ordering::Relaxed) {
+            return Err(PeerError::Other {
+                peer: peer.clone(),
+                detail: "fault switch: acknowledgement dropped".into(),
+            });
+        }
+        Ok(())
     }
 
     pub async fn resync(

@@ -10,18 +10,26 @@
 //! Results come back from spawned tasks as new inputs; nothing is fed to the
 //! engine while it is being handled. One timer task ticks the engine at its
 //! next wake-up.
+//!
+//! Requests that wait for the engine's answer (a client's write, a peer's
+//! REPLICATE, GETVERS or DUMP) register a reply under a fresh [`ReqId`]; the
+//! effect that answers them sends on it. Store ops run on blocking threads;
+//! a master's batch keeps its transaction open in the store, not a thread.
 
 use crate::directory::Directory;
-use crate::rpc::{GetversReply, GetversRequest, PeerClient, UseRequest};
+use crate::rpc::{GetversReply, GetversRequest, PeerClient, ReplicateRequest, UseRequest};
 use crate::storage::BaseStore;
 use crate::zk::{classify, ErrorClass, Link, ZkSession};
 use election_core::names::{
     BaseName, ElectionKey, Namespace, Seq, ServiceId, ServiceType, ZkLayout,
 };
-use election_core::{Election, Now};
+use election_core::peer::Refusal;
+use election_core::version::WriteOp;
+use election_core::{Election, Now, State};
 use election_engine::{
-    Effect, Engine, EngineConfig, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion,
-    SessionTag, ZkFailure, ZkOk, ZkOp,
+    Divergence, Effect, Engine, EngineConfig, Id, Input, LogEvent, NotOwner, Observation,
+    RemoteVersion, ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp,
+    WriteRefusal, Written, ZkFailure, ZkOk, ZkOp,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -72,10 +80,32 @@ pub struct Snapshot {
     pub bound_epoch: u64,
 }
 
-/// The engine and the copies in flight it may abandon.
+/// The engine, the copies in flight it may abandon, and the requests that
+/// wait for its answer.
 struct Shell {
     engine: Engine,
     syncs: HashMap<Id, tokio::task::JoinHandle<()>>,
+    replies: HashMap<ReqId, Reply>,
+    next_req: ReqId,
+}
+
+/// Where the engine's answer to a request goes.
+enum Reply {
+    Write(oneshot::Sender<Result<Written, WriteRefusal>>),
+    Replicate(oneshot::Sender<Result<(), Refusal>>),
+    Getvers(oneshot::Sender<Result<(), NotOwner>>),
+    Dump(oneshot::Sender<Dumped>),
+}
+
+/// The answer to a slave's request for a copy.
+#[derive(Debug)]
+pub enum Dumped {
+    /// Only a master whose session holds its node gives one.
+    Refused {
+        state: State,
+        session_live: bool,
+    },
+    Copy(Result<Vec<u8>, StoreFailure>),
 }
 
 pub struct Service {
@@ -88,7 +118,6 @@ pub struct Service {
     pub store: BaseStore,
     pub directory: Directory,
     pub rpc: PeerClient,
-    pub writes: crate::writes::Writes,
     pub guard: crate::guard::Guard,
     started: Instant,
     /// A copy of the engine's flag, read by every route without the lock.
@@ -150,13 +179,14 @@ impl Service {
             store,
             directory,
             rpc,
-            writes: crate::writes::Writes::default(),
             guard,
             started: Instant::now(),
             exiting: AtomicBool::new(false),
             shell: Mutex::new(Shell {
                 engine,
                 syncs: HashMap::new(),
+                replies: HashMap::new(),
+                next_req: 0,
             }),
             timer_at: AtomicU64::new(u64::MAX),
             timer: Notify::new(),
@@ -243,30 +273,93 @@ impl Service {
         lock(&self.peers_cache).remove(base);
     }
 
-    /// A candidate holding node `seq` asked our version: from now on, writes
-    /// from masters of lower epochs are refused (see `Engine::raise_fence`).
-    /// The caller holds the base's write lock, so no write is half-applied.
-    pub fn raise_fence(&self, base: &BaseName, seq: Seq) {
+    /// Feeds an input that names a request, and returns where its answer
+    /// will come. The reply is registered before the input is handled: the
+    /// answer may be among the effects it emits.
+    fn ask<T>(
+        self: &Arc<Self>,
+        reply: impl FnOnce(oneshot::Sender<T>) -> Reply,
+        input: impl FnOnce(ReqId) -> Input,
+    ) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        let mut shell = lock(&self.shell);
+        shell.next_req += 1;
+        let req = shell.next_req;
+        shell.replies.insert(req, reply(tx));
         let now = self.now();
-        lock(&self.shell).engine.raise_fence(now, base, seq);
+        shell.engine.handle(now, input(req));
+        self.run_effects(&mut shell);
+        rx
     }
 
-    pub fn fence(&self, base: &BaseName) -> Option<Seq> {
-        lock(&self.shell).engine.fence(base)
+    /// A client's write, once the election of `base` was seen final: the
+    /// engine queues it into the base's next batch and answers once a
+    /// majority acknowledged it, or why not.
+    pub async fn write(
+        self: &Arc<Self>,
+        base: &BaseName,
+        ops: Vec<WriteOp>,
+    ) -> Result<Written, WriteRefusal> {
+        let base = base.clone();
+        let rx = self.ask(Reply::Write, |req| Input::Write { req, base, ops });
+        rx.await
+            .unwrap_or_else(|_| Err(WriteRefusal::Failed("the write was dropped".into())))
     }
 
-    /// A peer's GETVERS: starts our side, and checks that we own the node it
-    /// names as master, if any.
-    pub fn serve_getvers(
+    /// A master's write replicated to us: applied in order, or refused.
+    pub async fn replicate(self: &Arc<Self>, r: ReplicateRequest) -> Result<(), Refusal> {
+        let rx = self.ask(Reply::Replicate, |req| Input::Replicate {
+            req,
+            from: r.from,
+            base: r.base,
+            epoch: r.epoch,
+            prev: r.prev,
+            next: r.next,
+            ops: r.ops.into(),
+        });
+        rx.await.unwrap_or(Err(Refusal::StoreFailed))
+    }
+
+    /// A peer's GETVERS: starts our side; when it names our node as master
+    /// we must own it; a candidate's is answered once no write is
+    /// half-applied here, and fences older masters. On `Ok`, read the
+    /// local version and answer it.
+    pub async fn getvers(
         self: &Arc<Self>,
         base: &BaseName,
         master_seq: Option<Seq>,
+        candidate_seq: Option<Seq>,
     ) -> Result<(), NotOwner> {
-        let mut shell = lock(&self.shell);
-        let now = self.now();
-        let served = shell.engine.serve_getvers(now, base, master_seq);
-        self.run_effects(&mut shell);
-        served
+        let base = base.clone();
+        let rx = self.ask(Reply::Getvers, |req| Input::GetversReq {
+            req,
+            base,
+            master_seq,
+            candidate_seq,
+        });
+        rx.await.unwrap_or(Err(NotOwner {
+            seq: master_seq.unwrap_or(0),
+            owned: None,
+            state: State::None,
+        }))
+    }
+
+    /// A slave asks for a copy of `base`: taken once no write is half-applied.
+    pub async fn dump(self: &Arc<Self>, base: &BaseName) -> Dumped {
+        let base = base.clone();
+        let rx = self.ask(Reply::Dump, |req| Input::DumpReq { req, base });
+        rx.await
+            .unwrap_or_else(|_| Dumped::Copy(Err(StoreFailure::Failed("copy dropped".into()))))
+    }
+
+    /// Emergency read-only mode: the bases whose replicas may differ.
+    pub fn readonly(&self) -> Vec<Divergence> {
+        lock(&self.shell).engine.readonly().to_vec()
+    }
+
+    /// The operator checked that the replicas of `bases` agree again.
+    pub fn clear_readonly(self: &Arc<Self>, bases: Vec<BaseName>) {
+        self.input(Input::ClearReadOnly { bases });
     }
 
     /// Leaves the election and comes back at once (as a new member).
@@ -526,16 +619,82 @@ impl Service {
                     }
                 }
             }
-            // The engine's write path: this shell still runs writes.rs and
-            // never feeds the inputs these answer (issue 13, step 4).
-            Effect::Store { .. }
-            | Effect::Replicate { .. }
-            | Effect::Resync { .. }
-            | Effect::WriteDone { .. }
-            | Effect::ReplicateDone { .. }
-            | Effect::GetversServed { .. }
-            | Effect::DumpRefused { .. } => {
-                tracing::error!("unexpected effect of the engine's write path: {effect:?}");
+            Effect::Store { id, base, op } => self.store_op(shell, id, base, op),
+            Effect::Replicate {
+                id,
+                to,
+                base,
+                epoch,
+                prev,
+                next,
+                ops,
+            } => {
+                let svc = self.clone();
+                tokio::spawn(crate::access::inherit(async move {
+                    let req = ReplicateRequest {
+                        base,
+                        service_type: svc.stype.clone(),
+                        from: svc.me.clone(),
+                        epoch,
+                        prev,
+                        next,
+                        ops: ops.to_vec(),
+                    };
+                    let sent = Instant::now();
+                    let answer = svc
+                        .rpc
+                        .replicate(&to, &req, svc.cfg.replicate_timeout)
+                        .await;
+                    svc.metrics
+                        .replication
+                        .observe(sent.elapsed().as_secs_f64());
+                    let result = answer.map_err(|e| {
+                        svc.metrics.replication_failures.inc();
+                        replicate_failure(e)
+                    });
+                    svc.input(Input::Replicated { id, result });
+                }));
+            }
+            Effect::Resync { to, base } => {
+                let svc = self.clone();
+                tokio::spawn(crate::access::inherit(async move {
+                    let req = UseRequest {
+                        base,
+                        service_type: svc.stype.clone(),
+                        from: svc.me.clone(),
+                        master: false,
+                    };
+                    if let Err(e) = svc.rpc.resync(&to, &req, svc.cfg.use_timeout).await {
+                        tracing::debug!(base = %req.base, "resync request to {to} failed: {e}");
+                    }
+                }));
+            }
+            Effect::WriteDone { req, result, .. } => {
+                if let Some(Reply::Write(tx)) = shell.replies.remove(&req) {
+                    let _ = tx.send(result);
+                }
+            }
+            Effect::ReplicateDone { req, result } => {
+                if let Some(Reply::Replicate(tx)) = shell.replies.remove(&req) {
+                    let _ = tx.send(result);
+                }
+            }
+            Effect::GetversServed { req, result, .. } => {
+                if let Some(Reply::Getvers(tx)) = shell.replies.remove(&req) {
+                    let _ = tx.send(result);
+                }
+            }
+            Effect::DumpRefused {
+                req,
+                state,
+                session_live,
+            } => {
+                if let Some(Reply::Dump(tx)) = shell.replies.remove(&req) {
+                    let _ = tx.send(Dumped::Refused {
+                        state,
+                        session_live,
+                    });
+                }
             }
             Effect::Observe(o) => self.observe(o),
             Effect::Log(event) => {
@@ -548,6 +707,42 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// Runs a store op on a blocking thread and feeds its outcome back. A
+    /// copy goes to the slave that asked before the engine hears it is done.
+    fn store_op(self: &Arc<Self>, shell: &mut Shell, id: Id, base: BaseName, op: StoreOp) {
+        let key = self.key(&base);
+        let svc = self.clone();
+        let when = i64::try_from(self.now().wall_ms).unwrap_or(0);
+        let reply = match &op {
+            StoreOp::Dump { req } => match shell.replies.remove(req) {
+                Some(Reply::Dump(tx)) => Some(tx),
+                _ => None,
+            },
+            _ => None,
+        };
+        tokio::spawn(crate::access::inherit(async move {
+            let svc2 = svc.clone();
+            let run = tokio::task::spawn_blocking(move || match op {
+                StoreOp::Dump { .. } => {
+                    let copy = svc2.store.dump(&key).map_err(StoreFailure::from);
+                    let result = match &copy {
+                        Ok(_) => Ok(StoreOk::Dumped),
+                        Err(e) => Err(e.clone()),
+                    };
+                    if let Some(tx) = reply {
+                        let _ = tx.send(Dumped::Copy(copy));
+                    }
+                    result
+                }
+                op => svc2.store.run(&key, &op, when),
+            });
+            let result = run
+                .await
+                .unwrap_or_else(|e| Err(StoreFailure::Failed(e.to_string())));
+            svc.input(Input::Stored { id, result });
+        }));
     }
 
     fn observe(&self, o: Observation) {
@@ -576,7 +771,10 @@ impl Service {
             Observation::Resynced => {
                 self.metrics.resyncs.inc();
             }
-            Observation::WriteFenced | Observation::Committed { .. } => {}
+            Observation::WriteFenced => {}
+            Observation::Committed { writes } => {
+                self.metrics.batches.observe(writes as f64);
+            }
         }
     }
 
@@ -701,6 +899,28 @@ fn snapshot_of(s: &election_engine::Slot) -> Arc<Snapshot> {
         fsm: s.fsm.clone(),
         bound_epoch: s.bound_epoch,
     })
+}
+
+/// How a slave's answer to a replicated write reaches the engine: a typed
+/// refusal, a call that never reached it, or no answer (it may have
+/// applied it).
+fn replicate_failure(e: crate::rpc::PeerError) -> ReplicateFailure {
+    use crate::rpc::PeerError;
+    match e {
+        PeerError::Status {
+            refusal: Some(refusal),
+            ..
+        } => ReplicateFailure::Refused(refusal),
+        // Never reached it, or refused before reading it (authentication,
+        // a malformed or oversized request): not applied.
+        PeerError::Refused { .. } | PeerError::ConnectTimeout { .. } => {
+            ReplicateFailure::Unreachable(e.to_string())
+        }
+        PeerError::Status { status, .. } if status < 500 => {
+            ReplicateFailure::Unreachable(e.to_string())
+        }
+        e => ReplicateFailure::Unknown(e.to_string()),
+    }
 }
 
 /// How a ZooKeeper error reaches the engine (reference §1.2: the session

@@ -8,6 +8,7 @@
 
 use election_core::names::{BaseName, ElectionKey, ServiceId, ServiceType};
 use election_core::version::{ReplicaVersion, TableVersion};
+use election_engine::{StoreFailure, StoreOk, StoreOp};
 use rusqlite::{params, Connection, OpenFlags};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -31,6 +32,18 @@ pub enum StoreError {
 }
 
 pub use election_core::version::{render_vector, Vector, WriteOp};
+
+impl From<StoreError> for StoreFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Missing => StoreFailure::Missing,
+            StoreError::OutOfOrder { .. } => StoreFailure::OutOfOrder(e.to_string()),
+            StoreError::Restoring => StoreFailure::Restoring,
+            StoreError::Loading => StoreFailure::Loading,
+            StoreError::Sqlite(_) | StoreError::Io(_) => StoreFailure::Failed(e.to_string()),
+        }
+    }
+}
 
 /// Admin keys written at creation that name the base: never changed by a
 /// write (nor are the `version:*` keys, which hold the version vector).
@@ -169,6 +182,9 @@ pub struct BaseStore {
     /// Test-only: bases read as "loading" until then (slow start).
     loading_until: Mutex<Option<std::time::Instant>>,
     versions: std::sync::Arc<VersionCache>,
+    /// The masters' batches applied in a transaction left open until the
+    /// engine commits or rolls them back (at most one per base).
+    open: Mutex<HashMap<ElectionKey, PendingWrite>>,
 }
 
 impl BaseStore {
@@ -181,6 +197,7 @@ impl BaseStore {
             restoring: Mutex::new(HashSet::new()),
             loading_until: Mutex::new(None),
             versions: std::sync::Arc::default(),
+            open: Mutex::new(HashMap::new()),
         })
     }
 
@@ -399,6 +416,59 @@ impl BaseStore {
             )?;
         }
         Ok(())
+    }
+
+    /// Runs one of the engine's store ops, on a blocking thread. A batch's
+    /// transaction stays open between `Begin` and `Commit` or `Rollback`,
+    /// held here, not by a thread. `Dump` hands bytes to a peer: see `dump`.
+    pub fn run(
+        &self,
+        key: &ElectionKey,
+        op: &StoreOp,
+        when_ms: i64,
+    ) -> Result<StoreOk, StoreFailure> {
+        let take = || {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key)
+        };
+        match op {
+            StoreOp::Begin { ops } => {
+                let pending = self.begin_write(key, ops, when_ms)?;
+                let begun = StoreOk::Begun {
+                    prev: pending.prev.clone(),
+                    next: pending.next.clone(),
+                };
+                // A batch left open (none should be) is rolled back on drop.
+                let stale = self
+                    .open
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), pending);
+                drop(stale);
+                Ok(begun)
+            }
+            StoreOp::Commit => {
+                let mut pending =
+                    take().ok_or_else(|| StoreFailure::Failed("no open batch to commit".into()))?;
+                pending.commit()?;
+                Ok(StoreOk::Committed)
+            }
+            StoreOp::Rollback => {
+                if let Some(mut pending) = take() {
+                    pending.rollback();
+                }
+                Ok(StoreOk::RolledBack)
+            }
+            StoreOp::Apply { prev, next, ops } => {
+                self.apply_replica(key, ops, prev, next)?;
+                Ok(StoreOk::Applied)
+            }
+            StoreOp::Dump { .. } => Err(StoreFailure::Failed(
+                "a copy is taken with BaseStore::dump".into(),
+            )),
+        }
     }
 
     /// Starts the master's side of a write: `ops` applied and the properties

@@ -1,0 +1,447 @@
+//! What a client's request on a base does, around the engine: validate it,
+//! check that we host the base, wait (bounded) for its election to be
+//! final, hand it over, and word the engine's verdict for people (an OpenIO
+//! code, a message) and for scripts (a stable `reason`).
+//!
+//! The decisions are the engine's (`election_engine`, `engine/writes.rs`):
+//! who may write, batching, quorum, commit and rollback, fencing, resync and
+//! emergency read-only mode. Reads, deletions and the operator's clearing of
+//! read-only mode gather what they need here, then act.
+
+use crate::service::{Service, Snapshot, WaitError};
+use crate::storage::{Vector, WriteOp};
+use election_core::names::{BaseName, Seq, ServiceId};
+use election_engine::WriteRefusal;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const READONLY_MESSAGE: &str =
+    "READONLY Server is in emergency read-only mode due to a critical propagation failure.";
+
+/// Why a write was not acknowledged.
+#[derive(Debug)]
+pub enum WriteError {
+    /// This peer is a slave: write to the master.
+    Redirect(ServiceId),
+    /// The election could not serve the request (the seed's 503), and why.
+    ElectionFailed(Failure, String),
+    Exiting,
+    NotManaged(String),
+    ReadOnly,
+    /// Not enough replicas acknowledged: the write was rolled back.
+    NoQuorum(String),
+    /// Too many writes wait for this base already.
+    Overloaded(usize),
+    /// A resource threshold is breached (seed 001).
+    StopWrites(String),
+    Invalid(String),
+    Internal(String),
+}
+
+/// Why the election could not serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No final state within the request's budget.
+    Timeout,
+    /// The directory could not say who holds the base.
+    DirectoryUnavailable,
+    /// The role or the session changed while the write waited.
+    StatusChanged,
+    /// A candidate with a higher node asked our version: we are deposed.
+    Superseded,
+}
+
+/// What went wrong, as a stable name in the answer's `reason` field:
+/// scripts and tests act on it, people read the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    NotMaster,
+    ElectionTimeout,
+    DirectoryUnavailable,
+    StatusChanged,
+    Superseded,
+    Exiting,
+    NotManaged,
+    ReadOnly,
+    NoQuorum,
+    Overloaded,
+    StopWrites,
+    Invalid,
+    Internal,
+}
+
+impl WriteError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            WriteError::Redirect(_) => Reason::NotMaster,
+            WriteError::ElectionFailed(Failure::Timeout, _) => Reason::ElectionTimeout,
+            WriteError::ElectionFailed(Failure::DirectoryUnavailable, _) => {
+                Reason::DirectoryUnavailable
+            }
+            WriteError::ElectionFailed(Failure::StatusChanged, _) => Reason::StatusChanged,
+            WriteError::ElectionFailed(Failure::Superseded, _) => Reason::Superseded,
+            WriteError::Exiting => Reason::Exiting,
+            WriteError::NotManaged(_) => Reason::NotManaged,
+            WriteError::ReadOnly => Reason::ReadOnly,
+            WriteError::NoQuorum(_) => Reason::NoQuorum,
+            WriteError::Overloaded(_) => Reason::Overloaded,
+            WriteError::StopWrites(_) => Reason::StopWrites,
+            WriteError::Invalid(_) => Reason::Invalid,
+            WriteError::Internal(_) => Reason::Internal,
+        }
+    }
+
+    /// (OpenIO code, message).
+    pub fn code_and_message(&self) -> (u16, String) {
+        match self {
+            WriteError::Redirect(m) => (303, m.to_string()),
+            WriteError::ElectionFailed(_, m) => (503, m.clone()),
+            WriteError::Exiting => (503, "service exiting".into()),
+            WriteError::NotManaged(m) => (431, m.clone()),
+            WriteError::ReadOnly => (503, READONLY_MESSAGE.into()),
+            WriteError::NoQuorum(m) => (503, m.clone()),
+            WriteError::Overloaded(queued) => (
+                503,
+                format!("overloaded: {queued} writes already wait for this base; retry later"),
+            ),
+            WriteError::StopWrites(reason) => (
+                503,
+                format!(
+                    "STOP_WRITES {reason}: this service is handing its bases over to healthy peers"
+                ),
+            ),
+            WriteError::Invalid(m) => (400, m.clone()),
+            WriteError::Internal(m) => (500, m.clone()),
+        }
+    }
+}
+
+fn validate(ops: &[WriteOp]) -> Result<(), WriteError> {
+    if ops.is_empty() {
+        return Err(WriteError::Invalid(
+            "nothing to write: give at least one property".into(),
+        ));
+    }
+    if ops.len() > 1000 {
+        return Err(WriteError::Invalid(format!(
+            "{} changes in one write; at most 1000",
+            ops.len()
+        )));
+    }
+    for op in ops {
+        let (WriteOp::Set { key, .. } | WriteOp::Unset { key } | WriteOp::SetSystem { key, .. }) =
+            op;
+        if key.is_empty() || key.len() > 256 || key.chars().any(char::is_control) {
+            return Err(WriteError::Invalid(format!(
+                "property key {key:?}: 1 to 256 printable characters"
+            )));
+        }
+        if let WriteOp::SetSystem { .. } = op {
+            crate::storage::check_system_key(key).map_err(WriteError::Invalid)?;
+        }
+        if let WriteOp::Set { value, .. } | WriteOp::SetSystem { value, .. } = op {
+            if value.len() > 16 * 1024 {
+                return Err(WriteError::Invalid(format!(
+                    "value of {key:?} is {} bytes; at most 16384",
+                    value.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn not_managed(svc: &Service, base: &BaseName) -> WriteError {
+    WriteError::NotManaged(format!(
+        "Base not managed: {base} is not hosted by {}",
+        svc.me
+    ))
+}
+
+/// The common start of client requests on a base: we must host it, and its
+/// election must reach a final state within the caller's budget.
+async fn settled(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    budget: Duration,
+) -> Result<Arc<Snapshot>, WriteError> {
+    match svc.manages(base, false).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(not_managed(svc, base)),
+        Err(e) => {
+            return Err(WriteError::ElectionFailed(
+                Failure::DirectoryUnavailable,
+                format!("directory unavailable: {e}"),
+            ))
+        }
+    }
+    wait_settled(svc, base, budget).await
+}
+
+/// Waits (bounded) for a final election state; a timeout is the seed's
+/// `Election failed [<base>][<type>]`.
+async fn wait_settled(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    budget: Duration,
+) -> Result<Arc<Snapshot>, WriteError> {
+    match svc.wait_final(base, budget).await {
+        Ok(s) => Ok(s),
+        Err(WaitError::Exiting) => Err(WriteError::Exiting),
+        Err(WaitError::Timeout(s)) => Err(WriteError::ElectionFailed(Failure::Timeout, format!(
+            "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
+            svc.stype,
+            s.fsm.state(),
+            s.fsm.reason(svc.now())
+        ))),
+    }
+}
+
+/// A client write, on whichever peer received it.
+pub async fn write(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    ops: Vec<WriteOp>,
+    budget: Duration,
+) -> Result<(Vector, Seq), WriteError> {
+    validate(&ops)?;
+    settled(svc, base, budget).await?;
+    match svc.write(base, ops).await {
+        Ok(written) => Ok((written.next, written.epoch)),
+        Err(refusal) => Err(worded(svc, base, refusal)),
+    }
+}
+
+/// The engine's refusal of a write, worded.
+fn worded(svc: &Service, base: &BaseName, refusal: WriteRefusal) -> WriteError {
+    let stype = &svc.stype;
+    match refusal {
+        WriteRefusal::Redirect(master) => WriteError::Redirect(master),
+        WriteRefusal::StatusChanged {
+            state,
+            session_live,
+        } => WriteError::ElectionFailed(
+            Failure::StatusChanged,
+            format!(
+                "Election failed [{base}][{stype}]: election status changed during the write (now {state}, session live: {session_live})"
+            ),
+        ),
+        WriteRefusal::Superseded { epoch, fence } => WriteError::ElectionFailed(
+            Failure::Superseded,
+            format!(
+                "Election failed [{base}][{stype}]: this master (node {epoch}) was superseded by a candidate with node {fence}"
+            ),
+        ),
+        WriteRefusal::ReadOnly => WriteError::ReadOnly,
+        WriteRefusal::StopWrites => WriteError::StopWrites(
+            svc.guard
+                .stopped()
+                .unwrap_or_else(|| "stop-writes".to_string()),
+        ),
+        WriteRefusal::Exiting => WriteError::Exiting,
+        WriteRefusal::Overloaded { queued } => WriteError::Overloaded(queued),
+        WriteRefusal::NoQuorum {
+            acked,
+            group,
+            needed,
+            detail,
+        } => WriteError::NoQuorum(format!(
+            "no quorum: {acked} of {group} replicas acknowledged, {needed} needed; the write was rolled back ({detail})"
+        )),
+        WriteRefusal::Failed(why) => WriteError::Internal(why),
+    }
+}
+
+/// Reads, on master or slave (`master_only`: slaves redirect).
+pub async fn read(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    master_only: bool,
+    budget: Duration,
+) -> Result<(crate::storage::Properties, &'static str), WriteError> {
+    let snap = settled(svc, base, budget).await?;
+    let role = match snap.fsm.master() {
+        Some(m) if master_only => return Err(WriteError::Redirect(m.clone())),
+        Some(_) => "SLAVE",
+        None => "MASTER",
+    };
+    let (svc2, key) = (svc.clone(), svc.key(base));
+    let props = tokio::task::spawn_blocking(move || svc2.store.properties(&key))
+        .await
+        .map_err(|e| WriteError::Internal(e.to_string()))?
+        .map_err(|e| WriteError::Internal(format!("read failed: {e}")))?;
+    Ok((props, role))
+}
+
+/// Clears emergency read-only mode, but only once every replica of every
+/// affected base reports the same version as this service.
+pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String> {
+    let divergent = svc.readonly();
+    let mut cleared = Vec::new();
+    for d in &divergent {
+        let peers = match svc.manages(&d.base, true).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                cleared.push(d.base.clone());
+                continue;
+            }
+            Err(e) => return Err(format!("{}: directory unavailable: {e}", d.base)),
+        };
+        let (svc2, key) = (svc.clone(), svc.key(&d.base));
+        let local = tokio::task::spawn_blocking(move || svc2.store.version(&key))
+            .await
+            .map_err(|e| e.to_string())?;
+        for peer in peers.iter().filter(|p| **p != svc.me) {
+            let req = crate::rpc::GetversRequest {
+                base: d.base.clone(),
+                service_type: svc.stype.clone(),
+                from: svc.me.clone(),
+                master_seq: None,
+                candidate_seq: None,
+            };
+            match svc.rpc.getvers(peer, &req, svc.cfg.getvers_timeout).await {
+                Ok(crate::rpc::GetversReply::Version { version }) if version == local => {}
+                Ok(crate::rpc::GetversReply::Version { version }) => {
+                    return Err(format!(
+                        "{}: {peer} is at {version:?}, this service at {local:?}: resync it first (openio election sync)",
+                        d.base
+                    ))
+                }
+                Ok(other) => return Err(format!("{}: {peer} answered {other:?}", d.base)),
+                Err(e) => return Err(format!("{}: {e}", d.base)),
+            }
+        }
+        cleared.push(d.base.clone());
+    }
+    svc.clear_readonly(cleared.clone());
+    Ok(cleared)
+}
+
+/// Deletes a container: on the master (ordered with writes), removes the
+/// directory entry, so that no replica can ever be elected again (even one
+/// that missed the deletion), then asks every peer to drop its replica.
+pub async fn delete(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    budget: Duration,
+) -> Result<Vec<(ServiceId, String)>, WriteError> {
+    let entry = match svc.directory.lookup(&svc.stype, base).await {
+        Ok(Some(e)) if e.peers.contains(&svc.me) => e,
+        Ok(_) => return Err(not_managed(svc, base)),
+        Err(e) => {
+            return Err(WriteError::ElectionFailed(
+                Failure::DirectoryUnavailable,
+                format!("directory unavailable: {e}"),
+            ))
+        }
+    };
+    let snap = wait_settled(svc, base, budget).await?;
+    if let Some(master) = snap.fsm.master() {
+        return Err(WriteError::Redirect(master.clone()));
+    }
+    svc.directory
+        .remove(&svc.stype, &entry)
+        .await
+        .map_err(|e| WriteError::Internal(format!("directory: {e}")))?;
+    svc.forget_peers(base);
+    let calls = entry.peers.iter().map(|peer| {
+        let svc = svc.clone();
+        let req = crate::rpc::UseRequest {
+            base: base.clone(),
+            service_type: svc.stype.clone(),
+            from: svc.me.clone(),
+            master: false,
+        };
+        async move {
+            let outcome = match svc
+                .rpc
+                .drop_replica(peer, &req, svc.cfg.replicate_timeout)
+                .await
+            {
+                Ok(()) => "dropped".to_string(),
+                Err(e) => format!("not dropped ({e}); it can no longer be elected"),
+            };
+            (peer.clone(), outcome)
+        }
+    });
+    Ok(futures::future::join_all(calls).await)
+}
+
+/// A peer's side of a deletion: only once the directory no longer lists the
+/// base, leave its election and remove the local replica.
+pub async fn drop_replica(svc: &Arc<Service>, base: &BaseName) -> (u16, String) {
+    svc.forget_peers(base);
+    match svc.manages(base, true).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return (
+                409,
+                format!("{base} is still in the directory: not dropped"),
+            )
+        }
+        Err(e) => return (503, format!("directory unavailable: {e}")),
+    }
+    svc.leave(base);
+    let (svc2, key) = (svc.clone(), svc.key(base));
+    match tokio::task::spawn_blocking(move || svc2.store.remove(&key)).await {
+        Ok(Ok(_)) => {
+            tracing::info!(base = %base, "replica dropped (container deleted)");
+            (200, "OK".into())
+        }
+        Ok(Err(e)) => (500, format!("cannot remove the replica: {e}")),
+        Err(e) => (500, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_stable_reason() {
+        let table = [
+            (
+                WriteError::Redirect(ServiceId::new("127.0.0.1:1").expect("id")),
+                "not_master",
+                303,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::Timeout, "m".into()),
+                "election_timeout",
+                503,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::DirectoryUnavailable, "m".into()),
+                "directory_unavailable",
+                503,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::StatusChanged, "m".into()),
+                "status_changed",
+                503,
+            ),
+            (
+                WriteError::ElectionFailed(Failure::Superseded, "m".into()),
+                "superseded",
+                503,
+            ),
+            (WriteError::Exiting, "exiting", 503),
+            (WriteError::NotManaged("m".into()), "not_managed", 431),
+            (WriteError::ReadOnly, "read_only", 503),
+            (WriteError::NoQuorum("m".into()), "no_quorum", 503),
+            (WriteError::Overloaded(1024), "overloaded", 503),
+            (WriteError::StopWrites("m".into()), "stop_writes", 503),
+            (WriteError::Invalid("m".into()), "invalid", 400),
+            (WriteError::Internal("m".into()), "internal", 500),
+        ];
+        for (error, reason, code) in table {
+            assert_eq!(
+                serde_json::to_value(error.reason()).expect("json"),
+                reason,
+                "{error:?}"
+            );
+            assert_eq!(error.code_and_message().0, code, "{error:?}");
+        }
+    }
+}
