@@ -156,6 +156,9 @@ pub struct Election {
     retries_left: u32,
     flags: Flags,
     exiting: bool,
+    /// A rejoin waits in NONE for the caller to restart it (admission
+    /// control) instead of restarting at once.
+    hold_rejoin: bool,
     entered_mono: u64,
     /// Start of the current unstable period (None when final or NONE).
     unstable_since: Option<u64>,
@@ -191,6 +194,7 @@ impl Election {
             retries_left: 0,
             flags: Flags::default(),
             exiting: false,
+            hold_rejoin: false,
             entered_mono: now.mono_ms,
             unstable_since: None,
             last_access: now.mono_ms,
@@ -404,7 +408,7 @@ impl Election {
             self.log.push(now.wall_ms, pre, logged, self.state);
         }
         // Post-transition hook (reference §1.6.2): a requested rejoin restarts at once.
-        if self.state == State::None && self.flags.rejoin && !self.exiting {
+        if self.state == State::None && self.flags.rejoin && !self.exiting && !self.hold_rejoin {
             let pre = self.state;
             self.flags.rejoin = false;
             self.start(now, &mut out);
@@ -914,6 +918,7 @@ impl Election {
                     if std::mem::take(&mut self.flags.rejoin) && !self.exiting {
                         self.start(now, out);
                     } else {
+                        self.delete_leftovers(out);
                         self.enter(now, S::None, out);
                     }
                 } else if !self.exiting {
@@ -927,6 +932,7 @@ impl Election {
                     sync: self.flags.sync,
                     ..Flags::default()
                 };
+                self.delete_leftovers(out);
                 self.enter(now, S::None, out);
                 Logged::Always
             }
@@ -1020,6 +1026,16 @@ impl Election {
     fn backoff(&self, first: u64, max: u64, n: u32, salt: u64) -> u64 {
         let raw = first.saturating_mul(1u64 << n.min(20)).min(max);
         self.jitter(raw, salt)
+    }
+
+    /// An election that stays out deletes the nodes a failed leave left
+    /// behind: its peers would follow such a node as their master's for as
+    /// long as our session lives (sim seed 12749: an operator's leave during
+    /// a ZooKeeper outage). A membership deletes them when it starts.
+    fn delete_leftovers(&mut self, out: &mut Vec<Action>) {
+        for seq in std::mem::take(&mut self.stale_nodes) {
+            out.push(Action::Delete { op: None, seq });
+        }
     }
 
     fn remember_stale(&mut self, seq: Seq) {
@@ -1293,6 +1309,16 @@ impl Election {
                 }
             }
         }
+    }
+
+    /// From now on, an election that rejoins (it stepped aside for a newer
+    /// replica, was asked to leave and come back, or to resync while idle)
+    /// stops in NONE with [`Self::rejoin_requested`] set, and the caller
+    /// restarts it with `Event::None` when its admission control lets it. A
+    /// rejoin that restarted at once kept its admission slot forever and
+    /// starved the elections queued behind it (sim seed 23959).
+    pub fn hold_rejoins(&mut self) {
+        self.hold_rejoin = true;
     }
 
     /// Is a restart requested for when the election is back in NONE?

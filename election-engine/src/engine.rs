@@ -239,6 +239,25 @@ pub struct Engine {
     in_flight: usize,
     urgent: VecDeque<(u32, u64)>,
     background: VecDeque<(u32, u64)>,
+    /// Nodes of ours whose deletion failed, waiting to be deleted again,
+    /// and those being deleted (rare: a leave during a ZooKeeper outage).
+    leftovers: Vec<Leftover>,
+    leftover_calls: HashMap<Id, Leftover>,
+}
+
+/// A node of ours that a leave or a cleanup failed to delete. It is deleted
+/// again, with back-off, until ZooKeeper says it is gone, or its session is
+/// (an ephemeral node goes with it). Kept by path, not by slot: the
+/// election may be forgotten meanwhile.
+#[derive(Debug, Clone)]
+struct Leftover {
+    path: String,
+    base: BaseName,
+    seq: Seq,
+    /// The session the node was created in.
+    epoch: u64,
+    at: u64,
+    tries: u32,
 }
 
 impl Engine {
@@ -266,6 +285,8 @@ impl Engine {
             in_flight: 0,
             urgent: VecDeque::new(),
             background: VecDeque::new(),
+            leftovers: Vec::new(),
+            leftover_calls: HashMap::new(),
         }
     }
 
@@ -299,7 +320,12 @@ impl Engine {
 
     /// When to call `handle(now, Input::Tick)` next (monotonic ms).
     pub fn next_wakeup(&self) -> Option<u64> {
-        self.timers.first().map(|(at, _)| *at)
+        let timer = self.timers.first().map(|(at, _)| *at);
+        let leftover = self.leftovers.iter().map(|l| l.at).min();
+        match (timer, leftover) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn key(&self, base: &BaseName) -> ElectionKey {
@@ -351,14 +377,20 @@ impl Engine {
     /// (the candidate saw none lower than its own), but it may not know yet,
     /// and a write it replicated to us after we answered would be missing
     /// from the candidate's copy (found by the simulation, see sim/README).
-    /// The caller makes sure no write to the base is half-applied.
+    /// The caller makes sure no write to the base is half-applied: a shell
+    /// sends `Input::GetversReq`, which orders this with the writes (this
+    /// entry is for tests).
+    #[doc(hidden)]
     pub fn raise_fence(&mut self, now: Now, base: &BaseName, seq: Seq) {
         let i = self.ensure(now, base);
         self.slot_mut(i).raise_fence(seq);
     }
 
     /// A peer's GETVERS: like OpenIO's DB_VERS it starts our side of the
-    /// election. When it names our node (`master_seq`), we must own it.
+    /// election. When it names our node (`master_seq`), we must own it. A
+    /// shell sends `Input::GetversReq` (which also fences, in order with
+    /// the writes); this entry is for tests.
+    #[doc(hidden)]
     pub fn serve_getvers(
         &mut self,
         now: Now,
@@ -489,6 +521,8 @@ impl Engine {
                 }
                 if let Some(f) = self.inflight.remove(&id) {
                     self.zk_done(now, f, id, session, result);
+                } else if let Some(l) = self.leftover_calls.remove(&id) {
+                    self.leftover_done(now, l, result);
                 }
             }
             Input::WatchFired { watch, deleted } => self.watch_fired(now, watch, deleted),
@@ -666,6 +700,8 @@ impl Engine {
         }
         let key = self.key(base);
         let mut fsm = Election::new(self.cfg.election.clone(), jitter_seed(&key, &self.me), now);
+        // Rejoins go through admission, like every start from NONE.
+        fsm.hold_rejoins();
         if self.exiting {
             fsm.set_exiting();
         }
@@ -763,6 +799,7 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Now) {
+        self.retry_leftovers(now);
         while let Some(&(at, i)) = self.timers.first() {
             if at > now.mono_ms {
                 break;
@@ -819,6 +856,59 @@ impl Engine {
         }
     }
 
+    // ----- leftover nodes -----
+
+    fn leftover_later(&mut self, now: Now, mut l: Leftover) {
+        let (base_ms, max_ms) = (
+            self.cfg.election.retry_failed_ms.max(1),
+            self.cfg.election.retry_failed_max_ms.max(1),
+        );
+        l.at = now.mono_ms + base_ms.saturating_mul(1 << l.tries.min(16)).min(max_ms);
+        l.tries = l.tries.saturating_add(1);
+        self.leftovers.push(l);
+    }
+
+    fn retry_leftovers(&mut self, now: Now) {
+        if self.leftovers.iter().all(|l| l.at > now.mono_ms) {
+            return;
+        }
+        let (due, later): (Vec<Leftover>, Vec<Leftover>) = std::mem::take(&mut self.leftovers)
+            .into_iter()
+            .partition(|l| l.at <= now.mono_ms);
+        self.leftovers = later;
+        for l in due {
+            if self.session.is_some_and(|s| s.epoch != l.epoch) {
+                // A new session: the one holding the node expired, and the
+                // node with it.
+                continue;
+            }
+            if self.session_down || self.exiting {
+                self.leftover_later(now, l);
+                continue;
+            }
+            let id = self.id();
+            let path = l.path.clone();
+            self.effects.push_back(Effect::Zk {
+                id,
+                op: ZkOp::Delete { path },
+            });
+            self.leftover_calls.insert(id, l);
+        }
+    }
+
+    fn leftover_done(&mut self, now: Now, l: Leftover, result: Result<ZkOk, ZkFailure>) {
+        match result {
+            Ok(_) => self
+                .effects
+                .push_back(Effect::Log(LogEvent::LeftoverDeleted {
+                    base: l.base,
+                    seq: l.seq,
+                })),
+            Err(ZkFailure::Failed(_) | ZkFailure::NotConnected) => self.leftover_later(now, l),
+            Err(ZkFailure::NoNode | ZkFailure::SessionLost(_)) => {}
+        }
+    }
+
     // ----- the state machine -----
 
     fn run_queue(&mut self, now: Now) {
@@ -865,6 +955,16 @@ impl Engine {
         }
         if post != pre {
             self.transitioned(now, i, pre, event_name, post);
+        }
+        let slot = self.slot_mut(i);
+        if post == State::None && slot.fsm.rejoin_requested() && !slot.queued {
+            // A rejoin queues behind the elections already waiting: one that
+            // stepped aside for a newer replica, restarted at once, could
+            // hold the only admission slot while the newer replica's own
+            // election waited behind ours on its service (sim seed 23959).
+            slot.queued = true;
+            let entry = (i, slot.uid);
+            self.background.push_back(entry);
         }
         self.rearm(now, i);
     }
@@ -1192,7 +1292,7 @@ impl Engine {
 
     fn zk_done(
         &mut self,
-        _now: Now,
+        now: Now,
         f: InFlight,
         id: Id,
         session: Option<SessionTag>,
@@ -1352,6 +1452,21 @@ impl Engine {
                     self.effects
                         .push_back(Effect::Log(LogEvent::LeftoverDeleted { base, seq }));
                 }
+                (None, Err(ZkFailure::Failed(_) | ZkFailure::NotConnected)) => {
+                    let slot = self.slot_mut(i);
+                    let (base, epoch) = (slot.base.clone(), slot.bound_epoch);
+                    let path = self.node(i, seq);
+                    let l = Leftover {
+                        path,
+                        base,
+                        seq,
+                        epoch,
+                        at: 0,
+                        tries: 0,
+                    };
+                    self.leftover_later(now, l);
+                }
+                // Gone, or gone with its session.
                 (None, Err(_)) => {}
             },
             Pending::Peers { .. }

@@ -1319,6 +1319,130 @@ fn admission_bounds_elections_in_flight() {
     assert_eq!((e.in_flight(), e.queued()), (1, 0));
 }
 
+/// A candidate that steps aside for a newer replica rejoins through
+/// admission, behind the elections already queued: restarting at once, it
+/// kept the only slot while the newer replica's service waited for ours
+/// (sim seed 23959).
+#[test]
+fn a_rejoin_queues_behind_waiting_elections() {
+    let mut fx = Fx::new();
+    fx.e = Engine::new(
+        EngineConfig {
+            expire_none_ms: EXPIRE_NONE,
+            max_in_flight: 1,
+            ..Default::default()
+        },
+        fx.me.clone(),
+        ServiceType::new("meta2").expect("type"),
+        ZkLayout::new(Namespace::new("NS").expect("ns")),
+    );
+    let (a, b) = (base_a(), base_b());
+    to_listing(&mut fx, &a, 17);
+    let listing = vec![fx.child(&a, 17)];
+    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_050, getvers_equal(7));
+    fx.on(
+        1_060,
+        Input::Getvers {
+            id: 8,
+            remote: Ok(RemoteVersion::Version(version(5))),
+            local: Ok(version(3)),
+        },
+    );
+    assert_eq!(fx.state(&a), State::Leaving);
+    assert!(fx.on(1_065, poke(&b)).is_empty(), "B waits: A is in flight");
+    assert_eq!(
+        fx.on(1_070, zk(9, Ok(ZkOk::Deleted))),
+        vec![
+            tr(&a, State::Leaving, "LEAVE_OK", State::None),
+            // Id 10 went to B's slot.
+            resolve(11, &b),
+            tr(&b, State::None, "NONE", State::Peering)
+        ]
+    );
+    assert_eq!(fx.state(&a), State::None);
+    assert!(fx.e.view(&a).is_some_and(|s| s.queued));
+    assert_eq!((fx.e.in_flight(), fx.e.queued()), (1, 1));
+}
+
+/// An operator's leave during a ZooKeeper outage cannot delete our node:
+/// the election stays out, and the node, which the peers follow as their
+/// master's, is deleted once ZooKeeper answers again, with back-off, even
+/// after the election was forgotten (sim seed 12749).
+#[test]
+fn a_node_left_behind_by_a_failed_leave_is_deleted_later() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    elect_master(&mut fx, &a);
+    let lost = || Err(ZkFailure::Failed("connection loss".into()));
+    let del = |id| {
+        zk_effect(
+            id,
+            ZkOp::Delete {
+                path: fx.path(&a, 17),
+            },
+        )
+    };
+    let (d9, d10, d11, d12, d13) = (del(9), del(10), del(11), del(12), del(13));
+    let leave = fx.on(2_000, Input::Leave { base: a.clone() });
+    assert_eq!(leave[0], d9, "{leave:?}");
+    let ko = fx.on(2_010, zk(9, lost()));
+    assert_eq!(ko[0], d10, "deleted again from LEAVING_FAILING: {ko:?}");
+    fx.on(2_020, zk(10, lost()));
+    assert_eq!(fx.state(&a), State::Failed);
+
+    // The back-off ends: no rejoin (the operator asked to leave), but the
+    // node goes.
+    let wake = fx.e.next_wakeup().expect("FAILED wakes");
+    assert_eq!(
+        fx.on(wake, Input::Tick),
+        vec![d11, tr(&a, State::Failed, "NONE", State::None)]
+    );
+    // Still no ZooKeeper: retried after 250 ms, then 500 ms.
+    assert!(fx.on(wake + 1, zk(11, lost())).is_empty());
+    assert_eq!(fx.e.next_wakeup(), Some(wake + 1 + 250));
+    assert_eq!(fx.on(wake + 251, Input::Tick), vec![d12]);
+    assert!(fx.on(wake + 252, zk(12, lost())).is_empty());
+    assert_eq!(fx.e.next_wakeup(), Some(wake + 252 + 500));
+    // The election itself is forgotten meanwhile; the node is not.
+    fx.e.forget(&a);
+    assert_eq!(fx.on(wake + 752, Input::Tick), vec![d13]);
+    assert_eq!(
+        fx.on(wake + 760, zk(13, Ok(ZkOk::Deleted))),
+        vec![Effect::Log(LogEvent::LeftoverDeleted {
+            base: a.clone(),
+            seq: 17
+        })]
+    );
+    assert_eq!(fx.e.next_wakeup(), None);
+}
+
+/// A new session means the one holding a leftover node expired, and the
+/// node with it: no more deletes.
+#[test]
+fn a_leftover_of_an_expired_session_is_not_deleted() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    elect_master(&mut fx, &a);
+    let lost = || Err(ZkFailure::Failed("connection loss".into()));
+    fx.on(2_000, Input::Leave { base: a.clone() });
+    fx.on(2_010, zk(9, lost()));
+    fx.on(2_020, zk(10, lost()));
+    let wake = fx.e.next_wakeup().expect("FAILED wakes");
+    fx.on(wake, Input::Tick);
+    fx.on(wake + 1, zk(11, lost()));
+    fx.on(
+        wake + 2,
+        Input::SessionConnected(SessionTag {
+            epoch: S1.epoch + 1,
+            id: 99,
+        }),
+    );
+    assert!(fx.on(wake + 251, Input::Tick).is_empty());
+    // What remains is the idle election's expiry.
+    assert!(fx.e.next_wakeup() > Some(wake + 10_000));
+}
+
 // ----- 8. serving GETVERS, and the fence -----
 
 #[test]
@@ -1697,8 +1821,9 @@ fn stop_writes_hands_mastership_over() {
     assert_eq!(
         fx.on(5_010, zk(9, Ok(ZkOk::Deleted))),
         vec![
+            tr(&a, State::Leaving, "LEAVE_OK", State::None),
             resolve(10, &a),
-            tr(&a, State::Leaving, "LEAVE_OK", State::Peering)
+            tr(&a, State::None, "NONE", State::Peering)
         ]
     );
     let peers = fx.all_peers();
@@ -1798,8 +1923,9 @@ fn a_peer_claiming_our_mastership_makes_us_leave_and_rejoin() {
     assert_eq!(
         fx.on(2_010, zk(9, Ok(ZkOk::Deleted))),
         vec![
+            tr(&a, State::Leaving, "LEAVE_OK", State::None),
             resolve(10, &a),
-            tr(&a, State::Leaving, "LEAVE_OK", State::Peering)
+            tr(&a, State::None, "NONE", State::Peering)
         ]
     );
     // An ordinary USE to a settled master: nothing.
@@ -1966,8 +2092,9 @@ fn a_peer_ahead_makes_the_candidate_step_aside_and_rejoin() {
     assert_eq!(
         fx.on(1_070, zk(9, Ok(ZkOk::Deleted))),
         vec![
+            tr(&a, State::Leaving, "LEAVE_OK", State::None),
             resolve(10, &a),
-            tr(&a, State::Leaving, "LEAVE_OK", State::Peering)
+            tr(&a, State::None, "NONE", State::Peering)
         ]
     );
 }

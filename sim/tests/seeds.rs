@@ -95,7 +95,7 @@ fn each_fix_turned_off_fails() {
         ("copies under the write lock", 102, |o| {
             o.dump_locked = false
         }),
-        ("wanted elections retry with no request", 321, |o| {
+        ("wanted elections retry with no request", 113, |o| {
             o.mutation = Some(election_sim::Mutation::NoRetry)
         }),
     ];
@@ -125,7 +125,7 @@ fn each_fix_turned_off_fails() {
 fn pinned_seeds_hold_every_invariant() {
     let cases: [(u64, &str, &str); 3] = [
         (
-            2022,
+            2006,
             "notification held until its watch's answer",
             "a notification overtook the answer that set its watch (model bug)",
         ),
@@ -201,10 +201,9 @@ fn runs_replay_exactly() {
 /// services each hold their only slot with a candidacy that steps aside
 /// (GETVERS_OLD) and rejoins without passing through NONE, while the peer
 /// holding the newest replica waits for admission behind it. The base never
-/// gets a master. docs/ENGINE.md §8.11; kept until admission rotates such
-/// candidacies.
+/// got a master. Fixed: a rejoin stops in NONE and queues for admission
+/// behind the elections already waiting (docs/ENGINE.md §8.11).
 #[test]
-#[ignore = "admission deadlock under max_in_flight 1: docs/ENGINE.md §8.11"]
 fn admission_does_not_starve_the_newest_replica() {
     let out = run(23959, &Options::default());
     if let Some(v) = out.violation {
