@@ -24,6 +24,7 @@ use crate::log::TransitionLog;
 use crate::names::{Seq, ServiceId};
 use crate::state::{Action, Event, GetversOutcome, MasterBadReason, OpId, State};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// The current time, as given by the driver: a monotonic clock for
 /// deadlines and the wall clock for the log.
@@ -141,7 +142,10 @@ struct GetversRound {
 /// The election of one base as seen by one service.
 #[derive(Debug, Clone)]
 pub struct Election {
-    config: Config,
+    /// Shared by every election of a service (one copy, not one each).
+    config: Arc<Config>,
+    /// Masterships allowed (stop-writes and exit clear it).
+    allow_master: bool,
     jitter_seed: u64,
     state: State,
     local_id: Option<Seq>,
@@ -177,9 +181,11 @@ pub struct Election {
 impl Election {
     /// `jitter_seed` spreads retries of different services and bases apart;
     /// derive it from the election key and the service id.
-    pub fn new(config: Config, jitter_seed: u64, now: Now) -> Self {
+    pub fn new(config: impl Into<Arc<Config>>, jitter_seed: u64, now: Now) -> Self {
+        let config = config.into();
         let log = TransitionLog::new(config.log_capacity);
         Self {
+            allow_master: config.allow_master,
             config,
             jitter_seed,
             state: State::None,
@@ -272,7 +278,7 @@ impl Election {
     /// Allows or refuses future masterships (stop-writes, operator choice).
     /// A current MASTER is not affected: the caller asks it to leave.
     pub fn set_allow_master(&mut self, allow: bool) {
-        self.config.allow_master = allow;
+        self.allow_master = allow;
     }
 
     /// Refuses future masterships and any restart: the service is stopping.
@@ -620,7 +626,7 @@ impl Election {
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
                 } else if Some(lowest) == self.local_id {
-                    if self.config.allow_master && !self.exiting {
+                    if self.allow_master && !self.exiting {
                         self.master_id = self.local_id;
                         self.enter(now, S::CheckingSlaves, out);
                     } else if self.exiting {

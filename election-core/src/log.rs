@@ -1,4 +1,8 @@
 //! The per-election transition log, in the seed's `<ms>:<PRE>:<EVENT>:<POST>` form.
+//!
+//! Stored packed (16 bytes an entry: the wall clock and three one-byte
+//! indexes) and allocated at the first transition: a service holds one log
+//! per election, 100,000 of them or more.
 
 use crate::state::State;
 use std::collections::VecDeque;
@@ -20,11 +24,58 @@ impl LogEntry {
     }
 }
 
+/// Every event name a log records (`Event::name`, and `TIMEOUT` for a
+/// deadline), stored as its index here.
+const EVENT_NAMES: [&str; 25] = [
+    "NONE",
+    "DISCONNECTED",
+    "LEAVE_REQ",
+    "SYNC_REQ",
+    "LEFT_SELF",
+    "LEFT_MASTER",
+    "GETPEERS_DONE",
+    "GETVERS_OK",
+    "GETVERS_KO",
+    "GETVERS_OLD",
+    "GETVERS_RACE",
+    "MASTER_OK",
+    "MASTER_KO",
+    "MASTER_BAD",
+    "CREATE_OK",
+    "CREATE_KO",
+    "EXISTS_OK",
+    "EXISTS_KO",
+    "LIST_OK",
+    "LIST_KO",
+    "LEAVE_OK",
+    "LEAVE_KO",
+    "SYNC_OK",
+    "SYNC_KO",
+    "TIMEOUT",
+];
+
+/// A name missing from the table (a bug, caught by a debug assertion).
+const UNKNOWN_EVENT: &str = "UNKNOWN";
+
+fn event_index(name: &str) -> u8 {
+    let found = EVENT_NAMES.iter().position(|n| *n == name);
+    debug_assert!(found.is_some(), "event {name} missing from EVENT_NAMES");
+    found.map_or(u8::MAX, |i| i as u8)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Packed {
+    wall_ms: u64,
+    pre: u8,
+    event: u8,
+    post: u8,
+}
+
 /// A bounded ring, newest first when read. Unlike OpenIO's, a NONE→NONE
 /// entry never hides older ones.
 #[derive(Debug, Clone)]
 pub struct TransitionLog {
-    entries: VecDeque<LogEntry>,
+    entries: VecDeque<Packed>,
     capacity: usize,
     next_seq: u64,
 }
@@ -34,7 +85,7 @@ impl TransitionLog {
 
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: VecDeque::with_capacity(capacity.min(8)),
+            entries: VecDeque::new(),
             capacity: capacity.max(1),
             next_seq: 0,
         }
@@ -44,23 +95,40 @@ impl TransitionLog {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
-        self.entries.push_back(LogEntry {
-            seq: self.next_seq,
+        self.entries.push_back(Packed {
             wall_ms,
-            pre,
-            event,
-            post,
+            pre: pre as u8,
+            event: event_index(event),
+            post: post as u8,
         });
         self.next_seq += 1;
     }
 
     /// Newest first.
-    pub fn iter(&self) -> impl Iterator<Item = &LogEntry> {
-        self.entries.iter().rev()
+    pub fn iter(&self) -> impl Iterator<Item = LogEntry> + '_ {
+        let newest = self.next_seq.wrapping_sub(1);
+        self.entries.iter().rev().enumerate().map(move |(i, p)| {
+            let state = |s: u8| {
+                State::ALL
+                    .get(usize::from(s))
+                    .copied()
+                    .unwrap_or(State::None)
+            };
+            LogEntry {
+                seq: newest - i as u64,
+                wall_ms: p.wall_ms,
+                pre: state(p.pre),
+                event: EVENT_NAMES
+                    .get(usize::from(p.event))
+                    .copied()
+                    .unwrap_or(UNKNOWN_EVENT),
+                post: state(p.post),
+            }
+        })
     }
 
     pub fn rendered(&self) -> Vec<String> {
-        self.iter().map(LogEntry::render).collect()
+        self.iter().map(|e| e.render()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -75,6 +143,7 @@ impl TransitionLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Event, GetversOutcome};
 
     #[test]
     fn bounded_newest_first_and_monotonic() {
@@ -86,5 +155,84 @@ mod tests {
         assert_eq!(seqs, vec![4, 3, 2]);
         assert_eq!(log.rendered()[0], "1004:NONE:NONE:NONE");
         assert_eq!(log.len(), 3, "NONE:NONE entries are kept, not truncating");
+    }
+
+    #[test]
+    fn every_state_and_event_name_survives_packing() {
+        let events = [
+            Event::None,
+            Event::Disconnected,
+            Event::LeaveReq,
+            Event::SyncReq,
+            Event::LeftSelf {
+                generation: 0,
+                seq: 0,
+            },
+            Event::LeftMaster {
+                generation: 0,
+                seq: 0,
+            },
+            Event::GetpeersDone { op: 0, peers: None },
+            Event::MasterKo {
+                op: 0,
+                error: String::new(),
+            },
+            Event::CreateOk { op: 0, seq: 0 },
+            Event::CreateKo {
+                op: 0,
+                error: String::new(),
+            },
+            Event::ExistsOk { op: 0 },
+            Event::ExistsKo {
+                op: 0,
+                error: String::new(),
+            },
+            Event::ListOk { op: 0, lowest: 0 },
+            Event::ListKo {
+                op: 0,
+                error: String::new(),
+            },
+            Event::LeaveOk { op: 0 },
+            Event::LeaveKo {
+                op: 0,
+                error: String::new(),
+            },
+            Event::SyncOk { op: 0 },
+            Event::SyncKo {
+                op: 0,
+                error: String::new(),
+            },
+        ];
+        let mut names: Vec<&'static str> = events.iter().map(Event::name).collect();
+        for outcome in [
+            GetversOutcome::Ok,
+            GetversOutcome::Ko(String::new()),
+            GetversOutcome::Old,
+            GetversOutcome::Race,
+        ] {
+            names.push(
+                Event::Getvers {
+                    op: 0,
+                    peer: crate::names::ServiceId::new("127.0.0.1:1").expect("id"),
+                    outcome,
+                }
+                .name(),
+            );
+        }
+        names.extend(["MASTER_OK", "MASTER_BAD", "TIMEOUT"]);
+        let mut log = TransitionLog::new(64);
+        for (i, name) in names.iter().enumerate() {
+            let (pre, post) = (
+                State::ALL[i % State::ALL.len()],
+                State::ALL[(i + 5) % State::ALL.len()],
+            );
+            log.push(i as u64, pre, name, post);
+            let e = log.iter().next().expect("entry");
+            assert_eq!((e.pre, e.event, e.post), (pre, *name, post));
+        }
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
+        for (i, s) in State::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "State::ALL is in declaration order");
+        }
     }
 }

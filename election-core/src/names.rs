@@ -49,15 +49,17 @@ fn is_printable_token(s: &str) -> bool {
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(transparent)]
-pub struct ServiceId(String);
+pub struct ServiceId(std::sync::Arc<str>);
 
 impl ServiceId {
+    /// A service id is shared, not copied, when cloned: every election of
+    /// a service holds its peers' ids.
     pub fn new(id: impl Into<String>) -> Result<Self, NameError> {
         let id = id.into();
         if id.is_empty() || id.len() > 255 || !is_printable_token(&id) {
             return Err(NameError::ServiceId(id));
         }
-        Ok(Self(id))
+        Ok(Self(id.into()))
     }
     pub fn as_str(&self) -> &str {
         &self.0

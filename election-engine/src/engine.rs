@@ -17,6 +17,7 @@ use election_core::names::{
 use election_core::peer::{getvers_outcome, master_from_node};
 use election_core::{Action, Config, Election, Event, GetversOutcome, MasterBadReason, Now, State};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Settings of the engine (election timers are in `election`).
 #[derive(Debug, Clone)]
@@ -217,7 +218,9 @@ pub struct Engine {
     /// election at 10,000 elections before).
     slots: Vec<Option<Box<Slot>>>,
     free: Vec<u32>,
-    index: HashMap<BaseName, u32>,
+    /// Slot by base name: hashed with a fixed hasher (runs replay) and
+    /// compared with the slot's own name, so no second copy of every name.
+    index: hashbrown::HashTable<u32>,
     timers: BTreeSet<(u64, u32)>,
     inflight: HashMap<Id, InFlight>,
     next_id: u64,
@@ -243,6 +246,8 @@ pub struct Engine {
     /// and those being deleted (rare: a leave during a ZooKeeper outage).
     leftovers: Vec<Leftover>,
     leftover_calls: HashMap<Id, Leftover>,
+    /// `cfg.election`, shared by every election.
+    election: Arc<election_core::Config>,
 }
 
 /// A node of ours that a leave or a cleanup failed to delete. It is deleted
@@ -263,6 +268,7 @@ struct Leftover {
 impl Engine {
     pub fn new(cfg: EngineConfig, me: ServiceId, stype: ServiceType, layout: ZkLayout) -> Self {
         let allow_master = cfg.election.allow_master;
+        let election = Arc::new(cfg.election.clone());
         Self {
             cfg,
             me,
@@ -270,7 +276,7 @@ impl Engine {
             layout,
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: hashbrown::HashTable::new(),
             timers: BTreeSet::new(),
             inflight: HashMap::new(),
             next_id: 0,
@@ -287,6 +293,7 @@ impl Engine {
             background: VecDeque::new(),
             leftovers: Vec::new(),
             leftover_calls: HashMap::new(),
+            election,
         }
     }
 
@@ -334,16 +341,15 @@ impl Engine {
 
     /// The election of `base`, if it exists.
     pub fn view(&self, base: &BaseName) -> Option<&Slot> {
-        self.index
-            .get(base)
-            .and_then(|i| self.slots[*i as usize].as_deref())
+        self.find(base)
+            .and_then(|i| self.slots[i as usize].as_deref())
     }
 
     /// The election of `base`, to change by hand: for the simulation's
     /// mutation tests only.
     #[doc(hidden)]
     pub fn view_mut(&mut self, base: &BaseName) -> Option<&mut Slot> {
-        let i = *self.index.get(base)?;
+        let i = self.find(base)?;
         self.slots[i as usize].as_deref_mut()
     }
 
@@ -691,7 +697,14 @@ impl Engine {
     }
 
     fn find(&self, base: &BaseName) -> Option<u32> {
-        self.index.get(base).copied()
+        let slots = &self.slots;
+        self.index
+            .find(name_hash(base), |&i| {
+                slots[i as usize]
+                    .as_deref()
+                    .is_some_and(|s| s.base == *base)
+            })
+            .copied()
     }
 
     fn ensure(&mut self, now: Now, base: &BaseName) -> u32 {
@@ -699,7 +712,7 @@ impl Engine {
             return i;
         }
         let key = self.key(base);
-        let mut fsm = Election::new(self.cfg.election.clone(), jitter_seed(&key, &self.me), now);
+        let mut fsm = Election::new(self.election.clone(), jitter_seed(&key, &self.me), now);
         // Rejoins go through admission, like every start from NONE.
         fsm.hold_rejoins();
         if self.exiting {
@@ -741,7 +754,12 @@ impl Engine {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(base.clone(), i);
+        let slots = &self.slots;
+        self.index.insert_unique(name_hash(base), i, |&j| {
+            slots[j as usize]
+                .as_deref()
+                .map_or(0, |s| name_hash(&s.base))
+        });
         self.rearm(now, i);
         i
     }
@@ -754,7 +772,9 @@ impl Engine {
             if let Some(at) = slot.timer_at {
                 self.timers.remove(&(at, i));
             }
-            self.index.remove(&slot.base);
+            if let Ok(entry) = self.index.find_entry(name_hash(&slot.base), |&j| j == i) {
+                entry.remove();
+            }
             self.free.push(i);
         }
     }
@@ -1640,6 +1660,14 @@ fn ko(result: Result<ZkOk, ZkFailure>, make: impl FnOnce(String) -> Event) -> Ev
         Err(e) => make(e.to_string()),
         Ok(other) => make(format!("unexpected answer {other:?}")),
     }
+}
+
+/// The index's hash of a base name: SipHash with fixed keys, so runs replay.
+fn name_hash(base: &BaseName) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    base.hash(&mut h);
+    h.finish()
 }
 
 /// Between NONE and a final state: what admission control bounds.

@@ -131,7 +131,14 @@ pub struct Service {
     /// Peers of the bases we host: fixed at creation, so positive answers
     /// are kept (bounded); a `decache` resolution bypasses and refreshes it.
     peers_cache: Mutex<HashMap<BaseName, Arc<Vec<ServiceId>>>>,
+    /// One copy of each distinct peer set (most bases share a few).
+    peer_sets: Mutex<std::collections::HashSet<Arc<Vec<ServiceId>>>>,
+    /// Armed ZooKeeper watches go to one task, not one task each.
+    watches: tokio::sync::mpsc::UnboundedSender<WatchFuture>,
 }
+
+/// A watch waiting to fire: its id, and whether the node was deleted.
+type WatchFuture = Pin<Box<dyn Future<Output = (election_engine::WatchId, bool)> + Send>>;
 
 const PEERS_CACHE_MAX: usize = 200_000;
 
@@ -170,6 +177,7 @@ impl Service {
             stype.clone(),
             layout.clone(),
         );
+        let (watches, armed) = tokio::sync::mpsc::unbounded_channel();
         let svc = Arc::new(Self {
             cfg,
             me,
@@ -192,8 +200,11 @@ impl Service {
             timer: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
             peers_cache: Mutex::new(HashMap::new()),
+            peer_sets: Mutex::new(std::collections::HashSet::new()),
+            watches,
             metrics: crate::metrics::Metrics::default(),
         });
+        tokio::spawn(route_watches(svc.clone(), armed));
         let view = svc.zk.view();
         svc.input(Input::SessionConnected(SessionTag {
             epoch: view.epoch,
@@ -504,7 +515,7 @@ impl Service {
             .lookup(&self.stype, base)
             .await?
             .filter(|e| e.peers.contains(&self.me))
-            .map(|e| Arc::new(e.peers));
+            .map(|e| self.intern(e.peers));
         let mut cache = lock(&self.peers_cache);
         match &peers {
             Some(p) => {
@@ -518,6 +529,29 @@ impl Service {
             }
         }
         Ok(peers)
+    }
+
+    /// The shared copy of a peer set.
+    fn intern(&self, peers: Vec<ServiceId>) -> Arc<Vec<ServiceId>> {
+        let mut sets = lock(&self.peer_sets);
+        if let Some(known) = sets.get(&peers) {
+            return known.clone();
+        }
+        if sets.len() >= PEERS_CACHE_MAX {
+            sets.clear();
+        }
+        let set = Arc::new(peers);
+        sets.insert(set.clone());
+        set
+    }
+
+    /// Hands an armed watch to the router task.
+    fn route_watch(&self, watch: election_engine::WatchId, watcher: zk::OneshotWatcher) {
+        let fired: WatchFuture = Box::pin(async move {
+            let ev = watcher.changed().await;
+            (watch, ev.event_type == zk::EventType::NodeDeleted)
+        });
+        let _ = self.watches.send(fired);
     }
 
     // ----- effects -----
@@ -833,15 +867,11 @@ impl Service {
                 Some(watch) => {
                     let fut = primed(async move { client.check_and_watch_stat(&path).await });
                     tokio::spawn(async move {
-                        // Bound first: the finished request must not live on
-                        // (as a temporary of the match) while the watch waits.
                         let result = svc.metrics.timed("exists", fut).await;
                         match result {
                             Ok((Some(stat), watcher)) => {
                                 reply(&svc, Ok(ZkOk::Stat(Some(stat.ephemeral_owner))));
-                                let ev = watcher.changed().await;
-                                let deleted = ev.event_type == zk::EventType::NodeDeleted;
-                                svc.input(Input::WatchFired { watch, deleted });
+                                svc.route_watch(watch, watcher);
                             }
                             Ok((None, _)) => reply(&svc, Ok(ZkOk::Stat(None))),
                             Err(e) => reply(&svc, Err(failure(e))),
@@ -866,9 +896,7 @@ impl Service {
                     match result {
                         Ok((data, _, watcher)) => {
                             reply(&svc, Ok(ZkOk::Data(data)));
-                            let ev = watcher.changed().await;
-                            let deleted = ev.event_type == zk::EventType::NodeDeleted;
-                            svc.input(Input::WatchFired { watch, deleted });
+                            svc.route_watch(watch, watcher);
                         }
                         Err(e) => reply(&svc, Err(failure(e))),
                     }
@@ -946,6 +974,27 @@ fn primed<T: Send + 'static>(
     match fut.as_mut().poll(&mut cx) {
         Poll::Ready(out) => Box::pin(std::future::ready(out)),
         Poll::Pending => fut,
+    }
+}
+
+/// Waits on every armed watch in one task and feeds each firing to the
+/// engine (a watch costs its future, not a task).
+async fn route_watches(
+    svc: Arc<Service>,
+    mut armed: tokio::sync::mpsc::UnboundedReceiver<WatchFuture>,
+) {
+    use futures::StreamExt;
+    let mut waiting = futures::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            next = armed.recv() => match next {
+                Some(fired) => waiting.push(fired),
+                None => break,
+            },
+            Some((watch, deleted)) = waiting.next(), if !waiting.is_empty() => {
+                svc.input(Input::WatchFired { watch, deleted });
+            }
+        }
     }
 }
 

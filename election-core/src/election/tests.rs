@@ -432,7 +432,7 @@ fn state_listing() {
         // FIX: OpenIO leaves and rejoins at once (a create/delete loop); we back off.
         Case {
             from: State::Listing,
-            setup: |e| e.config.allow_master = false,
+            setup: |e| e.allow_master = false,
             event: |e| Event::ListOk {
                 op: op_of(e),
                 lowest: LOCAL,
