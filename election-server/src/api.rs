@@ -243,6 +243,7 @@ async fn info(
         "elections": elections,
         "zookeeper": {"hosts": svc.zk.hosts(), "state": view.link.as_str(), "session": format!("0x{:x}", view.session_id),
                       "epoch": view.epoch, "session_timeout_ms": view.negotiated_timeout.as_millis() as u64,
+                      "disconnect_grace_ms": svc.cfg.disconnect_grace.as_millis() as u64,
                       "reconnects": svc.zk.reconnects()},
     }))
     .into_response()

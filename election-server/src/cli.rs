@@ -40,7 +40,7 @@ pub const KEYS: &[Key] = &[
     key("zk_chroot", Kind::Str, "", "ZooKeeper chroot for every path: empty or /path."),
     key("zk_digest_file", Kind::Str, "", "File whose first line is user:password: authenticate with ZooKeeper's digest scheme; the nodes the service creates are then writable by that identity only (readable by anyone)."),
     key("session_timeout_ms", Kind::Int, "10000", "sqliterepo.zk.timeout: ZooKeeper session timeout requested, in ms (the server clamps it to 2-20 ticks)."),
-    key("disconnect_grace_ms", Kind::Int, "0", "Reset our elections when ZooKeeper stays disconnected this long, in ms; 0: half the negotiated session timeout."),
+    key("disconnect_grace_ms", Kind::Int, "0", "Reset our elections when ZooKeeper stays disconnected this long, in ms; 0: half the negotiated session timeout. Capped at two thirds of the timeout ZooKeeper granted, which its maxSessionTimeout may make shorter than session_timeout_ms."),
     key("wait_delay_ms", Kind::Int, "20000", "sqliterepo.election.wait.delay: longest wait of a request for a final election state, in ms."),
     key("pending_timeout_ms", Kind::Int, "12000", "sqliterepo.election.delay.expire_pending: deadline of every pending election state, in ms."),
     key("getvers_attempts", Kind::Int, "5", "sqliterepo.repo.getvers_attempts: GETVERS rounds before giving up."),

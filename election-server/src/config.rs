@@ -17,6 +17,7 @@ use election_client::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Every setting; what each means, and its default, is in `cli::KEYS`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -478,6 +479,21 @@ impl Resolved {
     }
 }
 
+/// The disconnect grace period actually used. Elections must be reset well
+/// before ZooKeeper can expire the session it granted, which may be shorter
+/// than the one asked for (the server's maxSessionTimeout decides), so the
+/// check at start-up against `session_timeout_ms` is not enough (issue 14,
+/// Hm2). Automatic (0): half the negotiated timeout; a configured value is
+/// capped at two thirds of it. `true` when it was capped.
+pub fn effective_grace(configured_ms: u64, negotiated: Duration) -> (Duration, bool) {
+    let cap = Duration::from_millis(negotiated.as_millis() as u64 * 2 / 3);
+    match configured_ms {
+        0 => (negotiated / 2, false),
+        ms if Duration::from_millis(ms) > cap => (cap, true),
+        ms => (Duration::from_millis(ms), false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,6 +674,24 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid configuration: `no_master` = \"maybe\" (from flag --no-master): expected true or false"
+        );
+    }
+
+    #[test]
+    fn the_grace_fits_the_negotiated_session() {
+        let five = Duration::from_secs(5);
+        assert_eq!(
+            effective_grace(0, five),
+            (Duration::from_millis(2_500), false)
+        );
+        assert_eq!(
+            effective_grace(3_000, five),
+            (Duration::from_secs(3), false)
+        );
+        // Valid against the 60 s asked for, not against the 5 s granted.
+        assert_eq!(
+            effective_grace(30_000, five),
+            (Duration::from_millis(3_333), true)
         );
     }
 

@@ -172,10 +172,15 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
     )
     .await?;
     let negotiated = session.view().negotiated_timeout;
-    let grace = match s.disconnect_grace_ms {
-        0 => negotiated / 2,
-        ms => Duration::from_millis(ms),
-    };
+    let (grace, capped) = config::effective_grace(s.disconnect_grace_ms, negotiated);
+    if capped {
+        tracing::warn!(
+            "disconnect_grace_ms = {} is too long for the session ZooKeeper granted ({negotiated:?}; {} ms were asked, \
+             its maxSessionTimeout decides): using {grace:?}, so that elections reset before ZooKeeper can expire the session",
+            s.disconnect_grace_ms,
+            s.session_timeout_ms
+        );
+    }
     let election = election_core::Config {
         getvers_attempts: s.getvers_attempts,
         getvers_delay_ms: s.getvers_delay_ms,

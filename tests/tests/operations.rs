@@ -685,3 +685,37 @@ async fn masters_of(c: &Cluster, id: &str) -> i64 {
         .as_i64()
         .expect("masters")
 }
+
+/// Issue 14, Hm2: `disconnect_grace_ms` was checked against the session
+/// timeout asked for, not the one ZooKeeper granted (its maxSessionTimeout,
+/// here 20 ticks of 200 ms). A grace of 30 s with a 4 s session kept
+/// elections, and masters, alive for 26 s after ZooKeeper could have expired
+/// the session and elected another master. Before the fix, this service ran
+/// with "session 4s, grace 30s".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_never_outlasts_the_granted_session() {
+    let opts = ServiceOpts {
+        session_timeout_ms: 60_000,
+        extra: vec!["--disconnect-grace-ms".into(), "30000".into()],
+    };
+    let c = Cluster::start(1, opts);
+    let id = c.ids()[0].clone();
+    let log = c.service(&id).log_text();
+    assert!(log.contains("(session 4s, grace 2.666s)"), "{log}");
+    assert!(
+        log.contains("disconnect_grace_ms = 30000 is too long for the session ZooKeeper granted"),
+        "{log}"
+    );
+    let info: serde_json::Value = c
+        .http
+        .get(format!("http://{id}/info"))
+        .send()
+        .await
+        .expect("info")
+        .json()
+        .await
+        .expect("json");
+    let zk = &info["zookeeper"];
+    assert_eq!(zk["session_timeout_ms"], 4_000, "granted: {info}");
+    assert_eq!(zk["disconnect_grace_ms"], 2_666, "two thirds of it: {info}");
+}
