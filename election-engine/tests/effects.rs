@@ -313,6 +313,24 @@ fn follow_b(fx: &mut Fx, base: &BaseName) {
     assert_eq!(fx.state(base), State::Slave);
 }
 
+/// On a fresh engine, makes `base` a candidate (node 17) whose second peer
+/// is ahead of it: returns the effects of that answer (GETVERS id 8), the
+/// Delete of its node (id 9) among them; ends at t=1060 in LEAVING.
+fn step_aside(fx: &mut Fx, base: &BaseName) -> Vec<Effect> {
+    to_listing(fx, base, 17);
+    let listing = vec![fx.child(base, 17)];
+    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_050, getvers_equal(7));
+    fx.on(
+        1_060,
+        Input::Getvers {
+            id: 8,
+            remote: Ok(RemoteVersion::Version(version(5))),
+            local: Ok(version(3)),
+        },
+    )
+}
+
 // ----- 1. the cold election of a master -----
 
 #[test]
@@ -1337,18 +1355,7 @@ fn a_rejoin_queues_behind_waiting_elections() {
         ZkLayout::new(Namespace::new("NS").expect("ns")),
     );
     let (a, b) = (base_a(), base_b());
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
-    fx.on(1_050, getvers_equal(7));
-    fx.on(
-        1_060,
-        Input::Getvers {
-            id: 8,
-            remote: Ok(RemoteVersion::Version(version(5))),
-            local: Ok(version(3)),
-        },
-    );
+    step_aside(&mut fx, &a);
     assert_eq!(fx.state(&a), State::Leaving);
     assert!(fx.on(1_065, poke(&b)).is_empty(), "B waits: A is in flight");
     assert_eq!(
@@ -2064,19 +2071,8 @@ fn rookie_unknown_versions_delay_the_candidacy() {
 fn a_peer_ahead_makes_the_candidate_step_aside_and_rejoin() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
-    fx.on(1_050, getvers_equal(7));
     assert_eq!(
-        fx.on(
-            1_060,
-            Input::Getvers {
-                id: 8,
-                remote: Ok(RemoteVersion::Version(version(5))),
-                local: Ok(version(3)),
-            }
-        ),
+        step_aside(&mut fx, &a),
         vec![
             zk_effect(
                 9,

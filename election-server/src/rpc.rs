@@ -122,11 +122,12 @@ impl PeerClient {
             .default_headers(election_client::secret_headers(secret))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
+            // Idle connections are kept (up to 30 s) without a cap: a start
+            // storm leaves about 1,000 per peer, each costing the peer ~40 KiB
+            // (buffers and a router copy), but capping them at 64 made
+            // 100,000 elections start 30 % slower (new connections for every
+            // call beyond the cap). docs/ENGINE.md §0, step 7.
             .pool_idle_timeout(Duration::from_secs(30))
-            // A start storm opens a connection per call in flight; keeping
-            // them all idle held about 1,000 per peer after 10,000 elections
-            // (each costs the peer ~40 KiB: buffers and a router copy).
-            .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
