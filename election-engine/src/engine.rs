@@ -632,7 +632,17 @@ impl Engine {
                 prev,
                 next,
                 ops,
-            } => self.replicate_input(now, req, from, base, epoch, prev, next, ops),
+            } => {
+                let w = writes::ReplicaWrite {
+                    req,
+                    from,
+                    epoch,
+                    prev,
+                    next,
+                    ops,
+                };
+                self.replicate_input(now, base, w)
+            }
             Input::GetversReq {
                 req,
                 base,

@@ -237,7 +237,7 @@ async fn info(
     Json(json!({
         "service": {"id": svc.me, "type": svc.stype, "ns": svc.layout.namespace(),
                     "uptime_s": svc.uptime().as_secs(), "exiting": svc.is_exiting(),
-                    "emergency_read_only_mode": u8::from(!svc.readonly().is_empty()),
+                    "emergency_read_only_mode": u8::from(svc.is_read_only()),
                     "stop_writes": u8::from(svc.guard.stopped().is_some()),
                     "stop_writes_reason": svc.guard.stopped()},
         "elections": elections,
@@ -777,7 +777,7 @@ async fn readonly_clear(State(svc): Svc) -> Response {
             reply(
                 200,
                 "OK",
-                json!({"cleared": cleared, "emergency_read_only_mode": u8::from(!svc.readonly().is_empty())}),
+                json!({"cleared": cleared, "emergency_read_only_mode": u8::from(svc.is_read_only())}),
             )
         }
         Err(why) => reply(409, &format!("not cleared: {why}"), json!({})),
@@ -828,10 +828,7 @@ async fn peer_replicate(
     // A write right after an election may reach us before our side settled
     // (still checking the master): wait for it, briefly, rather than refuse.
     let settle = (svc.cfg.replicate_timeout / 2).min(Duration::from_secs(2));
-    if !svc
-        .snapshot(&base)
-        .is_some_and(|s| s.fsm.state().is_final())
-    {
+    if !svc.state(&base).is_some_and(election_core::State::is_final) {
         let _ = svc.wait_final(&base, settle).await;
     }
     let (from, epoch, prev) = (req.from.clone(), req.epoch, req.prev.clone());
@@ -959,7 +956,7 @@ async fn metrics(State(svc): Svc) -> Response {
         zk_state: svc.zk.view().link.as_str(),
         zk_reconnects: svc.zk.reconnects(),
         stop_writes: svc.guard.stopped().is_some(),
-        read_only: !svc.readonly().is_empty(),
+        read_only: svc.is_read_only(),
     });
     (
         StatusCode::OK,

@@ -318,9 +318,11 @@ pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String>
     Ok(cleared)
 }
 
-/// Deletes a container: on the master (ordered with writes), removes the
-/// directory entry, so that no replica can ever be elected again (even one
-/// that missed the deletion), then asks every peer to drop its replica.
+/// Deletes a container: on the master, removes the directory entry, so that
+/// no replica can ever be elected again (even one that missed the deletion),
+/// then asks every peer to drop its replica. A write still in flight may
+/// commit meanwhile: the two overlap, so it is ordered before the deletion,
+/// whose replicas drop it with the rest.
 pub async fn delete(
     svc: &Arc<Service>,
     base: &BaseName,

@@ -368,6 +368,11 @@ impl Service {
         lock(&self.shell).engine.readonly().to_vec()
     }
 
+    /// Is the service in emergency read-only mode? (No copy of the list.)
+    pub fn is_read_only(&self) -> bool {
+        !lock(&self.shell).engine.readonly().is_empty()
+    }
+
     /// The operator checked that the replicas of `bases` agree again.
     pub fn clear_readonly(self: &Arc<Self>, bases: Vec<BaseName>) {
         self.input(Input::ClearReadOnly { bases });
@@ -390,6 +395,11 @@ impl Service {
             from: from.clone(),
             master,
         });
+    }
+
+    /// The state of the election of `base`, without copying the election.
+    pub fn state(&self, base: &BaseName) -> Option<State> {
+        lock(&self.shell).engine.view(base).map(|s| s.fsm.state())
     }
 
     pub fn snapshot(&self, base: &BaseName) -> Option<Arc<Snapshot>> {

@@ -1499,7 +1499,28 @@ impl World {
 
     // ----- peer RPC -----
 
-    fn rpc_arrive(&mut self, from: usize, from_inc: u64, to: usize, call: Option<u64>, rpc: Rpc) {
+    fn rpc_arrive(
+        &mut self,
+        from: usize,
+        from_inc: u64,
+        to: usize,
+        call: Option<u64>,
+        mut rpc: Rpc,
+    ) {
+        if let Rpc::Replicate { base, arrived, .. } = &mut rpc {
+            let settled = self
+                .elec(to, *base)
+                .is_some_and(|e| e.fsm.state().is_final());
+            if *arrived == 0 {
+                *arrived = self.now;
+            }
+            if !settled && self.now - *arrived < 500 * MS {
+                // The server waits, briefly, for its side to settle (a
+                // pause counts: its clock runs while it is stopped).
+                self.redeliver(10 * MS, from, from_inc, to, call, rpc);
+                return;
+            }
+        }
         match rpc {
             Rpc::Use { base, master } => {
                 let (base, from) = (self.bases[base].clone(), self.svcs[from].id.clone());
@@ -1542,26 +1563,8 @@ impl World {
                 prev,
                 next,
                 ops,
-                arrived,
+                ..
             } => {
-                let settled = self
-                    .elec(to, base)
-                    .is_some_and(|e| e.fsm.state().is_final());
-                let arrived = if arrived == 0 { self.now } else { arrived };
-                if !settled && self.now - arrived < 500 * MS {
-                    // The server waits, briefly, for its side to settle (a
-                    // pause counts: its clock runs while it is stopped).
-                    let rpc = Rpc::Replicate {
-                        base,
-                        epoch,
-                        prev,
-                        next,
-                        ops,
-                        arrived,
-                    };
-                    self.redeliver(10 * MS, from, from_inc, to, call, rpc);
-                    return;
-                }
                 let req = self.serve(to, from, from_inc, call);
                 let (from, base) = (self.svcs[from].id.clone(), self.bases[base].clone());
                 self.input(

@@ -72,13 +72,13 @@ enum Deferred {
 
 /// A write replicated to us.
 #[derive(Debug, Clone)]
-struct ReplicaWrite {
-    req: ReqId,
-    from: ServiceId,
-    epoch: Seq,
-    prev: Vector,
-    next: Vector,
-    ops: Arc<[WriteOp]>,
+pub(super) struct ReplicaWrite {
+    pub(super) req: ReqId,
+    pub(super) from: ServiceId,
+    pub(super) epoch: Seq,
+    pub(super) prev: Vector,
+    pub(super) next: Vector,
+    pub(super) ops: Arc<[WriteOp]>,
 }
 
 #[derive(Debug, Clone)]
@@ -604,26 +604,8 @@ impl Engine {
 
     // ----- the slave's side -----
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn replicate_input(
-        &mut self,
-        now: Now,
-        req: ReqId,
-        from: ServiceId,
-        base: BaseName,
-        epoch: Seq,
-        prev: Vector,
-        next: Vector,
-        ops: Arc<[WriteOp]>,
-    ) {
-        let w = ReplicaWrite {
-            req,
-            from,
-            epoch,
-            prev,
-            next,
-            ops,
-        };
+    pub(super) fn replicate_input(&mut self, now: Now, base: BaseName, w: ReplicaWrite) {
+        let req = w.req;
         let Some(i) = self.find(&base) else {
             if !self.exiting {
                 let i = self.ensure(now, &base);
