@@ -2728,3 +2728,85 @@ fn a_slave_redirects_writes_and_a_full_queue_refuses_them() {
         )]
     );
 }
+
+/// `Config::default().expire_slave_ms`: an idle slave leaves after this long.
+const EXPIRE_SLAVE: u64 = 210 * 60_000;
+
+/// Issue 14, H6: a slave of a base that is only written (never read here)
+/// must not expire. Replicated writes are accesses.
+#[test]
+fn replicated_writes_keep_a_slave_from_expiring() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    let from_b = |req: ReqId, n: i64| Input::Replicate {
+        req,
+        from: sid(B),
+        base: a.clone(),
+        epoch: 12,
+        prev: vector(n),
+        next: vector(n + 1),
+        ops: Arc::from(set("k")),
+    };
+    // A write every hour; the id of each Apply is the next from the counter.
+    for (id, hour) in (10..).zip(1..=4u64) {
+        let t = 1_060 + hour * 3_600_000;
+        fx.on(t, from_b(300 + hour, hour as i64));
+        fx.on(t + 1, stored(id, Ok(StoreOk::Applied)));
+        assert_eq!(fx.on(t + 2, Input::Tick), vec![]);
+    }
+    // 4 hours after it settled (past `expire_slave`, 3.5 hours), and 1
+    // after the last write: still a slave.
+    assert_eq!(fx.on(1_060 + 4 * 3_600_000 + 10, Input::Tick), vec![]);
+    assert_eq!(fx.state(&a), State::Slave);
+    // Without writes it expires, counted from the last one.
+    let last = 1_060 + 4 * 3_600_000 + 1;
+    fx.on(last + EXPIRE_SLAVE, Input::Tick);
+    assert_eq!(fx.state(&a), State::Leaving);
+}
+
+/// Issue 14, H6: a write that reaches a slave leaving by idle expiry is
+/// refused (it is no longer a slave), and the election comes back once it
+/// has left, with no client request.
+#[test]
+fn a_write_reaching_an_expiring_slave_makes_it_rejoin() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    let t = 1_060 + EXPIRE_SLAVE;
+    let effects = fx.on(t, Input::Tick);
+    assert_eq!(fx.state(&a), State::Leaving, "{effects:?}");
+    let delete = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Zk {
+                id,
+                op: ZkOp::Delete { .. },
+                ..
+            } => Some(*id),
+            _ => None,
+        })
+        .expect("the node is deleted");
+    let write = Input::Replicate {
+        req: 300,
+        from: sid(B),
+        base: a.clone(),
+        epoch: 12,
+        prev: vector(5),
+        next: vector(6),
+        ops: Arc::from(set("k")),
+    };
+    let effects = fx.on(t + 1, write);
+    assert!(
+        effects.contains(&Effect::ReplicateDone {
+            req: 300,
+            result: Err(Refusal::NotSettled)
+        }),
+        "{effects:?}"
+    );
+    // Once the node is gone, it starts again: a new candidacy.
+    let effects = fx.on(t + 2, zk(delete, Ok(ZkOk::Deleted)));
+    let mut later = fx.on(t + 3, Input::Tick);
+    later.extend(effects);
+    assert_ne!(fx.state(&a), State::None, "{later:?}");
+}

@@ -613,6 +613,11 @@ impl Engine {
             }
             return self.replicate_done(req, Err(Refusal::NotSettled));
         };
+        if !self.exiting {
+            // A replicated write is an access: a slave of a base that is only
+            // written must not expire (issue 14, H6).
+            self.slot_mut(i).fsm.touch(now);
+        }
         if let Err(refusal) = self.replica_check(now, i, &w) {
             return self.replicate_done(req, Err(refusal));
         }
@@ -648,10 +653,12 @@ impl Engine {
         );
         match verdict {
             ReplicaVerdict::Apply => Ok(()),
-            ReplicaVerdict::NotSettled(state) => {
-                if matches!(state, State::None | State::Failed) {
-                    self.start(now, i, false);
-                }
+            ReplicaVerdict::NotSettled(_) => {
+                // A master writes this base: it is wanted. Start it, or, if
+                // it is pending or leaving (an idle slave's expiry), have it
+                // rejoin once that ends.
+                self.slot_mut(i).want = true;
+                self.start(now, i, false);
                 Err(Refusal::NotSettled)
             }
             ReplicaVerdict::Fenced { .. } => {
