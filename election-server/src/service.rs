@@ -84,7 +84,7 @@ pub struct Snapshot {
 /// wait for its answer.
 struct Shell {
     engine: Engine,
-    syncs: HashMap<Id, tokio::task::JoinHandle<()>>,
+    syncs: HashMap<Id, (tokio::task::JoinHandle<()>, crate::storage::RestoreTicket)>,
     replies: HashMap<ReqId, Reply>,
     next_req: ReqId,
 }
@@ -626,7 +626,7 @@ impl Service {
             }
             Effect::Sync { id, base, master } => {
                 let key = self.key(&base);
-                self.store.begin_restore(&key);
+                let ticket = self.store.begin_restore(&key);
                 let svc = self.clone();
                 let task = tokio::spawn(async move {
                     let dumped = svc
@@ -637,7 +637,7 @@ impl Service {
                         Ok(bytes) => {
                             let (svc2, k2) = (svc.clone(), key.clone());
                             match tokio::task::spawn_blocking(move || {
-                                svc2.store.restore(&k2, &bytes)
+                                svc2.store.restore(&k2, ticket, &bytes)
                             })
                             .await
                             {
@@ -648,19 +648,19 @@ impl Service {
                         }
                         Err(e) => Err(e.to_string()),
                     };
-                    svc.store.abort_restore(&key);
+                    svc.store.abort_restore(&key, ticket);
                     svc.input(Input::Synced { id, result });
                 });
-                shell.syncs.insert(id, task);
+                shell.syncs.insert(id, (task, ticket));
             }
             Effect::AbortSync { id, base } => {
-                if let Some(task) = shell.syncs.remove(&id) {
-                    if !task.is_finished() {
-                        // The master went away mid-copy: stop, and our copy is
-                        // current again (the rename is atomic, nothing half-done).
-                        task.abort();
-                        self.store.abort_restore(&self.key(&base));
-                    }
+                if let Some((task, ticket)) = shell.syncs.remove(&id) {
+                    // The master went away mid-copy: stop, and our copy is
+                    // current again. A copy already on a blocking thread
+                    // finishes there, but its ticket is void: it is not
+                    // installed (issue 14, H1).
+                    task.abort();
+                    self.store.abort_restore(&self.key(&base), ticket);
                 }
             }
             Effect::Store { id, base, op } => self.store_op(shell, id, base, op),

@@ -10,7 +10,7 @@ use election_core::names::{BaseName, ElectionKey, ServiceId, ServiceType};
 use election_core::version::{ReplicaVersion, TableVersion};
 use election_engine::{StoreFailure, StoreOk, StoreOp};
 use rusqlite::{params, Connection, OpenFlags};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,6 +23,8 @@ pub enum StoreError {
     OutOfOrder { local: String, expected: String },
     #[error("base is being restored")]
     Restoring,
+    #[error("the copy was abandoned: the election moved on, the replica is left as it is")]
+    Abandoned,
     #[error("base is still loading")]
     Loading,
     #[error("sqlite: {0}")]
@@ -38,7 +40,7 @@ impl From<StoreError> for StoreFailure {
         match e {
             StoreError::Missing => StoreFailure::Missing,
             StoreError::OutOfOrder { .. } => StoreFailure::OutOfOrder(e.to_string()),
-            StoreError::Restoring => StoreFailure::Restoring,
+            StoreError::Restoring | StoreError::Abandoned => StoreFailure::Restoring,
             StoreError::Loading => StoreFailure::Loading,
             StoreError::Sqlite(_) | StoreError::Io(_) => StoreFailure::Failed(e.to_string()),
         }
@@ -176,9 +178,15 @@ pub struct BaseInfo {
     pub ctime_ms: u64,
 }
 
+/// One copy being installed. Only the copy holding the base's current
+/// ticket may replace the replica: an abandoned one never lands later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreTicket(u64);
+
 pub struct BaseStore {
     root: PathBuf,
-    restoring: Mutex<HashSet<ElectionKey>>,
+    restoring: Mutex<HashMap<ElectionKey, RestoreTicket>>,
+    tickets: std::sync::atomic::AtomicU64,
     /// Test-only: bases read as "loading" until then (slow start).
     loading_until: Mutex<Option<std::time::Instant>>,
     versions: std::sync::Arc<VersionCache>,
@@ -194,7 +202,8 @@ impl BaseStore {
         std::fs::create_dir_all(data_dir.join("tmp"))?;
         Ok(Self {
             root,
-            restoring: Mutex::new(HashSet::new()),
+            restoring: Mutex::new(HashMap::new()),
+            tickets: std::sync::atomic::AtomicU64::new(1),
             loading_until: Mutex::new(None),
             versions: std::sync::Arc::default(),
             open: Mutex::new(HashMap::new()),
@@ -627,55 +636,102 @@ impl BaseStore {
         Ok(bytes?)
     }
 
-    /// Marks the replica as restoring: its version is unknown until `restore`
-    /// (or `abort_restore`) ends it.
-    pub fn begin_restore(&self, key: &ElectionKey) {
-        if let Ok(mut set) = self.restoring.lock() {
-            set.insert(key.clone());
-        }
+    /// Marks the replica as restoring: its version is unknown until the copy
+    /// holding the returned ticket is installed, fails, or is abandoned. A
+    /// new ticket voids the previous one.
+    pub fn begin_restore(&self, key: &ElectionKey) -> RestoreTicket {
+        let ticket = RestoreTicket(
+            self.tickets
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        self.restoring_set().insert(key.clone(), ticket);
+        ticket
     }
 
-    pub fn abort_restore(&self, key: &ElectionKey) {
-        if let Ok(mut set) = self.restoring.lock() {
+    /// Abandons the copy holding `ticket`: it will not be installed, and
+    /// the replica is readable again. Once this returns, no rename of that
+    /// copy can happen (issue 14, H1: a copy finishing on a blocking thread
+    /// after its election moved on overwrote writes acknowledged since).
+    pub fn abort_restore(&self, key: &ElectionKey, ticket: RestoreTicket) {
+        let mut set = self.restoring_set();
+        if set.get(key) == Some(&ticket) {
             set.remove(key);
         }
     }
 
+    fn restoring_set(&self) -> std::sync::MutexGuard<'_, HashMap<ElectionKey, RestoreTicket>> {
+        self.restoring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn is_restoring(&self, key: &ElectionKey) -> bool {
-        self.restoring
-            .lock()
-            .map(|s| s.contains(key))
-            .unwrap_or(true)
+        self.restoring_set().contains_key(key)
     }
 
     /// Replaces the replica with a copy received from the master, after
-    /// checking that the copy is a readable base.
-    pub fn restore(&self, key: &ElectionKey, bytes: &[u8]) -> Result<(), StoreError> {
-        let result = self.restore_inner(key, bytes);
-        self.abort_restore(key);
+    /// checking that the copy is a readable base, unless the copy was
+    /// abandoned meanwhile (`StoreError::Abandoned`). Ends the restore.
+    pub fn restore(
+        &self,
+        key: &ElectionKey,
+        ticket: RestoreTicket,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let result = self
+            .prepare_restore(key, bytes)
+            .and_then(|tmp| self.install_restore(key, ticket, tmp));
+        self.abort_restore(key, ticket);
         result
     }
 
-    fn restore_inner(&self, key: &ElectionKey, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.path(key);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+    /// Writes the copy to a temporary file, synced, and checks it is a base.
+    fn prepare_restore(&self, key: &ElectionKey, bytes: &[u8]) -> Result<PathBuf, StoreError> {
         let tmp = self
             .tmp_dir()
             .join(format!("{key}.restore.{:x}", rand_suffix()));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
             f.write_all(bytes)?;
-            f.sync_all()?;
-        }
-        if let Err(e) = self.read_versions(&tmp) {
+            f.sync_all()
+        });
+        let checked = written
+            .map_err(StoreError::from)
+            .and_then(|()| self.read_versions(&tmp).map_err(StoreError::from));
+        if let Err(e) = checked {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e.into());
+            return Err(e);
         }
-        self.versions.invalidate(key);
-        std::fs::rename(&tmp, &path)?;
-        self.versions.invalidate(key);
+        Ok(tmp)
+    }
+
+    /// Renames a prepared copy over the replica if `ticket` is still the
+    /// base's current one. The check and the rename happen under the lock
+    /// `abort_restore` takes, so an abort and an install never interleave.
+    fn install_restore(
+        &self,
+        key: &ElectionKey,
+        ticket: RestoreTicket,
+        tmp: PathBuf,
+    ) -> Result<(), StoreError> {
+        let path = self.path(key);
+        let installed = {
+            let mut set = self.restoring_set();
+            if set.get(key) != Some(&ticket) {
+                Err(StoreError::Abandoned)
+            } else {
+                let renamed = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::rename(&tmp, &path));
+                self.versions.invalidate(key);
+                if renamed.is_ok() {
+                    set.remove(key);
+                }
+                renamed.map_err(StoreError::from)
+            }
+        };
+        if installed.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        installed?;
         sync_dir(path.parent())?;
         Ok(())
     }
@@ -767,13 +823,13 @@ mod tests {
             VersionDiff::LocalBehind
         );
         let bytes = store.dump(&key).expect("dump");
-        store.begin_restore(&key);
+        let ticket = store.begin_restore(&key);
         assert!(
             matches!(store.version(&key), ReplicaVersion::Unknown { .. }),
             "restoring is unknown"
         );
         assert!(
-            store.restore(&key, b"not a database").is_err(),
+            store.restore(&key, ticket, b"not a database").is_err(),
             "garbage is refused"
         );
         assert_eq!(
@@ -781,8 +837,8 @@ mod tests {
             v,
             "the replica is untouched by a refused copy"
         );
-        store.begin_restore(&key);
-        store.restore(&key, &bytes).expect("restore");
+        let ticket = store.begin_restore(&key);
+        store.restore(&key, ticket, &bytes).expect("restore");
         assert_eq!(store.version(&key), v);
         assert_eq!(
             store
@@ -791,6 +847,53 @@ mod tests {
                 .as_deref(),
             Some("acct")
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 14, H1: a slave copying the base from master M1 abandons the
+    /// copy (M1 left), follows M2 and acknowledges a write W. The copy,
+    /// still being written on a blocking thread that cannot be cancelled,
+    /// must not land over W afterwards.
+    #[test]
+    fn an_abandoned_copy_never_lands() {
+        let dir = std::env::temp_dir().join(format!("store-abandon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir).expect("open");
+        let t = ServiceType::new("meta2").expect("valid");
+        let base = BaseName::parse("A.1").expect("valid");
+        let key = ElectionKey::compute(&base, &t);
+        store.create(&key, &info(&base)).expect("create");
+        let m1_copy = store.dump(&key).expect("dump");
+
+        let slow = store.begin_restore(&key);
+        let prepared = store.prepare_restore(&key, &m1_copy).expect("prepared");
+        store.abort_restore(&key, slow);
+        let w = vec![WriteOp::Set {
+            key: "w".into(),
+            value: "acknowledged".into(),
+        }];
+        store.apply(&key, &w, 99).expect("W");
+        let late = store.install_restore(&key, slow, prepared);
+        assert!(matches!(late, Err(StoreError::Abandoned)), "{late:?}");
+        let props = store.properties(&key).expect("readable");
+        assert_eq!(
+            props.user.get("w").map(String::as_str),
+            Some("acknowledged")
+        );
+
+        // A new copy voids the one before it; the current one lands.
+        let first = store.begin_restore(&key);
+        let second = store.begin_restore(&key);
+        let voided = store.restore(&key, first, &m1_copy);
+        assert!(matches!(voided, Err(StoreError::Abandoned)), "{voided:?}");
+        assert!(matches!(
+            store.version(&key),
+            ReplicaVersion::Unknown { .. }
+        ));
+        store.restore(&key, second, &m1_copy).expect("installed");
+        assert!(store.properties(&key).expect("readable").user.is_empty());
+        let leftovers = std::fs::read_dir(dir.join("tmp")).expect("tmp").count();
+        assert_eq!(leftovers, 0, "no copy left behind in tmp/");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
