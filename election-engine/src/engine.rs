@@ -11,8 +11,8 @@ use crate::io::{
     WatchId, ZkFailure, ZkOk, ZkOp,
 };
 use election_core::names::{
-    parse_node_name, seq_latest, seq_offset, BaseName, ElectionKey, Seq, ServiceId, ServiceType,
-    ZkLayout,
+    parse_node_name, seq_after, seq_latest, seq_offset, BaseName, ElectionKey, Seq, ServiceId,
+    ServiceType, ZkLayout,
 };
 use election_core::peer::{getvers_outcome, master_from_node};
 use election_core::{Action, Config, Election, Event, GetversOutcome, MasterBadReason, Now, State};
@@ -455,15 +455,29 @@ impl Engine {
                 self.feed(now, i, Event::SyncReq);
             }
             Input::UseReceived { base, from, master } => {
-                if master {
-                    if let Some(i) = self.find(&base) {
-                        if self.slot_mut(i).fsm.state() == State::Master {
+                if let (Some(epoch), Some(i)) = (master, self.find(&base)) {
+                    let fsm = &self.slot_mut(i).fsm;
+                    match (fsm.state(), fsm.local_id()) {
+                        // A claim from a node older than ours is late: its
+                        // holder was master before us. Leaving on it would
+                        // depose the current master for nothing.
+                        (State::Master, Some(ours)) if !seq_after(epoch, ours) => {
+                            self.effects
+                                .push_back(Effect::Log(LogEvent::StaleMasterClaim {
+                                    base: base.clone(),
+                                    from,
+                                    epoch,
+                                    ours,
+                                }));
+                        }
+                        (State::Master, _) => {
                             self.effects.push_back(Effect::Log(LogEvent::DoubleMaster {
                                 base: base.clone(),
                                 from,
                             }));
                             self.feed(now, i, Event::LeaveReq);
                         }
+                        _ => {}
                     }
                 }
                 let i = self.ensure(now, &base);
@@ -1271,7 +1285,9 @@ impl Engine {
                 self.zk(i, ZkOp::Delete { path }, Pending::Delete { op, seq });
             }
             Action::SendUse { peers, master } => {
-                let base = self.slot_mut(i).base.clone();
+                let slot = self.slot_mut(i);
+                let base = slot.base.clone();
+                let master = slot.fsm.local_id().filter(|_| master);
                 for to in peers {
                     self.effects.push_back(Effect::Use {
                         to,

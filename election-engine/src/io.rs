@@ -118,11 +118,12 @@ pub enum Input {
     LeaveAndRejoin { base: BaseName },
     /// Re-copy the base from the master (creates the election).
     SyncReq { base: BaseName },
-    /// A peer's USE: `master` when it announces its mastership.
+    /// A peer's USE: `master` holds the sequence of its node when it
+    /// announces its mastership (a claim without one is not a claim).
     UseReceived {
         base: BaseName,
         from: ServiceId,
-        master: bool,
+        master: Option<Seq>,
     },
     /// Stop-writes entered (`true`) or left: refuse (or allow again)
     /// masterships, and hand every current one over.
@@ -217,11 +218,12 @@ pub enum Effect {
         base: BaseName,
         decache: bool,
     },
-    /// Fire and forget: ask a peer to start (or refresh) its side.
+    /// Fire and forget: ask a peer to start (or refresh) its side. A new
+    /// master announces itself with the sequence of its node.
     Use {
         to: ServiceId,
         base: BaseName,
-        master: bool,
+        master: Option<Seq>,
     },
     /// Ask a peer's version; `master_seq` when asking our master (it must own
     /// that node), `candidate_seq` when we are a candidate (it fences older
@@ -477,10 +479,18 @@ pub enum LogEvent {
         base: BaseName,
         why: String,
     },
-    /// A peer announced a mastership we hold too: we leave.
+    /// A peer announced a mastership newer than ours: we leave.
     DoubleMaster {
         base: BaseName,
         from: ServiceId,
+    },
+    /// A peer's announcement of a mastership older than ours arrived late:
+    /// ignored (issue 14, Hm1).
+    StaleMasterClaim {
+        base: BaseName,
+        from: ServiceId,
+        epoch: Seq,
+        ours: Seq,
     },
     LeftoverDeleted {
         base: BaseName,
@@ -539,6 +549,15 @@ impl fmt::Display for LogEvent {
             LogEvent::DoubleMaster { base, from } => write!(
                 f,
                 "{base}: suspicious double master: {from} claims mastership too; leaving"
+            ),
+            LogEvent::StaleMasterClaim {
+                base,
+                from,
+                epoch,
+                ours,
+            } => write!(
+                f,
+                "{base}: ignored a late master announcement from {from} (node {epoch}, older than ours, {ours})"
             ),
             LogEvent::LeftoverDeleted { base, seq } => {
                 write!(f, "{base}: deleted leftover node {seq}")

@@ -108,7 +108,9 @@ impl Fx {
         vec![self.me.clone(), self.b.clone(), self.c.clone()]
     }
 
-    fn uses(&self, base: &BaseName, master: bool) -> Vec<Effect> {
+    /// The USEs to B and C; `master`: the sequence of our node when we
+    /// announce our mastership.
+    fn uses(&self, base: &BaseName, master: Option<Seq>) -> Vec<Effect> {
         [&self.b, &self.c]
             .into_iter()
             .map(|to| Effect::Use {
@@ -350,7 +352,7 @@ fn cold_election_as_master() {
     assert_eq!(fx.e.next_wakeup(), Some(1_000 + PENDING_TIMEOUT));
 
     // The directory answers with ourselves among the peers: we are filtered out.
-    let mut expected = fx.uses(&a, false);
+    let mut expected = fx.uses(&a, None);
     expected.extend([
         zk_effect(
             3,
@@ -422,7 +424,7 @@ fn cold_election_as_master() {
     );
     assert_eq!(fx.state(&a), State::CheckingSlaves);
 
-    let mut expected = fx.uses(&a, true);
+    let mut expected = fx.uses(&a, Some(17));
     expected.extend([
         Effect::Observe(Observation::Getvers("OK")),
         tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Master),
@@ -528,7 +530,7 @@ fn master_watch_fires_and_the_follower_takes_over() {
     );
     // No time-to-final (we never went back to NONE), but a failover: the
     // settled master changed from B to us.
-    let mut expected = fx.uses(&a, true);
+    let mut expected = fx.uses(&a, Some(17));
     expected.extend([
         Effect::Observe(Observation::Getvers("OK")),
         tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Master),
@@ -838,7 +840,7 @@ fn owner_mismatch_resets_the_election() {
             path: fx.path(&a, 17),
         },
     )];
-    expected.extend(fx.uses(&a, false));
+    expected.extend(fx.uses(&a, None));
     expected.extend([
         zk_effect(10, fx.create_op(&a)),
         tr(&a, State::Peering, "GETPEERS_DONE", State::Creating),
@@ -950,7 +952,7 @@ fn self_watch_deleted_restarts_the_master() {
 
     // Our node is gone: the core restarts at once, straight to CREATING (the
     // peers are cached); USE is due again (the last one was at 1010).
-    let mut expected = fx.uses(&a, false);
+    let mut expected = fx.uses(&a, None);
     expected.extend([
         zk_effect(9, fx.create_op(&a)),
         tr(&a, State::Master, "LEFT_SELF", State::Creating),
@@ -1056,7 +1058,7 @@ fn session_lost_resets_only_elections_bound_to_its_epoch() {
         vec![resolve(10, &b), tr(&b, State::None, "NONE", State::Peering)]
     );
     let peers = fx.all_peers();
-    let mut expected = fx.uses(&b, false);
+    let mut expected = fx.uses(&b, None);
     expected.extend([
         zk_effect(11, fx.create_op(&b)),
         tr(&b, State::Peering, "GETPEERS_DONE", State::Creating),
@@ -1117,7 +1119,7 @@ fn session_lost_resets_only_elections_bound_to_its_epoch() {
             path: fx.path(&a, 17),
         },
     )];
-    expected.extend(fx.uses(&a, false));
+    expected.extend(fx.uses(&a, None));
     expected.extend([
         zk_effect(17, fx.create_op(&a)),
         tr(&a, State::Peering, "GETPEERS_DONE", State::Creating),
@@ -1750,7 +1752,7 @@ fn results_for_a_removed_election_are_ignored() {
 
     // B's own answer still works.
     let peers = fx.all_peers();
-    let mut expected = fx.uses(&b, false);
+    let mut expected = fx.uses(&b, None);
     expected.extend([
         zk_effect(6, fx.create_op(&b)),
         tr(&b, State::Peering, "GETPEERS_DONE", State::Creating),
@@ -1834,7 +1836,7 @@ fn stop_writes_hands_mastership_over() {
         ]
     );
     let peers = fx.all_peers();
-    let mut expected = fx.uses(&a, false);
+    let mut expected = fx.uses(&a, None);
     expected.extend([
         zk_effect(11, fx.create_op(&a)),
         tr(&a, State::Peering, "GETPEERS_DONE", State::Creating),
@@ -1904,13 +1906,34 @@ fn a_peer_claiming_our_mastership_makes_us_leave_and_rejoin() {
     let mut fx = Fx::new();
     let a = base_a();
     elect_master(&mut fx, &a);
+    // Issue 14, Hm1: a late announcement from B's older mastership (node
+    // 12, below our 17) is logged and ignored. Before epochs were carried,
+    // any claim made the current master leave.
+    assert_eq!(
+        fx.on(
+            1_990,
+            Input::UseReceived {
+                base: a.clone(),
+                from: fx.b.clone(),
+                master: Some(12)
+            }
+        ),
+        vec![Effect::Log(LogEvent::StaleMasterClaim {
+            base: a.clone(),
+            from: fx.b.clone(),
+            epoch: 12,
+            ours: 17
+        })]
+    );
+    assert_eq!(fx.state(&a), State::Master);
+    // A claim from a newer node: ours must be gone, we leave and rejoin.
     assert_eq!(
         fx.on(
             2_000,
             Input::UseReceived {
                 base: a.clone(),
                 from: fx.b.clone(),
-                master: true
+                master: Some(20)
             }
         ),
         vec![
@@ -1944,7 +1967,7 @@ fn a_peer_claiming_our_mastership_makes_us_leave_and_rejoin() {
             Input::UseReceived {
                 base: a.clone(),
                 from: fx.b.clone(),
-                master: false
+                master: None
             }
         ),
         vec![]
@@ -2056,7 +2079,7 @@ fn rookie_unknown_versions_delay_the_candidacy() {
         vec![Effect::Observe(Observation::Getvers("KO"))]
     );
     // One error out of three is a quorum: MASTER.
-    let mut expected = fx.uses(&a, true);
+    let mut expected = fx.uses(&a, Some(17));
     expected.extend([
         Effect::Observe(Observation::Getvers("OK")),
         tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Master),
@@ -2151,7 +2174,7 @@ fn a_not_managed_base_is_not_retried() {
         Input::UseReceived {
             base: a.clone(),
             from: fx.b.clone(),
-            master: false,
+            master: None,
         },
     );
     let id = match effects.first() {
@@ -2201,9 +2224,13 @@ fn stop_writes_reaches_a_candidacy_in_progress() {
     // Whether the engine hands the candidacy over at once or the core refuses
     // the promotion, this service must not lead: it deletes its node instead.
     assert!(
-        !effects
-            .iter()
-            .any(|e| matches!(e, Effect::Use { master: true, .. })),
+        !effects.iter().any(|e| matches!(
+            e,
+            Effect::Use {
+                master: Some(_),
+                ..
+            }
+        )),
         "{effects:?}"
     );
     assert!(

@@ -564,7 +564,8 @@ async fn peer_use(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Respon
     if svc.is_exiting() {
         return Ok(reply(503, "service exiting", json!({})));
     }
-    svc.use_received(&req.base, &req.from, req.master);
+    let claim = req.epoch.filter(|_| req.master);
+    svc.use_received(&req.base, &req.from, claim);
     Ok(reply(200, "OK", json!({})))
 }
 

@@ -354,6 +354,7 @@ pub async fn delete(
             service_type: svc.stype.clone(),
             from: svc.me.clone(),
             master: false,
+            epoch: None,
         };
         async move {
             let outcome = match svc

@@ -22,9 +22,14 @@ pub struct UseRequest {
     #[serde(rename = "type")]
     pub service_type: ServiceType,
     pub from: ServiceId,
-    /// Sent by a new master: a receiver that is master too steps down.
+    /// Sent by a new master: a receiver that is master of an older node
+    /// steps down.
     #[serde(default)]
     pub master: bool,
+    /// The sequence of the new master's node. A claim without it is not
+    /// acted on: a late one would depose a newer master (issue 14, Hm1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Seq>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

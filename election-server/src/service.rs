@@ -387,9 +387,10 @@ impl Service {
         self.input(Input::SyncReq { base: base.clone() });
     }
 
-    /// A peer's USE; `master` when it announces its mastership (if we
-    /// believe we lead too, we step down and come back: reference §4.9.3).
-    pub fn use_received(self: &Arc<Self>, base: &BaseName, from: &ServiceId, master: bool) {
+    /// A peer's USE; `master` is its node's sequence when it announces its
+    /// mastership (if we lead from an older node, we step down and come
+    /// back: reference §4.9.3).
+    pub fn use_received(self: &Arc<Self>, base: &BaseName, from: &ServiceId, master: Option<Seq>) {
         self.input(Input::UseReceived {
             base: base.clone(),
             from: from.clone(),
@@ -586,7 +587,8 @@ impl Service {
                         base,
                         service_type: svc.stype.clone(),
                         from: svc.me.clone(),
-                        master,
+                        master: master.is_some(),
+                        epoch: master,
                     };
                     if let Err(e) = svc.rpc.use_(&to, &req, svc.cfg.use_timeout).await {
                         tracing::debug!(base = %req.base, "USE to {to} failed: {e}");
@@ -707,6 +709,7 @@ impl Service {
                         service_type: svc.stype.clone(),
                         from: svc.me.clone(),
                         master: false,
+                        epoch: None,
                     };
                     if let Err(e) = svc.rpc.resync(&to, &req, svc.cfg.use_timeout).await {
                         tracing::debug!(base = %req.base, "resync request to {to} failed: {e}");

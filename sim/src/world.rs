@@ -189,7 +189,7 @@ enum Call {
 enum Rpc {
     Use {
         base: usize,
-        master: bool,
+        master: Option<Seq>,
     },
     Getvers {
         base: usize,
@@ -914,6 +914,9 @@ impl World {
             Effect::Observe(_) => {}
             Effect::Log(LogEvent::DoubleMaster { .. }) => {
                 self.stats.count("double master announced")
+            }
+            Effect::Log(LogEvent::StaleMasterClaim { .. }) => {
+                self.stats.count("late master announcement ignored")
             }
             Effect::Log(LogEvent::ReadOnly { .. }) => self.stats.count("emergency read-only"),
             Effect::Log(_) => {}
