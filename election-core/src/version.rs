@@ -6,11 +6,17 @@
 
 use std::collections::BTreeMap;
 
-/// One table's version: the counter and when it was last bumped (ms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// One table's version: the counter, when it was last bumped (ms, by the
+/// writer's clock) and who bumped it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableVersion {
     pub version: i64,
     pub when: i64,
+    /// The write's author: its master's fencing epoch and batch number,
+    /// unique by construction (0 in bases written before it existed).
+    /// Clocks can repeat a `when` (issue 14, H2); this never repeats.
+    #[serde(default)]
+    pub writer: u64,
 }
 
 /// A base's version vector: per table, its version.
@@ -114,7 +120,9 @@ fn compare_tables(
             // write at that version (one a master rolled back). Counting
             // alone took them for equal and elected a copy without an
             // acknowledged write (found by the simulation, seed 10885).
-            other_write |= d == 0 && l.when != r.when;
+            // The writer tells them apart even when the clocks repeat a
+            // `when` (issue 14, H2).
+            other_write |= d == 0 && (l.when != r.when || l.writer != r.writer);
         }
     }
     match (min_d < 0, max_d > 0) {
@@ -149,7 +157,7 @@ mod tests {
                         t.to_string(),
                         TableVersion {
                             version: *n,
-                            when: 0,
+                            ..TableVersion::default()
                         },
                     )
                 })
@@ -167,6 +175,7 @@ mod tests {
                         TableVersion {
                             version: *n,
                             when: *w,
+                            writer: 0,
                         },
                     )
                 })
@@ -224,6 +233,35 @@ mod tests {
         for (l, r, want) in cases {
             assert_eq!(compare(&l, &r), want, "{l:?} vs {r:?}");
         }
+    }
+
+    /// Issue 14, H2: two writes at the same counter whose clocks gave the
+    /// same `when` are still told apart by their writers.
+    #[test]
+    fn a_repeated_when_with_another_writer_is_another_write() {
+        let at = |writer: u64| ReplicaVersion::Known {
+            tables: [(
+                "main.properties".to_string(),
+                TableVersion {
+                    version: 4,
+                    when: 1_000,
+                    writer,
+                },
+            )]
+            .into(),
+        };
+        assert_eq!(
+            compare(&at(7 << 32 | 1), &at(7 << 32 | 2)),
+            VersionDiff::Diverged
+        );
+        assert_eq!(
+            compare(&at(7 << 32 | 1), &at(9 << 32 | 1)),
+            VersionDiff::Diverged
+        );
+        assert_eq!(
+            compare(&at(7 << 32 | 1), &at(7 << 32 | 1)),
+            VersionDiff::Equal
+        );
     }
 
     #[test]

@@ -330,9 +330,11 @@ pub enum Observation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
     /// Master: apply `ops` in a transaction left open, and say which
-    /// version it moves the base from and to (`Begun`).
+    /// version it moves the base from and to (`Begun`). The bumped table's
+    /// stamp records `writer` (see `TableVersion::writer`).
     Begin {
         ops: Arc<[WriteOp]>,
+        writer: u64,
     },
     /// Master: commit, or roll back, the open transaction.
     Commit,

@@ -161,6 +161,7 @@ fn version(n: i64) -> ReplicaVersion {
             TableVersion {
                 version: n,
                 when: 1_000 + n,
+                writer: 0,
             },
         )]
         .into_iter()
@@ -2255,6 +2256,7 @@ fn vector(n: i64) -> Vector {
         TableVersion {
             version: n,
             when: 2_000 + n,
+            writer: 0,
         },
     )]
     .into_iter()
@@ -2304,7 +2306,16 @@ fn store(id: Id, base: &BaseName, op: StoreOp) -> Effect {
 
 fn begin(id: Id, base: &BaseName, keys: &[&str]) -> Effect {
     let ops: Vec<WriteOp> = keys.iter().flat_map(|k| set(k)).collect();
-    store(id, base, StoreOp::Begin { ops: ops.into() })
+    // The writer: our node's sequence (17, see `elect_master`), then the id.
+    let writer = (17 << 32) | id;
+    store(
+        id,
+        base,
+        StoreOp::Begin {
+            ops: ops.into(),
+            writer,
+        },
+    )
 }
 
 fn replicate(id: Id, to: &ServiceId, base: &BaseName, n: i64, keys: &[&str]) -> Effect {

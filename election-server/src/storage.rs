@@ -338,15 +338,14 @@ impl BaseStore {
             let k: String = row.get(0)?;
             let v: String = row.get(1)?;
             let table = k.trim_start_matches("version:").to_string();
-            let (version, when) = v.split_once(':').unwrap_or((v.as_str(), "0"));
-            let (Ok(version), Ok(when)) = (version.parse(), when.parse()) else {
+            let Some(tv) = parse_table_version(&v) else {
                 return Err(rusqlite::Error::InvalidColumnType(
                     1,
                     k,
                     rusqlite::types::Type::Text,
                 ));
             };
-            out.insert(table, TableVersion { version, when });
+            out.insert(table, tv);
         }
         if out.is_empty() {
             return Err(rusqlite::Error::QueryReturnedNoRows);
@@ -374,14 +373,11 @@ impl BaseStore {
         let mut out = Vector::new();
         for row in rows {
             let (k, v) = row?;
-            let (version, when) = v.split_once(':').unwrap_or((v.as_str(), "0"));
-            out.insert(
-                k.trim_start_matches("version:").to_string(),
-                TableVersion {
-                    version: version.parse().unwrap_or(-1),
-                    when: when.parse().unwrap_or(0),
-                },
-            );
+            let tv = parse_table_version(&v).unwrap_or(TableVersion {
+                version: -1,
+                ..TableVersion::default()
+            });
+            out.insert(k.trim_start_matches("version:").to_string(), tv);
         }
         Ok(out)
     }
@@ -418,10 +414,7 @@ impl BaseStore {
         for (table, tv) in v {
             tx.execute(
                 "INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)",
-                params![
-                    format!("version:{table}"),
-                    format!("{}:{}", tv.version, tv.when)
-                ],
+                params![format!("version:{table}"), render_table_version(tv)],
             )?;
         }
         Ok(())
@@ -443,8 +436,8 @@ impl BaseStore {
                 .remove(key)
         };
         match op {
-            StoreOp::Begin { ops } => {
-                let pending = self.begin_write(key, ops, when_ms)?;
+            StoreOp::Begin { ops, writer } => {
+                let pending = self.begin_write(key, ops, when_ms, *writer)?;
                 let begun = StoreOk::Begun {
                     prev: pending.prev.clone(),
                     next: pending.next.clone(),
@@ -488,6 +481,7 @@ impl BaseStore {
         key: &ElectionKey,
         ops: &[WriteOp],
         when_ms: i64,
+        writer: u64,
     ) -> Result<PendingWrite, StoreError> {
         let conn = self.open_rw(key)?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -504,16 +498,13 @@ impl BaseStore {
         let prev = Self::vector_in(&pending.conn)?;
         Self::apply_ops(&pending.conn, ops)?;
         let mut next = prev.clone();
-        let entry = next
-            .entry("main.properties".to_string())
-            .or_insert(TableVersion {
-                version: 0,
-                when: 0,
-            });
+        let entry = next.entry("main.properties".to_string()).or_default();
         entry.version += 1;
         // The stamp tells two writes at one version apart (see
-        // `election_core::version::compare`): never reuse the previous one.
+        // `election_core::version::compare`). `when` is for people and can
+        // repeat across clocks; `writer`, chosen by the engine, cannot.
         entry.when = when_ms.max(entry.when + 1);
+        entry.writer = writer;
         Self::store_vector(&pending.conn, &next)?;
         pending.prev = prev;
         pending.next = next;
@@ -528,7 +519,7 @@ impl BaseStore {
         ops: &[WriteOp],
         when_ms: i64,
     ) -> Result<(Vector, Vector), StoreError> {
-        let mut pending = self.begin_write(key, ops, when_ms)?;
+        let mut pending = self.begin_write(key, ops, when_ms, 0)?;
         pending.commit()?;
         Ok((pending.prev.clone(), pending.next.clone()))
     }
@@ -737,6 +728,28 @@ impl BaseStore {
     }
 }
 
+/// A table's version as the admin table keeps it: `version:when`, and
+/// `:writer` when there is one (bases written before it read as writer 0).
+fn render_table_version(tv: &TableVersion) -> String {
+    if tv.writer == 0 {
+        format!("{}:{}", tv.version, tv.when)
+    } else {
+        format!("{}:{}:{}", tv.version, tv.when, tv.writer)
+    }
+}
+
+fn parse_table_version(v: &str) -> Option<TableVersion> {
+    let mut parts = v.splitn(3, ':');
+    let version = parts.next()?.parse().ok()?;
+    let when = parts.next().map_or(Some(0), |w| w.parse().ok())?;
+    let writer = parts.next().map_or(Some(0), |w| w.parse().ok())?;
+    Some(TableVersion {
+        version,
+        when,
+        writer,
+    })
+}
+
 fn sync_dir(dir: Option<&Path>) -> std::io::Result<()> {
     if let Some(d) = dir {
         std::fs::File::open(d)?.sync_all()?;
@@ -897,6 +910,63 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Issue 14, H2: after a master whose clock ran ahead, every later
+    /// writer stamps `prev.when + 1`, so a rolled-back write W1 and the
+    /// committed W2 at the same counter got identical vectors, and a slave
+    /// holding W1 acknowledged W2 as "already applied" without applying it.
+    /// The writer in the stamp tells them apart: the slave refuses W2 as
+    /// out of order (and copies the master's base).
+    #[test]
+    fn a_repeated_clock_stamp_is_not_taken_for_the_same_write() {
+        let dir = std::env::temp_dir().join(format!("store-stamps-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir).expect("open");
+        let t = ServiceType::new("meta2").expect("valid");
+        let (mb, sb) = (
+            BaseName::parse("M.1").expect("valid"),
+            BaseName::parse("S.1").expect("valid"),
+        );
+        let (master, slave) = (ElectionKey::compute(&mb, &t), ElectionKey::compute(&sb, &t));
+        store.create(&master, &info(&mb)).expect("create");
+        store.create(&slave, &info(&sb)).expect("create");
+        let one = |value: &str| {
+            vec![WriteOp::Set {
+                key: "k".into(),
+                value: value.into(),
+            }]
+        };
+        // A master with a fast clock wrote the previous version.
+        let fast = 5_000_000;
+        let (p0, n0) = store.apply(&master, &one("v0"), fast).expect("v0");
+        store
+            .apply_replica(&slave, &one("v0"), &p0, &n0)
+            .expect("the slave follows");
+        // A master with a slow clock: W1 reaches the slave, then is rolled
+        // back on the master; W2 is written at the same counter.
+        let slow = 1_000;
+        let mut w1 = store
+            .begin_write(&master, &one("W1"), slow, 7 << 32 | 10)
+            .expect("W1");
+        store
+            .apply_replica(&slave, &one("W1"), &w1.prev, &w1.next)
+            .expect("W1 on the slave");
+        w1.rollback();
+        let mut w2 = store
+            .begin_write(&master, &one("W2"), slow, 7 << 32 | 11)
+            .expect("W2");
+        assert_eq!(
+            w1.next["main.properties"].when, w2.next["main.properties"].when,
+            "the clocks repeat the stamp"
+        );
+        let answer = store.apply_replica(&slave, &one("W2"), &w2.prev, &w2.next);
+        assert!(
+            matches!(answer, Err(StoreError::OutOfOrder { .. })),
+            "W2 taken for W1: {answer:?}"
+        );
+        w2.commit().expect("W2");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn writes_apply_in_order_only() {
         let dir = std::env::temp_dir().join(format!("store-writes-{}", std::process::id()));
@@ -977,7 +1047,7 @@ mod tests {
         );
         assert_eq!((s.user, s.vector), (m.user, m.vector));
         // An uncommitted write is invisible and vanishes on rollback.
-        let mut pending = store.begin_write(&master, &set, 79).expect("begin");
+        let mut pending = store.begin_write(&master, &set, 79, 79).expect("begin");
         assert!(same_versions(&pending.prev, &next2));
         let ReplicaVersion::Known { tables } = store.version(&master) else {
             panic!("readable while pending")
@@ -991,13 +1061,13 @@ mod tests {
             &store.properties(&master).expect("props").vector,
             &next2
         ));
-        let mut pending = store.begin_write(&master, &set, 80).expect("begin");
+        let mut pending = store.begin_write(&master, &set, 80, 80).expect("begin");
         pending.commit().expect("commit");
         assert_eq!(
             store.properties(&master).expect("props").vector["main.properties"].version,
             next2["main.properties"].version + 1
         );
-        drop(store.begin_write(&master, &unset, 81).expect("begin"));
+        drop(store.begin_write(&master, &unset, 81, 81).expect("begin"));
         assert_eq!(
             store
                 .properties(&master)

@@ -40,6 +40,10 @@ pub struct Options {
     /// Versions carry the writing master's stamp, so two different writes at
     /// one counter compare as diverged (the fix; off compares counters only).
     pub stamps: bool,
+    /// Stamps name their writer (the engine's epoch and batch), so that two
+    /// writes stamped alike by skewed clocks still differ (the fix of issue
+    /// 14, H2; off stamps by clock only, as the server did before).
+    pub writers: bool,
     /// Start some election directories' sequence counters near the 32-bit wrap.
     pub wrap: bool,
     /// A deliberate bug, to show that an invariant can fail (none by default).
@@ -68,6 +72,7 @@ impl Default for Options {
             fence: true,
             dump_locked: true,
             stamps: true,
+            writers: true,
             wrap: false,
             mutation: None,
             trace: false,

@@ -33,55 +33,79 @@ use std::sync::Arc;
 /// Microseconds per millisecond: the world's clock counts µs.
 pub const MS: u64 = 1_000;
 
-/// One replica of a base: the ids of the writes it holds, in order. It
-/// survives crashes (it stands for the SQLite file).
+/// One replica of a base: the ids of the writes it holds, in order, and
+/// the stamp of the last one. It survives crashes (it stands for the
+/// SQLite file).
 #[derive(Debug, Clone, Default)]
 pub struct Replica {
     pub writes: Vec<u64>,
+    pub stamp: Stamp,
     pub restoring: bool,
-    /// A master's batch in a transaction not committed yet: its writes and
-    /// the version it started from. Lost with the process.
-    open: Option<(Vec<u64>, (usize, u64))>,
+    /// A master's batch in a transaction not committed yet: its writes, the
+    /// version it started from and its stamp. Lost with the process.
+    open: Option<(Vec<u64>, (usize, Stamp), Stamp)>,
+}
+
+/// The stamp of a base's last write, made as the server's store makes it:
+/// `when` by the master's (skewed) clock, never below the previous one + 1,
+/// so it can repeat across masters; and the writer the engine chose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub when: i64,
+    pub writer: u64,
 }
 
 impl Replica {
     /// The version vector GETVERS reports: one table, bumped per write and
-    /// stamped with it (unless `stamps` is off: counters only).
+    /// stamped (unless `stamps` is off: counters only).
     pub fn version(&self, stamps: bool) -> ReplicaVersion {
         if self.restoring {
             return ReplicaVersion::Unknown {
                 reason: "restoring".into(),
             };
         }
-        let (version, when) = self.vector();
+        let (count, stamp) = self.vector();
+        let stamp = if stamps { stamp } else { Stamp::default() };
         ReplicaVersion::Known {
-            tables: [(
-                "main".to_string(),
-                TableVersion {
-                    version: version as i64,
-                    when: if stamps { when as i64 } else { 0 },
-                },
-            )]
-            .into(),
+            tables: to_vector((count, stamp)),
         }
     }
 
-    /// What a replicated write names as `prev`: count and last write.
-    pub fn vector(&self) -> (usize, u64) {
-        (self.writes.len(), self.writes.last().copied().unwrap_or(0))
+    /// What a replicated write names as `prev`: count and last stamp.
+    pub fn vector(&self) -> (usize, Stamp) {
+        (self.writes.len(), self.stamp)
     }
 }
 
+/// The wall clock's reading at the world's time 0 (a date in 2025).
+const WALL0: u64 = 1_750_000_000_000;
+
+/// Service `i`'s clock skew: up to 10 s either way, fixed per seed (drawn
+/// outside the world's generator, so that it moves no trajectory).
+fn clock_skew_ms(seed: u64, i: usize) -> i64 {
+    let mut r = Rng::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u64 + 1));
+    r.range(0, 20_000) as i64 - 10_000
+}
+
 /// The model's version as the engine carries it.
-fn to_vector((count, last): (usize, u64)) -> Vector {
+fn to_vector((count, stamp): (usize, Stamp)) -> Vector {
     [(
         "main".to_string(),
         TableVersion {
             version: count as i64,
-            when: last as i64,
+            when: stamp.when,
+            writer: stamp.writer,
         },
     )]
     .into()
+}
+
+/// The stamp a vector carries (`to_vector`'s inverse).
+fn stamp_of(v: &Vector) -> Stamp {
+    v.get("main").map_or(Stamp::default(), |tv| Stamp {
+        when: tv.when,
+        writer: tv.writer,
+    })
 }
 
 /// The write ids a batch carries (one `w` property per client write).
@@ -176,6 +200,8 @@ pub struct Svc {
     syncs: BTreeMap<Id, usize>,
     /// The engine's earliest wake-up already scheduled.
     tick_at: Option<u64>,
+    /// How far this service's wall clock is from the world's.
+    skew_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -217,7 +243,7 @@ enum Rpc {
 enum RpcAns {
     Version(ReplicaVersion),
     Refused,
-    Copy(Vec<u64>),
+    Copy((Vec<u64>, Stamp)),
     Applied,
     NotApplied(Refusal),
 }
@@ -498,6 +524,7 @@ impl World {
                     clients: BTreeMap::new(),
                     syncs: BTreeMap::new(),
                     tick_at: None,
+                    skew_ms: clock_skew_ms(seed, i),
                 }
             })
             .collect();
@@ -804,8 +831,14 @@ impl World {
             .expect("the engines only know the world's bases")
     }
 
-    fn engine_now(&self) -> Now {
-        Now::at(self.now / MS)
+    /// Service `s`'s clock: the world's, its wall time skewed by a fixed
+    /// offset per service (so masters stamp writes out of step).
+    fn engine_now(&self, s: usize) -> Now {
+        let mono_ms = self.now / MS;
+        Now {
+            mono_ms,
+            wall_ms: (WALL0 + mono_ms).saturating_add_signed(self.svcs[s].skew_ms),
+        }
     }
 
     /// Feeds one input to a service's engine and executes its effects.
@@ -813,7 +846,7 @@ impl World {
         if let Some(b) = input_base(&input).map(|b| self.bidx(b)) {
             self.touched.insert((s, b));
         }
-        let now = self.engine_now();
+        let now = self.engine_now(s);
         self.svcs[s].engine.handle(now, input);
         self.pump(s);
     }
@@ -1001,12 +1034,17 @@ impl World {
         } else {
             String::new()
         };
+        let clock_ms = self.engine_now(s).wall_ms as i64;
         let r = &mut self.svcs[s].replicas[b];
         let result = match op {
-            StoreOp::Begin { ops } if !r.restoring => {
+            StoreOp::Begin { ops, writer } if !r.restoring => {
                 let (prev, wids) = (r.vector(), write_ids(&ops));
-                let next = (prev.0 + wids.len(), wids.last().copied().unwrap_or(prev.1));
-                r.open = Some((wids, prev));
+                let stamp = Stamp {
+                    when: clock_ms.max(prev.1.when + 1),
+                    writer: if self.opts.writers { writer } else { 0 },
+                };
+                let next = (prev.0 + wids.len(), stamp);
+                r.open = Some((wids, prev, stamp));
                 Ok(StoreOk::Begun {
                     prev: to_vector(prev),
                     next: to_vector(next),
@@ -1014,8 +1052,9 @@ impl World {
             }
             StoreOp::Begin { .. } => Err(StoreFailure::Restoring),
             StoreOp::Commit => match r.open.take() {
-                Some((wids, prev)) if r.vector() == prev && !r.restoring => {
+                Some((wids, prev, stamp)) if r.vector() == prev && !r.restoring => {
                     r.writes.extend(wids);
+                    r.stamp = stamp;
                     self.data_changed.insert(b);
                     Ok(StoreOk::Committed)
                 }
@@ -1032,10 +1071,17 @@ impl World {
                 let local = to_vector(r.vector());
                 if local == prev {
                     r.writes.extend(write_ids(&ops));
+                    r.stamp = stamp_of(&next);
                     self.data_changed.insert(b);
                     Ok(StoreOk::Applied)
                 } else if local == next {
-                    // Already here (a copy taken after it committed).
+                    // Already here (a copy taken after it committed), or,
+                    // when stamps repeat, another write: the store cannot
+                    // tell (issue 14, H2).
+                    let wids = write_ids(&ops);
+                    if !r.writes.ends_with(&wids) {
+                        self.stats.count("another write under the same stamp");
+                    }
                     Ok(StoreOk::Applied)
                 } else {
                     Err(StoreFailure::OutOfOrder(format!(
@@ -1045,7 +1091,7 @@ impl World {
                 }
             }
             StoreOp::Dump { req } => {
-                let (restoring, copy) = (r.restoring, r.writes.clone());
+                let (restoring, copy) = (r.restoring, (r.writes.clone(), r.stamp));
                 if restoring {
                     self.served_answer(s, req, RpcAns::Refused);
                     Err(StoreFailure::Restoring)
@@ -1607,8 +1653,9 @@ impl World {
                 let r = &mut self.svcs[s].replicas[base];
                 r.restoring = false;
                 let result = match ans {
-                    Some(RpcAns::Copy(writes)) => {
+                    Some(RpcAns::Copy((writes, stamp))) => {
                         r.writes = writes;
+                        r.stamp = stamp;
                         self.data_changed.insert(base);
                         self.replaced.insert(base);
                         self.stats.count("replica restored");

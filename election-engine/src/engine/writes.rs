@@ -287,7 +287,10 @@ impl Engine {
         self.effects.push_back(Effect::Store {
             id,
             base,
-            op: StoreOp::Begin { ops: ops.clone() },
+            op: StoreOp::Begin {
+                ops: ops.clone(),
+                writer: writer_stamp(epoch, id),
+            },
         });
         self.ops_mut(i).busy = Some(Busy::Batch(Box::new(Batch {
             id,
@@ -804,4 +807,14 @@ impl Engine {
             op: StoreOp::Dump { req },
         });
     }
+}
+
+/// Who made a batch, unique by construction (issue 14, H2): the fencing
+/// epoch (our node's sequence, never reused under an election directory)
+/// in the high 32 bits, and the engine's id of the batch's `Begin` (never
+/// reused by this engine) in the low 32. Two batches at the same version
+/// counters, one committed and one rolled back, never carry the same stamp,
+/// whatever the clocks say.
+pub(crate) fn writer_stamp(epoch: Seq, id: Id) -> u64 {
+    ((epoch as u64 & 0xFFFF_FFFF) << 32) | (id & 0xFFFF_FFFF)
 }
