@@ -25,10 +25,14 @@ impl Row {
 
 /// `POST /v1/election/<route>` to every peer of `target`; rows sorted by id.
 pub async fn fan_out(target: &Target<'_>, route: &str) -> Vec<Row> {
+    fan_out_path(target, &format!("/v1/election/{route}")).await
+}
+
+/// Like `fan_out`, to any POST route that names the base the same way.
+pub async fn fan_out_path(target: &Target<'_>, path: &str) -> Vec<Row> {
     let connect_timeout = target.timeout.min(crate::CONNECT_TIMEOUT);
-    let path = format!("/v1/election/{route}");
     let calls = target.peers.iter().map(|peer| {
-        let req = target.request(reqwest::Method::POST, peer.as_str(), &path);
+        let req = target.request(reqwest::Method::POST, peer.as_str(), path);
         async move {
             let id = peer.to_string();
             match req.send().await {

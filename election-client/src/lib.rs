@@ -9,7 +9,7 @@
 mod fanout;
 mod master;
 
-pub use fanout::{fan_out, Row};
+pub use fanout::{fan_out, fan_out_path, Row};
 pub use master::{to_base, Answer, NoPeerAnswered};
 
 use election_core::names::{BaseName, ServiceId, ServiceType};

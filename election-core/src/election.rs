@@ -135,7 +135,9 @@ struct GetversRound {
     pending: BTreeSet<ServiceId>,
     ok: u32,
     old: u32,
-    race: u32,
+    /// Peers whose copy diverged from ours (as a candidate) or that are
+    /// behind us (as a follower asking its master).
+    race: Vec<ServiceId>,
     errors: Vec<(ServiceId, String)>,
 }
 
@@ -752,15 +754,30 @@ impl Election {
                 } else if left_self {
                     self.forget_ids();
                     self.start(now, out);
-                } else if round.race > 0 || round.old > 0 {
-                    // A peer is ahead of us (or diverged): let it lead, and
-                    // come back at once as its slave.
+                } else if round.old > 0 {
+                    // A peer is ahead of us: let it lead, and come back at
+                    // once as its slave.
                     self.last_error = Some(format!(
                         "a peer has newer data ({} ahead, {} diverged): stepping aside",
-                        round.old, round.race
+                        round.old,
+                        round.race.len()
                     ));
                     self.flags.rejoin = true;
                     self.enter(now, S::Leaving, out);
+                } else if !round.race.is_empty() && round.ok < group / 2 {
+                    // Diverged peers, and no majority holds our copy. Either
+                    // side may hold an acknowledged write: no automatic
+                    // winner. Stepping aside made every candidate do the
+                    // same, for ever (issue 14, H8); failing gives the
+                    // engine's back-off, and the operator a reason.
+                    let names: Vec<String> = round.race.iter().map(ToString::to_string).collect();
+                    self.last_error = Some(format!(
+                        "replicas diverged: {} and this replica each hold writes the other lacks, \
+                         and no majority holds one copy; an operator must choose the copy to \
+                         keep (docs/OPERATIONS.md, \"Diverged replicas\")",
+                        names.join(", ")
+                    ));
+                    self.enter(now, S::LeavingFailing, out);
                 } else if errors > 0 && errors >= group.div_ceil(2) {
                     let detail: Vec<String> = round
                         .errors
@@ -776,6 +793,11 @@ impl Election {
                     ));
                     self.retry_or_fail(now, S::DelayedCheckingSlaves, out);
                 } else {
+                    // Diverged peers may remain, outvoted: we and the `ok`
+                    // peers (at or behind our version) are a majority, and
+                    // none of us holds their extra writes. An acknowledged
+                    // write is on a majority, which meets ours, so none of
+                    // those was acknowledged. They re-copy from us.
                     self.enter(now, S::Master, out);
                 }
                 Logged::Always
@@ -1069,7 +1091,7 @@ impl Election {
         match outcome {
             GetversOutcome::Ok => self.getvers.ok += 1,
             GetversOutcome::Old => self.getvers.old += 1,
-            GetversOutcome::Race => self.getvers.race += 1,
+            GetversOutcome::Race => self.getvers.race.push(peer),
             GetversOutcome::Ko(e) => self.getvers.errors.push((peer, e)),
         }
     }

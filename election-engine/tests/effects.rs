@@ -2848,3 +2848,99 @@ fn a_write_reaching_an_expiring_slave_makes_it_rejoin() {
     later.extend(effects);
     assert_ne!(fx.state(&a), State::None, "{later:?}");
 }
+
+/// Our version 3, and a peer's version 3 holding another write (another
+/// writer): diverged.
+fn getvers_diverged(id: Id) -> Input {
+    let mut other = version(3);
+    if let ReplicaVersion::Known { tables } = &mut other {
+        for tv in tables.values_mut() {
+            tv.writer = 99;
+        }
+    }
+    Input::Getvers {
+        id,
+        remote: Ok(RemoteVersion::Version(other)),
+        local: Ok(version(3)),
+    }
+}
+
+/// Issue 14, H8: a candidate whose copy a majority holds (here C) leads
+/// despite a diverged peer (B), which re-copies from it. Before, any
+/// diverged peer made the candidate step aside, and every candidate did
+/// the same in turn.
+#[test]
+fn a_candidate_held_by_a_majority_leads_past_a_diverged_peer() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    to_listing(&mut fx, &a, 17);
+    fx.on(1_040, zk(6, Ok(ZkOk::Children(vec![fx.child(&a, 17)]))));
+    fx.on(1_050, getvers_diverged(7));
+    fx.on(1_060, getvers_equal(8));
+    assert_eq!(fx.state(&a), State::Master);
+}
+
+/// Issue 14, H8: diverged, and no majority holds our copy (C does not
+/// answer): no automatic winner. The election fails with a reason that
+/// names the diverged peer and the runbook, and retries only after a
+/// back-off, instead of stepping aside and rejoining at once.
+#[test]
+fn diverged_without_a_majority_fails_with_a_reason_and_backs_off() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    to_listing(&mut fx, &a, 17);
+    fx.on(1_040, zk(6, Ok(ZkOk::Children(vec![fx.child(&a, 17)]))));
+    fx.on(1_050, getvers_diverged(7));
+    let effects = fx.on(
+        1_060,
+        Input::Getvers {
+            id: 8,
+            remote: Ok(RemoteVersion::Refused("busy".into())),
+            local: Ok(version(3)),
+        },
+    );
+    assert_eq!(fx.state(&a), State::LeavingFailing, "{effects:?}");
+    let delete = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Zk {
+                id,
+                op: ZkOp::Delete { .. },
+            } => Some(*id),
+            _ => None,
+        })
+        .expect("our node is deleted");
+    fx.on(1_070, zk(delete, Ok(ZkOk::Deleted)));
+    assert_eq!(fx.state(&a), State::Failed);
+    let why =
+        fx.e.view(&a)
+            .and_then(|s| s.fsm.last_error().map(str::to_string))
+            .expect("a reason");
+    assert!(
+        why.contains("replicas diverged") && why.contains(B) && why.contains("OPERATIONS.md"),
+        "{why}"
+    );
+    // No new candidacy at once: the next one waits for the back-off
+    // (`retry_failed_ms`, 250 ms, jittered down to half at most).
+    let restarted = |effects: &[Effect]| {
+        effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Observe(Observation::Transition {
+                    pre: State::None,
+                    post: State::Peering,
+                    ..
+                })
+            )
+        })
+    };
+    let mut t = 1_070;
+    loop {
+        t = fx.e.next_wakeup().expect("a retry is planned").max(t);
+        if restarted(&fx.on(t, Input::Tick)) {
+            break;
+        }
+        assert!(t < 60_000, "never retried");
+    }
+    assert!(t >= 1_070 + 125, "retried at {t}");
+}

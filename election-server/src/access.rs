@@ -150,6 +150,7 @@ mod tests {
             (Method::POST, "/v1/election/sync"),
             (Method::POST, "/v1/admin/balance"),
             (Method::POST, "/v1/admin/readonly/clear"),
+            (Method::POST, "/v1/admin/set-aside"),
             (Method::POST, "/v1/admin/fault"),
             (Method::POST, "/v3.0/OPENIO/admin/leave"),
             (Method::POST, "/v3.0/OPENIO/admin/sync"),

@@ -39,6 +39,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/container/props", get(get_properties))
         .route("/v1/admin/readonly", get(readonly_status))
         .route("/v1/admin/readonly/clear", post(readonly_clear))
+        .route("/v1/admin/set-aside", post(set_aside))
         .route("/v1/admin/fault", post(fault_switch))
         .route("/v1/peer/replicate", post(peer_replicate))
         .route("/v1/container/delete", post(delete_container))
@@ -766,6 +767,20 @@ async fn readonly_status(State(svc): Svc) -> Response {
         .collect();
     Json(json!({"emergency_read_only_mode": u8::from(!ro.is_empty()), "bases": bases}))
         .into_response()
+}
+
+/// Diverged replicas: move this service's copy of a base aside, so that
+/// it copies the base again from the replica that leads.
+async fn set_aside(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
+    let base = resolve(&svc, &q)?;
+    Ok(match crate::client::set_aside(&svc, &base).await {
+        Ok(path) => reply(
+            200,
+            "OK",
+            json!({"base": base, "body": {"set_aside": path.display().to_string()}}),
+        ),
+        Err((code, message)) => reply(code, &message, json!({"base": base})),
+    })
 }
 
 async fn readonly_clear(State(svc): Svc) -> Response {

@@ -11,7 +11,9 @@
 use crate::service::{Service, Snapshot, WaitError};
 use crate::storage::{Vector, WriteOp};
 use election_core::names::{BaseName, Seq, ServiceId};
+use election_core::State;
 use election_engine::WriteRefusal;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -369,6 +371,98 @@ pub async fn delete(
         }
     });
     Ok(futures::future::join_all(calls).await)
+}
+
+/// The operator's way out of diverged replicas (docs/OPERATIONS.md,
+/// "Diverged replicas"): this service's copy of `base` is moved into
+/// `<data>/set-aside/`, and the election starts again without it, so that
+/// this service copies the base from the replica that leads. Refused on the
+/// master. Returns the path of the copy set aside.
+pub async fn set_aside(svc: &Arc<Service>, base: &BaseName) -> Result<PathBuf, (u16, String)> {
+    let refuse_master = || {
+        (
+            409,
+            format!(
+                "{base}: this service is MASTER: its copy is the one the others follow; \
+                 set aside the copies of the other replicas instead"
+            ),
+        )
+    };
+    if svc.state(base) == Some(State::Master) {
+        return Err(refuse_master());
+    }
+    // Never the last copy: another replica must report one.
+    let peers = match svc.manages(base, true).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err((404, format!("{base} is not managed by this service"))),
+        Err(e) => return Err((503, format!("directory unavailable: {e}"))),
+    };
+    let mut holders = 0;
+    for peer in peers.iter().filter(|p| **p != svc.me) {
+        let req = crate::rpc::GetversRequest {
+            base: base.clone(),
+            service_type: svc.stype.clone(),
+            from: svc.me.clone(),
+            master_seq: None,
+            candidate_seq: None,
+        };
+        if let Ok(crate::rpc::GetversReply::Version {
+            version: election_core::version::ReplicaVersion::Known { .. },
+        }) = svc.rpc.getvers(peer, &req, svc.cfg.getvers_timeout).await
+        {
+            holders += 1;
+        }
+    }
+    if holders == 0 {
+        return Err((
+            409,
+            format!(
+                "{base}: no other replica reports a copy: setting this one aside could lose \
+                 the base; nothing was moved"
+            ),
+        ));
+    }
+    let key = svc.key(base);
+    // From here our version reads as unknown: no candidacy of ours can be
+    // promoted with the copy we are about to remove (the rookie rule).
+    let ticket = svc.store.begin_restore(&key);
+    if svc.state(base) == Some(State::Master) {
+        svc.store.abort_restore(&key, ticket);
+        return Err(refuse_master());
+    }
+    svc.leave(base);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !matches!(svc.state(base), None | Some(State::None | State::Failed)) {
+        if std::time::Instant::now() > deadline {
+            svc.store.abort_restore(&key, ticket);
+            svc.poke(base, true);
+            return Err((
+                503,
+                format!(
+                    "{base}: the election did not stop within 10 s: nothing was moved, try again"
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (svc2, k2) = (svc.clone(), key.clone());
+    let moved = tokio::task::spawn_blocking(move || svc2.store.set_aside(&k2, ticket)).await;
+    svc.poke(base, true);
+    match moved {
+        Ok(Ok(path)) => {
+            tracing::warn!(base = %base, "replica set aside by an operator as {}", path.display());
+            Ok(path)
+        }
+        Ok(Err(crate::storage::StoreError::Missing)) => Err((404, format!("{base}: no copy here"))),
+        Ok(Err(e)) => {
+            svc.store.abort_restore(&key, ticket);
+            Err((500, format!("{base}: cannot set the copy aside: {e}")))
+        }
+        Err(e) => {
+            svc.store.abort_restore(&key, ticket);
+            Err((500, e.to_string()))
+        }
+    }
 }
 
 /// A peer's side of a deletion: only once the directory no longer lists the

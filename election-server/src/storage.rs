@@ -674,6 +674,46 @@ impl BaseStore {
         result
     }
 
+    /// Moves the replica out of the way, into `<data>/set-aside/`, kept
+    /// for forensics or a manual restore: the base is then missing here,
+    /// and the election copies it from whichever replica leads. `ticket`
+    /// (from `begin_restore`, taken before the election was left) keeps the
+    /// replica unknown meanwhile, so that it cannot lead with this copy.
+    pub fn set_aside(
+        &self,
+        key: &ElectionKey,
+        ticket: RestoreTicket,
+    ) -> Result<PathBuf, StoreError> {
+        let path = self.path(key);
+        let dir = self.root.with_file_name("set-aside");
+        std::fs::create_dir_all(&dir)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let dest = dir.join(format!("{key}.{stamp}.sqlite3"));
+        {
+            let mut set = self.restoring_set();
+            if set.get(key) != Some(&ticket) {
+                return Err(StoreError::Abandoned);
+            }
+            if !path.exists() {
+                set.remove(key);
+                return Err(StoreError::Missing);
+            }
+            std::fs::rename(&path, &dest)?;
+            // A rollback journal left by a crash belongs to the old copy.
+            let journal = path.with_extension("sqlite3-journal");
+            if journal.exists() {
+                std::fs::rename(&journal, dest.with_extension("sqlite3-journal"))?;
+            }
+            self.versions.invalidate(key);
+            set.remove(key);
+        }
+        sync_dir(path.parent())?;
+        sync_dir(Some(&dir))?;
+        Ok(dest)
+    }
+
     /// Writes the copy to a temporary file, synced, and checks it is a base.
     fn prepare_restore(&self, key: &ElectionKey, bytes: &[u8]) -> Result<PathBuf, StoreError> {
         let tmp = self

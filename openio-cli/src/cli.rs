@@ -118,6 +118,12 @@ pub enum ElectionCmd {
     Leave(Target),
     /// Ask slaves to re-copy the base from the master.
     Sync(Target),
+    /// Diverged replicas: set aside the copies of the services named with
+    /// --service-id (each moves its copy into <data>/set-aside/, one service
+    /// at a time), so that they copy the base again from the replica that
+    /// leads. The copies of the other replicas are the ones kept. See
+    /// docs/OPERATIONS.md, "Diverged replicas".
+    SetAside(Target),
     /// Ask services to hand masterships over to their peers (least recently
     /// used first, rate-limited by each service's balance_rate), with a
     /// progress line per service and a summary table.

@@ -104,7 +104,9 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
-/// `admin=3 properties=7`, `missing` or `unknown (why)`.
+/// `admin=3 properties=7@12`, `missing` or `unknown (why)`. `@12`: the
+/// last write was made by the master of epoch 12 (its node's sequence);
+/// two copies at one version with different epochs diverged.
 pub fn version_summary(v: &Value) -> String {
     match v["state"].as_str() {
         Some("known") => {
@@ -112,8 +114,12 @@ pub fn version_summary(v: &Value) -> String {
             let parts: Vec<String> = tables
                 .iter()
                 .map(|(t, tv)| {
+                    let by = match tv["writer"].as_u64().unwrap_or(0) >> 32 {
+                        0 => String::new(),
+                        epoch => format!("@{epoch}"),
+                    };
                     format!(
-                        "{}={}",
+                        "{}={}{by}",
                         t.trim_start_matches("main."),
                         tv["version"].as_i64().unwrap_or(-1)
                     )
@@ -421,6 +427,14 @@ mod tests {
             .map(|n| n.status)
             .collect();
         assert_eq!(v, vec!["master", "slave"]);
+    }
+
+    #[test]
+    fn versions_name_the_epoch_of_their_last_writer() {
+        let v = json!({"state": "known", "tables": {
+            "main.admin": {"version": 1, "when": 5},
+            "main.properties": {"version": 7, "when": 9, "writer": (12u64 << 32) | 40}}});
+        assert_eq!(version_summary(&v), "admin=1 properties=7@12");
     }
 
     #[test]

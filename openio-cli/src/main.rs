@@ -277,6 +277,7 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
             };
             return balance::run(cli, service_type, service_ids, ask).await;
         }
+        ElectionCmd::SetAside(t) => return set_aside(cli, t).await,
         ElectionCmd::Ping(t) => ("ping", t),
         ElectionCmd::Status { target, .. } => ("status", target),
         ElectionCmd::Debug { target, .. }
@@ -348,6 +349,43 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
             Ok(exit_for(&rows))
         }
     }
+}
+
+/// `openio election set-aside`: one service at a time, so that each one
+/// checks that another copy remains before it moves its own.
+async fn set_aside(cli: &Cli, target: &cli::Target) -> anyhow::Result<ExitCode> {
+    if target.service_ids.is_empty() {
+        anyhow::bail!(
+            "name the replicas whose copy to set aside with --service-id (repeatable); \
+             the copies of the other replicas are the ones kept"
+        );
+    }
+    let ctx = Ctx::new(cli, &target.service_type, &target.reference, target.cid)?;
+    let chosen = ctx.peers(&target.service_ids).await?;
+    let all = ctx.peers(&[]).await?;
+    if let Some(stranger) = chosen.iter().find(|id| !all.contains(id)) {
+        anyhow::bail!("{stranger} is not a replica of this base (its replicas: {all:?})");
+    }
+    if all.iter().all(|p| chosen.contains(p)) {
+        anyhow::bail!("--service-id names every replica of the base: keep at least one copy");
+    }
+    // Leaving the election and stopping it takes up to 10 s on the service.
+    let budget = Duration::from_secs_f64(cli.timeout).max(Duration::from_secs(15));
+    let http = election_client::client(election_client::CONNECT_TIMEOUT, ctx.secret.as_ref());
+    let mut rows = Vec::new();
+    for id in &chosen {
+        let mut t = ctx.target(&http, std::slice::from_ref(id), cli.request_id.as_deref());
+        t.timeout = budget;
+        rows.extend(election_client::fan_out_path(&t, "/v1/admin/set-aside").await);
+    }
+    let (cols, cells) = election::basic_rows(&rows, true, false);
+    print(cli.format, &cols, &cells);
+    exit_for(&rows);
+    Ok(if rows.iter().all(|r| r.status == 200) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn status_frame(

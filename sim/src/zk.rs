@@ -168,6 +168,11 @@ impl ZkModel {
         self.dirs.entry(dir.to_string()).or_default();
     }
 
+    /// A directory's child version: how many children it ever had.
+    pub fn cversion(&self, dir: &str) -> i32 {
+        self.dirs.get(dir).map_or(0, |d| d.cversion)
+    }
+
     /// Sets a directory's child version (to exercise sequence wrap-around).
     pub fn set_cversion(&mut self, dir: &str, v: i32) {
         self.dirs.entry(dir.to_string()).or_default().cversion = v;

@@ -267,6 +267,104 @@ async fn every_runbook_command_runs_in_its_incident() {
     c.wait_converged(&base, T).await.expect("converged");
     rb.ok("openio election status meta2 FVE0", &master);
 
+    // 9. Diverged replicas (issue 14, H8). S holds a write its master M
+    // rolled back; M is restarted (which clears read-only) and commits
+    // another write at the same version with T while S is down; then T goes
+    // down and M and S start again: they diverged, no majority holds a copy.
+    let m = c.wait_converged(&base, T).await.expect("converged");
+    let others: Vec<String> = c.ids().into_iter().filter(|i| *i != m).collect();
+    let (s, t) = (others[0].clone(), others[1].clone());
+    c.service_mut(&t).kill9();
+    fault(&c, &m, "lose_acks", true).await;
+    let (code, message) = c.write_to(&m, &base, &[("d", "rolled back")], T).await;
+    assert_eq!(code, 503, "{message}");
+    fault(&c, &m, "lose_acks", false).await;
+    c.service_mut(&s).kill9();
+    c.service_mut(&m).restart();
+    c.service_mut(&t).restart();
+    let started = Instant::now();
+    loop {
+        let (code, message, _) = c.writer().write(&base, &[("d", "kept")], T).await;
+        if code == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < 3 * T,
+            "no write after the restart: {code} {message}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // T goes down; M and S start again together (with a master up, S
+    // would simply copy its base: no incident).
+    c.service_mut(&t).kill9();
+    c.service_mut(&m).kill9();
+    c.service_mut(&m).restart();
+    c.service_mut(&s).restart();
+    let started = Instant::now();
+    let run = loop {
+        let run = rb.run("openio election status meta2 FVE0 --long", &s);
+        if run.stdout.contains("replicas diverged") {
+            break run;
+        }
+        assert!(started.elapsed() < 3 * T, "never reported: {run:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(run.code, 1, "{run:?}");
+    let versions: Vec<String> = run
+        .rows()
+        .iter()
+        .filter(|r| r[0] == s || r[0] == m)
+        .map(|r| {
+            r.iter()
+                .find(|c| c.contains("properties="))
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        versions.len() == 2
+            && versions[0] != versions[1]
+            && versions.iter().all(|v| v.contains('@')),
+        "each copy with its writer's epoch: {run:?}"
+    );
+    rb.run("openio election debug meta2 FVE0 --human", &s);
+    // Keep M's copy (the newer epoch): set S's aside.
+    let run = rb.ok("openio election set-aside meta2 FVE0 --service-id <ID>", &s);
+    assert!(run.stdout.contains("set-aside"), "{run:?}");
+    let aside = c.service(&s).replica_path(&base);
+    let aside = aside
+        .ancestors()
+        .nth(3)
+        .expect("the data directory")
+        .join("set-aside");
+    assert_eq!(
+        std::fs::read_dir(&aside).map(|d| d.count()).unwrap_or(0),
+        1,
+        "S's copy is kept in {}",
+        aside.display()
+    );
+    // M leads with S (whose copy is now missing), and S copies M's.
+    let master = c.wait_converged(&base, 3 * T).await.expect("elected again");
+    assert_eq!(master, m, "the kept copy leads");
+    let started = Instant::now();
+    loop {
+        let (code, props, _) = c.props(&s, &base).await;
+        if code == 200 && props["d"] == "kept" {
+            break;
+        }
+        assert!(
+            started.elapsed() < T,
+            "S never copied M's base: {code} {props}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Refused on the master, with the reason.
+    let run = rb.run("openio election set-aside meta2 FVE0 --service-id <ID>", &m);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("MASTER"), "{run:?}");
+    c.service_mut(&t).restart();
+    c.wait_converged(&base, T).await.expect("all back");
+
     let missing: Vec<&String> = documented.difference(&rb.ran).collect();
     assert!(
         missing.is_empty(),

@@ -475,7 +475,7 @@ fn state_checking_slaves() {
             GetversOutcome::Ok => e.getvers.ok,
             GetversOutcome::Ko(_) => e.getvers.errors.len() as u32,
             GetversOutcome::Old => e.getvers.old,
-            GetversOutcome::Race => e.getvers.race,
+            GetversOutcome::Race => e.getvers.race.len() as u32,
         };
         assert_eq!(counted, 1);
     }
@@ -499,8 +499,28 @@ fn state_checking_slaves() {
             State::Leaving,
             vec!["DELETE(10)"],
         ),
+        // A diverged peer, outvoted: we and two peers are 3 of 4 (H8).
         (
             vec![GetversOutcome::Ok, GetversOutcome::Ok, GetversOutcome::Race],
+            1,
+            State::Master,
+            vec!["USE(master)"],
+        ),
+        // Diverged, and no majority holds our copy: fail, no retry of the
+        // round (H8).
+        (
+            vec![GetversOutcome::Ok, GetversOutcome::Race, ko()],
+            1,
+            State::LeavingFailing,
+            vec!["DELETE(10)"],
+        ),
+        // A peer ahead wins over a diverged one: step aside.
+        (
+            vec![
+                GetversOutcome::Ok,
+                GetversOutcome::Race,
+                GetversOutcome::Old,
+            ],
             1,
             State::Leaving,
             vec!["DELETE(10)"],
