@@ -321,8 +321,17 @@ async fn status_extra(svc: &Arc<Service>, snap: &Snapshot) -> Value {
 }
 
 /// Checks that we are a peer of `base` (431 otherwise).
-async fn ensure_managed(svc: &Service, base: &BaseName) -> Result<(), ApiError> {
-    match svc.manages(base, false).await {
+async fn ensure_managed(svc: &Arc<Service>, base: &BaseName) -> Result<(), ApiError> {
+    ensure_managed_as(svc, base, false).await
+}
+
+/// `ensure_managed`, reading the directory again when `decache`.
+async fn ensure_managed_as(
+    svc: &Arc<Service>,
+    base: &BaseName,
+    decache: bool,
+) -> Result<(), ApiError> {
+    match svc.manages(base, decache).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(ApiError {
             code: 431,
@@ -515,6 +524,7 @@ pub async fn create_base(
         reference: reference.to_string(),
         peers: entry.peers.clone(),
         ctime_ms: entry.ctime_ms,
+        incarnation: entry.incarnation,
     };
     let calls = entry.peers.iter().map(|p| {
         let (svc, info) = (svc.clone(), info.clone());
@@ -575,6 +585,28 @@ async fn peer_getvers(
     Json(req): Json<GetversRequest>,
 ) -> Result<Json<GetversReply>, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
+    if let Some(theirs) = req.incarnation {
+        // The asker and we disagree on which creation of the base this is
+        // (one of us missed a deletion): read the directory again, which
+        // also sets a replica of the wrong creation aside here.
+        if !svc
+            .cached_incarnation(&req.base)
+            .is_some_and(|ours| ours.holds(&theirs))
+        {
+            let _ = svc.manages(&req.base, true).await;
+            if let Some(ours) = svc.cached_incarnation(&req.base) {
+                if !ours.holds(&theirs) {
+                    return Ok(Json(GetversReply::Refused {
+                        reason: format!(
+                            "another creation of the base: the directory names incarnation {}, the asker {}",
+                            ours.id, theirs.id
+                        ),
+                        incarnation: Some(ours),
+                    }));
+                }
+            }
+        }
+    }
     // Like OpenIO's DB_VERS, asking our version starts our side of the
     // election; when it names our node as master, we must own it. A
     // candidate's question fences older masters, once no write is
@@ -586,6 +618,7 @@ async fn peer_getvers(
     {
         return Ok(Json(GetversReply::Refused {
             reason: refused.to_string(),
+            incarnation: None,
         }));
     }
     let key = svc.key(&req.base);
@@ -598,7 +631,9 @@ async fn peer_getvers(
 
 async fn peer_create(State(svc): Svc, Json(info): Json<BaseInfo>) -> Result<Response, ApiError> {
     check_type(&svc, Some(info.service_type.as_str()))?;
-    ensure_managed(&svc, &info.base).await?;
+    // Read afresh: a replica of an earlier creation of this base is set
+    // aside, and the cache learns the new incarnation.
+    ensure_managed_as(&svc, &info.base, true).await?;
     let key = svc.key(&info.base);
     let svc2 = svc.clone();
     let created = tokio::task::spawn_blocking(move || svc2.store.create(&key, &info))

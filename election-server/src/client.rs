@@ -301,6 +301,7 @@ pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String>
                 from: svc.me.clone(),
                 master_seq: None,
                 candidate_seq: None,
+                incarnation: None,
             };
             match svc.rpc.getvers(peer, &req, svc.cfg.getvers_timeout).await {
                 Ok(crate::rpc::GetversReply::Version { version }) if version == local => {}
@@ -405,6 +406,7 @@ pub async fn set_aside(svc: &Arc<Service>, base: &BaseName) -> Result<PathBuf, (
             from: svc.me.clone(),
             master_seq: None,
             candidate_seq: None,
+            incarnation: None,
         };
         if let Ok(crate::rpc::GetversReply::Version {
             version: election_core::version::ReplicaVersion::Known { .. },

@@ -23,6 +23,21 @@ pub struct DirectoryEntry {
     pub peers: Vec<ServiceId>,
     #[serde(default)]
     pub ctime_ms: u64,
+    /// Which creation of the base this is: drawn at random when the entry
+    /// is created, and recorded in every replica. A container deleted and
+    /// created again has the same base name but another incarnation (0: an
+    /// entry written before incarnations were recorded).
+    #[serde(default)]
+    pub incarnation: u64,
+}
+
+impl DirectoryEntry {
+    pub fn incarnation(&self) -> crate::storage::Incarnation {
+        crate::storage::Incarnation {
+            id: self.incarnation,
+            ctime_ms: self.ctime_ms,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +211,7 @@ impl Directory {
             reference: reference.to_string(),
             peers,
             ctime_ms: now_ms(),
+            incarnation: random_incarnation(base),
         };
         let path = self.layout.directory_node(stype, base);
         let c = self.client()?;
@@ -293,6 +309,18 @@ impl Directory {
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A non-zero id that no earlier creation of `base` drew (64 random bits).
+fn random_incarnation(base: &BaseName) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    base.hash(&mut h);
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+        .hash(&mut h);
+    h.finish().max(1)
 }
 
 pub fn now_ms() -> u64 {

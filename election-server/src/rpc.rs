@@ -45,6 +45,11 @@ pub struct GetversRequest {
     /// from masters of lower epochs (they are gone, or it would not lead).
     #[serde(default)]
     pub candidate_seq: Option<Seq>,
+    /// The base's creation as the asker's directory read says. A receiver
+    /// that knows another one reads the directory again; if they still
+    /// differ, it refuses, naming its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<crate::storage::Incarnation>,
 }
 
 /// A master's write, sent to each slave under its fencing epoch.
@@ -71,6 +76,10 @@ pub enum GetversReply {
     /// the master node the asker follows).
     Refused {
         reason: String,
+        /// Set when the refusal is about the base's creation: the one the
+        /// receiver's directory read names (the asker reads it again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incarnation: Option<crate::storage::Incarnation>,
     },
 }
 

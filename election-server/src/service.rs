@@ -128,9 +128,11 @@ pub struct Service {
     timer: Notify,
     /// Requests waiting for a base's election to change state.
     waiters: Mutex<HashMap<BaseName, Vec<oneshot::Sender<()>>>>,
-    /// Peers of the bases we host: fixed at creation, so positive answers
-    /// are kept (bounded); a `decache` resolution bypasses and refreshes it.
-    peers_cache: Mutex<HashMap<BaseName, Arc<Vec<ServiceId>>>>,
+    /// Peers and incarnation of the bases we host, as the directory gave
+    /// them (bounded). An entry is used while it is younger than
+    /// `PEERS_CACHE_TTL` and our session is the one it was read in; a
+    /// `decache` resolution bypasses and refreshes it.
+    peers_cache: Mutex<HashMap<BaseName, CachedPeers>>,
     /// One copy of each distinct peer set (most bases share a few).
     peer_sets: Mutex<std::collections::HashSet<Arc<Vec<ServiceId>>>>,
     /// Armed ZooKeeper watches go to one task, not one task each.
@@ -141,6 +143,18 @@ pub struct Service {
 type WatchFuture = Pin<Box<dyn Future<Output = (election_engine::WatchId, bool)> + Send>>;
 
 const PEERS_CACHE_MAX: usize = 200_000;
+
+/// While our session lasts, a base's directory entry changes only by a
+/// deletion (and maybe a re-creation) whose notice we may have missed: an
+/// entry is read again at most this long after.
+const PEERS_CACHE_TTL: Duration = Duration::from_secs(60);
+
+struct CachedPeers {
+    peers: Arc<Vec<ServiceId>>,
+    incarnation: crate::storage::Incarnation,
+    read_at: Instant,
+    session_epoch: u64,
+}
 
 /// Why waiting for a final state failed.
 #[derive(Debug)]
@@ -512,34 +526,91 @@ impl Service {
     /// Is this service a peer of `base` according to the directory? Returns
     /// all its peers (self included) when it is.
     pub async fn manages(
-        &self,
+        self: &Arc<Self>,
         base: &BaseName,
         decache: bool,
     ) -> Result<Option<Arc<Vec<ServiceId>>>, crate::directory::DirectoryError> {
+        let epoch = self.zk.view().epoch;
         if !decache {
-            if let Some(peers) = lock(&self.peers_cache).get(base) {
-                return Ok(Some(peers.clone()));
+            if let Some(c) = lock(&self.peers_cache).get(base) {
+                if c.session_epoch == epoch && c.read_at.elapsed() < PEERS_CACHE_TTL {
+                    return Ok(Some(c.peers.clone()));
+                }
             }
         }
-        let peers = self
+        let entry = self
             .directory
             .lookup(&self.stype, base)
             .await?
-            .filter(|e| e.peers.contains(&self.me))
-            .map(|e| self.intern(e.peers));
+            .filter(|e| e.peers.contains(&self.me));
+        let Some(entry) = entry else {
+            lock(&self.peers_cache).remove(base);
+            return Ok(None);
+        };
+        let incarnation = entry.incarnation();
+        self.set_aside_other_incarnation(base, incarnation).await;
+        let peers = self.intern(entry.peers);
         let mut cache = lock(&self.peers_cache);
-        match &peers {
-            Some(p) => {
-                if cache.len() >= PEERS_CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(base.clone(), p.clone());
+        if cache.len() >= PEERS_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            base.clone(),
+            CachedPeers {
+                peers: peers.clone(),
+                incarnation,
+                read_at: Instant::now(),
+                session_epoch: epoch,
+            },
+        );
+        Ok(Some(peers))
+    }
+
+    /// The incarnation of `base` as last read from the directory.
+    pub fn cached_incarnation(&self, base: &BaseName) -> Option<crate::storage::Incarnation> {
+        lock(&self.peers_cache).get(base).map(|c| c.incarnation)
+    }
+
+    /// A local replica of another creation of `base` (a container deleted
+    /// and created again while we missed it) leaves the election and is set
+    /// aside: it must never be elected or served (issue 14, H3). The
+    /// election then copies the current base.
+    async fn set_aside_other_incarnation(
+        self: &Arc<Self>,
+        base: &BaseName,
+        current: crate::storage::Incarnation,
+    ) {
+        let (svc, key) = (self.clone(), self.key(base));
+        let found = tokio::task::spawn_blocking(move || svc.store.incarnation_of(&key)).await;
+        let Ok(Ok(Some(found))) = found else {
+            return;
+        };
+        if current.holds(&found) {
+            return;
+        }
+        // From now on our version reads as unknown: no candidacy of ours is
+        // promoted with this copy, and no write is applied to it.
+        let key = self.key(base);
+        let ticket = self.store.begin_restore(&key);
+        self.leave_and_rejoin(base);
+        let svc = self.clone();
+        let moved = tokio::task::spawn_blocking(move || svc.store.set_aside(&key, ticket)).await;
+        self.store.abort_restore(&self.key(base), ticket);
+        match moved {
+            Ok(Ok(path)) => tracing::warn!(
+                base = %base,
+                "replica of another creation of the base (incarnation {}, the directory's is {}) set aside as {}",
+                found.id,
+                current.id,
+                path.display()
+            ),
+            Ok(Err(e)) => {
+                tracing::error!(base = %base, "cannot set aside a replica of another creation: {e}")
             }
-            None => {
-                cache.remove(base);
+            Err(e) => {
+                tracing::error!(base = %base, "cannot set aside a replica of another creation: {e}")
             }
         }
-        Ok(peers)
     }
 
     /// The shared copy of a peer set.
@@ -605,18 +676,30 @@ impl Service {
                 let svc = self.clone();
                 tokio::spawn(async move {
                     let key = svc.key(&base);
+                    let incarnation = svc.cached_incarnation(&base);
                     let req = GetversRequest {
                         base,
                         service_type: svc.stype.clone(),
                         from: svc.me.clone(),
                         master_seq,
                         candidate_seq,
+                        incarnation,
                     };
                     let remote = match svc.rpc.getvers(&to, &req, svc.cfg.getvers_timeout).await {
                         Ok(GetversReply::Version { version }) => {
                             Ok(RemoteVersion::Version(version))
                         }
-                        Ok(GetversReply::Refused { reason }) => Ok(RemoteVersion::Refused(reason)),
+                        Ok(GetversReply::Refused {
+                            reason,
+                            incarnation,
+                        }) => {
+                            if incarnation.is_some() {
+                                // The peer's directory read names another
+                                // creation of the base: ours may be stale.
+                                svc.forget_peers(&req.base);
+                            }
+                            Ok(RemoteVersion::Refused(reason))
+                        }
                         Err(e) => Err(e.to_string()),
                     };
                     let svc2 = svc.clone();

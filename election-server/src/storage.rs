@@ -49,14 +49,40 @@ impl From<StoreError> for StoreFailure {
 
 /// Admin keys written at creation that name the base: never changed by a
 /// write (nor are the `version:*` keys, which hold the version vector).
-const IDENTITY_KEYS: [&str; 6] = [
+const IDENTITY_KEYS: [&str; 7] = [
     "sys.name",
     "sys.type",
     "sys.account",
     "sys.user.name",
     "sys.peers",
     "sys.m2.ctime",
+    "sys.m2.incarnation",
 ];
+
+/// Which creation of a base a replica (or a directory entry) belongs to.
+/// The same account and reference always name the same base: a container
+/// deleted and created again is another incarnation, and a replica left
+/// over from the first must never be elected or served (issue 14, H3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Incarnation {
+    /// Drawn at random when the directory entry is created (0: an entry or
+    /// replica from before incarnations were recorded).
+    pub id: u64,
+    /// The creation time, in ms (recorded by every version).
+    pub ctime_ms: u64,
+}
+
+impl Incarnation {
+    /// Does a replica of incarnation `replica` belong to this creation? By
+    /// id when both have one, by creation time otherwise.
+    pub fn holds(&self, replica: &Incarnation) -> bool {
+        if self.id != 0 && replica.id != 0 {
+            self.id == replica.id
+        } else {
+            self.ctime_ms == replica.ctime_ms
+        }
+    }
+}
 
 /// Whether a client may set this system property, and why not.
 pub fn check_system_key(key: &str) -> Result<(), String> {
@@ -176,6 +202,17 @@ pub struct BaseInfo {
     pub reference: String,
     pub peers: Vec<ServiceId>,
     pub ctime_ms: u64,
+    #[serde(default)]
+    pub incarnation: u64,
+}
+
+impl BaseInfo {
+    pub fn incarnation(&self) -> Incarnation {
+        Incarnation {
+            id: self.incarnation,
+            ctime_ms: self.ctime_ms,
+        }
+    }
 }
 
 /// One copy being installed. Only the copy holding the base's current
@@ -232,7 +269,14 @@ impl BaseStore {
     pub fn create(&self, key: &ElectionKey, info: &BaseInfo) -> Result<bool, StoreError> {
         let path = self.path(key);
         if path.exists() {
-            return Ok(false);
+            match self.incarnation_of(key) {
+                // A replica of a deleted container of the same name: it
+                // must not come back with the new one.
+                Ok(Some(found)) if !info.incarnation().holds(&found) => {
+                    self.set_aside_stale(key)?;
+                }
+                _ => return Ok(false),
+            }
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -272,6 +316,10 @@ impl BaseStore {
                     (info.ctime_ms * 1000).to_string(),
                 ),
                 ("sys.status".to_string(), "0".to_string()),
+                (
+                    "sys.m2.incarnation".to_string(),
+                    info.incarnation.to_string(),
+                ),
             ];
             for (k, v) in rows {
                 tx.execute("INSERT INTO admin (k, v) VALUES (?1, ?2)", params![k, v])?;
@@ -714,6 +762,35 @@ impl BaseStore {
         Ok(dest)
     }
 
+    /// The incarnation of the local replica (None: no replica here).
+    pub fn incarnation_of(&self, key: &ElectionKey) -> Result<Option<Incarnation>, StoreError> {
+        let path = self.path(key);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let read = |k: &str| -> Result<u64, StoreError> {
+            use rusqlite::OptionalExtension;
+            let v: Option<String> = conn
+                .query_row("SELECT v FROM admin WHERE k = ?1", [k], |r| r.get(0))
+                .optional()?;
+            Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+        };
+        Ok(Some(Incarnation {
+            id: read("sys.m2.incarnation")?,
+            // Recorded in µs, as OpenIO does.
+            ctime_ms: read("sys.m2.ctime")? / 1000,
+        }))
+    }
+
+    /// Sets aside a replica of another incarnation (see `set_aside`).
+    pub fn set_aside_stale(&self, key: &ElectionKey) -> Result<PathBuf, StoreError> {
+        let ticket = self.begin_restore(key);
+        let moved = self.set_aside(key, ticket);
+        self.abort_restore(key, ticket);
+        moved
+    }
+
     /// Writes the copy to a temporary file, synced, and checks it is a base.
     fn prepare_restore(&self, key: &ElectionKey, bytes: &[u8]) -> Result<PathBuf, StoreError> {
         let tmp = self
@@ -822,6 +899,7 @@ mod tests {
             reference: "ref".into(),
             peers: vec![ServiceId::new("127.0.0.1:1").expect("valid")],
             ctime_ms: 5,
+            incarnation: 77,
         }
     }
 

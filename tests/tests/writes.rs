@@ -979,3 +979,80 @@ async fn first_write_right_after_creation() {
         assert_eq!(code, 200, "fresh{i}: {message}");
     }
 }
+
+/// Issue 14, H3: a container deleted while two of its replicas were down,
+/// and created again before they came back. The same account and reference
+/// name the same base, so their old copies (3 writes ahead of the new,
+/// empty one, and a majority) would win the election and bring the old
+/// properties back. They belong to another creation of the base: they are
+/// set aside, and copy the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_created_again_never_gets_its_old_data_back() {
+    // Long sessions: the killed services stay registered while the
+    // container is deleted and created again, so it gets the same peers.
+    let mut c = Cluster::start(
+        3,
+        ServiceOpts {
+            session_timeout_ms: 8_000,
+            ..ServiceOpts::default()
+        },
+    );
+    let create = c
+        .openio(&["-a", "acct", "container", "create", "reborn"])
+        .await;
+    assert_eq!(create.code, 0, "{create:?}");
+    let base = system_tests::base_of("acct", "reborn");
+    for k in ["old1", "old2", "old3"] {
+        let (code, message, _) = c.write(&base, &[(k, "old")], T).await;
+        assert_eq!(code, 200, "{message}");
+    }
+    wait_replicas_equal(&c, &base, T).await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let away: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    for id in &away {
+        c.service_mut(id).kill9();
+    }
+    let del = c
+        .openio(&["-a", "acct", "container", "delete", "reborn"])
+        .await;
+    assert_eq!(del.code, 1, "two replicas could not drop: {del:?}");
+    let again = c
+        .openio(&["-a", "acct", "container", "create", "reborn"])
+        .await;
+    assert!(
+        again.stdout.contains(&away[0]) && again.stdout.contains(&away[1]),
+        "the same peers: {again:?}"
+    );
+    for id in &away {
+        c.service_mut(id).restart();
+    }
+    let started = Instant::now();
+    loop {
+        let (code, message, _) = c.write(&base, &[("new", "1")], T).await;
+        if code == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < 6 * T,
+            "no write to the new container: {code} {message}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (props, _) = wait_replicas_equal(&c, &base, 3 * T).await;
+    assert_eq!(
+        props,
+        serde_json::json!({"new": "1"}),
+        "only the new container's properties"
+    );
+    for id in &away {
+        assert!(
+            c.service(id).log_text().contains("set aside"),
+            "{id} set its old copy aside:\n{}",
+            c.service(id).log_text()
+        );
+    }
+}
