@@ -268,6 +268,16 @@ pub async fn read(
         Some(_) => "SLAVE",
         None => "MASTER",
     };
+    if role == "MASTER" {
+        // A read labelled MASTER promises the latest acknowledged write:
+        // only while no other service can lead (issue 14, H4).
+        svc.confirm_session(snap.bound_epoch).await.map_err(|why| {
+            WriteError::ElectionFailed(
+                Failure::StatusChanged,
+                format!("master of {base}, but its ZooKeeper session is unconfirmed: {why}"),
+            )
+        })?;
+    }
     let (svc2, key) = (svc.clone(), svc.key(base));
     let props = tokio::task::spawn_blocking(move || svc2.store.properties(&key))
         .await

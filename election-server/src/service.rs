@@ -133,6 +133,12 @@ pub struct Service {
     /// `PEERS_CACHE_TTL` and our session is the one it was read in; a
     /// `decache` resolution bypasses and refreshes it.
     peers_cache: Mutex<HashMap<BaseName, CachedPeers>>,
+    /// Until when ZooKeeper cannot have expired our session (its epoch),
+    /// from the last round trip we made to it: master reads are served
+    /// within it only (issue 14, H4).
+    read_lease: Mutex<Option<(u64, Instant)>>,
+    /// One confirmation round trip at a time.
+    confirming: tokio::sync::Mutex<()>,
     /// One copy of each distinct peer set (most bases share a few).
     peer_sets: Mutex<std::collections::HashSet<Arc<Vec<ServiceId>>>>,
     /// Armed ZooKeeper watches go to one task, not one task each.
@@ -143,6 +149,12 @@ pub struct Service {
 type WatchFuture = Pin<Box<dyn Future<Output = (election_engine::WatchId, bool)> + Send>>;
 
 const PEERS_CACHE_MAX: usize = 200_000;
+
+/// The share of the negotiated session timeout a confirmed round trip to
+/// ZooKeeper vouches for: the server expires a session no sooner than the
+/// timeout after it last heard from it, which is after we sent the request;
+/// the rest is a margin for the two clocks' rates.
+const READ_LEASE: f64 = 0.75;
 
 /// While our session lasts, a base's directory entry changes only by a
 /// deletion (and maybe a re-creation) whose notice we may have missed: an
@@ -214,6 +226,8 @@ impl Service {
             timer: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
             peers_cache: Mutex::new(HashMap::new()),
+            read_lease: Mutex::new(None),
+            confirming: tokio::sync::Mutex::new(()),
             peer_sets: Mutex::new(std::collections::HashSet::new()),
             watches,
             metrics: crate::metrics::Metrics::default(),
@@ -564,6 +578,44 @@ impl Service {
             },
         );
         Ok(Some(peers))
+    }
+
+    /// Confirms that ZooKeeper still holds our session `epoch`, so that a
+    /// master may serve a read: nobody else can lead a base of ours before
+    /// the session expires. Within the lease of an earlier round trip this
+    /// costs nothing; otherwise it makes one (`sync`). The disconnect grace
+    /// is not enough: it counts from when our client noticed a
+    /// disconnection, which may come well after the server last heard us.
+    pub async fn confirm_session(&self, epoch: u64) -> Result<(), String> {
+        let leased = |svc: &Self| {
+            lock(&svc.read_lease).is_some_and(|(e, until)| e == epoch && Instant::now() < until)
+        };
+        if leased(self) {
+            return Ok(());
+        }
+        let _one = self.confirming.lock().await;
+        if leased(self) {
+            return Ok(());
+        }
+        let Some((client, current)) = self.zk.client() else {
+            return Err("ZooKeeper is not connected".into());
+        };
+        if current != epoch {
+            return Err("the ZooKeeper session changed".into());
+        }
+        let timeout = self.zk.view().negotiated_timeout;
+        let sent = Instant::now();
+        match tokio::time::timeout(timeout / 2, client.sync("/")).await {
+            Ok(Ok(())) => {
+                *lock(&self.read_lease) = Some((epoch, sent + timeout.mul_f64(READ_LEASE)));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("ZooKeeper: {e}")),
+            Err(_) => Err(format!(
+                "ZooKeeper did not answer within {} ms",
+                (timeout / 2).as_millis()
+            )),
+        }
     }
 
     /// The incarnation of `base` as last read from the directory.

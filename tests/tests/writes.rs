@@ -1056,3 +1056,171 @@ async fn a_container_created_again_never_gets_its_old_data_back() {
         );
     }
 }
+
+/// Issue 14, H4: a master paused beyond its session timeout (a zombie),
+/// replaced, then resumed, must not serve a master read that started after
+/// the new master acknowledged a write: that read would miss the write.
+/// The read is queued in the zombie's socket before it resumes, so that
+/// the zombie handles it at once, still believing it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_zombie_master_serves_no_stale_read() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "zombie-reads").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.write(&base, &[("before", "1")], T).await.0, 200);
+    c.service(&master).pause();
+    let started = Instant::now();
+    let new = loop {
+        let others: Vec<_> = c
+            .services
+            .iter()
+            .filter(|s| s.id != master)
+            .map(|s| c.call(&s.id, "status", &base, Duration::from_secs(2)))
+            .collect();
+        let answers = futures::future::join_all(others).await;
+        if let Some(m) = answers.iter().find(|a| a.status == 200) {
+            break m.id.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no new master: {answers:?}"
+        );
+    };
+    assert_eq!(c.write_to(&new, &base, &[("during", "1")], T).await.0, 200);
+    // Sent after "during" was acknowledged: a MASTER answer must hold it.
+    let read = {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&master).expect("connect to the zombie");
+        write!(
+            s,
+            "GET /v1/container/props?base={base}&type=meta2&master_only=true HTTP/1.1\r\nHost: {master}\r\n\
+             x-oio-timeout: 3000000\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send the read");
+        s
+    };
+    c.service(&master).resume();
+    let raw = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut s = read;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        raw
+    })
+    .await
+    .expect("the zombie's answer");
+    let body: Value = raw
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    let status = body["status"].as_u64().unwrap_or(0);
+    eprintln!("the resumed zombie answered the master read: {body}");
+    assert!(
+        status != 200 || body["properties"]["during"] == "1",
+        "the zombie served a stale master read: {raw}"
+    );
+    assert!(
+        [303, 503].contains(&status),
+        "a refusal or a redirect: {raw}"
+    );
+}
+
+/// Issue 14, H4: a master cut from ZooKeeper alone keeps answering master
+/// reads while it believes its session live. Its disconnect grace counts
+/// from when its client noticed the disconnection, which comes after the
+/// last time ZooKeeper heard from it: ZooKeeper may expire the session, and
+/// the others elect a new master that acknowledges a write, while the cut
+/// master still serves MASTER reads without that write. A master read must
+/// be served only within a lease counted from a round trip to ZooKeeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_cut_from_zookeeper_serves_no_stale_read() {
+    let c = Cluster::start_with_relays(3, ServiceOpts::default());
+    let base = c.create_container("acct", "cut-reads").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.write(&base, &[("before", "1")], T).await.0, 200);
+    let others: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    let http = reqwest::Client::new();
+    let read = |sent: Instant| {
+        let http = http.clone();
+        let url = format!("http://{master}/v1/container/props");
+        let base = base.clone();
+        async move {
+            let v: Value = match http
+                .get(url)
+                .query(&[
+                    ("base", base.as_str()),
+                    ("type", "meta2"),
+                    ("master_only", "true"),
+                ])
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+            {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            (sent, v)
+        }
+    };
+    c.service(&master).cut_from_zookeeper(true);
+    let cut_at = Instant::now();
+    let mut reads = Vec::new();
+    let mut new_ack: Option<Instant> = None;
+    let mut refused_after = 0;
+    while refused_after < 3 {
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(20),
+            "no new master took a write within 20 s of the cut\n{}",
+            c.logs()
+        );
+        let (sent, v) = read(Instant::now()).await;
+        let served = v["status"] == 200;
+        reads.push((sent, v));
+        match new_ack {
+            None => {
+                for o in &others {
+                    let (code, _) = c
+                        .write_to(o, &base, &[("during", "1")], Duration::from_millis(300))
+                        .await;
+                    if code == 200 {
+                        new_ack = Some(Instant::now());
+                    }
+                }
+            }
+            Some(_) if !served => refused_after += 1,
+            Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    c.service(&master).cut_from_zookeeper(false);
+    let acked = new_ack.expect("a new master took a write");
+    let served_after = reads
+        .iter()
+        .filter(|(sent, v)| *sent > acked && v["status"] == 200)
+        .count();
+    let last_served = reads
+        .iter()
+        .filter(|(_, v)| v["status"] == 200)
+        .map(|(sent, _)| sent.duration_since(cut_at))
+        .max();
+    eprintln!(
+        "cut master {master}: {} master reads, the last served sent {last_served:?} after the cut; \
+         the new master acknowledged a write {:?} after it; {served_after} served after that",
+        reads.len(),
+        acked.duration_since(cut_at)
+    );
+    for (sent, v) in &reads {
+        assert!(
+            !(*sent > acked && v["status"] == 200 && v["properties"]["during"] != "1"),
+            "a stale master read, sent {:?} after the new master's write: {v}",
+            sent.duration_since(acked)
+        );
+    }
+}
