@@ -2814,17 +2814,7 @@ fn a_write_reaching_an_expiring_slave_makes_it_rejoin() {
     let t = 1_060 + EXPIRE_SLAVE;
     let effects = fx.on(t, Input::Tick);
     assert_eq!(fx.state(&a), State::Leaving, "{effects:?}");
-    let delete = effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::Zk {
-                id,
-                op: ZkOp::Delete { .. },
-                ..
-            } => Some(*id),
-            _ => None,
-        })
-        .expect("the node is deleted");
+    let delete = delete_id(&effects);
     let write = Input::Replicate {
         req: 300,
         from: sid(B),
@@ -2865,6 +2855,28 @@ fn getvers_diverged(id: Id) -> Input {
     }
 }
 
+/// The id of the `Delete` of a node among `effects`.
+fn delete_id(effects: &[Effect]) -> Id {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Zk {
+                id,
+                op: ZkOp::Delete { .. },
+            } => Some(*id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("a node is deleted: {effects:?}"))
+}
+
+/// On a fresh engine, makes `base` a candidate (node 17) whose GETVERS to
+/// B found a diverged copy (id 7); C's answer (id 8) is pending.
+fn candidate_with_b_diverged(fx: &mut Fx, base: &BaseName) {
+    to_listing(fx, base, 17);
+    fx.on(1_040, zk(6, Ok(ZkOk::Children(vec![fx.child(base, 17)]))));
+    fx.on(1_050, getvers_diverged(7));
+}
+
 /// Issue 14, H8: a candidate whose copy a majority holds (here C) leads
 /// despite a diverged peer (B), which re-copies from it. Before, any
 /// diverged peer made the candidate step aside, and every candidate did
@@ -2873,9 +2885,7 @@ fn getvers_diverged(id: Id) -> Input {
 fn a_candidate_held_by_a_majority_leads_past_a_diverged_peer() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(vec![fx.child(&a, 17)]))));
-    fx.on(1_050, getvers_diverged(7));
+    candidate_with_b_diverged(&mut fx, &a);
     fx.on(1_060, getvers_equal(8));
     assert_eq!(fx.state(&a), State::Master);
 }
@@ -2888,9 +2898,7 @@ fn a_candidate_held_by_a_majority_leads_past_a_diverged_peer() {
 fn diverged_without_a_majority_fails_with_a_reason_and_backs_off() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(vec![fx.child(&a, 17)]))));
-    fx.on(1_050, getvers_diverged(7));
+    candidate_with_b_diverged(&mut fx, &a);
     let effects = fx.on(
         1_060,
         Input::Getvers {
@@ -2900,16 +2908,7 @@ fn diverged_without_a_majority_fails_with_a_reason_and_backs_off() {
         },
     );
     assert_eq!(fx.state(&a), State::LeavingFailing, "{effects:?}");
-    let delete = effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::Zk {
-                id,
-                op: ZkOp::Delete { .. },
-            } => Some(*id),
-            _ => None,
-        })
-        .expect("our node is deleted");
+    let delete = delete_id(&effects);
     fx.on(1_070, zk(delete, Ok(ZkOk::Deleted)));
     assert_eq!(fx.state(&a), State::Failed);
     let why =

@@ -588,10 +588,13 @@ async fn peer_getvers(
     if let Some(theirs) = req.incarnation {
         // The asker and we disagree on which creation of the base this is
         // (one of us missed a deletion): read the directory again, which
-        // also sets a replica of the wrong creation aside here.
-        if !svc
+        // also sets a replica of the wrong creation aside here. With nothing
+        // cached, our own election's first read of the directory checks our
+        // replica; meanwhile a replica of another creation compares as
+        // diverged (its admin version carries its creation).
+        if svc
             .cached_incarnation(&req.base)
-            .is_some_and(|ours| ours.holds(&theirs))
+            .is_some_and(|ours| !ours.holds(&theirs))
         {
             let _ = svc.manages(&req.base, true).await;
             if let Some(ours) = svc.cached_incarnation(&req.base) {

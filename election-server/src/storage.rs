@@ -297,9 +297,15 @@ impl BaseStore {
             )?;
             let peers: Vec<&str> = info.peers.iter().map(ServiceId::as_str).collect();
             let rows = [
+                // The admin table's version names the creation: replicas
+                // of two creations of one base always compare as diverged.
                 (
                     "version:main.admin".to_string(),
-                    format!("1:{}", info.ctime_ms),
+                    render_table_version(&TableVersion {
+                        version: 1,
+                        when: info.ctime_ms as i64,
+                        writer: info.incarnation,
+                    }),
                 ),
                 (
                     "version:main.properties".to_string(),
@@ -981,6 +987,23 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A store in a fresh directory named after `tag`, holding two new
+    /// bases: `M.1` (written as a master) and `S.1` (as its slave).
+    fn two_bases(tag: &str) -> (PathBuf, BaseStore, ElectionKey, ElectionKey) {
+        let dir = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir).expect("open");
+        let t = ServiceType::new("meta2").expect("valid");
+        let (mb, sb) = (
+            BaseName::parse("M.1").expect("valid"),
+            BaseName::parse("S.1").expect("valid"),
+        );
+        let (master, slave) = (ElectionKey::compute(&mb, &t), ElectionKey::compute(&sb, &t));
+        store.create(&master, &info(&mb)).expect("create");
+        store.create(&slave, &info(&sb)).expect("create");
+        (dir, store, master, slave)
+    }
+
     /// Issue 14, H1: a slave copying the base from master M1 abandons the
     /// copy (M1 left), follows M2 and acknowledges a write W. The copy,
     /// still being written on a blocking thread that cannot be cancelled,
@@ -1036,17 +1059,7 @@ mod tests {
     /// out of order (and copies the master's base).
     #[test]
     fn a_repeated_clock_stamp_is_not_taken_for_the_same_write() {
-        let dir = std::env::temp_dir().join(format!("store-stamps-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir).expect("open");
-        let t = ServiceType::new("meta2").expect("valid");
-        let (mb, sb) = (
-            BaseName::parse("M.1").expect("valid"),
-            BaseName::parse("S.1").expect("valid"),
-        );
-        let (master, slave) = (ElectionKey::compute(&mb, &t), ElectionKey::compute(&sb, &t));
-        store.create(&master, &info(&mb)).expect("create");
-        store.create(&slave, &info(&sb)).expect("create");
+        let (dir, store, master, slave) = two_bases("stamps");
         let one = |value: &str| {
             vec![WriteOp::Set {
                 key: "k".into(),
@@ -1087,17 +1100,8 @@ mod tests {
 
     #[test]
     fn writes_apply_in_order_only() {
-        let dir = std::env::temp_dir().join(format!("store-writes-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir).expect("open");
+        let (dir, store, master, slave) = two_bases("writes");
         let t = ServiceType::new("meta2").expect("valid");
-        let (mb, sb) = (
-            BaseName::parse("M.1").expect("valid"),
-            BaseName::parse("S.1").expect("valid"),
-        );
-        let (master, slave) = (ElectionKey::compute(&mb, &t), ElectionKey::compute(&sb, &t));
-        store.create(&master, &info(&mb)).expect("create");
-        store.create(&slave, &info(&sb)).expect("create");
         let start = store.properties(&slave).expect("props").vector;
 
         // The master applies and bumps the properties version.

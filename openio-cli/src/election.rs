@@ -114,7 +114,14 @@ pub fn version_summary(v: &Value) -> String {
             let parts: Vec<String> = tables
                 .iter()
                 .map(|(t, tv)| {
-                    let by = match tv["writer"].as_u64().unwrap_or(0) >> 32 {
+                    // The admin table's writer names the base's creation,
+                    // not a master: not shown.
+                    let writer = if t == "main.admin" {
+                        0
+                    } else {
+                        tv["writer"].as_u64().unwrap_or(0)
+                    };
+                    let by = match writer >> 32 {
                         0 => String::new(),
                         epoch => format!("@{epoch}"),
                     };
@@ -432,7 +439,7 @@ mod tests {
     #[test]
     fn versions_name_the_epoch_of_their_last_writer() {
         let v = json!({"state": "known", "tables": {
-            "main.admin": {"version": 1, "when": 5},
+            "main.admin": {"version": 1, "when": 5, "writer": 123_456_789_012u64},
             "main.properties": {"version": 7, "when": 9, "writer": (12u64 << 32) | 40}}});
         assert_eq!(version_summary(&v), "admin=1 properties=7@12");
     }

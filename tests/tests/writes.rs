@@ -30,6 +30,28 @@ async fn wait_replicas_equal(c: &Cluster, base: &str, within: Duration) -> (Valu
     }
 }
 
+/// Polls the peers other than `old` (paused, or cut off) until one of them
+/// answers as master, within 15 s: the new master.
+async fn new_master_besides(c: &Cluster, base: &str, old: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let others: Vec<_> = c
+            .services
+            .iter()
+            .filter(|s| s.id != old)
+            .map(|s| c.call(&s.id, "status", base, Duration::from_secs(2)))
+            .collect();
+        let answers = futures::future::join_all(others).await;
+        if let Some(m) = answers.iter().find(|a| a.status == 200) {
+            return m.id.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no new master: {answers:?}"
+        );
+    }
+}
+
 /// A write sent to a slave is redirected; the CLI follows it; every replica
 /// ends with the write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,23 +354,7 @@ async fn a_resumed_zombie_master_acknowledges_nothing() {
         })
         .collect();
     // Beyond the session timeout (2 s): the others elect a new master.
-    let started = Instant::now();
-    let new = loop {
-        let others: Vec<_> = c
-            .services
-            .iter()
-            .filter(|s| s.id != master)
-            .map(|s| c.call(&s.id, "status", &base, Duration::from_secs(2)))
-            .collect();
-        let answers = futures::future::join_all(others).await;
-        if let Some(m) = answers.iter().find(|a| a.status == 200) {
-            break m.id.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no new master: {answers:?}"
-        );
-    };
+    let new = new_master_besides(&c, &base, &master).await;
     assert_eq!(c.write_to(&new, &base, &[("during", "1")], T).await.0, 200);
     c.service(&master).resume();
     let answers: Vec<(String, (u16, String, String))> = tokio::task::spawn_blocking(move || {
@@ -1072,23 +1078,7 @@ async fn a_resumed_zombie_master_serves_no_stale_read() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.write(&base, &[("before", "1")], T).await.0, 200);
     c.service(&master).pause();
-    let started = Instant::now();
-    let new = loop {
-        let others: Vec<_> = c
-            .services
-            .iter()
-            .filter(|s| s.id != master)
-            .map(|s| c.call(&s.id, "status", &base, Duration::from_secs(2)))
-            .collect();
-        let answers = futures::future::join_all(others).await;
-        if let Some(m) = answers.iter().find(|a| a.status == 200) {
-            break m.id.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no new master: {answers:?}"
-        );
-    };
+    let new = new_master_besides(&c, &base, &master).await;
     assert_eq!(c.write_to(&new, &base, &[("during", "1")], T).await.0, 200);
     // Sent after "during" was acknowledged: a MASTER answer must hold it.
     let read = {
