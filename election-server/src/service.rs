@@ -634,6 +634,11 @@ impl Service {
         current: crate::storage::Incarnation,
     ) {
         let (svc, key) = (self.clone(), self.key(base));
+        // Most lookups find no file (a base seen first by its election):
+        // one stat here, no blocking thread.
+        if !self.store.has_replica(&key) {
+            return;
+        }
         let found = tokio::task::spawn_blocking(move || svc.store.incarnation_of(&key)).await;
         let Ok(Ok(Some(found))) = found else {
             return;

@@ -768,6 +768,11 @@ impl BaseStore {
         Ok(dest)
     }
 
+    /// Is there a replica file for `key` (one `stat`, no SQLite)?
+    pub fn has_replica(&self, key: &ElectionKey) -> bool {
+        self.path(key).exists()
+    }
+
     /// The incarnation of the local replica (None: no replica here).
     pub fn incarnation_of(&self, key: &ElectionKey) -> Result<Option<Incarnation>, StoreError> {
         let path = self.path(key);
