@@ -49,7 +49,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub request_id: Option<String>,
     /// File whose first line is the services' shared secret (needed by
-    /// leave, sync, balance and clear-readonly when the services have one).
+    /// leave, sync, set-aside, balance and clear-readonly when the services have one).
     #[arg(long, env = "OIO_ELECTION_SECRET_FILE", global = true)]
     pub secret_file: Option<String>,
     #[command(subcommand)]
@@ -85,7 +85,8 @@ pub struct Target {
     /// Interpret the reference as a container id.
     #[arg(long)]
     pub cid: bool,
-    /// Ask only these peers (repeatable); skips the directory lookup.
+    /// Ask only these peers (repeatable); skips the directory lookup. With
+    /// set-aside: the replicas whose copy to set aside (required).
     #[arg(long = "service-id")]
     pub service_ids: Vec<String>,
 }
