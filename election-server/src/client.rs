@@ -408,7 +408,7 @@ pub async fn set_aside(svc: &Arc<Service>, base: &BaseName) -> Result<PathBuf, (
         Ok(None) => return Err((404, format!("{base} is not managed by this service"))),
         Err(e) => return Err((503, format!("directory unavailable: {e}"))),
     };
-    let mut holders = 0;
+    let mut another_copy = false;
     for peer in peers.iter().filter(|p| **p != svc.me) {
         let req = crate::rpc::GetversRequest {
             base: base.clone(),
@@ -422,10 +422,11 @@ pub async fn set_aside(svc: &Arc<Service>, base: &BaseName) -> Result<PathBuf, (
             version: election_core::version::ReplicaVersion::Known { .. },
         }) = svc.rpc.getvers(peer, &req, svc.cfg.getvers_timeout).await
         {
-            holders += 1;
+            another_copy = true;
+            break;
         }
     }
-    if holders == 0 {
+    if !another_copy {
         return Err((
             409,
             format!(
@@ -465,7 +466,10 @@ pub async fn set_aside(svc: &Arc<Service>, base: &BaseName) -> Result<PathBuf, (
             tracing::warn!(base = %base, "replica set aside by an operator as {}", path.display());
             Ok(path)
         }
-        Ok(Err(crate::storage::StoreError::Missing)) => Err((404, format!("{base}: no copy here"))),
+        Ok(Err(crate::storage::StoreError::Missing)) => Err((
+            404,
+            format!("{base}: this service holds no copy: nothing to set aside"),
+        )),
         Ok(Err(e)) => {
             svc.store.abort_restore(&key, ticket);
             Err((500, format!("{base}: cannot set the copy aside: {e}")))

@@ -633,13 +633,14 @@ impl Service {
         base: &BaseName,
         current: crate::storage::Incarnation,
     ) {
-        let (svc, key) = (self.clone(), self.key(base));
+        let key = self.key(base);
         // Most lookups find no file (a base seen first by its election):
         // one stat here, no blocking thread.
         if !self.store.has_replica(&key) {
             return;
         }
-        let found = tokio::task::spawn_blocking(move || svc.store.incarnation_of(&key)).await;
+        let (svc, k) = (self.clone(), key.clone());
+        let found = tokio::task::spawn_blocking(move || svc.store.incarnation_of(&k)).await;
         let Ok(Ok(Some(found))) = found else {
             return;
         };
@@ -648,23 +649,22 @@ impl Service {
         }
         // From now on our version reads as unknown: no candidacy of ours is
         // promoted with this copy, and no write is applied to it.
-        let key = self.key(base);
         let ticket = self.store.begin_restore(&key);
         self.leave_and_rejoin(base);
-        let svc = self.clone();
-        let moved = tokio::task::spawn_blocking(move || svc.store.set_aside(&key, ticket)).await;
-        self.store.abort_restore(&self.key(base), ticket);
+        let (svc, k) = (self.clone(), key.clone());
+        let moved = tokio::task::spawn_blocking(move || svc.store.set_aside(&k, ticket))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        self.store.abort_restore(&key, ticket);
         match moved {
-            Ok(Ok(path)) => tracing::warn!(
+            Ok(path) => tracing::warn!(
                 base = %base,
                 "replica of another creation of the base (incarnation {}, the directory's is {}) set aside as {}",
                 found.id,
                 current.id,
                 path.display()
             ),
-            Ok(Err(e)) => {
-                tracing::error!(base = %base, "cannot set aside a replica of another creation: {e}")
-            }
             Err(e) => {
                 tracing::error!(base = %base, "cannot set aside a replica of another creation: {e}")
             }

@@ -653,6 +653,10 @@ impl BaseStore {
             return Err(StoreError::Missing);
         }
         let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        Self::admin_in(&conn, k)
+    }
+
+    fn admin_in(conn: &Connection, k: &str) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension;
         Ok(conn
             .query_row("SELECT v FROM admin WHERE k = ?1", [k], |r| {
@@ -781,11 +785,9 @@ impl BaseStore {
         }
         let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let read = |k: &str| -> Result<u64, StoreError> {
-            use rusqlite::OptionalExtension;
-            let v: Option<String> = conn
-                .query_row("SELECT v FROM admin WHERE k = ?1", [k], |r| r.get(0))
-                .optional()?;
-            Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+            Ok(Self::admin_in(&conn, k)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0))
         };
         Ok(Some(Incarnation {
             id: read("sys.m2.incarnation")?,

@@ -706,15 +706,7 @@ async fn the_grace_never_outlasts_the_granted_session() {
         log.contains("disconnect_grace_ms = 30000 is too long for the session ZooKeeper granted"),
         "{log}"
     );
-    let info: serde_json::Value = c
-        .http
-        .get(format!("http://{id}/info"))
-        .send()
-        .await
-        .expect("info")
-        .json()
-        .await
-        .expect("json");
+    let info = c.info(&id).await;
     let zk = &info["zookeeper"];
     assert_eq!(zk["session_timeout_ms"], 4_000, "granted: {info}");
     assert_eq!(zk["disconnect_grace_ms"], 2_666, "two thirds of it: {info}");
