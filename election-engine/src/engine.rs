@@ -132,6 +132,12 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// This election's identity within the engine: one forgotten by idle
+    /// expiry and created again is another, and its log starts over.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
     /// Keeps the latest candidate node we vouched for (serial order, so the
     /// fence survives the sequence wrap).
     fn raise_fence(&mut self, seq: Seq) {

@@ -57,6 +57,14 @@ pub struct Options {
     /// On one seed in five, one election at a time per service (admission
     /// control); otherwise the engine's default.
     pub tight_admission: bool,
+    /// Faults of operations and of the environment: SIGTERM and SIGINT,
+    /// a nearly full volume (stop-writes), disk errors, directory errors,
+    /// and a session loss reported after the new session.
+    pub operations: bool,
+    /// On one seed in eight, after the convergence check: hours without a
+    /// request (idle expiry, with defaults of 3.5 and 4 hours), then writes
+    /// again and a second convergence check.
+    pub idle_hours: bool,
 }
 
 impl Default for Options {
@@ -78,6 +86,8 @@ impl Default for Options {
             trace: false,
             quiet_end: true,
             tight_admission: true,
+            operations: true,
+            idle_hours: true,
         }
     }
 }
@@ -147,6 +157,31 @@ pub struct Outcome {
     pub trace: Vec<String>,
 }
 
+/// Hours without a request from `from_ms` on (the default idle expiry lets
+/// slaves go after 3.5 hours, masters after 4, and forgets a NONE election
+/// 10 minutes later), then writes again for 10 s, then the convergence check
+/// once more: expired elections come back with every acknowledged write. On
+/// half of these seeds ZooKeeper goes away for a few seconds in between.
+fn idle_hours(w: &mut world::World, from_ms: u64, seed: u64) -> Result<(), Violation> {
+    const HOUR: u64 = 3_600_000;
+    w.stats.count("hours without a request");
+    w.idle = true;
+    let back = from_ms + 4 * HOUR + HOUR / 2;
+    if seed % 16 == 14 {
+        w.run_until((from_ms + 2 * HOUR) * world::MS)?;
+        w.zookeeper_outage((500 + seed % 3_500) * world::MS);
+    }
+    w.run_until(back * world::MS)?;
+    for _ in 0..w.settled_elections() {
+        w.stats
+            .count("election still settled after hours without a request");
+    }
+    w.idle = false;
+    w.writes_until = (back + 10_000) * world::MS;
+    w.run_until((back + 25_000) * world::MS)?;
+    invariants::convergence::check(w)
+}
+
 /// Runs one seed: faults, then healing, then the convergence check.
 pub fn run(seed: u64, opts: &Options) -> Outcome {
     let mut w = world::World::new(seed, opts.clone());
@@ -175,6 +210,9 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
     }
     for _ in 0..invariants::convergence::lagging_slaves(&w) {
         w.stats.count("slave left behind, no write to catch up");
+    }
+    if violation.is_none() && opts.idle_hours && seed % 8 == 6 {
+        violation = idle_hours(&mut w, end, seed).err();
     }
     for (_, apart) in invariants::convergence::read_only_bases(&w) {
         w.stats.count("base left in emergency read-only");

@@ -14,6 +14,8 @@ const USAGE: &str = "usage: election-sim [--seed N | --seeds A..B] [--jobs J] [-
        [--no-fence | --no-dump-lock | --no-stamps | --no-writers]   (turn one fix off: the run must fail)
        [--mutate self-lowest]   (plant a bug: every candidate leads; one_master must fail)
        [--mutate no-retry]   (plant a bug: wanted elections wait for a request; convergence fails)
+       [--no-operations]   (no SIGTERM, SIGINT, stop-writes, disk or directory errors, late loss notices)
+       [--no-idle-hours]   (no hours-long idle phase on seeds = 6 mod 8)
        [--reaching COUNTER]   (list the seeds whose run counted COUNTER, to pin one)
 Runs the real election engine over an in-memory ZooKeeper with faults,
 checking the invariants after every step. Exit code 1 when a seed fails.";
@@ -63,6 +65,8 @@ fn main() {
             "--no-stamps" => opts.stamps = false,
             "--no-writers" => opts.writers = false,
             "--wrap" => opts.wrap = true,
+            "--no-operations" => opts.operations = false,
+            "--no-idle-hours" => opts.idle_hours = false,
             "--mutate" => match value("--mutate").as_str() {
                 "self-lowest" => opts.mutation = Some(Mutation::SelfLowest),
                 "no-retry" => opts.mutation = Some(Mutation::NoRetry),

@@ -82,6 +82,10 @@ const WALL0: u64 = 1_750_000_000_000;
 
 /// Service `i`'s clock skew: up to 10 s either way, fixed per seed (drawn
 /// outside the world's generator, so that it moves no trajectory).
+/// SIGTERM's budget to leave every election (the server's `exit_budget_ms`,
+/// scaled to the simulation's session timeout, less its 10 % margin).
+const EXIT_BUDGET: u64 = 2_700 * MS;
+
 fn clock_skew_ms(seed: u64, i: usize) -> i64 {
     let mut r = Rng::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u64 + 1));
     r.range(0, 20_000) as i64 - 10_000
@@ -202,6 +206,15 @@ pub struct Svc {
     tick_at: Option<u64>,
     /// How far this service's wall clock is from the world's.
     skew_ms: i64,
+    /// The data volume is nearly full until then: the resource guard, which
+    /// looks once a second, puts the service in stop-writes.
+    low_disk_until: u64,
+    /// What the guard last told the engine (a restart forgets it).
+    stop_writes: bool,
+    /// Store operations fail (an I/O error, one in two) until then.
+    disk_errors_until: u64,
+    /// Directory lookups fail until then.
+    directory_errors_until: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +367,18 @@ enum Ev {
     CloseForeign {
         session: SessionId,
     },
+    /// SIGTERM: the process waits for its elections to leave, then closes
+    /// its session and exits once none is a member or at `deadline`.
+    ExitPoll {
+        svc: usize,
+        inc: u64,
+        deadline: u64,
+    },
+    /// The resource guard's look at the volume (stop-writes).
+    GuardCheck {
+        svc: usize,
+        inc: u64,
+    },
 }
 
 impl Ev {
@@ -369,7 +394,9 @@ impl Ev {
             | Ev::Ping { svc, inc }
             | Ev::LinkCheck { svc, inc }
             | Ev::Grace { svc, inc, .. }
-            | Ev::Store { svc, inc, .. } => Some((*svc, Some(*inc))),
+            | Ev::Store { svc, inc, .. }
+            | Ev::ExitPoll { svc, inc, .. }
+            | Ev::GuardCheck { svc, inc } => Some((*svc, Some(*inc))),
             Ev::RpcArrive { to, .. } => Some((*to, None)),
             Ev::ClientWrite { svc, .. } => Some((*svc, None)),
             _ => None,
@@ -441,13 +468,18 @@ pub struct World {
     /// acknowledged under an older epoch after one of a newer epoch
     /// (kept by `acked_epochs`, which re-checks them when a copy lands).
     pub epoch_overlaps: Vec<(usize, usize)>,
-    pub log_seen: BTreeMap<(usize, u64, usize), u64>,
+    /// The newest log entry seen per (service, incarnation, base): the
+    /// election's uid and that entry's sequence.
+    pub log_seen: BTreeMap<(usize, u64, usize), (u64, u64)>,
     pub faults_until: u64,
     /// The workload stops here, so that the final check sees a quiet cluster.
     pub writes_until: u64,
     /// A slave may end behind its master, and a service may take no part
     /// (see `invariants::convergence`).
     pub lag_allowed: bool,
+    /// Hours without a request: the clocks of ZooKeeper and of the workload
+    /// look once a second instead of every few milliseconds.
+    pub idle: bool,
     pub trace: Vec<String>,
 }
 
@@ -525,6 +557,10 @@ impl World {
                     syncs: BTreeMap::new(),
                     tick_at: None,
                     skew_ms: clock_skew_ms(seed, i),
+                    low_disk_until: 0,
+                    stop_writes: false,
+                    disk_errors_until: 0,
+                    directory_errors_until: 0,
                 }
             })
             .collect();
@@ -565,6 +601,7 @@ impl World {
             faults_until,
             writes_until: u64::MAX,
             lag_allowed: false,
+            idle: false,
             trace: Vec::new(),
         };
         for s in 0..w.svcs.len() {
@@ -771,7 +808,8 @@ impl World {
                     }
                     self.deliver_fired(fired);
                 }
-                self.push(50 * MS, Ev::ZkTick);
+                let period = if self.idle { 1_000 * MS } else { 50 * MS };
+                self.push(period, Ev::ZkTick);
             }
             Ev::Workload => self.workload(),
             Ev::Fault => self.fault(),
@@ -790,6 +828,18 @@ impl World {
                 let fired = self.zk.close_session(session);
                 self.deliver_fired(fired);
             }
+            Ev::ExitPoll { svc, deadline, .. } => {
+                if self.svcs[svc].engine.members() == 0 || self.now >= deadline {
+                    if self.svcs[svc].engine.members() > 0 {
+                        self.stats.count("SIGTERM budget spent with members left");
+                    }
+                    self.exit_process(svc);
+                } else {
+                    let inc = self.svcs[svc].inc;
+                    self.push(20 * MS, Ev::ExitPoll { svc, inc, deadline });
+                }
+            }
+            Ev::GuardCheck { svc, .. } => self.guard_check(svc),
         }
     }
 
@@ -882,16 +932,14 @@ impl World {
         match effect {
             Effect::Zk { id, op } => self.zk_send(s, id, op),
             Effect::ResolvePeers { id, .. } => {
-                // The directory names every service of the world.
-                let peers = self.svcs.iter().map(|x| x.id.clone()).collect();
-                self.local(
-                    s,
-                    50,
-                    Input::Peers {
-                        id,
-                        result: Ok(Some(peers)),
-                    },
-                );
+                // The directory names every service of the world, unless it
+                // is failing.
+                let result = if self.now < self.svcs[s].directory_errors_until {
+                    Err("directory lookup failed: connection refused (simulated)".into())
+                } else {
+                    Ok(Some(self.svcs.iter().map(|x| x.id.clone()).collect()))
+                };
+                self.local(s, 50, Input::Peers { id, result });
             }
             Effect::Use { to, base, master } => {
                 let (to, b) = (self.index_of(&to), self.bidx(&base));
@@ -939,6 +987,15 @@ impl World {
                 let b = self.bidx(&base);
                 self.touched.insert((s, b));
                 self.note(|| format!("svc{s} base{b} {pre}:{event}:{post}"));
+                match (pre, event, post) {
+                    (State::Slave, "NONE", State::Leaving) => {
+                        self.stats.count("idle slave expired")
+                    }
+                    (State::Master, "NONE", State::Leaving) => {
+                        self.stats.count("idle master expired")
+                    }
+                    _ => {}
+                }
             }
             Effect::Observe(Observation::WriteFenced) => self.stats.count("write fenced"),
             Effect::Observe(Observation::Committed { writes }) if writes > 1 => {
@@ -1035,8 +1092,23 @@ impl World {
             String::new()
         };
         let clock_ms = self.engine_now(s).wall_ms as i64;
+        let disk_error = self.now < self.svcs[s].disk_errors_until
+            && !matches!(op, StoreOp::Rollback)
+            && self.rng.chance(0.5);
         let r = &mut self.svcs[s].replicas[b];
         let result = match op {
+            _ if disk_error => {
+                // The operation did nothing: a transaction it was to end is
+                // gone with it, and a copy it was to serve is refused.
+                if matches!(op, StoreOp::Commit) {
+                    r.open = None;
+                }
+                if let StoreOp::Dump { req } = op {
+                    self.served_answer(s, req, RpcAns::Refused);
+                }
+                self.stats.count("store operation failed");
+                Err(StoreFailure::Failed("disk I/O error (simulated)".into()))
+            }
             StoreOp::Begin { ops, writer } if !r.restoring => {
                 let (prev, wids) = (r.vector(), write_ids(&ops));
                 let stamp = Stamp {
@@ -1516,7 +1588,18 @@ impl World {
                 let c = &mut self.svcs[s].client;
                 let old = c.epoch;
                 self.note(|| format!("svc{s} zk: session expired, opening a new one"));
-                self.input(s, Input::SessionLost { epoch: old });
+                // The server reports a loss and the new session on one
+                // ordered stream; before, on two channels, the loss could
+                // come second. The engine must cope with either order.
+                let late = self.opts.operations && self.rng.chance(0.2);
+                if late {
+                    self.stats
+                        .count("session loss reported after the new session");
+                    let d = self.rng.range(MS, 20 * MS);
+                    self.local(s, d, Input::SessionLost { epoch: old });
+                } else {
+                    self.input(s, Input::SessionLost { epoch: old });
+                }
                 let session = self.zk.open_session(now, self.timeout());
                 let c = &mut self.svcs[s].client;
                 c.session = session;
@@ -1680,6 +1763,9 @@ impl World {
     // ----- writes -----
 
     fn workload(&mut self) {
+        if self.idle {
+            return self.push(1_000 * MS, Ev::Workload);
+        }
         let interval = self.opts.write_interval_ms * MS;
         let next = self.rng.range(interval / 2, interval * 3 / 2);
         self.push(next.max(1), Ev::Workload);
@@ -1846,7 +1932,9 @@ impl World {
         self.push(next, Ev::Fault);
         let s = self.rng.pick(self.svcs.len());
         let timeout = self.timeout();
-        match self.rng.pick(8) {
+        let kinds = if self.opts.operations { 13 } else { 8 };
+        let ready = self.svcs[s].up && self.svcs[s].paused_until.is_none();
+        match self.rng.pick(kinds) {
             0 if self.svcs[s].up && self.svcs[s].paused_until.is_none() => {
                 self.stats.count("crash");
                 self.note(|| format!("FAULT svc{s} crash"));
@@ -1871,16 +1959,8 @@ impl World {
                 self.push(d, Ev::Resume { svc: s });
             }
             2 if self.zk_up => {
-                self.stats.count("zookeeper outage");
                 let d = self.rng.range(200 * MS, 2 * timeout);
-                self.note(|| format!("FAULT zookeeper down {} ms", d / MS));
-                self.zk_up = false;
-                for x in 0..self.svcs.len() {
-                    let inc = self.svcs[x].inc;
-                    let detect = self.rng.range(MS, 5 * MS);
-                    self.push(detect, Ev::LinkCheck { svc: x, inc });
-                }
-                self.push(d, Ev::ZkUp);
+                self.zookeeper_outage(d);
             }
             3 if !self.svcs[s].zk_cut => {
                 self.stats.count("partition from zookeeper");
@@ -1925,7 +2005,93 @@ impl World {
                     self.input(s, Input::SyncReq { base });
                 }
             }
+            8 if ready && !self.svcs[s].engine.is_exiting() => {
+                // The server's SIGTERM: leave every election, then close the
+                // session once none is a member, or when the budget is spent.
+                self.stats.count("SIGTERM");
+                self.note(|| format!("FAULT svc{s} SIGTERM"));
+                self.input(s, Input::Exit);
+                let (inc, deadline) = (self.svcs[s].inc, self.now + EXIT_BUDGET);
+                self.push(
+                    20 * MS,
+                    Ev::ExitPoll {
+                        svc: s,
+                        inc,
+                        deadline,
+                    },
+                );
+            }
+            9 if ready => {
+                // SIGINT: refuse everything, close the session at once.
+                self.stats.count("SIGINT");
+                self.note(|| format!("FAULT svc{s} SIGINT"));
+                self.input(s, Input::ExitFast);
+                self.exit_process(s);
+            }
+            10 => {
+                self.stats.count("volume nearly full (stop-writes)");
+                let d = self.rng.range(1_000 * MS, 6_000 * MS);
+                self.note(|| format!("FAULT svc{s} volume nearly full {} ms", d / MS));
+                self.svcs[s].low_disk_until = self.svcs[s].low_disk_until.max(self.now + d);
+                let (inc, first) = (self.svcs[s].inc, self.rng.range(MS, 1_000 * MS));
+                self.push(first, Ev::GuardCheck { svc: s, inc });
+            }
+            11 => {
+                self.stats.count("disk errors");
+                let d = self.rng.range(100 * MS, 2_000 * MS);
+                self.note(|| format!("FAULT svc{s} disk errors {} ms", d / MS));
+                self.svcs[s].disk_errors_until = self.svcs[s].disk_errors_until.max(self.now + d);
+            }
+            12 => {
+                self.stats.count("directory errors");
+                let d = self.rng.range(200 * MS, 3_000 * MS);
+                self.note(|| format!("FAULT svc{s} directory errors {} ms", d / MS));
+                let until = &mut self.svcs[s].directory_errors_until;
+                *until = (*until).max(self.now + d);
+            }
             _ => {}
+        }
+    }
+
+    /// ZooKeeper goes down for `d` µs.
+    pub fn zookeeper_outage(&mut self, d: u64) {
+        self.stats.count("zookeeper outage");
+        self.note(|| format!("FAULT zookeeper down {} ms", d / MS));
+        self.zk_up = false;
+        for x in 0..self.svcs.len() {
+            let inc = self.svcs[x].inc;
+            let detect = self.rng.range(MS, 5 * MS);
+            self.push(detect, Ev::LinkCheck { svc: x, inc });
+        }
+        self.push(d, Ev::ZkUp);
+    }
+
+    /// The process exits after closing its session: its ephemeral nodes
+    /// vanish at once if ZooKeeper hears the close, and linger until the
+    /// session expires if it does not. A supervisor restarts it.
+    fn exit_process(&mut self, s: usize) {
+        let session = self.svcs[s].client.session;
+        if self.physically_up(s) && self.svcs[s].client.link == Link::Connected {
+            let fired = self.zk.close_session(session);
+            self.deliver_fired(fired);
+        }
+        self.crash(s);
+        let after = self.rng.range(100 * MS, 3_000 * MS);
+        self.push(after, Ev::Restart { svc: s });
+    }
+
+    /// The resource guard, once a second while the volume is nearly full or
+    /// the service still in stop-writes.
+    fn guard_check(&mut self, s: usize) {
+        let low = self.now < self.svcs[s].low_disk_until;
+        if low != self.svcs[s].stop_writes {
+            self.svcs[s].stop_writes = low;
+            self.note(|| format!("svc{s} stop-writes {low}"));
+            self.input(s, Input::StopWrites(low));
+        }
+        if low {
+            let inc = self.svcs[s].inc;
+            self.push(1_000 * MS, Ev::GuardCheck { svc: s, inc });
         }
     }
 
@@ -1962,6 +2128,7 @@ impl World {
             self.layout.clone(),
         );
         x.syncs.clear();
+        x.stop_writes = false;
         x.tick_at = None;
         x.outstanding.clear();
         x.calls.clear();
@@ -1985,6 +2152,11 @@ impl World {
         self.note(|| format!("svc{s} restarted"));
         self.input(s, Input::SessionConnected(tag));
         self.schedule_ping(s);
+        if self.now < self.svcs[s].low_disk_until {
+            let inc = self.svcs[s].inc;
+            let first = self.rng.range(MS, 1_000 * MS);
+            self.push(first, Ev::GuardCheck { svc: s, inc });
+        }
         if !up {
             let inc = self.svcs[s].inc;
             self.push(MS, Ev::LinkCheck { svc: s, inc });
@@ -2009,6 +2181,15 @@ impl World {
     }
 
     /// Bases whose elections or replicas changed in the current step.
+    /// Elections in a final state, on every service.
+    pub fn settled_elections(&self) -> usize {
+        self.svcs
+            .iter()
+            .flat_map(|x| x.engine.elections())
+            .filter(|e| e.fsm.state().is_final())
+            .count()
+    }
+
     pub fn bases_touched(&self) -> BTreeSet<usize> {
         self.touched
             .iter()

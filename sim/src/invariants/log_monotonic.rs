@@ -1,5 +1,6 @@
 //! (4) Transition-log sequence numbers only grow, within an election and
-//! across the steps of one process incarnation.
+//! across the steps of one process incarnation. An election forgotten by idle
+//! expiry and created again is a new one (its log starts over).
 
 use super::violation;
 use crate::world::World;
@@ -22,7 +23,12 @@ pub fn check(w: &mut World) -> Result<(), Violation> {
             ));
         }
         if let Some(&newest) = seqs.first() {
-            let last = w.log_seen.insert((s, inc, b), newest);
+            let uid = e.uid();
+            let last = w
+                .log_seen
+                .insert((s, inc, b), (uid, newest))
+                .filter(|(u, _)| *u == uid)
+                .map(|(_, l)| l);
             if last.is_some_and(|l| l > newest) {
                 return Err(violation(
                     w,
