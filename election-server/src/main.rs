@@ -251,28 +251,22 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         .context("cannot register the service")?;
 
     // Session supervision: reset elections of lost sessions, re-register.
-    let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (restored_tx, mut restored_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    tokio::spawn(session.clone().supervise(grace, lost_tx, restored_tx));
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(session.clone().supervise(grace, events_tx));
     {
         let svc = svc.clone();
         tokio::spawn(async move {
-            while let Some(epoch) = restored_rx.recv().await {
-                tracing::info!("ZooKeeper session usable again (epoch {epoch}): elections reset by the loss rejoin");
-                svc.session_restored();
-            }
-        });
-    }
-    {
-        let svc = svc.clone();
-        tokio::spawn(async move {
-            while let Some(lost) = lost_rx.recv().await {
-                tracing::warn!(
-                    "{}: resetting elections bound to session epoch {}",
-                    lost.why,
-                    lost.epoch
-                );
-                svc.session_lost(lost.epoch);
+            while let Some(event) = events_rx.recv().await {
+                match event {
+                    zk::SessionEvent::Lost { epoch, why } => {
+                        tracing::warn!("{why}: resetting elections bound to session epoch {epoch}");
+                        svc.session_lost(epoch);
+                    }
+                    zk::SessionEvent::Restored { epoch } => {
+                        tracing::info!("ZooKeeper session usable again (epoch {epoch}): elections reset by the loss rejoin");
+                        svc.session_restored();
+                    }
+                }
             }
         });
     }

@@ -104,11 +104,14 @@ impl SessionView {
     }
 }
 
-/// Sent to the election manager: reset every election bound to `epoch`.
+/// What the supervisor reports to the election manager, on one channel so
+/// that a loss and the restoration after it are never seen reversed.
 #[derive(Debug, Clone, Copy)]
-pub struct SessionLost {
-    pub epoch: u64,
-    pub why: &'static str,
+pub enum SessionEvent {
+    /// Reset every election bound to `epoch`.
+    Lost { epoch: u64, why: &'static str },
+    /// A usable session (of `epoch`) after a reported loss.
+    Restored { epoch: u64 },
 }
 
 /// Where ZooKeeper is and how to authenticate.
@@ -271,12 +274,12 @@ impl ZkSession {
     }
 
     /// Watches the session: on expiry opens a new one; reports lost sessions
-    /// (expired, or disconnected for longer than `grace`) on `lost`.
+    /// (expired, or disconnected for longer than `grace`) and their
+    /// restoration on `events`, in the order they happened.
     pub async fn supervise(
         self: Arc<Self>,
         grace: Duration,
-        lost: mpsc::UnboundedSender<SessionLost>,
-        restored: mpsc::UnboundedSender<u64>,
+        events: mpsc::UnboundedSender<SessionEvent>,
     ) {
         loop {
             let Some((client, epoch)) = self.client() else {
@@ -307,7 +310,7 @@ impl ZkSession {
                         self.view.send_modify(|v| { v.link = link; v.since = Instant::now(); });
                         if link == Link::Connected && std::mem::take(&mut grace_reported) {
                             // Elections reset after the grace period may come back.
-                            let _ = restored.send(epoch);
+                            let _ = events.send(SessionEvent::Restored { epoch });
                         }
                         if matches!(link, Link::Expired | Link::Closed) {
                             break;
@@ -316,14 +319,14 @@ impl ZkSession {
                     true = sleep => {
                         grace_reported = true;
                         tracing::warn!("ZooKeeper disconnected for more than {grace:?}: resetting elections of epoch {epoch}");
-                        let _ = lost.send(SessionLost { epoch, why: "ZooKeeper disconnected beyond the grace period" });
+                        let _ = events.send(SessionEvent::Lost { epoch, why: "ZooKeeper disconnected beyond the grace period" });
                     }
                 }
             }
             if self.closing.load(Ordering::SeqCst) {
                 return;
             }
-            let _ = lost.send(SessionLost {
+            let _ = events.send(SessionEvent::Lost {
                 epoch,
                 why: "ZooKeeper session expired",
             });
@@ -338,7 +341,8 @@ impl ZkSession {
                 match self.open().await {
                     Ok(()) => {
                         self.reconnects.fetch_add(1, Ordering::Relaxed);
-                        let _ = restored.send(self.epoch.load(Ordering::SeqCst));
+                        let epoch = self.epoch.load(Ordering::SeqCst);
+                        let _ = events.send(SessionEvent::Restored { epoch });
                         break;
                     }
                     Err(e) => {
