@@ -588,6 +588,80 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
     let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
 }
 
+/// Every election back to one master with its slaves after ZooKeeper was
+/// down for 5 s (killed, then started again on its data), with no client
+/// request: the row of issue 13's recovery target.
+async fn recovery(c: &mut Cluster, n: usize, r: &mut Report) {
+    let outage = Duration::from_secs(5);
+    let (masters0, slaves0) = roles(c).await;
+    let epochs0 = epochs(c).await;
+    let (mut lowest, mut settled) = (u64::MAX, None);
+    tokio::task::block_in_place(|| c.zk.kill());
+    let t0 = Instant::now();
+    while t0.elapsed() < outage {
+        let (m, s) = roles(c).await;
+        lowest = lowest.min(m + s);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::task::block_in_place(|| c.zk.restart());
+    let back = t0.elapsed();
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_secs(600) {
+        let (m, s) = roles(c).await;
+        lowest = lowest.min(m + s);
+        let connected = futures::future::join_all(c.services.iter().map(|x| c.info(&x.id)))
+            .await
+            .iter()
+            .all(|i| i["zookeeper"]["state"] == "CONNECTED");
+        if connected && m == masters0 && s == slaves0 {
+            settled = Some(t1.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let new_sessions = epochs(c)
+        .await
+        .iter()
+        .zip(&epochs0)
+        .filter(|(a, b)| a != b)
+        .count();
+    let Some(took) = settled else {
+        panic!("recovery: {n} bases not back to one master and two slaves 10 min after a {outage:?} outage");
+    };
+    r.add(
+        &format!("recovery of {n} settled bases after a 5 s ZooKeeper outage"),
+        format!("{:.2} s after ZooKeeper was back", took.as_secs_f64()),
+        format!(
+            "ZooKeeper killed, started again on its data after {:?}, ready after {:.2} s in all; no client request; \
+             {masters0} masters and {slaves0} slaves before and after; {} of them final at the lowest point; \
+             {new_sessions} of 3 services on a new session",
+            outage,
+            back.as_secs_f64(),
+            if lowest == u64::MAX { 0 } else { lowest },
+        ),
+    );
+}
+
+/// MASTER and SLAVE elections over every service.
+async fn roles(c: &Cluster) -> (u64, u64) {
+    let infos = futures::future::join_all(c.services.iter().map(|s| c.info(&s.id))).await;
+    infos.iter().fold((0, 0), |(m, s), i| {
+        (
+            m + i["elections"]["master"].as_u64().unwrap_or(0),
+            s + i["elections"]["slave"].as_u64().unwrap_or(0),
+        )
+    })
+}
+
+/// Each service's session epoch.
+async fn epochs(c: &Cluster) -> Vec<u64> {
+    let infos = futures::future::join_all(c.services.iter().map(|s| c.info(&s.id))).await;
+    infos
+        .iter()
+        .map(|i| i["zookeeper"]["epoch"].as_u64().unwrap_or(0))
+        .collect()
+}
+
 /// One ping per base to each peer, 64 in flight.
 async fn ping_all(c: &Cluster, bases: &[String]) {
     let pings = bases
@@ -760,7 +834,7 @@ async fn main() {
     // Scale on a fresh cluster with the production session timeout (10 s):
     // with 2 s, 30,000 elections on 2 shared cores can starve a session.
     eprintln!("bench: scale on a fresh cluster (session timeout 10 s)");
-    let c = Cluster::start_with_tick(
+    let mut c = Cluster::start_with_tick(
         3,
         ServiceOpts {
             session_timeout_ms: 10_000,
@@ -769,10 +843,11 @@ async fn main() {
         250,
     );
     scale(&c, a.scale, zk_rate, &mut r).await;
+    recovery(&mut c, a.scale, &mut r).await;
     drop(c);
     if let Some(n) = a.scale_also {
         eprintln!("bench: scale with {n} bases on a fresh cluster");
-        let c = Cluster::start_with_tick(
+        let mut c = Cluster::start_with_tick(
             3,
             ServiceOpts {
                 session_timeout_ms: 10_000,
@@ -781,6 +856,7 @@ async fn main() {
             250,
         );
         scale(&c, n, zk_rate, &mut r).await;
+        recovery(&mut c, n, &mut r).await;
     }
     replica_memory(a.replicas, &mut r).await;
 
