@@ -144,6 +144,10 @@ pub struct Client {
     /// delivers a session's answers and notifications in order, so they are
     /// handed over right after that answer.
     early: Vec<String>,
+    /// Requests made while disconnected: the library sends them once
+    /// connected again (same session), or fails them when the session
+    /// turns out expired.
+    queued: Vec<(Id, ZkOp)>,
     /// Answers on their way that set a watch: their connection and path.
     /// A notification for such a path waits for the answer, even when an
     /// older watch on the same path is registered already.
@@ -167,6 +171,7 @@ impl Client {
             fired: Vec::new(),
             held: Vec::new(),
             early: Vec::new(),
+            queued: Vec::new(),
             setting: Vec::new(),
             last_arrive: 0,
             last_answer: 0,
@@ -1183,18 +1188,11 @@ impl World {
     /// arrive in the order they were sent.
     fn zk_send(&mut self, s: usize, id: Id, op: ZkOp) {
         let inc = self.svcs[s].inc;
-        let c = &self.svcs[s].client;
+        let c = &mut self.svcs[s].client;
         if c.link != Link::Connected {
-            let result = Err(ZkFailure::Failed("connection loss".into()));
-            return self.local(
-                s,
-                100,
-                Input::Zk {
-                    id,
-                    session: None,
-                    result,
-                },
-            );
+            // zookeeper-client keeps it until it is connected again.
+            c.queued.push((id, op));
+            return;
         }
         let (conn, tag) = (c.conn, c.tag());
         self.svcs[s].outstanding.insert(id);
@@ -1575,10 +1573,17 @@ impl World {
                 let session = c.session;
                 let restored = std::mem::take(&mut c.grace_reported);
                 let held = std::mem::take(&mut c.held);
+                let queued = std::mem::take(&mut c.queued);
                 self.zk.touch(session, now);
                 self.note(|| format!("svc{s} zk: reconnected (restored: {restored})"));
                 for path in held {
                     self.notify(s, session, path, false);
+                }
+                if !queued.is_empty() {
+                    self.stats.count("request sent once reconnected");
+                }
+                for (id, op) in queued {
+                    self.zk_send(s, id, op);
                 }
                 if restored {
                     self.input(s, Input::SessionRestored);
@@ -1586,8 +1591,22 @@ impl World {
             }
             Link::Disconnected { .. } => {
                 let c = &mut self.svcs[s].client;
-                let old = c.epoch;
+                let (old, old_tag) = (c.epoch, c.tag());
+                let queued = std::mem::take(&mut c.queued);
                 self.note(|| format!("svc{s} zk: session expired, opening a new one"));
+                for (id, _) in queued {
+                    self.stats.count("request failed with its expired session");
+                    let result = Err(ZkFailure::SessionLost("session expired".into()));
+                    let session = Some(old_tag);
+                    self.input(
+                        s,
+                        Input::Zk {
+                            id,
+                            session,
+                            result,
+                        },
+                    );
+                }
                 // The server reports a loss and the new session on one
                 // ordered stream; before, on two channels, the loss could
                 // come second. The engine must cope with either order.
