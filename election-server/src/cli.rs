@@ -64,6 +64,7 @@ pub const KEYS: &[Key] = &[
     key("secret_file", Kind::Str, "", "File whose first line is the shared secret: peer RPC and admin routes (leave, sync, balance, read-only clear, fault switches) then refuse requests without it (401)."),
     key("log_format", Kind::Str, "human", "Log format: human or json."),
     key("log_filter", Kind::Str, "info,zookeeper_client=warn", "Log filter, tracing's EnvFilter syntax (also RUST_LOG)."),
+    key("peer_http1", Kind::Bool, "false", "Call peers over HTTP/1.1, one connection per call in flight, instead of one HTTP/2 (h2c) connection per peer: for a rolling upgrade from a version whose services do not serve HTTP/2 (before 2026-12-01)."),
     key("enable_fault_switches", Kind::Bool, "false", "Test-only fault switches on POST /v1/admin/fault (never in production)."),
     key("fault_slow_load_ms", Kind::Int, "0", "Test-only: every base reads as still loading for this long after start, in ms (needs enable_fault_switches)."),
 ];

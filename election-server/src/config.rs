@@ -57,6 +57,7 @@ pub struct Settings {
     pub secret_file: String,
     pub log_format: String,
     pub log_filter: String,
+    pub peer_http1: bool,
     pub enable_fault_switches: bool,
     pub fault_slow_load_ms: u64,
 }

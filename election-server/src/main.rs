@@ -203,6 +203,7 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         exit_budget: Duration::from_millis(s.exit_budget_ms),
         replicate_timeout: Duration::from_millis(s.replicate_timeout_ms),
         fault_switches: s.enable_fault_switches,
+        peer_http2: !s.peer_http1,
         max_body_bytes: s.max_body_bytes as usize,
         balance_rate: s.balance_rate,
         secret: resolved.secret.clone(),

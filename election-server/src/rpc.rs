@@ -119,6 +119,7 @@ fn refusal_of(body: &[u8]) -> Option<Refusal> {
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    bulk: reqwest::Client,
     connect_timeout: Duration,
     /// Test-only fault switch (`--enable-fault-switches`): every replicated
     /// write is sent, then its acknowledgement is dropped, as if the answer
@@ -131,22 +132,40 @@ const MAX_DUMP_BYTES: usize = 1 << 30;
 
 impl PeerClient {
     /// `secret`: sent with every call (`x-election-secret`), marked sensitive.
-    pub fn new(connect_timeout: Duration, secret: Option<&election_client::Secret>) -> Self {
-        let http = reqwest::Client::builder()
-            .default_headers(election_client::secret_headers(secret))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(connect_timeout)
-            // Idle connections are kept (up to 30 s) without a cap: a start
-            // storm leaves about 1,000 per peer, each costing the peer ~40 KiB
-            // (buffers and a router copy), but capping them at 64 made
-            // 100,000 elections start 30 % slower (new connections for every
-            // call beyond the cap). docs/ENGINE.md §0, step 7.
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
+    /// `http2`: one HTTP/2 connection per peer (h2c), else HTTP/1.1.
+    pub fn new(
+        connect_timeout: Duration,
+        secret: Option<&election_client::Secret>,
+        http2: bool,
+    ) -> Self {
+        let builder = || {
+            reqwest::Client::builder()
+                .default_headers(election_client::secret_headers(secret))
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .tcp_nodelay(true)
+        };
+        // Peer calls are small and many: one HTTP/2 connection per peer
+        // carries them all (h2c; every service serves it). With HTTP/1, a
+        // start storm left about 1,000 idle connections per peer, each
+        // costing the peer ~40 KiB, and a cap on them made new connections
+        // for every call beyond it (docs/ENGINE.md §0, step 7).
+        let http = if http2 {
+            builder().http2_prior_knowledge()
+        } else {
+            builder().http1_only()
+        };
+        let http = http.build().unwrap_or_else(|_| reqwest::Client::new());
+        // Copies of whole bases go on connections of their own (HTTP/1), so
+        // that a large one never holds the small calls up behind it.
+        let bulk = builder()
+            .http1_only()
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self {
             http,
+            bulk,
             connect_timeout,
             lose_acks: Arc::default(),
         }
@@ -309,7 +328,7 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Vec<u8>, PeerError> {
         let req = self
-            .http
+            .bulk
             .get(format!("http://{peer}/v1/peer/dump"))
             .query(&[
                 ("base", base.as_str()),

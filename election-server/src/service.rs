@@ -62,6 +62,8 @@ pub struct ServiceConfig {
     pub replicate_timeout: Duration,
     /// Test-only fault switches may be set through the admin API.
     pub fault_switches: bool,
+    /// Peer calls share one HTTP/2 connection per peer (else HTTP/1.1).
+    pub peer_http2: bool,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// `balance`: masterships left per second, at most.
@@ -192,7 +194,7 @@ impl Service {
     ) -> Arc<Self> {
         let layout = ZkLayout::new(ns);
         let directory = Directory::new(zk.clone(), layout.clone());
-        let rpc = PeerClient::new(Duration::from_secs(1), cfg.secret.as_ref());
+        let rpc = PeerClient::new(Duration::from_secs(1), cfg.secret.as_ref(), cfg.peer_http2);
         let engine = Engine::new(
             EngineConfig {
                 election: cfg.election.clone(),
@@ -553,9 +555,10 @@ impl Service {
                 }
             }
         }
+        let lookup = self.directory.lookup(&self.stype, base);
         let entry = self
-            .directory
-            .lookup(&self.stype, base)
+            .metrics
+            .timed("directory_get", lookup)
             .await?
             .filter(|e| e.peers.contains(&self.me));
         let Some(entry) = entry else {

@@ -1214,3 +1214,29 @@ async fn a_master_cut_from_zookeeper_serves_no_stale_read() {
         );
     }
 }
+
+/// `peer_http1` (a rolling upgrade from services without HTTP/2): peers call
+/// each other over HTTP/1.1, and elections, replication and copies work as
+/// over the default HTTP/2 connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_on_http1_elect_replicate_and_copy() {
+    let opts = ServiceOpts {
+        extra: vec!["--peer-http1".into()],
+        ..ServiceOpts::default()
+    };
+    let c = Cluster::start(3, opts);
+    let base = c.create_container("myaccount", "FVE0").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, message, _) = c.write(&base, &[("a", "1")], T).await;
+    assert_eq!(code, 200, "{message}\n{}", c.logs());
+    let (props, _) = wait_replicas_equal(&c, &base, T).await;
+    assert_eq!(props["a"], "1", "{props}");
+    let slave = c.ids().into_iter().find(|i| *i != master).expect("a slave");
+    let synced = c.call(&slave, "sync", &base, T).await;
+    assert!(synced.status < 300, "sync over HTTP/1.1: {synced:?}");
+    let (props, _) = wait_replicas_equal(&c, &base, T).await;
+    assert_eq!(props["a"], "1", "{props}");
+}

@@ -505,6 +505,31 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
         .collect()
         .await;
     assert!(made.iter().all(Result::is_ok), "mkdir failed");
+    // Container creation makes each base's election directory
+    // (directory.rs `register`); so does this, outside the measured storm.
+    let dirs: std::collections::BTreeSet<String> = bases
+        .iter()
+        .map(|b| {
+            let base = election_core::names::BaseName::parse(b).expect("base");
+            layout.election_dir(&t, &election_core::names::ElectionKey::compute(&base, &t))
+        })
+        .collect();
+    let tops: std::collections::BTreeSet<&str> = dirs
+        .iter()
+        .filter_map(|d| d.rsplit_once('/').map(|(p, _)| p))
+        .collect();
+    for p in tops {
+        client.mkdir(p, &opts).await.expect("mkdir");
+    }
+    let made: Vec<_> = futures::stream::iter(dirs.iter())
+        .map(|d| client.mkdir(d, &opts))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(
+        made.iter().all(Result::is_ok),
+        "mkdir of election directories failed"
+    );
     let created: Vec<_> = futures::stream::iter(paths.iter())
         .map(|(p, d)| client.create(p, d, &opts))
         .buffer_unordered(64)
@@ -517,6 +542,7 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
         .map(|s| rss_kib(s.pid().expect("pid")))
         .collect();
     let packets_before = mntr(c.zk.port, "zk_packets_received");
+    let ops_before = zk_ops(c).await;
     let finals_before = final_elections(c).await;
     let t0 = Instant::now();
     ping_all(c, &bases).await;
@@ -546,13 +572,29 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
     }
     let took = t0.elapsed();
     let packets = mntr(c.zk.port, "zk_packets_received").saturating_sub(packets_before);
+    let mut ops = zk_ops(c).await;
+    for (op, k) in &ops_before {
+        if let Some(v) = ops.get_mut(op) {
+            *v = v.saturating_sub(*k);
+        }
+    }
+    let timed: u64 = ops.values().sum();
+    let by_op = ops
+        .iter()
+        .map(|(op, k)| format!("{op} {:.1}", *k as f64 / n as f64))
+        .chain(std::iter::once(format!(
+            "other (directory, pings) {:.1}",
+            packets.saturating_sub(timed) as f64 / n as f64
+        )))
+        .collect::<Vec<_>>()
+        .join(", ");
     // The writes an election needs: one node per peer.
     let bound = 2.0 * (3 * n) as f64 / zk_rate;
     r.add(
         &format!("{n} bases on 3 peers, started together"),
         format!("{:.2} s to all final", took.as_secs_f64()),
         format!(
-            "{:.0} elections/s; {:.1} ZooKeeper requests per election (3 peers); {:.1} x the bound 2 x ({} node creations / {zk_rate:.0} creates/s) = {bound:.1} s; {}",
+            "{:.0} elections/s; {:.1} ZooKeeper requests per election (3 peers: {by_op}); {:.1} x the bound 2 x ({} node creations / {zk_rate:.0} creates/s) = {bound:.1} s; {}",
             n as f64 / took.as_secs_f64(),
             packets as f64 / n as f64,
             took.as_secs_f64() / bound,
@@ -595,6 +637,9 @@ async fn recovery(c: &mut Cluster, n: usize, r: &mut Report) {
     let outage = Duration::from_secs(5);
     let (masters0, slaves0) = roles(c).await;
     let epochs0 = epochs(c).await;
+    let negotiated = c.info(&c.services[0].id).await["zookeeper"]["session_timeout_ms"]
+        .as_u64()
+        .unwrap_or(0);
     let (mut lowest, mut settled) = (u64::MAX, None);
     tokio::task::block_in_place(|| c.zk.kill());
     let t0 = Instant::now();
@@ -634,12 +679,38 @@ async fn recovery(c: &mut Cluster, n: usize, r: &mut Report) {
         format!(
             "ZooKeeper killed, started again on its data after {:?}, ready after {:.2} s in all; no client request; \
              {masters0} masters and {slaves0} slaves before and after; {} of them final at the lowest point; \
-             {new_sessions} of 3 services on a new session",
+             {new_sessions} of 3 services on a new session (negotiated session timeout {negotiated} ms)",
             outage,
             back.as_secs_f64(),
             if lowest == u64::MAX { 0 } else { lowest },
         ),
     );
+}
+
+/// The election operations every service sent to ZooKeeper, by kind (the
+/// `zookeeper_operation_seconds` histograms' counts).
+async fn zk_ops(c: &Cluster) -> std::collections::BTreeMap<String, u64> {
+    let mut ops = std::collections::BTreeMap::new();
+    for s in &c.services {
+        let Ok(resp) = c.http.get(format!("http://{}/metrics", s.id)).send().await else {
+            continue;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        for line in text.lines() {
+            let Some(rest) = line
+                .split_once("zookeeper_operation_seconds_count{op=\"")
+                .map(|(_, r)| r)
+            else {
+                continue;
+            };
+            let Some((op, value)) = rest.split_once("\"}") else {
+                continue;
+            };
+            let k = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+            *ops.entry(op.to_string()).or_insert(0) += k;
+        }
+    }
+    ops
 }
 
 /// MASTER and SLAVE elections over every service.
