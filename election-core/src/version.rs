@@ -253,11 +253,9 @@ mod tests {
         }
     }
 
-    /// Issue 14, H2: two writes at the same counter whose clocks gave the
-    /// same `when` are still told apart by their writers.
-    #[test]
-    fn more_writes_of_an_older_master_are_another_history() {
-        let at = |version: i64, writer: u64| ReplicaVersion::Known {
+    /// One table at `version`, last written by `writer` (at a fixed time).
+    fn written(version: i64, writer: u64) -> ReplicaVersion {
+        ReplicaVersion::Known {
             tables: [(
                 "main.properties".to_string(),
                 TableVersion {
@@ -267,7 +265,14 @@ mod tests {
                 },
             )]
             .into(),
-        };
+        }
+    }
+
+    /// Seed 611 (disk errors): a longer copy whose last write is by an older
+    /// master than the other copy's last is another history, not a newer one.
+    #[test]
+    fn more_writes_of_an_older_master_are_another_history() {
+        let at = written;
         // 40 writes, the last by master 3; 34, the last by master 4.
         assert_eq!(
             compare(&at(40, 3 << 32 | 9), &at(34, 4 << 32 | 1)),
@@ -298,19 +303,11 @@ mod tests {
         );
     }
 
+    /// Issue 14, H2: two writes at the same counter whose clocks gave the
+    /// same `when` are still told apart by their writers.
     #[test]
     fn a_repeated_when_with_another_writer_is_another_write() {
-        let at = |writer: u64| ReplicaVersion::Known {
-            tables: [(
-                "main.properties".to_string(),
-                TableVersion {
-                    version: 4,
-                    when: 1_000,
-                    writer,
-                },
-            )]
-            .into(),
-        };
+        let at = |writer: u64| written(4, writer);
         assert_eq!(
             compare(&at(7 << 32 | 1), &at(7 << 32 | 2)),
             VersionDiff::Diverged

@@ -25,6 +25,9 @@ pub struct EngineConfig {
     pub election: Config,
     /// An idle NONE election is forgotten after this long.
     pub expire_none_ms: u64,
+    /// Disconnected from ZooKeeper this long, the elections bound to the
+    /// session are reset (the server caps it below the session timeout).
+    pub grace_ms: u64,
     /// At most this many elections between NONE and a final state at once;
     /// the others wait in NONE, their deadlines not yet running.
     pub max_in_flight: usize,
@@ -39,6 +42,7 @@ impl Default for EngineConfig {
         Self {
             election: Config::default(),
             expire_none_ms: 600_000,
+            grace_ms: 5_000,
             max_in_flight: 1_000,
             mutations: Mutations::default(),
         }
@@ -237,6 +241,10 @@ pub struct Engine {
     /// The current session was reported lost and no usable one is back:
     /// retries wait for `SessionRestored` instead of failing in a loop.
     session_down: bool,
+    /// Disconnected: the session's epoch and when its grace period ends.
+    disconnected: Option<(u64, u64)>,
+    /// The session whose grace period was spent, until it is back or gone.
+    grace_spent: Option<u64>,
     allow_master: bool,
     /// Stop-writes is on: no write is taken.
     stopped: bool,
@@ -290,6 +298,8 @@ impl Engine {
             queue: VecDeque::new(),
             session: None,
             session_down: false,
+            disconnected: None,
+            grace_spent: None,
             allow_master,
             stopped: false,
             readonly: Vec::new(),
@@ -335,10 +345,8 @@ impl Engine {
     pub fn next_wakeup(&self) -> Option<u64> {
         let timer = self.timers.first().map(|(at, _)| *at);
         let leftover = self.leftovers.iter().map(|l| l.at).min();
-        match (timer, leftover) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let grace = self.disconnected.map(|(_, at)| at);
+        [timer, leftover, grace].into_iter().flatten().min()
     }
 
     pub fn key(&self, base: &BaseName) -> ElectionKey {
@@ -508,31 +516,28 @@ impl Engine {
                 }
             }
             Input::SessionLost { epoch } => {
-                if self.session.is_some_and(|s| s.epoch == epoch) {
-                    self.session_down = true;
+                if self.disconnected.is_some_and(|(e, _)| e == epoch) {
+                    self.disconnected = None;
                 }
-                for i in self.slot_indices() {
-                    let exiting = self.exiting;
-                    let slot = self.slot_mut(i);
-                    if slot.bound_epoch != epoch || slot.fsm.state() == State::None {
-                        continue;
-                    }
-                    slot.rejoin_when_restored = !exiting;
-                    self.feed(now, i, Event::Disconnected);
+                if self.grace_spent == Some(epoch) {
+                    self.grace_spent = None;
+                }
+                self.session_lost(now, epoch);
+            }
+            Input::SessionRestored => self.session_restored(now),
+            Input::Disconnected { epoch } => {
+                let current = self.session.is_none_or(|s| s.epoch == epoch);
+                if current && self.disconnected.is_none() && self.grace_spent != Some(epoch) {
+                    self.disconnected = Some((epoch, now.mono_ms + self.cfg.grace_ms));
                 }
             }
-            Input::SessionRestored => {
-                self.session_down = false;
-                for i in self.slot_indices() {
-                    let slot = self.slot_mut(i);
-                    let rejoin = std::mem::take(&mut slot.rejoin_when_restored);
-                    // Wanted elections whose retry waited for the session.
-                    let waited = slot.want && slot.retry_at.is_none();
-                    if !(rejoin || waited) || slot.fsm.state() != State::None {
-                        continue;
-                    }
-                    slot.retry_at = None;
-                    self.start(now, i, false);
+            Input::Reconnected { epoch } => {
+                if self.disconnected.is_some_and(|(e, _)| e == epoch) {
+                    self.disconnected = None;
+                }
+                if self.grace_spent == Some(epoch) {
+                    self.grace_spent = None;
+                    self.session_restored(now);
                 }
             }
             Input::Zk {
@@ -848,7 +853,52 @@ impl Engine {
         }
     }
 
+    /// The session of `epoch` is gone, or unusable past its grace period:
+    /// every election bound to it is reset, and rejoins when a usable
+    /// session is back.
+    fn session_lost(&mut self, now: Now, epoch: u64) {
+        if self.session.is_some_and(|s| s.epoch == epoch) {
+            self.session_down = true;
+        }
+        for i in self.slot_indices() {
+            let exiting = self.exiting;
+            let slot = self.slot_mut(i);
+            if slot.bound_epoch != epoch || slot.fsm.state() == State::None {
+                continue;
+            }
+            slot.rejoin_when_restored = !exiting;
+            self.feed(now, i, Event::Disconnected);
+        }
+    }
+
+    /// A usable session is back: the elections its loss reset rejoin, and
+    /// wanted ones whose retry waited for it start.
+    fn session_restored(&mut self, now: Now) {
+        self.session_down = false;
+        for i in self.slot_indices() {
+            let slot = self.slot_mut(i);
+            let rejoin = std::mem::take(&mut slot.rejoin_when_restored);
+            // Wanted elections whose retry waited for the session.
+            let waited = slot.want && slot.retry_at.is_none();
+            if !(rejoin || waited) || slot.fsm.state() != State::None {
+                continue;
+            }
+            slot.retry_at = None;
+            self.start(now, i, false);
+        }
+    }
+
     fn tick(&mut self, now: Now) {
+        if let Some((epoch, at)) = self.disconnected {
+            if at <= now.mono_ms {
+                self.disconnected = None;
+                self.grace_spent = Some(epoch);
+                let grace_ms = self.cfg.grace_ms;
+                self.effects
+                    .push_back(Effect::Log(LogEvent::GraceSpent { epoch, grace_ms }));
+                self.session_lost(now, epoch);
+            }
+        }
         self.retry_leftovers(now);
         while let Some(&(at, i)) = self.timers.first() {
             if at > now.mono_ms {

@@ -134,6 +134,15 @@ pub enum Input {
     ExitFast,
     /// A new session is established.
     SessionConnected(SessionTag),
+    /// The connection to ZooKeeper dropped; the session of `epoch` may still
+    /// be valid. Past the grace period (`EngineConfig::grace_ms`) with no
+    /// `Reconnected`, the elections bound to it are reset, as on
+    /// `SessionLost`: ours may have expired unnoticed, and a successor may
+    /// lead.
+    Disconnected { epoch: u64 },
+    /// Connected again to the session of `epoch`: the elections its grace
+    /// period reset rejoin.
+    Reconnected { epoch: u64 },
     /// The session of `epoch` is gone (expired, or disconnected past the
     /// grace period): every election bound to it is reset.
     SessionLost { epoch: u64 },
@@ -516,6 +525,11 @@ pub enum LogEvent {
         base: BaseName,
         why: String,
     },
+    /// Disconnected from ZooKeeper for the whole grace period.
+    GraceSpent {
+        epoch: u64,
+        grace_ms: u64,
+    },
 }
 
 impl LogEvent {
@@ -530,6 +544,7 @@ impl LogEvent {
                 | LogEvent::StopWrites { .. }
                 | LogEvent::ReadOnly { .. }
                 | LogEvent::Deposed { .. }
+                | LogEvent::GraceSpent { .. }
         )
     }
 }
@@ -576,6 +591,10 @@ impl fmt::Display for LogEvent {
                 "CRITICAL emergency read-only mode: write on {base} could not be propagated safely: {detail}"
             ),
             LogEvent::Deposed { base, why } => write!(f, "{base}: deposed ({why}); leaving"),
+            LogEvent::GraceSpent { epoch, grace_ms } => write!(
+                f,
+                "ZooKeeper disconnected for more than {grace_ms} ms: resetting elections of session epoch {epoch}"
+            ),
         }
     }
 }

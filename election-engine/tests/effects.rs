@@ -1275,6 +1275,50 @@ fn a_wanted_election_retries_without_a_request() {
     assert!(fx.e.view(&a).is_none_or(|s| !s.want));
 }
 
+/// The grace period of a disconnection is the engine's: a reconnection
+/// within it changes nothing; past it, the elections bound to the session
+/// are reset, once; connected again to the same session, they rejoin.
+#[test]
+fn a_disconnection_past_the_grace_resets_and_the_reconnection_rejoins() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    elect_master(&mut fx, &a);
+    let grace = EngineConfig::default().grace_ms;
+    assert_eq!(fx.on(2_000, Input::Disconnected { epoch: 1 }), vec![]);
+    assert_eq!(fx.e.next_wakeup(), Some(2_000 + grace));
+    assert_eq!(fx.on(3_000, Input::Reconnected { epoch: 1 }), vec![]);
+    assert_eq!(fx.on(2_000 + grace, Input::Tick), vec![]);
+    assert_eq!(fx.state(&a), State::Master);
+
+    let lost = 10_000 + grace;
+    fx.on(10_000, Input::Disconnected { epoch: 1 });
+    assert_eq!(fx.on(lost - 1, Input::Tick), vec![]);
+    assert_eq!(
+        fx.on(lost, Input::Tick),
+        vec![
+            Effect::Log(LogEvent::GraceSpent {
+                epoch: 1,
+                grace_ms: grace
+            }),
+            tr(&a, State::Master, "DISCONNECTED", State::None),
+        ]
+    );
+    // Another notice of the same disconnection changes nothing.
+    assert_eq!(fx.on(lost + 1, Input::Disconnected { epoch: 1 }), vec![]);
+    assert_eq!(fx.on(lost + 2 * grace, Input::Tick), vec![]);
+    // The same session is back: A rejoins, once.
+    let effects = fx.on(lost + 2 * grace, Input::Reconnected { epoch: 1 });
+    assert!(
+        matches!(effects.first(), Some(Effect::ResolvePeers { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(fx.state(&a), State::Peering);
+    assert_eq!(
+        fx.on(lost + 2 * grace, Input::Reconnected { epoch: 1 }),
+        vec![]
+    );
+}
+
 /// Without a session, a wanted election's retry waits for the session to
 /// come back instead of failing in a loop (a ZooKeeper outage must not turn
 /// every wanted election into a retry every few seconds).

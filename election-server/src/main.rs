@@ -253,12 +253,14 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
 
     // Session supervision: reset elections of lost sessions, re-register.
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(session.clone().supervise(grace, events_tx));
+    tokio::spawn(session.clone().supervise(events_tx));
     {
         let svc = svc.clone();
         tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
                 match event {
+                    zk::SessionEvent::Disconnected { epoch } => svc.session_link(epoch, false),
+                    zk::SessionEvent::Reconnected { epoch } => svc.session_link(epoch, true),
                     zk::SessionEvent::Lost { epoch, why } => {
                         tracing::warn!("{why}: resetting elections bound to session epoch {epoch}");
                         svc.session_lost(epoch);

@@ -199,6 +199,7 @@ impl Service {
             EngineConfig {
                 election: cfg.election.clone(),
                 expire_none_ms: cfg.expire_none.as_millis() as u64,
+                grace_ms: cfg.disconnect_grace.as_millis() as u64,
                 max_in_flight: cfg.max_in_flight,
                 mutations: Default::default(),
             },
@@ -507,6 +508,16 @@ impl Service {
     /// Resets every election bound to a lost session.
     pub fn session_lost(self: &Arc<Self>, epoch: u64) {
         self.input(Input::SessionLost { epoch });
+    }
+
+    /// The connection dropped (the engine starts the grace period), or is
+    /// back to the same session (`connected`).
+    pub fn session_link(self: &Arc<Self>, epoch: u64, connected: bool) {
+        self.input(if connected {
+            Input::Reconnected { epoch }
+        } else {
+            Input::Disconnected { epoch }
+        });
     }
 
     /// A session is usable again: elections reset by its loss rejoin.

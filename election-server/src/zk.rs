@@ -105,12 +105,17 @@ impl SessionView {
 }
 
 /// What the supervisor reports to the election manager, on one channel so
-/// that a loss and the restoration after it are never seen reversed.
+/// that they are never seen out of order. The grace period of a
+/// disconnection is the engine's (`EngineConfig::grace_ms`).
 #[derive(Debug, Clone, Copy)]
 pub enum SessionEvent {
-    /// Reset every election bound to `epoch`.
+    /// The connection of session `epoch` dropped.
+    Disconnected { epoch: u64 },
+    /// Connected again to session `epoch`.
+    Reconnected { epoch: u64 },
+    /// Session `epoch` expired: reset every election bound to it.
     Lost { epoch: u64, why: &'static str },
-    /// A usable session (of `epoch`) after a reported loss.
+    /// A new session (of `epoch`) after a loss.
     Restored { epoch: u64 },
 }
 
@@ -273,54 +278,39 @@ impl ZkSession {
         &self.hosts
     }
 
-    /// Watches the session: on expiry opens a new one; reports lost sessions
-    /// (expired, or disconnected for longer than `grace`) and their
-    /// restoration on `events`, in the order they happened.
-    pub async fn supervise(
-        self: Arc<Self>,
-        grace: Duration,
-        events: mpsc::UnboundedSender<SessionEvent>,
-    ) {
+    /// Watches the session: on expiry opens a new one; reports
+    /// disconnections, reconnections, expiries and new sessions on
+    /// `events`, in the order they happened.
+    pub async fn supervise(self: Arc<Self>, events: mpsc::UnboundedSender<SessionEvent>) {
         loop {
             let Some((client, epoch)) = self.client() else {
                 return;
             };
             let mut states = client.state_watcher();
             drop(client);
-            let mut grace_reported = false;
             loop {
-                let sleep = async {
-                    let v = self.view();
-                    if v.link == Link::Disconnected && !grace_reported {
-                        tokio::time::sleep(grace.saturating_sub(v.since.elapsed())).await;
-                        true
-                    } else {
-                        std::future::pending::<bool>().await
+                let link = match states.changed().await {
+                    zk::SessionState::Disconnected => Link::Disconnected,
+                    zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                        Link::Connected
                     }
+                    zk::SessionState::Expired | zk::SessionState::AuthFailed => Link::Expired,
+                    zk::SessionState::Closed => Link::Closed,
                 };
-                tokio::select! {
-                    state = states.changed() => {
-                        let link = match state {
-                            zk::SessionState::Disconnected => Link::Disconnected,
-                            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => Link::Connected,
-                            zk::SessionState::Expired | zk::SessionState::AuthFailed => Link::Expired,
-                            zk::SessionState::Closed => Link::Closed,
-                        };
-                        tracing::warn!("ZooKeeper session epoch {epoch}: {}", link.as_str());
-                        self.view.send_modify(|v| { v.link = link; v.since = Instant::now(); });
-                        if link == Link::Connected && std::mem::take(&mut grace_reported) {
-                            // Elections reset after the grace period may come back.
-                            let _ = events.send(SessionEvent::Restored { epoch });
-                        }
-                        if matches!(link, Link::Expired | Link::Closed) {
-                            break;
-                        }
+                tracing::warn!("ZooKeeper session epoch {epoch}: {}", link.as_str());
+                self.view.send_modify(|v| {
+                    v.link = link;
+                    v.since = Instant::now();
+                });
+                match link {
+                    Link::Disconnected => {
+                        let _ = events.send(SessionEvent::Disconnected { epoch });
                     }
-                    true = sleep => {
-                        grace_reported = true;
-                        tracing::warn!("ZooKeeper disconnected for more than {grace:?}: resetting elections of epoch {epoch}");
-                        let _ = events.send(SessionEvent::Lost { epoch, why: "ZooKeeper disconnected beyond the grace period" });
+                    Link::Connected => {
+                        let _ = events.send(SessionEvent::Reconnected { epoch });
                     }
+                    Link::Expired | Link::Closed => break,
+                    Link::Connecting => {}
                 }
             }
             if self.closing.load(Ordering::SeqCst) {

@@ -135,7 +135,6 @@ pub struct Client {
     pub epoch: u64,
     conn: u64,
     pub link: Link,
-    grace_reported: bool,
     watchers: Vec<(String, WatchId)>,
     fired: Vec<(String, WatchId)>,
     /// Notifications that arrived while disconnected (delivered on reconnect).
@@ -166,7 +165,6 @@ impl Client {
             epoch,
             conn,
             link: Link::Connected,
-            grace_reported: false,
             watchers: Vec::new(),
             fired: Vec::new(),
             held: Vec::new(),
@@ -330,12 +328,6 @@ enum Ev {
         svc: usize,
         inc: u64,
     },
-    Grace {
-        svc: usize,
-        inc: u64,
-        epoch: u64,
-        since: u64,
-    },
     ClientWrite {
         svc: usize,
         base: usize,
@@ -398,7 +390,6 @@ impl Ev {
             | Ev::Tick { svc, inc, .. }
             | Ev::Ping { svc, inc }
             | Ev::LinkCheck { svc, inc }
-            | Ev::Grace { svc, inc, .. }
             | Ev::Store { svc, inc, .. }
             | Ev::ExitPoll { svc, inc, .. }
             | Ev::GuardCheck { svc, inc } => Some((*svc, Some(*inc))),
@@ -521,6 +512,8 @@ impl World {
         let engine_cfg = EngineConfig {
             election: config,
             expire_none_ms: 600_000,
+            // The server's default: half the session timeout.
+            grace_ms: opts.session_timeout_ms / 2,
             max_in_flight: if opts.tight_admission && seed % 5 == 4 {
                 1
             } else {
@@ -784,17 +777,6 @@ impl World {
                 self.schedule_ping(svc);
             }
             Ev::LinkCheck { svc, .. } => self.link_check(svc),
-            Ev::Grace {
-                svc, epoch, since, ..
-            } => {
-                let c = &mut self.svcs[svc].client;
-                if c.epoch == epoch && c.link == (Link::Disconnected { since }) && !c.grace_reported
-                {
-                    c.grace_reported = true;
-                    self.note(|| format!("svc{svc} grace expired: reset epoch {epoch}"));
-                    self.input(svc, Input::SessionLost { epoch });
-                }
-            }
             Ev::ClientWrite {
                 svc,
                 base,
@@ -1549,16 +1531,7 @@ impl World {
                         },
                     );
                 }
-                let grace = self.grace();
-                self.push(
-                    grace,
-                    Ev::Grace {
-                        svc: s,
-                        inc,
-                        epoch,
-                        since: now,
-                    },
-                );
+                self.input(s, Input::Disconnected { epoch });
                 let retry = self.rng.range(50 * MS, 300 * MS);
                 self.push(retry, Ev::LinkCheck { svc: s, inc });
             }
@@ -1570,12 +1543,11 @@ impl World {
                 let c = &mut self.svcs[s].client;
                 c.link = Link::Connected;
                 c.conn += 1;
-                let session = c.session;
-                let restored = std::mem::take(&mut c.grace_reported);
+                let (session, epoch) = (c.session, c.epoch);
                 let held = std::mem::take(&mut c.held);
                 let queued = std::mem::take(&mut c.queued);
                 self.zk.touch(session, now);
-                self.note(|| format!("svc{s} zk: reconnected (restored: {restored})"));
+                self.note(|| format!("svc{s} zk: reconnected"));
                 for path in held {
                     self.notify(s, session, path, false);
                 }
@@ -1585,9 +1557,7 @@ impl World {
                 for (id, op) in queued {
                     self.zk_send(s, id, op);
                 }
-                if restored {
-                    self.input(s, Input::SessionRestored);
-                }
+                self.input(s, Input::Reconnected { epoch });
             }
             Link::Disconnected { .. } => {
                 let c = &mut self.svcs[s].client;
@@ -1625,7 +1595,6 @@ impl World {
                 c.epoch += 1;
                 c.conn += 1;
                 c.link = Link::Connected;
-                c.grace_reported = false;
                 c.watchers.clear();
                 c.fired.clear();
                 c.held.clear();

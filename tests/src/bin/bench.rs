@@ -491,20 +491,7 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
         .iter()
         .map(|(p, _)| p.rsplit_once('/').map(|(d, _)| d).unwrap_or("/"))
         .collect();
-    // The first level in order, then the rest in parallel (at most 65,536).
-    let first: std::collections::BTreeSet<&str> = parents
-        .iter()
-        .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
-        .collect();
-    for p in first {
-        client.mkdir(p, &opts).await.expect("mkdir");
-    }
-    let made: Vec<_> = futures::stream::iter(parents)
-        .map(|p| client.mkdir(p, &opts))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    assert!(made.iter().all(Result::is_ok), "mkdir failed");
+    mkdirs(&client, &parents).await;
     // Container creation makes each base's election directory
     // (directory.rs `register`); so does this, outside the measured storm.
     let dirs: std::collections::BTreeSet<String> = bases
@@ -514,22 +501,7 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
             layout.election_dir(&t, &election_core::names::ElectionKey::compute(&base, &t))
         })
         .collect();
-    let tops: std::collections::BTreeSet<&str> = dirs
-        .iter()
-        .filter_map(|d| d.rsplit_once('/').map(|(p, _)| p))
-        .collect();
-    for p in tops {
-        client.mkdir(p, &opts).await.expect("mkdir");
-    }
-    let made: Vec<_> = futures::stream::iter(dirs.iter())
-        .map(|d| client.mkdir(d, &opts))
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    assert!(
-        made.iter().all(Result::is_ok),
-        "mkdir of election directories failed"
-    );
+    mkdirs(&client, &dirs.iter().map(String::as_str).collect()).await;
     let created: Vec<_> = futures::stream::iter(paths.iter())
         .map(|(p, d)| client.create(p, d, &opts))
         .buffer_unordered(64)
@@ -628,6 +600,25 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
     let mut states = client.state_watcher();
     drop(client);
     let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
+}
+
+/// Makes persistent directories: their parents one by one, then the
+/// directories themselves, 64 at a time (at most 65,536 of them).
+async fn mkdirs(client: &zk::Client, dirs: &std::collections::BTreeSet<&str>) {
+    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let parents: std::collections::BTreeSet<&str> = dirs
+        .iter()
+        .filter_map(|d| d.rsplit_once('/').map(|(p, _)| p))
+        .collect();
+    for p in parents {
+        client.mkdir(p, &opts).await.expect("mkdir");
+    }
+    let made: Vec<_> = futures::stream::iter(dirs.iter())
+        .map(|d| client.mkdir(d, &opts))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(made.iter().all(Result::is_ok), "mkdir failed");
 }
 
 /// Every election back to one master with its slaves after ZooKeeper was
