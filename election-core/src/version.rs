@@ -146,7 +146,9 @@ fn compare_tables(
 /// Was `a`'s last write made by a later master than `b`'s? A writer holds
 /// its master's epoch (the sequence of its election node) in its high 32
 /// bits, compared in serial order across the wrap. Writers of 0 (bases
-/// written before writers existed) tell nothing.
+/// written before writers existed) tell nothing. Only tables whose counters
+/// differ come here: the admin table's writer, which names the creation
+/// instead, stays at version 1.
 fn later_master(a: &TableVersion, b: &TableVersion) -> bool {
     let epoch = |w: u64| (w >> 32) as u32;
     a.writer != 0 && b.writer != 0 && (epoch(a.writer).wrapping_sub(epoch(b.writer)) as i32) > 0
@@ -272,33 +274,32 @@ mod tests {
     /// master than the other copy's last is another history, not a newer one.
     #[test]
     fn more_writes_of_an_older_master_are_another_history() {
-        let at = written;
         // 40 writes, the last by master 3; 34, the last by master 4.
         assert_eq!(
-            compare(&at(40, 3 << 32 | 9), &at(34, 4 << 32 | 1)),
+            compare(&written(40, 3 << 32 | 9), &written(34, 4 << 32 | 1)),
             VersionDiff::Diverged
         );
         assert_eq!(
-            compare(&at(34, 4 << 32 | 1), &at(40, 3 << 32 | 9)),
+            compare(&written(34, 4 << 32 | 1), &written(40, 3 << 32 | 9)),
             VersionDiff::Diverged
         );
         // Ahead by writes of the same or a later master: the same history.
         assert_eq!(
-            compare(&at(40, 4 << 32 | 9), &at(34, 4 << 32 | 1)),
+            compare(&written(40, 4 << 32 | 9), &written(34, 4 << 32 | 1)),
             VersionDiff::LocalAhead
         );
         assert_eq!(
-            compare(&at(34, 4 << 32 | 1), &at(40, 6 << 32 | 1)),
+            compare(&written(34, 4 << 32 | 1), &written(40, 6 << 32 | 1)),
             VersionDiff::LocalBehind
         );
         // Across the sequence wrap, and without writers.
         let top = (u32::MAX as u64) << 32;
         assert_eq!(
-            compare(&at(40, top | 9), &at(34, 2 << 32 | 1)),
+            compare(&written(40, top | 9), &written(34, 2 << 32 | 1)),
             VersionDiff::Diverged
         );
         assert_eq!(
-            compare(&at(40, 0), &at(34, 4 << 32 | 1)),
+            compare(&written(40, 0), &written(34, 4 << 32 | 1)),
             VersionDiff::LocalAhead
         );
     }

@@ -80,12 +80,12 @@ impl Replica {
 /// The wall clock's reading at the world's time 0 (a date in 2025).
 const WALL0: u64 = 1_750_000_000_000;
 
-/// Service `i`'s clock skew: up to 10 s either way, fixed per seed (drawn
-/// outside the world's generator, so that it moves no trajectory).
 /// SIGTERM's budget to leave every election (the server's `exit_budget_ms`,
 /// scaled to the simulation's session timeout, less its 10 % margin).
 const EXIT_BUDGET: u64 = 2_700 * MS;
 
+/// Service `i`'s clock skew: up to 10 s either way, fixed per seed (drawn
+/// outside the world's generator, so that it moves no trajectory).
 fn clock_skew_ms(seed: u64, i: usize) -> i64 {
     let mut r = Rng::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u64 + 1));
     r.range(0, 20_000) as i64 - 10_000
@@ -1923,14 +1923,14 @@ impl World {
         let kinds = if self.opts.operations { 13 } else { 8 };
         let ready = self.svcs[s].up && self.svcs[s].paused_until.is_none();
         match self.rng.pick(kinds) {
-            0 if self.svcs[s].up && self.svcs[s].paused_until.is_none() => {
+            0 if ready => {
                 self.stats.count("crash");
                 self.note(|| format!("FAULT svc{s} crash"));
                 self.crash(s);
                 let after = self.rng.range(100 * MS, 3_000 * MS);
                 self.push(after, Ev::Restart { svc: s });
             }
-            1 if self.svcs[s].up && self.svcs[s].paused_until.is_none() => {
+            1 if ready => {
                 let long = self.rng.chance(0.6);
                 self.stats.count(if long {
                     "pause beyond the session timeout"
@@ -1968,7 +1968,7 @@ impl World {
                 self.blocked.insert((a, b));
                 self.push(d, Ev::Unblock { a, b });
             }
-            5 if self.svcs[s].up && self.svcs[s].paused_until.is_none() => {
+            5 if ready => {
                 self.stats.count("leave storm");
                 self.note(|| format!("FAULT svc{s} leave storm"));
                 let bases: Vec<BaseName> = self.svcs[s]
@@ -1988,7 +1988,7 @@ impl World {
                 let b = self.rng.pick(self.bases.len());
                 self.note(|| format!("FAULT svc{s} base{b} sync request"));
                 self.stats.count("sync request");
-                if self.svcs[s].up && self.svcs[s].paused_until.is_none() {
+                if ready {
                     let base = self.bases[b].clone();
                     self.input(s, Input::SyncReq { base });
                 }
@@ -2168,7 +2168,6 @@ impl World {
         self.push(detect, Ev::LinkCheck { svc: s, inc });
     }
 
-    /// Bases whose elections or replicas changed in the current step.
     /// Elections in a final state, on every service.
     pub fn settled_elections(&self) -> usize {
         self.svcs
@@ -2178,6 +2177,7 @@ impl World {
             .count()
     }
 
+    /// Bases whose elections or replicas changed in the current step.
     pub fn bases_touched(&self) -> BTreeSet<usize> {
         self.touched
             .iter()

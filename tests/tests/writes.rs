@@ -1216,10 +1216,11 @@ async fn a_master_cut_from_zookeeper_serves_no_stale_read() {
 }
 
 /// `peer_http1` (a rolling upgrade from services without HTTP/2): peers call
-/// each other over HTTP/1.1, and elections, replication and copies work as
-/// over the default HTTP/2 connection.
+/// each other over HTTP/1.1, and elections, replication and a resync asked
+/// of a slave work as over the default HTTP/2 connection (the copy itself
+/// always goes over HTTP/1.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peers_on_http1_elect_replicate_and_copy() {
+async fn peers_on_http1_elect_replicate_and_resync() {
     let opts = ServiceOpts {
         extra: vec!["--peer-http1".into()],
         ..ServiceOpts::default()

@@ -626,40 +626,39 @@ async fn mkdirs(client: &zk::Client, dirs: &std::collections::BTreeSet<&str>) {
 /// request: the row of issue 13's recovery target.
 async fn recovery(c: &mut Cluster, n: usize, r: &mut Report) {
     let outage = Duration::from_secs(5);
-    let (masters0, slaves0) = roles(c).await;
-    let epochs0 = epochs(c).await;
-    let negotiated = c.info(&c.services[0].id).await["zookeeper"]["session_timeout_ms"]
+    let before = infos(c).await;
+    let (masters0, slaves0) = roles(&before);
+    let negotiated = before[0]["zookeeper"]["session_timeout_ms"]
         .as_u64()
         .unwrap_or(0);
     let (mut lowest, mut settled) = (u64::MAX, None);
     tokio::task::block_in_place(|| c.zk.kill());
     let t0 = Instant::now();
     while t0.elapsed() < outage {
-        let (m, s) = roles(c).await;
+        let (m, s) = roles(&infos(c).await);
         lowest = lowest.min(m + s);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::task::block_in_place(|| c.zk.restart());
     let back = t0.elapsed();
     let t1 = Instant::now();
+    let mut after = Vec::new();
     while t1.elapsed() < Duration::from_secs(600) {
-        let (m, s) = roles(c).await;
+        after = infos(c).await;
+        let (m, s) = roles(&after);
         lowest = lowest.min(m + s);
-        let connected = futures::future::join_all(c.services.iter().map(|x| c.info(&x.id)))
-            .await
-            .iter()
-            .all(|i| i["zookeeper"]["state"] == "CONNECTED");
+        let connected = after.iter().all(|i| i["zookeeper"]["state"] == "CONNECTED");
         if connected && m == masters0 && s == slaves0 {
             settled = Some(t1.elapsed());
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let new_sessions = epochs(c)
-        .await
+    let epoch = |i: &serde_json::Value| i["zookeeper"]["epoch"].as_u64();
+    let new_sessions = after
         .iter()
-        .zip(&epochs0)
-        .filter(|(a, b)| a != b)
+        .zip(&before)
+        .filter(|(a, b)| epoch(a) != epoch(b))
         .count();
     let Some(took) = settled else {
         panic!("recovery: {n} bases not back to one master and two slaves 10 min after a {outage:?} outage");
@@ -704,24 +703,19 @@ async fn zk_ops(c: &Cluster) -> std::collections::BTreeMap<String, u64> {
     ops
 }
 
-/// MASTER and SLAVE elections over every service.
-async fn roles(c: &Cluster) -> (u64, u64) {
-    let infos = futures::future::join_all(c.services.iter().map(|s| c.info(&s.id))).await;
+/// Every service's `/info`, asked in parallel.
+async fn infos(c: &Cluster) -> Vec<serde_json::Value> {
+    futures::future::join_all(c.services.iter().map(|s| c.info(&s.id))).await
+}
+
+/// MASTER and SLAVE elections over every service's `/info`.
+fn roles(infos: &[serde_json::Value]) -> (u64, u64) {
     infos.iter().fold((0, 0), |(m, s), i| {
         (
             m + i["elections"]["master"].as_u64().unwrap_or(0),
             s + i["elections"]["slave"].as_u64().unwrap_or(0),
         )
     })
-}
-
-/// Each service's session epoch.
-async fn epochs(c: &Cluster) -> Vec<u64> {
-    let infos = futures::future::join_all(c.services.iter().map(|s| c.info(&s.id))).await;
-    infos
-        .iter()
-        .map(|i| i["zookeeper"]["epoch"].as_u64().unwrap_or(0))
-        .collect()
 }
 
 /// One ping per base to each peer, 64 in flight.
@@ -839,13 +833,8 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 
 /// MASTER + SLAVE elections over every service.
 async fn final_elections(c: &Cluster) -> u64 {
-    let mut finals = 0;
-    for s in &c.services {
-        let info = c.info(&s.id).await;
-        finals += info["elections"]["master"].as_u64().unwrap_or(0)
-            + info["elections"]["slave"].as_u64().unwrap_or(0);
-    }
-    finals
+    let (masters, slaves) = roles(&infos(c).await);
+    masters + slaves
 }
 
 fn machine() -> String {
