@@ -6,9 +6,12 @@
 //! - `/hc/ns/<NS>/dir/<type>/<KEY[0:2]>/<KEY[2:4]>/<base>`: PERSISTENT, the
 //!   peers of a base fixed at creation, data = JSON [`DirectoryEntry`].
 
+use crate::metrics::Metrics;
 use crate::zk::{classify, ErrorClass, ZkSession};
 use election_core::names::{BaseName, ServiceId, ServiceType, ZkLayout};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 use zookeeper_client as zk;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -60,13 +63,154 @@ pub enum DirectoryError {
 pub struct Directory {
     zk: Arc<ZkSession>,
     layout: ZkLayout,
+    metrics: Arc<Metrics>,
+    reads: Arc<Mutex<Reads>>,
 }
 
 const MAX_ENTRY_BYTES: usize = 64 * 1024;
 
+/// Entry reads that come together share one ZooKeeper request, the way a
+/// group commit shares one fsync: while [`READS_IN_FLIGHT`] requests are
+/// out, new reads wait, and the next request (a multi-read) takes up to
+/// [`READS_PER_REQUEST`] of them. A lone read goes at once, alone. A storm
+/// of cold elections (every service reads every base's entry) then costs
+/// ZooKeeper a few requests per hundred bases instead of one per base and
+/// service.
+const READS_IN_FLIGHT: usize = 2;
+const READS_PER_REQUEST: usize = 64;
+
+type Read = Result<Option<Vec<u8>>, DirectoryError>;
+
+#[derive(Default)]
+struct Reads {
+    in_flight: usize,
+    waiting: VecDeque<(String, oneshot::Sender<Read>)>,
+}
+
+/// Gives a request slot back when its reader ends, even cancelled.
+struct Slot(Arc<Mutex<Reads>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.0).in_flight -= 1;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Directory {
-    pub fn new(zk: Arc<ZkSession>, layout: ZkLayout) -> Self {
-        Self { zk, layout }
+    pub fn new(zk: Arc<ZkSession>, layout: ZkLayout, metrics: Arc<Metrics>) -> Self {
+        Self {
+            zk,
+            layout,
+            metrics,
+            reads: Arc::default(),
+        }
+    }
+
+    /// The data of the node at `path` (`None`: no such node), read alone
+    /// or together with others (see [`READS_IN_FLIGHT`]).
+    async fn read(&self, path: String) -> Read {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut reads = lock(&self.reads);
+            reads.waiting.push_back((path, tx));
+            let start = reads.in_flight < READS_IN_FLIGHT;
+            if start {
+                reads.in_flight += 1;
+            }
+            start
+        };
+        if start {
+            let this = self.clone();
+            tokio::spawn(async move { this.serve_reads().await });
+        }
+        rx.await.unwrap_or(Err(DirectoryError::NotConnected))
+    }
+
+    /// Sends what waits, one request at a time, until nothing does.
+    async fn serve_reads(&self) {
+        let _slot = Slot(self.reads.clone());
+        loop {
+            let batch: Vec<(String, oneshot::Sender<Read>)> = {
+                let mut reads = lock(&self.reads);
+                let n = reads.waiting.len().min(READS_PER_REQUEST);
+                reads.waiting.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let results = self.read_now(batch.iter().map(|(p, _)| p.as_str())).await;
+            for ((_, tx), result) in batch.into_iter().zip(results) {
+                let _ = tx.send(result);
+            }
+        }
+    }
+
+    /// One request for every path: a get, or a multi-read. A multi-read
+    /// the server refuses as a whole (too large a reply, say) is retried
+    /// one path at a time.
+    async fn read_now<'a>(&self, paths: impl ExactSizeIterator<Item = &'a str>) -> Vec<Read> {
+        let paths: Vec<&str> = paths.collect();
+        let c = match self.client() {
+            Ok(c) => c,
+            Err(_) => {
+                return paths
+                    .iter()
+                    .map(|_| Err(DirectoryError::NotConnected))
+                    .collect()
+            }
+        };
+        if let [path] = paths[..] {
+            let got = self.metrics.timed("directory_get", c.get_data(path)).await;
+            return vec![entry_data(got.map(|(data, _)| data))];
+        }
+        let mut multi = c.new_multi_reader();
+        let mut invalid = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            if let Err(e) = multi.add_get_data(path) {
+                invalid.push((i, e));
+            }
+        }
+        let got = match invalid.is_empty() {
+            true => {
+                self.metrics
+                    .timed("directory_multi_get", multi.commit())
+                    .await
+            }
+            false => Err(zk::Error::BadArguments(&"invalid path")),
+        };
+        match got {
+            Ok(results) if results.len() == paths.len() => results
+                .into_iter()
+                .map(|r| match r {
+                    zk::MultiReadResult::Data { data, .. } => entry_data(Ok(data)),
+                    zk::MultiReadResult::Error { err } => entry_data(Err(err)),
+                    _ => Err(DirectoryError::Zk(zk::Error::UnexpectedError(
+                        "a multi-read answered a get with something else".into(),
+                    ))),
+                })
+                .collect(),
+            Err(e)
+                if classify(&e) == ErrorClass::SessionLost
+                    || matches!(e, zk::Error::ConnectionLoss | zk::Error::Timeout) =>
+            {
+                paths
+                    .iter()
+                    .map(|_| Err(DirectoryError::Zk(e.clone())))
+                    .collect()
+            }
+            _ => {
+                let mut out = Vec::with_capacity(paths.len());
+                for path in paths {
+                    let got = self.metrics.timed("directory_get", c.get_data(path)).await;
+                    out.push(entry_data(got.map(|(data, _)| data)));
+                }
+                out
+            }
+        }
     }
 
     fn client(&self) -> Result<zk::Client, DirectoryError> {
@@ -150,25 +294,29 @@ impl Directory {
         stype: &ServiceType,
         base: &BaseName,
     ) -> Result<Option<DirectoryEntry>, DirectoryError> {
-        let c = self.client()?;
         let path = self.layout.directory_node(stype, base);
-        match c.get_data(&path).await {
-            Ok((data, _)) => {
+        match self.read(path.clone()).await? {
+            Some(data) => {
                 if data.len() > MAX_ENTRY_BYTES {
                     return Err(DirectoryError::Corrupt {
                         path,
                         why: format!("{} bytes", data.len()),
                     });
                 }
-                serde_json::from_slice(&data)
-                    .map(Some)
-                    .map_err(|e| DirectoryError::Corrupt {
-                        path,
+                let entry: DirectoryEntry =
+                    serde_json::from_slice(&data).map_err(|e| DirectoryError::Corrupt {
+                        path: path.clone(),
                         why: e.to_string(),
-                    })
+                    })?;
+                if entry.base != *base || entry.service_type != *stype {
+                    return Err(DirectoryError::Corrupt {
+                        path,
+                        why: format!("it names {} of type {}", entry.base, entry.service_type),
+                    });
+                }
+                Ok(Some(entry))
             }
-            Err(e) if classify(&e) == ErrorClass::NoNode => Ok(None),
-            Err(e) => Err(e.into()),
+            None => Ok(None),
         }
     }
 
@@ -304,6 +452,15 @@ impl Directory {
             }
         }
         Ok(())
+    }
+}
+
+/// A node's data, `None` when there is no such node.
+fn entry_data(got: Result<Vec<u8>, zk::Error>) -> Read {
+    match got {
+        Ok(data) => Ok(Some(data)),
+        Err(e) if classify(&e) == ErrorClass::NoNode => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

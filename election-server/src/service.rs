@@ -112,7 +112,7 @@ pub enum Dumped {
 
 pub struct Service {
     pub cfg: ServiceConfig,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub me: ServiceId,
     pub stype: ServiceType,
     pub layout: ZkLayout,
@@ -193,7 +193,8 @@ impl Service {
         guard: crate::guard::Guard,
     ) -> Arc<Self> {
         let layout = ZkLayout::new(ns);
-        let directory = Directory::new(zk.clone(), layout.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let directory = Directory::new(zk.clone(), layout.clone(), metrics.clone());
         let rpc = PeerClient::new(Duration::from_secs(1), cfg.secret.as_ref(), cfg.peer_http2);
         let engine = Engine::new(
             EngineConfig {
@@ -234,7 +235,7 @@ impl Service {
             confirming: tokio::sync::Mutex::new(()),
             peer_sets: Mutex::new(std::collections::HashSet::new()),
             watches,
-            metrics: crate::metrics::Metrics::default(),
+            metrics,
         });
         tokio::spawn(route_watches(svc.clone(), armed));
         let view = svc.zk.view();
@@ -566,10 +567,9 @@ impl Service {
                 }
             }
         }
-        let lookup = self.directory.lookup(&self.stype, base);
         let entry = self
-            .metrics
-            .timed("directory_get", lookup)
+            .directory
+            .lookup(&self.stype, base)
             .await?
             .filter(|e| e.peers.contains(&self.me));
         let Some(entry) = entry else {

@@ -1064,3 +1064,68 @@ async fn sigint_exits_fast() {
         "takeover {takeover:?} may have waited for the {session:?} session expiry"
     );
 }
+
+/// A storm of cold elections reads the directory in shared requests
+/// (multi-reads), and every lookup still gets its own base's entry: here
+/// four services hold 240 bases, each base on three of them, so an entry
+/// handed to the wrong base would name the wrong peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_reads_the_directory_in_shared_requests() {
+    use election_core::names::{BaseName, Namespace, ServiceType, ZkLayout};
+    let c = Cluster::start(4, ServiceOpts::default());
+    let ids = c.ids();
+    let zk = raw_zk(&c).await;
+    let layout = ZkLayout::new(Namespace::new("OPENIO").expect("ns"));
+    let t = ServiceType::new("meta2").expect("type");
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let mut bases = Vec::new();
+    for i in 0..240usize {
+        let base = base_of("storm", &format!("r{i}"));
+        let name = BaseName::parse(&base).expect("base");
+        let mut peers: Vec<&String> = ids.iter().collect();
+        peers.remove(i % 4);
+        let entry = serde_json::json!({"base": base, "type": "meta2", "peers": peers});
+        let path = layout.directory_node(&t, &name);
+        let (parent, _) = path.rsplit_once('/').expect("parent");
+        zk.mkdir(parent, &opts).await.expect("mkdir");
+        zk.create(&path, &serde_json::to_vec(&entry).expect("json"), &opts)
+            .await
+            .expect("entry");
+        let (dir, _) = election_dir(&base);
+        zk.mkdir(&dir, &opts).await.expect("election dir");
+        bases.push((base, ids[i % 4].clone()));
+    }
+    let answers = futures::future::join_all(bases.iter().map(|(b, _)| c.status_all(b, T))).await;
+    for ((base, outsider), answers) in bases.iter().zip(&answers) {
+        let (peers, others): (Vec<_>, Vec<_>) =
+            answers.iter().cloned().partition(|a| a.id != *outsider);
+        one_master(&peers).unwrap_or_else(|e| panic!("{base}: {e}\n{}", c.logs()));
+        assert_eq!(others.len(), 1);
+        assert_eq!(others[0].status, 431, "{base}: {:?}", others[0]);
+    }
+    let mut shared = 0.0;
+    for id in &ids {
+        let text = c
+            .http
+            .get(format!("http://{id}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let count = |op: &str| -> f64 {
+            let want = format!("zookeeper_operation_seconds_count{{op=\"{op}\"}} ");
+            text.lines()
+                .find_map(|l| l.split_once(&want).map(|(_, v)| v))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (single, multi) = (count("directory_get"), count("directory_multi_get"));
+        eprintln!("{id}: 180 lookups or more, {single} gets, {multi} multi-reads");
+        assert!(single + multi > 0.0, "{id} read no entry:\n{text}");
+        shared += multi;
+    }
+    assert!(shared > 0.0, "no lookups shared a request");
+}
