@@ -141,6 +141,27 @@ struct GetversRound {
     errors: Vec<(ServiceId, String)>,
 }
 
+/// The watch on our own node. Only a candidate sets one, beside its GETVERS
+/// round, and it leads only once the watch is set (OpenIO has every member
+/// set it before listing: one request and one watch more per follower).
+///
+/// Why a follower needs none: a follower never takes writes of its own, and
+/// its node matters to the others only as a place in the queue. If the node
+/// goes away (its session's expiry comes through the session stream, not
+/// through this watch), the others simply no longer see it; the follower
+/// learns at its next listing, which happens when the node it follows goes
+/// and which fails when its own node is missing (the election restarts).
+/// Why a master needs one: once its node is gone, the next node is free to
+/// lead; the master must stop at once rather than when its successor's
+/// GETVERS fence or USE reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SelfWatch {
+    None,
+    /// EXISTS with a watch sent, under this op id.
+    Pending(OpId),
+    Armed,
+}
+
 /// The election of one base as seen by one service.
 #[derive(Debug, Clone)]
 pub struct Election {
@@ -178,6 +199,7 @@ pub struct Election {
     stale_nodes: Vec<Seq>,
     last_error: Option<String>,
     log: TransitionLog,
+    self_watch: SelfWatch,
 }
 
 impl Election {
@@ -212,6 +234,7 @@ impl Election {
             stale_nodes: Vec::new(),
             last_error: None,
             log,
+            self_watch: SelfWatch::None,
         }
     }
 
@@ -348,7 +371,10 @@ impl Election {
             },
             State::Peering => "resolving the peers of the base from the directory".into(),
             State::Creating => "creating our node in ZooKeeper".into(),
-            State::Watching => format!("setting a watch on our node {}", seq(self.local_id)),
+            State::Watching => format!(
+                "the slaves agreed; setting a watch on our node {} before leading",
+                seq(self.local_id)
+            ),
             State::Listing => "listing the election's nodes in ZooKeeper".into(),
             State::Asking => format!(
                 "reading the master's node {} (the lowest)",
@@ -429,6 +455,24 @@ impl Election {
     /// Returns the event name to log, or None when nothing worth logging happened.
     fn dispatch(&mut self, now: Now, event: Event, out: &mut Vec<Action>) -> Option<&'static str> {
         let name = event.name();
+        // The watch on our node is set while the slaves are checked; its
+        // answer is recorded whatever the state, and only WATCHING waits
+        // for it.
+        if let Event::ExistsOk { op } | Event::ExistsKo { op, .. } = &event {
+            if self.self_watch != SelfWatch::Pending(*op) {
+                return None;
+            }
+            self.self_watch = match &event {
+                Event::ExistsOk { .. } => SelfWatch::Armed,
+                _ => SelfWatch::None,
+            };
+            if self.state != State::Watching || self.pending_op != Some(*op) {
+                if let Event::ExistsKo { error, .. } = &event {
+                    self.last_error = Some(format!("exists on our node failed: {error}"));
+                }
+                return None;
+            }
+        }
         // Completions of operations we no longer wait for.
         if let Some(op) = event.op() {
             let current = match &event {
@@ -588,12 +632,13 @@ impl Election {
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
                 } else {
-                    self.enter(now, S::Watching, out);
+                    self.enter(now, S::Listing, out);
                 }
                 Logged::Always
             }
 
             // ---------------- WATCHING ----------------
+            // The slaves agreed; the watch on our node is not set yet.
             (S::Watching, E::SyncReq) => self.flag(|f| f.sync = true),
             (S::Watching, E::LeaveReq) => self.flag(|f| f.leave = true),
             (S::Watching, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
@@ -603,12 +648,16 @@ impl Election {
                 Logged::Always
             }
             (S::Watching, E::ExistsOk { .. }) => {
-                if self.flags.leave {
+                if self.flags.leave || self.exiting {
                     self.enter(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
+                } else if !self.allow_master {
+                    self.last_error = Some("mastership refused: allow_master is false".into());
+                    self.flags.rejoin = true;
+                    self.enter(now, S::LeavingFailing, out);
                 } else {
-                    self.enter(now, S::Listing, out);
+                    self.enter(now, S::Master, out);
                 }
                 Logged::Always
             }
@@ -798,7 +847,7 @@ impl Election {
                     // none of us holds their extra writes. An acknowledged
                     // write is on a majority, which meets ours, so none of
                     // those was acknowledged. They re-copy from us.
-                    self.enter(now, S::Master, out);
+                    self.take_mastership(now, out);
                 }
                 Logged::Always
             }
@@ -1072,8 +1121,31 @@ impl Election {
         }
     }
 
+    /// Sets the watch on our node (EXISTS); returns its op.
+    fn watch_self(&mut self, out: &mut Vec<Action>) -> OpId {
+        let op = self.op();
+        self.self_watch = SelfWatch::Pending(op);
+        out.push(Action::WatchSelf {
+            op,
+            seq: self.local_id.unwrap_or_default(),
+            generation: self.generation,
+        });
+        op
+    }
+
+    /// MASTER once our node is watched, WATCHING until then: a master must
+    /// hear at once that its node is gone.
+    fn take_mastership(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.self_watch == SelfWatch::Armed {
+            self.enter(now, State::Master, out);
+        } else {
+            self.enter(now, State::Watching, out);
+        }
+    }
+
     fn forget_ids(&mut self) {
         self.local_id = None;
+        self.self_watch = SelfWatch::None;
         self.master_id = None;
         self.master = None;
     }
@@ -1107,6 +1179,7 @@ impl Election {
 
     /// Our node vanished while an operation was pending: start over cleanly.
     fn restart_after_left_self(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.last_error = Some("our node disappeared before the election settled".into());
         self.flags.left_self = false;
         self.flags.left_master = false;
         self.forget_ids();
@@ -1176,14 +1249,11 @@ impl Election {
                 });
             }
             State::Watching => {
-                let op = self.op();
+                let op = match self.self_watch {
+                    SelfWatch::Pending(op) => op,
+                    _ => self.watch_self(out),
+                };
                 self.pending_op = Some(op);
-                let seq = self.local_id.unwrap_or_default();
-                out.push(Action::WatchSelf {
-                    op,
-                    seq,
-                    generation: self.generation,
-                });
             }
             State::Listing => {
                 self.flags.left_master = false;
@@ -1228,6 +1298,11 @@ impl Election {
                     // on every retry and so never gives up).
                     self.retries_left = self.config.getvers_attempts;
                 }
+                if self.self_watch == SelfWatch::None {
+                    // Beside the GETVERS round, not before it: the watch is
+                    // usually set before the slaves answer.
+                    self.watch_self(out);
+                }
                 let op = self.op();
                 self.getvers = GetversRound {
                     op,
@@ -1243,7 +1318,7 @@ impl Election {
                 }
                 if self.getvers.pending.is_empty() {
                     // A group of one: nobody to ask.
-                    self.enter(now, State::Master, out);
+                    self.take_mastership(now, out);
                 }
             }
             State::Syncing => {
@@ -1372,8 +1447,18 @@ impl Election {
             State::Creating => {
                 debug_assert!(self.local_id.is_none() && self.pending_op.is_some(), "{s}")
             }
-            State::Watching | State::Listing => {
+            State::Listing => {
                 debug_assert!(self.local_id.is_some() && self.master_id.is_none(), "{s}")
+            }
+            State::Watching => {
+                debug_assert!(
+                    self.local_id.is_some() && self.master_id == self.local_id,
+                    "{s}"
+                );
+                debug_assert!(
+                    matches!(self.self_watch, SelfWatch::Pending(op) if self.pending_op == Some(op)),
+                    "{s}: waits for no watch"
+                )
             }
             State::Asking => {
                 debug_assert!(
@@ -1404,6 +1489,10 @@ impl Election {
                     "{s}"
                 );
                 debug_assert!(self.master.is_none(), "{s}: follows someone");
+                debug_assert!(
+                    s != State::Master || self.self_watch == SelfWatch::Armed,
+                    "{s}: our node is not watched"
+                );
             }
             State::Leaving | State::LeavingFailing => {
                 debug_assert!(self.local_id.is_some() && self.master_id.is_none(), "{s}")

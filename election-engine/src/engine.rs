@@ -82,18 +82,23 @@ struct MasterNode {
     deleted: bool,
 }
 
-/// The group's listing, asked right behind our node's EXISTS.
+/// The group's listing, asked right behind the create of our node (a
+/// session's requests are processed in order, so it sees the node): the
+/// listing LISTING asks for next. `seq` is our node's, `None` until the
+/// create (request `create`) answers.
 #[derive(Debug, Clone)]
 enum Prefetch {
     None,
     InFlight {
-        seq: Seq,
+        create: Id,
+        seq: Option<Seq>,
         id: Id,
         /// LISTING already asked for it: its op.
         wanted: Option<u64>,
     },
     Ready {
-        seq: Seq,
+        create: Id,
+        seq: Option<Seq>,
         session: Option<SessionTag>,
         result: Result<ZkOk, ZkFailure>,
     },
@@ -1250,11 +1255,22 @@ impl Engine {
                 let prefix = format!("{}-", self.layout.election_prefix(&self.stype, &key));
                 let dir = self.dir(i);
                 let data = self.me.as_str().as_bytes().to_vec();
-                self.zk(
+                let create = self.zk(
                     i,
-                    ZkOp::CreateSeq { prefix, data, dir },
+                    ZkOp::CreateSeq {
+                        prefix,
+                        data,
+                        dir: dir.clone(),
+                    },
                     Pending::Create { op },
                 );
+                let id = self.zk(i, ZkOp::List { dir }, Pending::Prefetch);
+                self.slot_mut(i).prefetch = Prefetch::InFlight {
+                    create,
+                    seq: None,
+                    id,
+                    wanted: None,
+                };
             }
             Action::WatchSelf {
                 op,
@@ -1276,15 +1292,6 @@ impl Engine {
                         watch,
                     },
                 );
-                // LIST goes right behind EXISTS (a session's requests are
-                // processed in order): the listing LISTING asks for next.
-                let dir = self.dir(i);
-                let id = self.zk(i, ZkOp::List { dir }, Pending::Prefetch);
-                self.slot_mut(i).prefetch = Prefetch::InFlight {
-                    seq,
-                    id,
-                    wanted: None,
-                };
             }
             Action::List { op, seq } => {
                 let slot = self.slot_mut(i);
@@ -1293,10 +1300,14 @@ impl Engine {
                         seq: s,
                         session,
                         result,
-                    } if s == seq => self.listed(i, op, seq, session, result),
-                    Prefetch::InFlight { seq: s, id, .. } if s == seq => {
+                        ..
+                    } if s == Some(seq) => self.listed(i, op, seq, session, result),
+                    Prefetch::InFlight {
+                        create, seq: s, id, ..
+                    } if s == Some(seq) => {
                         slot.prefetch = Prefetch::InFlight {
-                            seq,
+                            create,
+                            seq: s,
                             id,
                             wanted: Some(op),
                         };
@@ -1411,6 +1422,13 @@ impl Engine {
                     if owner != 0 {
                         slot.node_owner = Some((seq, owner));
                     }
+                    if let Prefetch::InFlight { create, seq: s, .. }
+                    | Prefetch::Ready { create, seq: s, .. } = &mut slot.prefetch
+                    {
+                        if *create == id {
+                            *s = Some(seq);
+                        }
+                    }
                     if let Some(s) = session {
                         slot.bound_epoch = s.epoch;
                     }
@@ -1446,18 +1464,20 @@ impl Engine {
                 let slot = self.slot_mut(i);
                 match &slot.prefetch {
                     Prefetch::InFlight {
+                        create,
                         seq,
                         id: pid,
                         wanted,
                     } if *pid == id => {
-                        let (seq, wanted) = (*seq, *wanted);
-                        match wanted {
-                            Some(op) => {
+                        let (create, seq, wanted) = (*create, *seq, *wanted);
+                        match (wanted, seq) {
+                            (Some(op), Some(seq)) => {
                                 slot.prefetch = Prefetch::None;
                                 self.listed(i, op, seq, session, result);
                             }
-                            None => {
+                            _ => {
                                 slot.prefetch = Prefetch::Ready {
+                                    create,
                                     seq,
                                     session,
                                     result,

@@ -257,8 +257,9 @@ fn zk_effect(id: Id, op: ZkOp) -> Effect {
 
 /// On a fresh engine, starts the election of `base` at t=1000 in session S1
 /// and brings it to LISTING with our node `seq` (owner S1, known from
-/// create's Stat). Ids: ResolvePeers 2, CreateSeq 3, watch 4, Exists 5, the
-/// pipelined List 6, still unanswered.
+/// create's Stat). Ids: ResolvePeers 2, CreateSeq 3, the List pipelined
+/// right behind it 4, still unanswered. No watch is set on our node: only a
+/// candidate sets one, beside its GETVERS round.
 fn to_listing(fx: &mut Fx, base: &BaseName, seq: Seq) {
     assert!(fx.on(1_000, Input::SessionConnected(S1)).is_empty());
     assert_eq!(
@@ -270,59 +271,55 @@ fn to_listing(fx: &mut Fx, base: &BaseName, seq: Seq) {
     );
     let peers = fx.all_peers();
     let fx_effects = fx.on(1_010, peers_ok(2, peers));
-    assert_eq!(fx_effects.len(), 4, "{fx_effects:?}");
-    assert_eq!(fx_effects[2], zk_effect(3, fx.create_op(base)));
-    let fx_effects = fx.on(1_020, zk(3, Ok(ZkOk::Created { seq, owner: S1.id })));
+    assert_eq!(fx_effects.len(), 5, "{fx_effects:?}");
     assert_eq!(
-        fx_effects[..2],
+        fx_effects[2..4],
         [
-            zk_effect(
-                5,
-                ZkOp::Exists {
-                    path: fx.path(base, seq),
-                    watch: Some(4)
-                }
-            ),
-            zk_effect(6, ZkOp::List { dir: fx.dir(base) }),
+            zk_effect(3, fx.create_op(base)),
+            zk_effect(4, ZkOp::List { dir: fx.dir(base) }),
         ]
     );
     assert_eq!(
-        fx.on(1_030, zk(5, Ok(ZkOk::Stat(Some(S1.id))))),
-        vec![tr(base, State::Watching, "EXISTS_OK", State::Listing)]
+        fx.on(1_020, zk(3, Ok(ZkOk::Created { seq, owner: S1.id }))),
+        vec![tr(base, State::Creating, "CREATE_OK", State::Listing)]
     );
 }
 
-/// On a fresh engine, elects `base` MASTER with node 17 (ids 2..=8, our
-/// self watch is 4); ends at t=1060.
+/// On a fresh engine, elects `base` MASTER with node 17 (ids 2..=8: our
+/// self watch is 5, its Exists 6, answered at t=1045, the GETVERS 7 and 8);
+/// ends at t=1060.
 fn elect_master(fx: &mut Fx, base: &BaseName) {
     to_listing(fx, base, 17);
     let listing = vec![fx.child(base, 17)];
-    let effects = fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
-    assert_eq!(effects.len(), 3, "{effects:?}");
+    let effects = fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert_eq!(effects.len(), 4, "{effects:?}");
+    assert!(fx.on(1_045, zk(6, Ok(ZkOk::Stat(Some(S1.id))))).is_empty());
     fx.on(1_050, getvers_equal(7));
     fx.on(1_060, getvers_equal(8));
     assert_eq!(fx.state(base), State::Master);
 }
 
 /// On a fresh engine, makes `base` SLAVE of B, whose node 12 is below ours
-/// (17). Ids: the Get of node 12 is 8 with watch 7 (kept as the master
-/// watch), Getvers 9; ends at t=1060.
+/// (17). Ids: the Get of node 12 is 6 with watch 5 (kept as the master
+/// watch), Getvers 7; no watch on our own node; ends at t=1060.
 fn follow_b(fx: &mut Fx, base: &BaseName) {
     to_listing(fx, base, 17);
     let listing = vec![fx.child(base, 12), fx.child(base, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
-    fx.on(1_050, zk(8, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
-    fx.on(1_060, getvers_equal(9));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
+    fx.on(1_060, getvers_equal(7));
     assert_eq!(fx.state(base), State::Slave);
 }
 
-/// On a fresh engine, makes `base` a candidate (node 17) whose second peer
-/// is ahead of it: returns the effects of that answer (GETVERS id 8), the
-/// Delete of its node (id 9) among them; ends at t=1060 in LEAVING.
+/// On a fresh engine, makes `base` a candidate (node 17, its self watch
+/// set: Exists 6 answered at t=1045) whose second peer is ahead of it:
+/// returns the effects of that answer (GETVERS id 8), the Delete of its
+/// node (id 9) among them; ends at t=1060 in LEAVING.
 fn step_aside(fx: &mut Fx, base: &BaseName) -> Vec<Effect> {
     to_listing(fx, base, 17);
     let listing = vec![fx.child(base, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    fx.on(1_045, zk(6, Ok(ZkOk::Stat(Some(S1.id)))));
     fx.on(1_050, getvers_equal(7));
     fx.on(
         1_060,
@@ -363,6 +360,9 @@ fn cold_election_as_master() {
                 dir: dir.clone(),
             },
         ),
+        // The LIST of the group pipelined right behind the create (a
+        // session's requests are processed in order, so it sees our node).
+        zk_effect(4, ZkOp::List { dir: dir.clone() }),
         tr(&a, State::Peering, "GETPEERS_DONE", State::Creating),
     ]);
     let peers = fx.all_peers();
@@ -375,8 +375,8 @@ fn cold_election_as_master() {
     );
     assert_eq!(slot.bound_epoch, 1, "bound to the session at create");
 
-    // Our node 17, owned by the current session: EXISTS+watch, then the LIST
-    // pipelined right behind it.
+    // Our node 17, owned by the current session: straight to LISTING, which
+    // adopts the LIST already in flight: no new op, no watch on our node.
     assert_eq!(
         fx.on(
             1_020,
@@ -388,36 +388,32 @@ fn cold_election_as_master() {
                 })
             )
         ),
-        vec![
-            zk_effect(
-                5,
-                ZkOp::Exists {
-                    path: format!("{dir}/{}-0000000017", fx.key(&a)),
-                    watch: Some(watch(0, 4)),
-                }
-            ),
-            zk_effect(6, ZkOp::List { dir: dir.clone() }),
-            tr(&a, State::Creating, "CREATE_OK", State::Watching),
-        ]
+        vec![tr(&a, State::Creating, "CREATE_OK", State::Listing)]
     );
     assert_eq!(fx.e.view(&a).expect("election").fsm.local_id(), Some(17));
 
-    // LISTING adopts the LIST already in flight: no new op.
-    assert_eq!(
-        fx.on(1_030, zk(5, Ok(ZkOk::Stat(Some(S1.id))))),
-        vec![tr(&a, State::Watching, "EXISTS_OK", State::Listing)]
-    );
-
     // Nothing below our node, whose owner create's Stat confirmed: candidate.
+    // EXISTS+watch on our node (watch 5, op 6) beside the GETVERS round.
     let listing = vec![fx.child(&a, 17)];
     assert_eq!(
-        fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![
+            zk_effect(
+                6,
+                ZkOp::Exists {
+                    path: format!("{dir}/{}-0000000017", fx.key(&a)),
+                    watch: Some(watch(0, 5)),
+                }
+            ),
             getvers_candidate(7, &fx.b, &a, 17),
             getvers_candidate(8, &fx.c, &a, 17),
             tr(&a, State::Listing, "LIST_OK", State::CheckingSlaves),
         ]
     );
+
+    // The watch is set: recorded silently, the slaves are still checked.
+    assert_eq!(fx.on(1_045, zk(6, Ok(ZkOk::Stat(Some(S1.id))))), vec![]);
+    assert_eq!(fx.state(&a), State::CheckingSlaves);
 
     assert_eq!(
         fx.on(1_050, getvers_equal(7)),
@@ -446,6 +442,86 @@ fn cold_election_as_master() {
     );
 }
 
+/// The slaves agree before the watch on our node is set: WATCHING until the
+/// EXISTS answers, then MASTER. A failed EXISTS is sent again by WATCHING.
+#[test]
+fn a_candidate_leads_only_once_its_node_is_watched() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    to_listing(&mut fx, &a, 17);
+    let listing = vec![fx.child(&a, 17)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    fx.on(1_050, getvers_equal(7));
+    // No USE naming us yet: our node is not watched.
+    assert_eq!(
+        fx.on(1_060, getvers_equal(8)),
+        vec![
+            Effect::Observe(Observation::Getvers("OK")),
+            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Watching),
+        ]
+    );
+    assert_eq!(fx.state(&a), State::Watching);
+    let mut expected = fx.uses(&a, Some(17));
+    expected.extend([
+        tr(&a, State::Watching, "EXISTS_OK", State::Master),
+        Effect::Observe(Observation::TimeToFinal { ms: 70 }),
+    ]);
+    assert_eq!(fx.on(1_070, zk(6, Ok(ZkOk::Stat(Some(S1.id))))), expected);
+    // That watch is the master's self watch.
+    let mut expected = fx.uses(&a, None);
+    expected.extend([
+        zk_effect(9, fx.create_op(&a)),
+        zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
+        tr(&a, State::Master, "LEFT_SELF", State::Creating),
+    ]);
+    assert_eq!(
+        fx.on(
+            5_000,
+            Input::WatchFired {
+                watch: watch(0, 5),
+                deleted: true,
+            },
+        ),
+        expected
+    );
+
+    // The EXISTS fails during the round: recorded silently; WATCHING sets
+    // the watch again (watch 9, op 10), and leads once it is set.
+    let mut fx = Fx::new();
+    to_listing(&mut fx, &a, 17);
+    let listing = vec![fx.child(&a, 17)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert_eq!(
+        fx.on(
+            1_045,
+            zk(6, Err(ZkFailure::Failed("connection loss".into())))
+        ),
+        vec![]
+    );
+    assert_eq!(fx.state(&a), State::CheckingSlaves);
+    fx.on(1_050, getvers_equal(7));
+    assert_eq!(
+        fx.on(1_060, getvers_equal(8)),
+        vec![
+            zk_effect(
+                10,
+                ZkOp::Exists {
+                    path: fx.path(&a, 17),
+                    watch: Some(watch(0, 9))
+                }
+            ),
+            Effect::Observe(Observation::Getvers("OK")),
+            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Watching),
+        ]
+    );
+    let mut expected = fx.uses(&a, Some(17));
+    expected.extend([
+        tr(&a, State::Watching, "EXISTS_OK", State::Master),
+        Effect::Observe(Observation::TimeToFinal { ms: 70 }),
+    ]);
+    assert_eq!(fx.on(1_070, zk(10, Ok(ZkOk::Stat(Some(S1.id))))), expected);
+}
+
 // ----- 2. the follower path -----
 
 #[test]
@@ -457,30 +533,31 @@ fn follower_reuses_the_lower_node_read() {
     // B's node 12 is below ours: read it with a watch.
     let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
     assert_eq!(
-        fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![zk_effect(
-            8,
+            6,
             ZkOp::Get {
                 path: fx.path(&a, 12),
-                watch: watch(0, 7),
+                watch: watch(0, 5),
             }
         )]
     );
     assert_eq!(fx.state(&a), State::Listing);
 
     // ASKING reuses that read: no second Get of node 12, straight to GETVERS
-    // naming the master's node.
+    // naming the master's node. No watch on our own node: a follower sets
+    // none.
     assert_eq!(
-        fx.on(1_050, zk(8, Ok(ZkOk::Data(B.as_bytes().to_vec())))),
+        fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec())))),
         vec![
             tr(&a, State::Listing, "LIST_OK", State::Asking),
-            getvers_master(9, &fx.b, &a, 12),
+            getvers_master(7, &fx.b, &a, 12),
             tr(&a, State::Asking, "MASTER_OK", State::CheckingMaster),
         ]
     );
 
     assert_eq!(
-        fx.on(1_060, getvers_equal(9)),
+        fx.on(1_060, getvers_equal(7)),
         vec![
             Effect::Observe(Observation::Getvers("OK")),
             tr(&a, State::CheckingMaster, "GETVERS_OK", State::Slave),
@@ -505,26 +582,35 @@ fn master_watch_fires_and_the_follower_takes_over() {
         fx.on(
             2_000,
             Input::WatchFired {
-                watch: watch(0, 7),
+                watch: watch(0, 5),
                 deleted: true
             }
         ),
         vec![
-            zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
+            zk_effect(8, ZkOp::List { dir: fx.dir(&a) }),
             tr(&a, State::Slave, "LEFT_MASTER", State::Listing),
         ]
     );
 
     // Only our node is left: we are the candidate (owner known from create).
+    // As a follower we had no watch on our node: the candidate sets it now.
     let listing = vec![fx.child(&a, 17)];
     assert_eq!(
-        fx.on(2_010, zk(10, Ok(ZkOk::Children(listing)))),
+        fx.on(2_010, zk(8, Ok(ZkOk::Children(listing)))),
         vec![
+            zk_effect(
+                10,
+                ZkOp::Exists {
+                    path: fx.path(&a, 17),
+                    watch: Some(watch(0, 9))
+                }
+            ),
             getvers_candidate(11, &fx.b, &a, 17),
             getvers_candidate(12, &fx.c, &a, 17),
             tr(&a, State::Listing, "LIST_OK", State::CheckingSlaves),
         ]
     );
+    assert_eq!(fx.on(2_015, zk(10, Ok(ZkOk::Stat(Some(S1.id))))), vec![]);
     assert_eq!(
         fx.on(2_020, getvers_equal(11)),
         vec![Effect::Observe(Observation::Getvers("OK"))]
@@ -563,12 +649,12 @@ fn garbage_and_vanished_lower_nodes_are_skipped() {
     // Lower nodes are read from the lowest up; unparsable children, nodes of
     // other elections and higher nodes are never read.
     assert_eq!(
-        fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![zk_effect(
-            8,
+            6,
             ZkOp::Get {
                 path: fx.path(&a, 3),
-                watch: 7
+                watch: 5
             }
         )]
     );
@@ -578,7 +664,7 @@ fn garbage_and_vanished_lower_nodes_are_skipped() {
         .expect_err("not a service id");
     assert!(matches!(not_an_id, MasterBadReason::Invalid(_)));
     assert_eq!(
-        fx.on(1_050, zk(8, Ok(ZkOk::Data(b"not an id".to_vec())))),
+        fx.on(1_050, zk(6, Ok(ZkOk::Data(b"not an id".to_vec())))),
         vec![
             Effect::Log(LogEvent::IgnoredNode {
                 base: a.clone(),
@@ -586,10 +672,10 @@ fn garbage_and_vanished_lower_nodes_are_skipped() {
                 why: format!("{not_an_id:?}"),
             }),
             zk_effect(
-                10,
+                8,
                 ZkOp::Get {
                     path: fx.path(&a, 5),
-                    watch: 9
+                    watch: 7
                 }
             ),
         ]
@@ -598,7 +684,7 @@ fn garbage_and_vanished_lower_nodes_are_skipped() {
     // A service that is not a peer of the base: skipped too.
     let stranger = sid("10.0.0.9:6001");
     assert_eq!(
-        fx.on(1_060, zk(10, Ok(ZkOk::Data(b"10.0.0.9:6001".to_vec())))),
+        fx.on(1_060, zk(8, Ok(ZkOk::Data(b"10.0.0.9:6001".to_vec())))),
         vec![
             Effect::Log(LogEvent::IgnoredNode {
                 base: a.clone(),
@@ -606,10 +692,10 @@ fn garbage_and_vanished_lower_nodes_are_skipped() {
                 why: format!("{:?}", MasterBadReason::UnknownPeer(stranger)),
             }),
             zk_effect(
-                12,
+                10,
                 ZkOp::Get {
                     path: fx.path(&a, 8),
-                    watch: 11
+                    watch: 9
                 }
             ),
         ]
@@ -617,12 +703,12 @@ fn garbage_and_vanished_lower_nodes_are_skipped() {
 
     // Gone since the LIST: skipped silently.
     assert_eq!(
-        fx.on(1_070, zk(12, Err(ZkFailure::NoNode))),
+        fx.on(1_070, zk(10, Err(ZkFailure::NoNode))),
         vec![zk_effect(
-            14,
+            12,
             ZkOp::Get {
                 path: fx.path(&a, 11),
-                watch: 13
+                watch: 11
             }
         )]
     );
@@ -630,10 +716,10 @@ fn garbage_and_vanished_lower_nodes_are_skipped() {
 
     // C's node 11 is the lowest valid one: follow C, reusing the read.
     assert_eq!(
-        fx.on(1_080, zk(14, Ok(ZkOk::Data(C.as_bytes().to_vec())))),
+        fx.on(1_080, zk(12, Ok(ZkOk::Data(C.as_bytes().to_vec())))),
         vec![
             tr(&a, State::Listing, "LIST_OK", State::Asking),
-            getvers_master(15, &fx.c, &a, 11),
+            getvers_master(13, &fx.c, &a, 11),
             tr(&a, State::Asking, "MASTER_OK", State::CheckingMaster),
         ]
     );
@@ -649,26 +735,34 @@ fn only_garbage_below_us_makes_us_candidate() {
     to_listing(&mut fx, &a, 17);
     let listing = vec![fx.child(&a, 17), fx.child(&a, 9)];
     assert_eq!(
-        fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![zk_effect(
-            8,
+            6,
             ZkOp::Get {
                 path: fx.path(&a, 9),
-                watch: 7
+                watch: 5
             }
         )]
     );
-    // An empty node: skipped, nothing else is below ours.
+    // An empty node: skipped, nothing else is below ours: candidate, with
+    // the watch on our node (watch 7, op 8) beside the GETVERS round.
     let why =
         master_from_node(b"", &fx.me, Some(&[fx.b.clone(), fx.c.clone()])).expect_err("empty node");
     assert_eq!(
-        fx.on(1_050, zk(8, Ok(ZkOk::Data(Vec::new())))),
+        fx.on(1_050, zk(6, Ok(ZkOk::Data(Vec::new())))),
         vec![
             Effect::Log(LogEvent::IgnoredNode {
                 base: a.clone(),
                 path: fx.path(&a, 9),
                 why: format!("{why:?}"),
             }),
+            zk_effect(
+                8,
+                ZkOp::Exists {
+                    path: fx.path(&a, 17),
+                    watch: Some(watch(0, 7))
+                }
+            ),
             getvers_candidate(9, &fx.b, &a, 17),
             getvers_candidate(10, &fx.c, &a, 17),
             tr(&a, State::Listing, "LIST_OK", State::CheckingSlaves),
@@ -682,16 +776,16 @@ fn a_failed_lower_read_fails_the_listing() {
     let a = base_a();
     to_listing(&mut fx, &a, 17);
     let listing = vec![fx.child(&a, 17), fx.child(&a, 9)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
     // Not a "no node": the listing fails and we delete our node.
     assert_eq!(
         fx.on(
             1_050,
-            zk(8, Err(ZkFailure::Failed("connection loss".into())))
+            zk(6, Err(ZkFailure::Failed("connection loss".into())))
         ),
         vec![
             zk_effect(
-                9,
+                7,
                 ZkOp::Delete {
                     path: fx.path(&a, 17)
                 }
@@ -711,25 +805,25 @@ fn a_rogue_lower_node_of_ours_is_deleted_before_listing_again() {
     let a = base_a();
     to_listing(&mut fx, &a, 17);
     let listing = vec![fx.child(&a, 17), fx.child(&a, 9)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
     // Node 9 carries our own id: a leftover of ours. DELETE, then the new
     // LIST right behind it (the session's FIFO makes the LIST see it gone).
     assert_eq!(
-        fx.on(1_050, zk(8, Ok(ZkOk::Data(ME.as_bytes().to_vec())))),
+        fx.on(1_050, zk(6, Ok(ZkOk::Data(ME.as_bytes().to_vec())))),
         vec![
             tr(&a, State::Listing, "LIST_OK", State::Asking),
             zk_effect(
-                9,
+                7,
                 ZkOp::Delete {
                     path: fx.path(&a, 9)
                 }
             ),
-            zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
+            zk_effect(8, ZkOp::List { dir: fx.dir(&a) }),
             tr(&a, State::Asking, "MASTER_BAD", State::Listing),
         ]
     );
     assert_eq!(
-        fx.on(1_060, zk(9, Ok(ZkOk::Deleted))),
+        fx.on(1_060, zk(7, Ok(ZkOk::Deleted))),
         vec![Effect::Log(LogEvent::LeftoverDeleted {
             base: a.clone(),
             seq: 9
@@ -737,8 +831,15 @@ fn a_rogue_lower_node_of_ours_is_deleted_before_listing_again() {
     );
     let listing = vec![fx.child(&a, 17)];
     assert_eq!(
-        fx.on(1_070, zk(10, Ok(ZkOk::Children(listing)))),
+        fx.on(1_070, zk(8, Ok(ZkOk::Children(listing)))),
         vec![
+            zk_effect(
+                10,
+                ZkOp::Exists {
+                    path: fx.path(&a, 17),
+                    watch: Some(watch(0, 9))
+                }
+            ),
             getvers_candidate(11, &fx.b, &a, 17),
             getvers_candidate(12, &fx.c, &a, 17),
             tr(&a, State::Listing, "LIST_OK", State::CheckingSlaves),
@@ -747,32 +848,38 @@ fn a_rogue_lower_node_of_ours_is_deleted_before_listing_again() {
 }
 
 #[test]
-fn a_listing_answered_before_exists_is_kept_for_listing() {
+fn a_listing_answered_before_the_create_is_kept_for_listing() {
     let mut fx = Fx::new();
     let a = base_a();
     fx.on(1_000, Input::SessionConnected(S1));
     fx.on(1_000, poke(&a));
     let peers = fx.all_peers();
     fx.on(1_010, peers_ok(2, peers));
-    fx.on(
-        1_020,
-        zk(
-            3,
-            Ok(ZkOk::Created {
-                seq: 17,
-                owner: S1.id,
-            }),
-        ),
-    );
     // The LIST answers first: kept, nothing happens yet.
     let listing = vec![fx.child(&a, 17)];
-    assert_eq!(fx.on(1_030, zk(6, Ok(ZkOk::Children(listing)))), vec![]);
-    assert_eq!(fx.state(&a), State::Watching);
-    // EXISTS then: LISTING uses the kept listing at once.
+    assert_eq!(fx.on(1_020, zk(4, Ok(ZkOk::Children(listing)))), vec![]);
+    assert_eq!(fx.state(&a), State::Creating);
+    // The create then: LISTING uses the kept listing at once.
     assert_eq!(
-        fx.on(1_040, zk(5, Ok(ZkOk::Stat(Some(S1.id))))),
+        fx.on(
+            1_030,
+            zk(
+                3,
+                Ok(ZkOk::Created {
+                    seq: 17,
+                    owner: S1.id,
+                }),
+            ),
+        ),
         vec![
-            tr(&a, State::Watching, "EXISTS_OK", State::Listing),
+            tr(&a, State::Creating, "CREATE_OK", State::Listing),
+            zk_effect(
+                6,
+                ZkOp::Exists {
+                    path: fx.path(&a, 17),
+                    watch: Some(watch(0, 5))
+                }
+            ),
             getvers_candidate(7, &fx.b, &a, 17),
             getvers_candidate(8, &fx.c, &a, 17),
             tr(&a, State::Listing, "LIST_OK", State::CheckingSlaves),
@@ -802,15 +909,14 @@ fn owner_mismatch_resets_the_election() {
             }),
         ),
     );
-    fx.on(1_030, zk(5, Ok(ZkOk::Stat(Some(other)))));
     assert_eq!(fx.state(&a), State::Listing);
 
     // Our node is the lowest, but not known to be ours: ask its owner.
     let listing = vec![fx.child(&a, 17)];
     assert_eq!(
-        fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![zk_effect(
-            7,
+            5,
             ZkOp::Exists {
                 path: fx.path(&a, 17),
                 watch: None
@@ -821,7 +927,7 @@ fn owner_mismatch_resets_the_election() {
 
     // Another session owns it: never lead on it, reset as on a lost session.
     assert_eq!(
-        fx.on(1_050, zk(7, Ok(ZkOk::Stat(Some(other))))),
+        fx.on(1_050, zk(5, Ok(ZkOk::Stat(Some(other))))),
         vec![tr(&a, State::Listing, "DISCONNECTED", State::None)]
     );
     let fsm = &fx.e.view(&a).expect("election").fsm;
@@ -832,23 +938,24 @@ fn owner_mismatch_resets_the_election() {
     // The next start deletes that node before creating a new one.
     assert_eq!(
         fx.on(3_000, poke(&a)),
-        vec![resolve(8, &a), tr(&a, State::None, "NONE", State::Peering)]
+        vec![resolve(6, &a), tr(&a, State::None, "NONE", State::Peering)]
     );
     let peers = fx.all_peers();
     let mut expected = vec![zk_effect(
-        9,
+        7,
         ZkOp::Delete {
             path: fx.path(&a, 17),
         },
     )];
     expected.extend(fx.uses(&a, None));
     expected.extend([
-        zk_effect(10, fx.create_op(&a)),
+        zk_effect(8, fx.create_op(&a)),
+        zk_effect(9, ZkOp::List { dir: fx.dir(&a) }),
         tr(&a, State::Peering, "GETPEERS_DONE", State::Creating),
     ]);
-    assert_eq!(fx.on(3_010, peers_ok(8, peers)), expected);
+    assert_eq!(fx.on(3_010, peers_ok(6, peers)), expected);
     assert_eq!(
-        fx.on(3_020, zk(9, Ok(ZkOk::Deleted))),
+        fx.on(3_020, zk(7, Ok(ZkOk::Deleted))),
         vec![Effect::Log(LogEvent::LeftoverDeleted {
             base: a.clone(),
             seq: 17
@@ -866,22 +973,29 @@ fn owner_unknown_at_create_is_checked_then_leads() {
     fx.on(1_010, peers_ok(2, peers));
     // No owner in create's Stat (0): unknown.
     fx.on(1_020, zk(3, Ok(ZkOk::Created { seq: 17, owner: 0 })));
-    fx.on(1_030, zk(5, Ok(ZkOk::Stat(Some(S1.id)))));
+    assert_eq!(fx.state(&a), State::Listing);
     let listing = vec![fx.child(&a, 17)];
     assert_eq!(
-        fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![zk_effect(
-            7,
+            5,
             ZkOp::Exists {
                 path: fx.path(&a, 17),
                 watch: None
             }
         )]
     );
-    // Ours: candidate.
+    // Ours: candidate, which watches its node (watch 6, op 7).
     assert_eq!(
-        fx.on(1_050, zk(7, Ok(ZkOk::Stat(Some(S1.id))))),
+        fx.on(1_050, zk(5, Ok(ZkOk::Stat(Some(S1.id))))),
         vec![
+            zk_effect(
+                7,
+                ZkOp::Exists {
+                    path: fx.path(&a, 17),
+                    watch: Some(watch(0, 6))
+                }
+            ),
             getvers_candidate(8, &fx.b, &a, 17),
             getvers_candidate(9, &fx.c, &a, 17),
             tr(&a, State::Listing, "LIST_OK", State::CheckingSlaves),
@@ -898,14 +1012,13 @@ fn owner_check_finding_no_node_fails_the_listing() {
     let peers = fx.all_peers();
     fx.on(1_010, peers_ok(2, peers));
     fx.on(1_020, zk(3, Ok(ZkOk::Created { seq: 17, owner: 0 })));
-    fx.on(1_030, zk(5, Ok(ZkOk::Stat(Some(S1.id)))));
     let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
     assert_eq!(
-        fx.on(1_050, zk(7, Ok(ZkOk::Stat(None)))),
+        fx.on(1_050, zk(5, Ok(ZkOk::Stat(None)))),
         vec![
             zk_effect(
-                8,
+                6,
                 ZkOp::Delete {
                     path: fx.path(&a, 17)
                 }
@@ -928,9 +1041,9 @@ fn a_listing_from_a_newer_session_asks_the_owner() {
     // owner, S1, is not the current session.
     let listing = vec![fx.child(&a, 17)];
     assert_eq!(
-        fx.on(1_040, zk_in(6, S2, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk_in(4, S2, Ok(ZkOk::Children(listing)))),
         vec![zk_effect(
-            7,
+            5,
             ZkOp::Exists {
                 path: fx.path(&a, 17),
                 watch: None
@@ -938,7 +1051,7 @@ fn a_listing_from_a_newer_session_asks_the_owner() {
         )]
     );
     assert_eq!(
-        fx.on(1_050, zk_in(7, S2, Ok(ZkOk::Stat(Some(S1.id))))),
+        fx.on(1_050, zk_in(5, S2, Ok(ZkOk::Stat(Some(S1.id))))),
         vec![tr(&a, State::Listing, "DISCONNECTED", State::None)]
     );
 }
@@ -956,13 +1069,14 @@ fn self_watch_deleted_restarts_the_master() {
     let mut expected = fx.uses(&a, None);
     expected.extend([
         zk_effect(9, fx.create_op(&a)),
+        zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
         tr(&a, State::Master, "LEFT_SELF", State::Creating),
     ]);
     assert_eq!(
         fx.on(
             5_000,
             Input::WatchFired {
-                watch: watch(0, 4),
+                watch: watch(0, 5),
                 deleted: true
             }
         ),
@@ -976,7 +1090,7 @@ fn self_watch_deleted_restarts_the_master() {
 
     // The same watch again, an unknown one, one naming a slot that does not
     // exist: ignored.
-    for w in [watch(0, 4), watch(0, 999), watch(5, 4)] {
+    for w in [watch(0, 5), watch(0, 999), watch(5, 5)] {
         assert_eq!(
             fx.on(
                 5_010,
@@ -1001,7 +1115,7 @@ fn a_self_watch_firing_without_deletion_changes_nothing() {
         fx.on(
             2_000,
             Input::WatchFired {
-                watch: watch(0, 4),
+                watch: watch(0, 5),
                 deleted: false
             }
         ),
@@ -1014,33 +1128,72 @@ fn a_self_watch_firing_without_deletion_changes_nothing() {
 fn exists_finding_no_node_restarts_the_creation() {
     let mut fx = Fx::new();
     let a = base_a();
-    fx.on(1_000, Input::SessionConnected(S1));
-    fx.on(1_000, poke(&a));
-    let peers = fx.all_peers();
-    fx.on(1_010, peers_ok(2, peers));
-    fx.on(
-        1_020,
-        zk(
-            3,
-            Ok(ZkOk::Created {
-                seq: 17,
-                owner: S1.id,
-            }),
-        ),
-    );
-    // Our node vanished before the watch was set: create again (USE is not
-    // due yet: the last one was 20 ms ago).
+    to_listing(&mut fx, &a, 17);
+    let listing = vec![fx.child(&a, 17)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert_eq!(fx.state(&a), State::CheckingSlaves);
+    // The slaves agree before the watch on our node is set: WATCHING.
+    fx.on(1_050, getvers_equal(7));
     assert_eq!(
-        fx.on(1_030, zk(5, Ok(ZkOk::Stat(None)))),
+        fx.on(1_060, getvers_equal(8)),
         vec![
-            zk_effect(7, fx.create_op(&a)),
+            Effect::Observe(Observation::Getvers("OK")),
+            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Watching),
+        ]
+    );
+    // Our node vanished before the watch was set: never MASTER, create
+    // again (USE is not due yet: the last one was 60 ms ago).
+    assert_eq!(
+        fx.on(1_070, zk(6, Ok(ZkOk::Stat(None)))),
+        vec![
+            zk_effect(9, fx.create_op(&a)),
+            zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
             tr(&a, State::Watching, "EXISTS_OK", State::Creating),
         ]
     );
-    // The pipelined LIST of the old node answers late: nothing.
-    let listing = vec![fx.child(&a, 17)];
-    assert_eq!(fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))), vec![]);
+    // The watch EXISTS left on the old node was never armed: its firing
+    // changes nothing.
+    assert_eq!(
+        fx.on(
+            1_080,
+            Input::WatchFired {
+                watch: watch(0, 5),
+                deleted: true
+            }
+        ),
+        vec![]
+    );
     assert_eq!(fx.state(&a), State::Creating);
+}
+
+/// The same, the EXISTS answering while the slaves are still checked: its
+/// answer is recorded silently, and the end of the round restarts the
+/// creation instead of leading.
+#[test]
+fn exists_finding_no_node_during_the_round_restarts_the_creation() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    to_listing(&mut fx, &a, 17);
+    let listing = vec![fx.child(&a, 17)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert_eq!(fx.on(1_045, zk(6, Ok(ZkOk::Stat(None)))), vec![]);
+    assert_eq!(fx.state(&a), State::CheckingSlaves);
+    assert_eq!(
+        fx.on(1_050, getvers_equal(7)),
+        vec![Effect::Observe(Observation::Getvers("OK"))]
+    );
+    assert_eq!(
+        fx.on(1_060, getvers_equal(8)),
+        vec![
+            zk_effect(9, fx.create_op(&a)),
+            zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
+            Effect::Observe(Observation::Getvers("OK")),
+            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Creating),
+        ]
+    );
+    let fsm = &fx.e.view(&a).expect("election").fsm;
+    assert_eq!(fsm.state(), State::Creating);
+    assert_eq!(fsm.local_id(), None);
 }
 
 // ----- 6. session loss and restoration -----
@@ -1062,6 +1215,7 @@ fn session_lost_resets_only_elections_bound_to_its_epoch() {
     let mut expected = fx.uses(&b, None);
     expected.extend([
         zk_effect(11, fx.create_op(&b)),
+        zk_effect(12, ZkOp::List { dir: fx.dir(&b) }),
         tr(&b, State::Peering, "GETPEERS_DONE", State::Creating),
     ]);
     assert_eq!(fx.on(2_010, peers_ok(10, peers)), expected);
@@ -1077,17 +1231,7 @@ fn session_lost_resets_only_elections_bound_to_its_epoch() {
                 })
             )
         ),
-        vec![
-            zk_effect(
-                13,
-                ZkOp::Exists {
-                    path: fx.path(&b, 30),
-                    watch: Some(watch(1, 12))
-                }
-            ),
-            zk_effect(14, ZkOp::List { dir: fx.dir(&b) }),
-            tr(&b, State::Creating, "CREATE_OK", State::Watching),
-        ]
+        vec![tr(&b, State::Creating, "CREATE_OK", State::Listing)]
     );
     assert_eq!(fx.e.view(&b).expect("b").bound_epoch, 2);
 
@@ -1097,7 +1241,7 @@ fn session_lost_resets_only_elections_bound_to_its_epoch() {
         vec![tr(&a, State::Master, "DISCONNECTED", State::None)]
     );
     assert_eq!(fx.state(&a), State::None);
-    assert_eq!(fx.state(&b), State::Watching);
+    assert_eq!(fx.state(&b), State::Listing);
     // A second notice of the same loss changes nothing.
     assert_eq!(fx.on(3_100, Input::SessionLost { epoch: 1 }), vec![]);
 
@@ -1105,9 +1249,9 @@ fn session_lost_resets_only_elections_bound_to_its_epoch() {
     // forgotten with its membership); B is left alone.
     assert_eq!(
         fx.on(4_000, Input::SessionRestored),
-        vec![resolve(15, &a), tr(&a, State::None, "NONE", State::Peering)]
+        vec![resolve(13, &a), tr(&a, State::None, "NONE", State::Peering)]
     );
-    assert_eq!(fx.state(&b), State::Watching);
+    assert_eq!(fx.state(&b), State::Listing);
     // Only once.
     assert_eq!(fx.on(4_100, Input::SessionRestored), vec![]);
 
@@ -1115,17 +1259,18 @@ fn session_lost_resets_only_elections_bound_to_its_epoch() {
     // is bound to the current session.
     let peers = fx.all_peers();
     let mut expected = vec![zk_effect(
-        16,
+        14,
         ZkOp::Delete {
             path: fx.path(&a, 17),
         },
     )];
     expected.extend(fx.uses(&a, None));
     expected.extend([
-        zk_effect(17, fx.create_op(&a)),
+        zk_effect(15, fx.create_op(&a)),
+        zk_effect(16, ZkOp::List { dir: fx.dir(&a) }),
         tr(&a, State::Peering, "GETPEERS_DONE", State::Creating),
     ]);
-    assert_eq!(fx.on(4_010, peers_ok(15, peers)), expected);
+    assert_eq!(fx.on(4_010, peers_ok(13, peers)), expected);
     assert_eq!(fx.e.view(&a).expect("a").bound_epoch, 2);
 }
 
@@ -1137,7 +1282,7 @@ fn a_session_lost_result_resets_the_election() {
     assert_eq!(
         fx.on(
             1_040,
-            zk(6, Err(ZkFailure::SessionLost("session expired".into())))
+            zk(4, Err(ZkFailure::SessionLost("session expired".into())))
         ),
         vec![tr(&a, State::Listing, "DISCONNECTED", State::None)]
     );
@@ -1599,7 +1744,7 @@ fn sync_is_aborted_when_leaving_syncing_and_its_late_answer_ignored() {
         fx.on(2_000, Input::SyncReq { base: a.clone() }),
         vec![
             Effect::Sync {
-                id: 10,
+                id: 8,
                 base: a.clone(),
                 master: fx.b.clone()
             },
@@ -1616,14 +1761,14 @@ fn sync_is_aborted_when_leaving_syncing_and_its_late_answer_ignored() {
         fx.on(
             2_100,
             Input::WatchFired {
-                watch: watch(0, 7),
+                watch: watch(0, 5),
                 deleted: true
             }
         ),
         vec![
-            zk_effect(11, ZkOp::List { dir: fx.dir(&a) }),
+            zk_effect(9, ZkOp::List { dir: fx.dir(&a) }),
             Effect::AbortSync {
-                id: 10,
+                id: 8,
                 base: a.clone()
             },
             tr(&a, State::Syncing, "LEFT_MASTER", State::Listing),
@@ -1634,7 +1779,7 @@ fn sync_is_aborted_when_leaving_syncing_and_its_late_answer_ignored() {
         fx.on(
             2_200,
             Input::Synced {
-                id: 10,
+                id: 8,
                 result: Ok(())
             }
         ),
@@ -1653,7 +1798,7 @@ fn a_completed_sync_returns_to_slave() {
         fx.on(
             2_500,
             Input::Synced {
-                id: 10,
+                id: 8,
                 result: Ok(())
             }
         ),
@@ -1671,7 +1816,7 @@ fn a_completed_sync_returns_to_slave() {
         fx.on(
             2_600,
             Input::Synced {
-                id: 10,
+                id: 8,
                 result: Ok(())
             }
         ),
@@ -1686,21 +1831,21 @@ fn a_getvers_old_makes_the_follower_sync() {
     let a = base_a();
     to_listing(&mut fx, &a, 17);
     let listing = vec![fx.child(&a, 12), fx.child(&a, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
-    fx.on(1_050, zk(8, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
     // We are behind our master: copy its base.
     assert_eq!(
         fx.on(
             1_060,
             Input::Getvers {
-                id: 9,
+                id: 7,
                 remote: Ok(RemoteVersion::Version(version(4))),
                 local: Ok(version(3)),
             }
         ),
         vec![
             Effect::Sync {
-                id: 10,
+                id: 8,
                 base: a.clone(),
                 master: fx.b.clone()
             },
@@ -1771,7 +1916,7 @@ fn results_for_a_removed_election_are_ignored() {
     // B takes A's slot.
     assert_eq!(
         fx.on(62_000, poke(&b)),
-        vec![resolve(5, &b), tr(&b, State::None, "NONE", State::Peering)]
+        vec![resolve(6, &b), tr(&b, State::None, "NONE", State::Peering)]
     );
 
     // A's late answers reach neither A nor B.
@@ -1788,6 +1933,8 @@ fn results_for_a_removed_election_are_ignored() {
         ),
         vec![]
     );
+    let listing = vec![fx.child(&a, 17)];
+    assert_eq!(fx.on(62_010, zk(4, Ok(ZkOk::Children(listing)))), vec![]);
     let peers = fx.all_peers();
     assert_eq!(fx.on(62_010, peers_ok(2, peers)), vec![]);
     assert!(fx.e.view(&a).is_none());
@@ -1799,10 +1946,11 @@ fn results_for_a_removed_election_are_ignored() {
     let peers = fx.all_peers();
     let mut expected = fx.uses(&b, None);
     expected.extend([
-        zk_effect(6, fx.create_op(&b)),
+        zk_effect(7, fx.create_op(&b)),
+        zk_effect(8, ZkOp::List { dir: fx.dir(&b) }),
         tr(&b, State::Peering, "GETPEERS_DONE", State::Creating),
     ]);
-    assert_eq!(fx.on(62_030, peers_ok(5, peers)), expected);
+    assert_eq!(fx.on(62_030, peers_ok(6, peers)), expected);
 }
 
 #[test]
@@ -1831,14 +1979,17 @@ fn a_late_create_is_deleted_at_once() {
             )
         ),
         vec![zk_effect(
-            4,
+            5,
             ZkOp::Delete {
                 path: fx.path(&a, 17)
             }
         )]
     );
+    // The LIST pipelined behind it answers late too: nothing.
+    let listing = vec![fx.child(&a, 17)];
+    assert_eq!(fx.on(13_150, zk(4, Ok(ZkOk::Children(listing)))), vec![]);
     assert_eq!(
-        fx.on(13_200, zk(4, Ok(ZkOk::Deleted))),
+        fx.on(13_200, zk(5, Ok(ZkOk::Deleted))),
         vec![Effect::Log(LogEvent::LeftoverDeleted {
             base: a.clone(),
             seq: 17
@@ -1884,30 +2035,30 @@ fn stop_writes_hands_mastership_over() {
     let mut expected = fx.uses(&a, None);
     expected.extend([
         zk_effect(11, fx.create_op(&a)),
+        zk_effect(12, ZkOp::List { dir: fx.dir(&a) }),
         tr(&a, State::Peering, "GETPEERS_DONE", State::Creating),
     ]);
     assert_eq!(fx.on(5_020, peers_ok(10, peers)), expected);
-    fx.on(
-        5_030,
-        zk(
-            11,
-            Ok(ZkOk::Created {
-                seq: 40,
-                owner: S1.id,
-            }),
-        ),
-    );
     assert_eq!(
-        fx.on(5_040, zk(13, Ok(ZkOk::Stat(Some(S1.id))))),
-        vec![tr(&a, State::Watching, "EXISTS_OK", State::Listing)]
+        fx.on(
+            5_030,
+            zk(
+                11,
+                Ok(ZkOk::Created {
+                    seq: 40,
+                    owner: S1.id,
+                }),
+            ),
+        ),
+        vec![tr(&a, State::Creating, "CREATE_OK", State::Listing)]
     );
     // Lowest again, but mastership is refused: step aside.
     let listing = vec![fx.child(&a, 40)];
     assert_eq!(
-        fx.on(5_050, zk(14, Ok(ZkOk::Children(listing)))),
+        fx.on(5_050, zk(12, Ok(ZkOk::Children(listing)))),
         vec![
             zk_effect(
-                15,
+                13,
                 ZkOp::Delete {
                     path: fx.path(&a, 40)
                 }
@@ -1933,10 +2084,10 @@ fn stop_writes_reaches_elections_created_after_it() {
     // Our node is the lowest, but this service may not lead.
     let listing = vec![fx.child(&a, 17)];
     assert_eq!(
-        fx.on(1_040, zk(6, Ok(ZkOk::Children(listing)))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![
             zk_effect(
-                7,
+                5,
                 ZkOp::Delete {
                     path: fx.path(&a, 17)
                 }
@@ -2058,7 +2209,8 @@ fn rookie_unknown_versions_delay_the_candidacy() {
     let a = base_a();
     to_listing(&mut fx, &a, 17);
     let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert!(fx.on(1_045, zk(6, Ok(ZkOk::Stat(Some(S1.id))))).is_empty());
 
     let loading = |id| Input::Getvers {
         id,
@@ -2252,7 +2404,8 @@ fn stop_writes_reaches_a_candidacy_in_progress() {
     let a = base_a();
     to_listing(&mut fx, &a, 17);
     let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(listing))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert!(fx.on(1_042, zk(6, Ok(ZkOk::Stat(Some(S1.id))))).is_empty());
     assert_eq!(fx.state(&a), State::CheckingSlaves);
 
     let mut effects = fx.on(1_045, Input::StopWrites(true));
@@ -2688,23 +2841,23 @@ fn a_slave_applies_in_order_and_resyncs_when_behind() {
             },
         )
     };
-    assert_eq!(fx.on(2_000, from_b(300, 5, 12)), vec![apply(10, 5)]);
+    assert_eq!(fx.on(2_000, from_b(300, 5, 12)), vec![apply(8, 5)]);
     // The next one waits for the first: a slave applies in order.
     assert!(fx.on(2_001, from_b(301, 7, 12)).is_empty());
     assert_eq!(
-        fx.on(2_002, stored(10, Ok(StoreOk::Applied))),
+        fx.on(2_002, stored(8, Ok(StoreOk::Applied))),
         vec![
             Effect::ReplicateDone {
                 req: 300,
                 result: Ok(())
             },
-            apply(11, 7),
+            apply(9, 7),
         ]
     );
     // It does not follow our version: refuse it, and copy the master's.
     let effects = fx.on(
         2_003,
-        stored(11, Err(StoreFailure::OutOfOrder("at 6".into()))),
+        stored(9, Err(StoreFailure::OutOfOrder("at 6".into()))),
     );
     assert!(
         effects.iter().any(|e| matches!(e, Effect::Sync { .. })),
@@ -2831,10 +2984,16 @@ fn replicated_writes_keep_a_slave_from_expiring() {
         ops: Arc::from(set("k")),
     };
     // A write every hour; the id of each Apply is the next from the counter.
-    for (id, hour) in (10..).zip(1..=4u64) {
+    for (id, hour) in (8..).zip(1..=4u64) {
         let t = 1_060 + hour * 3_600_000;
         fx.on(t, from_b(300 + hour, hour as i64));
-        fx.on(t + 1, stored(id, Ok(StoreOk::Applied)));
+        assert_eq!(
+            fx.on(t + 1, stored(id, Ok(StoreOk::Applied))),
+            vec![Effect::ReplicateDone {
+                req: 300 + hour,
+                result: Ok(())
+            }]
+        );
         assert_eq!(fx.on(t + 2, Input::Tick), vec![]);
     }
     // 4 hours after it settled (past `expire_slave`, 3.5 hours), and 1
@@ -2913,11 +3072,13 @@ fn delete_id(effects: &[Effect]) -> Id {
         .unwrap_or_else(|| panic!("a node is deleted: {effects:?}"))
 }
 
-/// On a fresh engine, makes `base` a candidate (node 17) whose GETVERS to
-/// B found a diverged copy (id 7); C's answer (id 8) is pending.
+/// On a fresh engine, makes `base` a candidate (node 17, its self watch set:
+/// Exists 6 answered) whose GETVERS to B found a diverged copy (id 7); C's
+/// answer (id 8) is pending.
 fn candidate_with_b_diverged(fx: &mut Fx, base: &BaseName) {
     to_listing(fx, base, 17);
-    fx.on(1_040, zk(6, Ok(ZkOk::Children(vec![fx.child(base, 17)]))));
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(vec![fx.child(base, 17)]))));
+    fx.on(1_045, zk(6, Ok(ZkOk::Stat(Some(S1.id)))));
     fx.on(1_050, getvers_diverged(7));
 }
 

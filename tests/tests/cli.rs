@@ -112,7 +112,7 @@ async fn healthy_table_long_view_leave_and_history() {
         .await;
     assert_eq!(debug.code, 0);
     assert!(
-        debug.stdout.contains("CREATING, CREATE_OK -> WATCHING"),
+        debug.stdout.contains("CREATING, CREATE_OK -> LISTING"),
         "{}",
         debug.stdout
     );

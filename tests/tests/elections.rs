@@ -55,7 +55,7 @@ async fn a_three_peers_converge() {
         let log = log_entries(&d);
         assert!(
             log.iter()
-                .any(|l| l.contains(":CREATING:CREATE_OK:WATCHING")),
+                .any(|l| l.contains(":CREATING:CREATE_OK:LISTING")),
             "{log:?}"
         );
         assert_eq!(d["peers"].as_array().map(Vec::len), Some(2));
