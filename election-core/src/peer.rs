@@ -112,6 +112,11 @@ pub enum Refusal {
     Exiting,
     /// The receiver failed to write its replica.
     StoreFailed,
+    /// The write's batch was decided (committed or rolled back) before the
+    /// copy the receiver holds was made: a request that arrived late, after
+    /// a resync. A rolled-back batch applied there would leave that replica
+    /// with a write its master does not have.
+    Stale,
 }
 
 impl Refusal {
@@ -168,6 +173,7 @@ mod tests {
             (Refusal::Loading, false, "\"loading\""),
             (Refusal::Exiting, false, "\"exiting\""),
             (Refusal::StoreFailed, false, "\"store_failed\""),
+            (Refusal::Stale, false, "\"stale\""),
         ];
         for (refusal, deposes, wire) in table {
             assert_eq!(refusal.deposes_master(), deposes, "{refusal:?}");

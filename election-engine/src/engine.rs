@@ -61,6 +61,8 @@ pub struct Mutations {
     pub no_fence: bool,
     /// Copies are served while a write is half-applied.
     pub no_dump_lock: bool,
+    /// Slaves apply batches decided before the copy they hold.
+    pub no_copy_floor: bool,
 }
 
 /// A watch the election relies on: its firing means the node is gone.
@@ -138,6 +140,8 @@ pub struct Slot {
     pub queued: bool,
     /// Writes waiting or in flight, and what waits for them.
     ops: Option<Box<writes::BaseOps>>,
+    /// The batch floor of the last copy installed from a master (0: none).
+    copy_floor: u64,
 }
 
 impl Slot {
@@ -626,7 +630,7 @@ impl Engine {
                 }
                 self.feed(now, f.slot, Event::Getvers { op, peer, outcome });
             }
-            Input::Synced { id, result } => {
+            Input::Synced { id, result, floor } => {
                 let Some(f) = self.inflight.remove(&id) else {
                     return;
                 };
@@ -636,6 +640,11 @@ impl Engine {
                 let Some(slot) = self.live_mut(f.slot, f.uid) else {
                     return;
                 };
+                if result.is_ok() {
+                    // Installed, whether or not the election still waits
+                    // for it: batches decided before it are stale here.
+                    slot.copy_floor = floor;
+                }
                 if slot.sync != Some(id) {
                     return;
                 }
@@ -783,6 +792,7 @@ impl Engine {
             retry_at: None,
             queued: false,
             ops: None,
+            copy_floor: 0,
         };
         let i = match self.free.pop() {
             Some(i) => {

@@ -168,8 +168,14 @@ pub enum Input {
         remote: Result<RemoteVersion, String>,
         local: Result<ReplicaVersion, String>,
     },
-    /// The copy from the master was installed, or failed.
-    Synced { id: Id, result: Result<(), String> },
+    /// The copy from the master was installed, or failed. `floor`: the
+    /// master's batch floor sent with the copy (see `StoreOp::Dump`; 0 when
+    /// the master named none).
+    Synced {
+        id: Id,
+        result: Result<(), String>,
+        floor: u64,
+    },
     /// A client's write, on a service whose election of `base` was final
     /// when the shell looked. Answered by `WriteDone`.
     Write {
@@ -355,9 +361,14 @@ pub enum StoreOp {
         next: Vector,
         ops: Arc<[WriteOp]>,
     },
-    /// Master: copy the base and hand the copy to the slave asking (`req`).
+    /// Master: copy the base and hand the copy to the slave asking (`req`),
+    /// with `floor`: every batch whose writer stamp is below it (same epoch,
+    /// serial order) was decided before the copy was made, so a slave
+    /// holding this copy refuses it as `Refusal::Stale` should it arrive
+    /// late. The executor sends it with the copy (`x-oio-batch-floor`).
     Dump {
         req: ReqId,
+        floor: u64,
     },
 }
 
@@ -406,7 +417,7 @@ pub enum ReplicateFailure {
 impl ReplicateFailure {
     /// The slave does not hold the write.
     pub fn missed(&self) -> bool {
-        !matches!(self, ReplicateFailure::Refused(r) if r.deposes_master())
+        !matches!(self, ReplicateFailure::Refused(r) if r.deposes_master() || *r == Refusal::Stale)
     }
 }
 

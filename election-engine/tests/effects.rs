@@ -1780,7 +1780,8 @@ fn sync_is_aborted_when_leaving_syncing_and_its_late_answer_ignored() {
             2_200,
             Input::Synced {
                 id: 8,
-                result: Ok(())
+                result: Ok(()),
+                floor: 0,
             }
         ),
         vec![]
@@ -1799,7 +1800,8 @@ fn a_completed_sync_returns_to_slave() {
             2_500,
             Input::Synced {
                 id: 8,
-                result: Ok(())
+                result: Ok(()),
+                floor: 0,
             }
         ),
         vec![
@@ -1817,7 +1819,8 @@ fn a_completed_sync_returns_to_slave() {
             2_600,
             Input::Synced {
                 id: 8,
-                result: Ok(())
+                result: Ok(()),
+                floor: 0,
             }
         ),
         vec![]
@@ -1870,6 +1873,7 @@ fn unknown_ids_are_ignored() {
         Input::Synced {
             id: 42,
             result: Ok(()),
+            floor: 0,
         },
         Input::WatchFired {
             watch: 42,
@@ -2791,7 +2795,14 @@ fn a_candidates_getvers_waits_for_the_batch_then_fences_the_master() {
                 base: a.clone(),
                 result: Ok(())
             },
-            store(13, &a, StoreOp::Dump { req: 201 }),
+            store(
+                13,
+                &a,
+                StoreOp::Dump {
+                    req: 201,
+                    floor: (17 << 32) | 14
+                }
+            ),
         ]
     );
     assert_eq!(fx.e.fence(&a), Some(20));
@@ -3147,4 +3158,59 @@ fn diverged_without_a_majority_fails_with_a_reason_and_backs_off() {
         assert!(t < 60_000, "never retried");
     }
     assert!(t >= 1_070 + 125, "retried at {t}");
+}
+
+/// A copy carries its master's batch floor: a REPLICATE of a batch decided
+/// before the copy (here one the master rolled back, arriving late at a
+/// slave it then resynced) is refused as stale, not applied on top of the
+/// copy; later batches apply. Found by the simulation (seed 10489).
+#[test]
+fn a_copy_refuses_batches_decided_before_it() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    fx.on(2_000, Input::SyncReq { base: a.clone() });
+    let floor = (12u64 << 32) | 50;
+    fx.on(
+        2_100,
+        Input::Synced {
+            id: 8,
+            result: Ok(()),
+            floor,
+        },
+    );
+    assert_eq!(fx.state(&a), State::Slave);
+    let batch = |req: ReqId, id: u64| {
+        let mut next = vector(6);
+        for v in next.values_mut() {
+            v.writer = (12 << 32) | id;
+        }
+        Input::Replicate {
+            req,
+            from: sid(B),
+            base: a.clone(),
+            epoch: 12,
+            prev: vector(5),
+            next,
+            ops: Arc::from(set("k")),
+        }
+    };
+    assert_eq!(
+        fx.on(2_200, batch(300, 49)),
+        vec![Effect::ReplicateDone {
+            req: 300,
+            result: Err(Refusal::Stale)
+        }]
+    );
+    let effects = fx.on(2_201, batch(301, 50));
+    assert!(
+        matches!(
+            effects[..],
+            [Effect::Store {
+                op: StoreOp::Apply { .. },
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
 }

@@ -665,13 +665,22 @@ async fn peer_dump(State(svc): Svc, Query(q): Query<DumpQuery>) -> Result<Respon
     // acknowledged, a write that then commits (found by the simulation,
     // seed 93).
     match svc.dump(&base).await {
-        Dumped::Copy(Ok(bytes)) => Ok((
+        Dumped::Copy(Ok(bytes), floor) => Ok((
             StatusCode::OK,
-            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "application/octet-stream".to_string(),
+                ),
+                (
+                    axum::http::HeaderName::from_static(crate::rpc::BATCH_FLOOR),
+                    floor.to_string(),
+                ),
+            ],
             bytes,
         )
             .into_response()),
-        Dumped::Copy(Err(e)) => Err(ApiError {
+        Dumped::Copy(Err(e), _) => Err(ApiError {
             code: 500,
             message: format!("dump failed: {e}"),
         }),
@@ -949,6 +958,10 @@ fn replicate_refusal(
         Refusal::Loading => (503, "base is still loading".into()),
         Refusal::Exiting => (503, "service exiting".into()),
         Refusal::StoreFailed => (500, "replica write failed".into()),
+        Refusal::Stale => (
+            409,
+            "stale: the batch was decided before the copy this replica holds".into(),
+        ),
     }
 }
 

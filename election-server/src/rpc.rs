@@ -129,6 +129,10 @@ pub struct PeerClient {
 
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 const MAX_DUMP_BYTES: usize = 1 << 30;
+/// The header of a copy that carries its batch floor (`StoreOp::Dump`):
+/// the slave refuses batches decided before the copy, should they arrive
+/// late.
+pub const BATCH_FLOOR: &str = "x-oio-batch-floor";
 
 impl PeerClient {
     /// `secret`: sent with every call (`x-election-secret`), marked sensitive.
@@ -203,6 +207,19 @@ impl PeerClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Vec<u8>, PeerError> {
+        self.exchange_with(peer, req, timeout, limit)
+            .await
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// [`Self::exchange`], with the answer's headers.
+    async fn exchange_with(
+        &self,
+        peer: &ServiceId,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), PeerError> {
         let mut req = req;
         if let Some(id) = crate::access::current() {
             req = req.header("x-oio-req-id", id);
@@ -213,6 +230,7 @@ impl PeerClient {
             .await
             .map_err(|e| self.classify(peer, timeout, e))?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = resp
             .bytes()
             .await
@@ -231,7 +249,7 @@ impl PeerClient {
                 detail: format!("answer too large ({} bytes)", bytes.len()),
             });
         }
-        Ok(bytes.to_vec())
+        Ok((bytes.to_vec(), headers))
     }
 
     async fn post_json<T: serde::Serialize, R: serde::de::DeserializeOwned>(
@@ -326,7 +344,7 @@ impl PeerClient {
         stype: &ServiceType,
         from: &ServiceId,
         timeout: Duration,
-    ) -> Result<Vec<u8>, PeerError> {
+    ) -> Result<(Vec<u8>, u64), PeerError> {
         let req = self
             .bulk
             .get(format!("http://{peer}/v1/peer/dump"))
@@ -335,7 +353,15 @@ impl PeerClient {
                 ("type", stype.as_str()),
                 ("from", from.as_str()),
             ]);
-        self.exchange(peer, req, timeout, MAX_DUMP_BYTES).await
+        let (bytes, headers) = self
+            .exchange_with(peer, req, timeout, MAX_DUMP_BYTES)
+            .await?;
+        // 0 from a master that sends none (an older version): no floor.
+        let floor = headers
+            .get(BATCH_FLOOR)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        Ok((bytes, floor))
     }
 }
 

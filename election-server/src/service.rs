@@ -103,11 +103,9 @@ enum Reply {
 #[derive(Debug)]
 pub enum Dumped {
     /// Only a master whose session holds its node gives one.
-    Refused {
-        state: State,
-        session_live: bool,
-    },
-    Copy(Result<Vec<u8>, StoreFailure>),
+    Refused { state: State, session_live: bool },
+    /// The copy, and the batch floor it fences (`StoreOp::Dump`).
+    Copy(Result<Vec<u8>, StoreFailure>, u64),
 }
 
 pub struct Service {
@@ -393,7 +391,7 @@ impl Service {
         let base = base.clone();
         let rx = self.ask(Reply::Dump, |req| Input::DumpReq { req, base });
         rx.await
-            .unwrap_or_else(|_| Dumped::Copy(Err(StoreFailure::Failed("copy dropped".into()))))
+            .unwrap_or_else(|_| Dumped::Copy(Err(StoreFailure::Failed("copy dropped".into())), 0))
     }
 
     /// Emergency read-only mode: the bases whose replicas may differ.
@@ -790,8 +788,10 @@ impl Service {
                         .rpc
                         .dump(&master, &base, &svc.stype, &svc.me, svc.cfg.sync_timeout)
                         .await;
+                    let mut floor = 0;
                     let result = match dumped {
-                        Ok(bytes) => {
+                        Ok((bytes, f)) => {
+                            floor = f;
                             let (svc2, k2) = (svc.clone(), key.clone());
                             match tokio::task::spawn_blocking(move || {
                                 svc2.store.restore(&k2, ticket, &bytes)
@@ -806,7 +806,7 @@ impl Service {
                         Err(e) => Err(e.to_string()),
                     };
                     svc.store.abort_restore(&key, ticket);
-                    svc.input(Input::Synced { id, result });
+                    svc.input(Input::Synced { id, result, floor });
                 });
                 shell.syncs.insert(id, (task, ticket));
             }
@@ -918,7 +918,7 @@ impl Service {
         let svc = self.clone();
         let when = i64::try_from(self.now().wall_ms).unwrap_or(0);
         let reply = match &op {
-            StoreOp::Dump { req } => match shell.replies.remove(req) {
+            StoreOp::Dump { req, .. } => match shell.replies.remove(req) {
                 Some(Reply::Dump(tx)) => Some(tx),
                 _ => None,
             },
@@ -927,14 +927,14 @@ impl Service {
         tokio::spawn(crate::access::inherit(async move {
             let svc2 = svc.clone();
             let run = tokio::task::spawn_blocking(move || match op {
-                StoreOp::Dump { .. } => {
+                StoreOp::Dump { floor, .. } => {
                     let copy = svc2.store.dump(&key).map_err(StoreFailure::from);
                     let result = match &copy {
                         Ok(_) => Ok(StoreOk::Dumped),
                         Err(e) => Err(e.clone()),
                     };
                     if let Some(tx) = reply {
-                        let _ = tx.send(Dumped::Copy(copy));
+                        let _ = tx.send(Dumped::Copy(copy, floor));
                     }
                     result
                 }

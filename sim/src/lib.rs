@@ -37,6 +37,10 @@ pub struct Options {
     /// Masters hand out copies under the base's write lock (the fix; off
     /// lets a slave restore a copy older than a write it acknowledged).
     pub dump_locked: bool,
+    /// A copy's batch floor makes its slave refuse batches decided before
+    /// it (the fix; off lets a late REPLICATE of a rolled-back batch land
+    /// on a replica just resynced).
+    pub copy_floor: bool,
     /// Versions carry the writing master's stamp, so two different writes at
     /// one counter compare as diverged (the fix; off compares counters only).
     pub stamps: bool,
@@ -79,6 +83,7 @@ impl Default for Options {
             faults: true,
             fence: true,
             dump_locked: true,
+            copy_floor: true,
             stamps: true,
             writers: true,
             wrap: false,

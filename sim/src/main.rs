@@ -11,7 +11,7 @@ use std::time::Instant;
 
 const USAGE: &str = "usage: election-sim [--seed N | --seeds A..B] [--jobs J] [--trace]
        [--services N] [--bases N] [--fault-ms MS] [--settle-ms MS] [--wrap]
-       [--no-fence | --no-dump-lock | --no-stamps | --no-writers]   (turn one fix off: the run must fail)
+       [--no-fence | --no-dump-lock | --no-copy-floor | --no-stamps | --no-writers]   (turn one fix off: the run must fail)
        [--mutate self-lowest]   (plant a bug: every candidate leads; one_master must fail)
        [--mutate no-retry]   (plant a bug: wanted elections wait for a request; convergence fails)
        [--no-operations]   (no SIGTERM, SIGINT, stop-writes, disk or directory errors, late loss notices)
@@ -62,6 +62,7 @@ fn main() {
             "--reaching" => reaching = Some(value("--reaching")),
             "--no-fence" => opts.fence = false,
             "--no-dump-lock" => opts.dump_locked = false,
+            "--no-copy-floor" => opts.copy_floor = false,
             "--no-stamps" => opts.stamps = false,
             "--no-writers" => opts.writers = false,
             "--wrap" => opts.wrap = true,

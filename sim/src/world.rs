@@ -259,7 +259,8 @@ enum Rpc {
 enum RpcAns {
     Version(ReplicaVersion),
     Refused,
-    Copy((Vec<u64>, Stamp)),
+    /// A base's writes and stamp, and the batch floor sent with them.
+    Copy((Vec<u64>, Stamp), u64),
     Applied,
     NotApplied(Refusal),
 }
@@ -524,6 +525,7 @@ impl World {
                 no_retry: opts.mutation == Some(Mutation::NoRetry),
                 no_fence: !opts.fence,
                 no_dump_lock: !opts.dump_locked,
+                no_copy_floor: !opts.copy_floor,
             },
         };
         let svcs: Vec<Svc> = (0..opts.services)
@@ -1040,7 +1042,12 @@ impl World {
             Effect::ReplicateDone { req, result } => {
                 let ans = match result {
                     Ok(()) => RpcAns::Applied,
-                    Err(refusal) => RpcAns::NotApplied(refusal),
+                    Err(refusal) => {
+                        if refusal == Refusal::Stale {
+                            self.stats.count("batch decided before the copy refused");
+                        }
+                        RpcAns::NotApplied(refusal)
+                    }
                 };
                 self.served_answer(s, req, ans);
             }
@@ -1090,7 +1097,7 @@ impl World {
                 if matches!(op, StoreOp::Commit) {
                     r.open = None;
                 }
-                if let StoreOp::Dump { req } = op {
+                if let StoreOp::Dump { req, .. } = op {
                     self.served_answer(s, req, RpcAns::Refused);
                 }
                 self.stats.count("store operation failed");
@@ -1149,13 +1156,13 @@ impl World {
                     )))
                 }
             }
-            StoreOp::Dump { req } => {
+            StoreOp::Dump { req, floor } => {
                 let (restoring, copy) = (r.restoring, (r.writes.clone(), r.stamp));
                 if restoring {
                     self.served_answer(s, req, RpcAns::Refused);
                     Err(StoreFailure::Restoring)
                 } else {
-                    self.served_answer(s, req, RpcAns::Copy(copy));
+                    self.served_answer(s, req, RpcAns::Copy(copy, floor));
                     Ok(StoreOk::Dumped)
                 }
             }
@@ -1723,8 +1730,10 @@ impl World {
                 }
                 let r = &mut self.svcs[s].replicas[base];
                 r.restoring = false;
+                let mut floor = 0;
                 let result = match ans {
-                    Some(RpcAns::Copy((writes, stamp))) => {
+                    Some(RpcAns::Copy((writes, stamp), f)) => {
+                        floor = f;
                         r.writes = writes;
                         r.stamp = stamp;
                         self.data_changed.insert(base);
@@ -1734,7 +1743,7 @@ impl World {
                     }
                     _ => Err("dump failed".into()),
                 };
-                self.input(s, Input::Synced { id, result });
+                self.input(s, Input::Synced { id, result, floor });
             }
             Call::Replicate { id } => {
                 let result = match ans {

@@ -576,6 +576,26 @@ async fn a_slave_that_missed_writes_converges() {
     assert_eq!(c.write(&base, &[("after", "1")], T).await.0, 200);
     let (_, version) = wait_replicas_equal(&c, &base, T).await;
     assert_eq!(version, "admin=1 properties=11");
+    // A copy names its batch floor: the master's node in the high 32 bits,
+    // so that the slave refuses batches decided before it.
+    let node = c.debug(&master, &base).await["local"]["id"]
+        .as_i64()
+        .expect("master node");
+    let copy = c
+        .http
+        .get(format!("http://{master}/v1/peer/dump"))
+        .query(&[("base", base.as_str()), ("type", "meta2"), ("from", &slave)])
+        .send()
+        .await
+        .expect("dump");
+    assert_eq!(copy.status(), 200);
+    let floor: u64 = copy
+        .headers()
+        .get("x-oio-batch-floor")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .expect("x-oio-batch-floor");
+    assert_eq!(floor >> 32, node as u64, "floor {floor:#x}");
+    assert!(floor & 0xFFFF_FFFF > 0, "floor {floor:#x}");
 }
 
 /// A propagation failure (forced: the slaves' acknowledgements are lost after

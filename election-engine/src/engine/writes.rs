@@ -645,6 +645,7 @@ impl Engine {
             return Err(Refusal::Exiting);
         }
         let no_fence = self.cfg.mutations.no_fence;
+        let no_copy_floor = self.cfg.mutations.no_copy_floor;
         let slot = self.slot_mut(i);
         let verdict = replica_verdict(
             slot.fsm.state(),
@@ -654,7 +655,9 @@ impl Engine {
             &w.from,
             w.epoch,
         );
+        let floor = if no_copy_floor { 0 } else { slot.copy_floor };
         match verdict {
+            ReplicaVerdict::Apply if decided_before(floor, w) => Err(Refusal::Stale),
             ReplicaVerdict::Apply => Ok(()),
             ReplicaVerdict::NotSettled(_) => {
                 // A master writes this base: it is wanted. Start it, or, if
@@ -796,7 +799,11 @@ impl Engine {
             return;
         }
         let id = self.pending(i, Pending::Store(StoreKind::Dump));
-        let base = self.slot_mut(i).base.clone();
+        let slot = self.slot_mut(i);
+        let base = slot.base.clone();
+        // No batch is in flight (the copy waits for it), and ids only grow:
+        // every batch below the next id is decided.
+        let floor = writer_stamp(slot.fsm.local_id().unwrap_or_default(), self.next_id + 1);
         let ops = self.ops_mut(i);
         if ops.busy.is_none() {
             ops.busy = Some(Busy::Dump);
@@ -804,9 +811,28 @@ impl Engine {
         self.effects.push_back(Effect::Store {
             id,
             base,
-            op: StoreOp::Dump { req },
+            op: StoreOp::Dump { req, floor },
         });
     }
+}
+
+/// Was the batch of `w` decided before the copy whose floor is `floor` was
+/// made? Only a batch of the same master epoch can tell: its id (the low
+/// 32 bits of its writer stamp, in serial order) is below the floor's.
+/// The batch's stamp is the writer of the tables it changes.
+fn decided_before(floor: u64, w: &ReplicaWrite) -> bool {
+    if floor == 0 {
+        return false;
+    }
+    let batch = w
+        .next
+        .iter()
+        .filter(|(table, v)| w.prev.get(*table) != Some(*v))
+        .map(|(_, v)| v.writer)
+        .next();
+    batch.is_some_and(|stamp| {
+        stamp >> 32 == floor >> 32 && ((stamp as u32).wrapping_sub(floor as u32) as i32) < 0
+    })
 }
 
 /// Who made a batch, unique by construction (issue 14, H2): the fencing
