@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: format, lints, unit tests, and the whole-system
 # tests against real ZooKeeper and real election-server processes.
-# Installs ZooKeeper (Debian package) when missing and running as root.
+# Installs ZooKeeper and promtool (Debian packages zookeeper, prometheus)
+# when missing and running as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,17 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "ZooKeeper (Debian package) for the whole-system tests"
 scripts/zk.sh install
+
+step "promtool (Debian package prometheus) for the alert rules' tests"
+if ! command -v promtool >/dev/null; then
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        echo "promtool is missing. Install Debian's package as root: apt-get update && apt-get install -y prometheus" >&2
+        exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
+    command -v promtool >/dev/null || { echo "prometheus installed but promtool is missing" >&2; exit 1; }
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1010,11 +1010,16 @@ async fn metrics(State(svc): Svc) -> Response {
         .iter()
         .map(|s| (s.as_str(), 0))
         .collect();
+    let now = svc.now().mono_ms;
+    let mut oldest: Option<u64> = None;
     svc.with_elections(|all| {
         for e in all {
             let name = e.fsm.state().as_str();
             if let Some(slot) = states.iter_mut().find(|(s, _)| *s == name) {
                 slot.1 += 1;
+            }
+            if let Some(since) = e.fsm.unstable_since() {
+                oldest = Some(oldest.map_or(since, |o| o.min(since)));
             }
         }
     });
@@ -1024,6 +1029,7 @@ async fn metrics(State(svc): Svc) -> Response {
         zk_reconnects: svc.zk.reconnects(),
         stop_writes: svc.guard.stopped().is_some(),
         read_only: svc.is_read_only(),
+        oldest_unsettled_s: oldest.map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0),
     });
     (
         StatusCode::OK,

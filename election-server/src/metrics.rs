@@ -66,6 +66,11 @@ pub struct Metrics {
     read_only: Gauge,
     pub http: Family<HttpLabels, Counter>,
     pub http_latency: Histograms<OpLabel>,
+    /// Peer calls sent and not answered yet (the peer client's gauge).
+    pub peer_calls: Gauge,
+    /// How long the oldest election that is neither final nor idle has been
+    /// so (0: none).
+    oldest_unsettled: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Serialises scrapes (the gauges are set, then encoded).
     scrape: Mutex<()>,
 }
@@ -90,6 +95,8 @@ impl Default for Metrics {
             read_only: Gauge::default(),
             http: Family::default(),
             http_latency: Family::new_with_constructor(latency),
+            peer_calls: Gauge::default(),
+            oldest_unsettled: Gauge::default(),
             registry: Registry::default(),
             scrape: Mutex::new(()),
         };
@@ -97,6 +104,16 @@ impl Default for Metrics {
             "elections",
             "Elections of this service, by state",
             m.elections.clone(),
+        );
+        registry.register(
+            "oldest_unsettled_seconds",
+            "Age of the oldest election that is neither MASTER, SLAVE nor idle (0: none): a base of this service without a settled master for that long",
+            m.oldest_unsettled.clone(),
+        );
+        registry.register(
+            "peer_calls_in_flight",
+            "Calls to peers (USE, GETVERS, REPLICATE, copies) sent and not answered yet",
+            m.peer_calls.clone(),
         );
         registry.register(
             "transitions",
@@ -184,6 +201,8 @@ pub struct Present<'a> {
     pub zk_reconnects: u64,
     pub stop_writes: bool,
     pub read_only: bool,
+    /// Seconds since the oldest unsettled election became so.
+    pub oldest_unsettled_s: f64,
 }
 
 impl Metrics {
@@ -254,6 +273,7 @@ impl Metrics {
         }
         self.stop_writes.set(i64::from(now.stop_writes));
         self.read_only.set(i64::from(now.read_only));
+        self.oldest_unsettled.set(now.oldest_unsettled_s);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!("cannot encode metrics: {e}");

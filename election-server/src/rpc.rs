@@ -125,6 +125,18 @@ pub struct PeerClient {
     /// write is sent, then its acknowledgement is dropped, as if the answer
     /// had been lost after the slave applied it.
     pub lose_acks: Arc<AtomicBool>,
+    /// Calls sent and not answered yet (`peer_calls_in_flight`).
+    pub in_flight: prometheus_client::metrics::gauge::Gauge,
+}
+
+/// Counts a call in flight for as long as it lives (answered, failed or
+/// dropped).
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -172,6 +184,7 @@ impl PeerClient {
             bulk,
             connect_timeout,
             lose_acks: Arc::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -220,6 +233,8 @@ impl PeerClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), PeerError> {
+        self.in_flight.inc();
+        let _counted = InFlight(self.in_flight.clone());
         let mut req = req;
         if let Some(id) = crate::access::current() {
             req = req.header("x-oio-req-id", id);

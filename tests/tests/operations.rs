@@ -711,3 +711,124 @@ async fn the_grace_never_outlasts_the_granted_session() {
     assert_eq!(zk["session_timeout_ms"], 4_000, "granted: {info}");
     assert_eq!(zk["disconnect_grace_ms"], 2_666, "two thirds of it: {info}");
 }
+
+/// Runs `promtool` (Debian's `prometheus` package, installed by
+/// `scripts/test.sh`); a missing promtool fails the test.
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool is missing ({e}): run scripts/test.sh, or apt-get install prometheus")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+/// The names a scrape can hold: each family's samples as Prometheus stores
+/// them (a counter's `_total`, a histogram's `_bucket`, `_sum`, `_count`).
+fn exported_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        } else if !line.starts_with('#') {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_string());
+        }
+    }
+    names
+}
+
+/// Every `election_*` name in `text`.
+fn metric_names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("election_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        if end > "election_".len() {
+            out.insert(tail[..end].to_string());
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// packaging/'s alert rules pass promtool's checks and unit tests (each
+/// alert fires from series like ours); every query of the Grafana dashboard
+/// parses; and every metric either names is one a live service exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_and_dashboard_use_live_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rules = root.join("packaging/prometheus/election-alerts.yml");
+    let tests = root.join("packaging/prometheus/election-alerts.test.yml");
+    let rules_path = rules.to_str().expect("utf-8");
+    assert!(promtool(&["check", "rules", rules_path]).contains("SUCCESS: 6 rules found"));
+    assert!(promtool(&["test", "rules", tests.to_str().expect("utf-8")]).contains("SUCCESS"));
+
+    // The dashboard's queries, as recording rules, so that promtool parses
+    // them ($instance as Grafana would expand "All").
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("packaging/grafana/election-server.json"))
+            .expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(|e| e.replace("$instance", ".*")))
+        .collect();
+    assert!(exprs.len() >= 16, "{} queries", exprs.len());
+    let dir = TempDir::new("dashboard-rules");
+    let as_rules = serde_json::json!({"groups": [{"name": "dashboard", "rules": exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| serde_json::json!({"record": format!("dashboard:query{i}"), "expr": e}))
+        .collect::<Vec<_>>()}]});
+    let path = dir.path().join("dashboard-rules.json");
+    std::fs::write(&path, as_rules.to_string()).expect("write");
+    promtool(&["check", "rules", path.to_str().expect("utf-8")]);
+
+    // A live service, after an election and a write.
+    let c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "alerts").await;
+    let master = c.wait_converged(&base, T).await.expect("converged");
+    assert_eq!(c.write(&base, &[("k", "v")], T).await.0, 200);
+    let text = c
+        .http
+        .get(format!("http://{master}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let live = exported_names(&text);
+    let mut used = metric_names_in(&std::fs::read_to_string(&rules).expect("rules"));
+    used.extend(exprs.iter().flat_map(|e| metric_names_in(e)));
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<&String> = used.iter().filter(|n| !live.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "named in packaging/ but not exported: {missing:?}\nexported: {live:?}"
+    );
+}
