@@ -148,7 +148,19 @@ pub enum ElectionCmd {
         no_rejoin: bool,
     },
     /// Merge the peers' transition logs into one timeline.
-    History(Target),
+    History {
+        #[command(flatten)]
+        target: Target,
+        /// Also draw it: one swimlane per peer coloured by state class
+        /// (master, slave, pending, failed, none), the time axis in ms from
+        /// the first transition, a mark per transition whose tooltip names
+        /// it. Written to FILE as SVG.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
+        /// The same picture in an HTML page, with the merged table under it.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
+    },
     /// Compare the base's peers with its election nodes in ZooKeeper.
     Check {
         #[command(flatten)]

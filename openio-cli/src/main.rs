@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod election;
 mod render;
+mod timeline;
 mod zkdir;
 
 use clap::Parser;
@@ -281,7 +282,7 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
         ElectionCmd::Ping(t) => ("ping", t),
         ElectionCmd::Status { target, .. } => ("status", target),
         ElectionCmd::Debug { target, .. }
-        | ElectionCmd::History(target)
+        | ElectionCmd::History { target, .. }
         | ElectionCmd::Check { target, .. } => ("debug", target),
         ElectionCmd::Leave(t) => ("leave", t),
         ElectionCmd::Sync(t) => ("sync", t),
@@ -330,9 +331,30 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
             }
             Ok(exit_for(&rows))
         }
-        ElectionCmd::History(_) => {
+        ElectionCmd::History { svg, html, .. } => {
             let rows = ctx.fan_out(&peers, "debug", req_id).await;
             let (cols, cells) = election::history_rows(&rows);
+            if svg.is_some() || html.is_some() {
+                let title = format!(
+                    "openio election history {} {}",
+                    target.service_type, target.reference
+                );
+                let lanes = election::history_lanes(&rows);
+                if let Some(path) = svg {
+                    std::fs::write(path, timeline::svg(&title, &lanes))
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                }
+                if let Some(path) = html {
+                    let table: Vec<[String; 3]> = cells
+                        .iter()
+                        .map(|r| {
+                            std::array::from_fn(|i| r.get(i).map(Cell::text).unwrap_or_default())
+                        })
+                        .collect();
+                    std::fs::write(path, timeline::html(&title, &lanes, &table))
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                }
+            }
             print(cli.format, &cols, &cells);
             for r in rows.iter().filter(|r| !r.answered()) {
                 eprintln!("{}: no history ({})", r.id, r.message);

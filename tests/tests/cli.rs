@@ -167,6 +167,62 @@ async fn healthy_table_long_view_leave_and_history() {
     let times: Vec<&String> = rows.iter().map(|r| &r[0]).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
 
+    // The same history as a picture: one lane per peer, one mark per
+    // transition of the merged table, each mark's tooltip naming it; and
+    // in a page with the table under it.
+    let dir = system_tests::TempDir::new("history-svg");
+    let (svg, page) = (dir.path().join("h.svg"), dir.path().join("h.html"));
+    let (svg_arg, page_arg) = (svg.to_str().expect("utf-8"), page.to_str().expect("utf-8"));
+    let drawn = c
+        .openio(&[
+            "-a",
+            "myaccount",
+            "election",
+            "history",
+            "meta2",
+            "FVE0",
+            "--svg",
+            svg_arg,
+            "--html",
+            page_arg,
+        ])
+        .await;
+    assert_eq!(drawn.code, 0, "{drawn:?}");
+    let rows = drawn.table();
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    let doc = roxmltree::Document::parse(&text).expect("the SVG is well-formed XML");
+    let lanes: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("lane"))
+        .collect();
+    let mut lane_peers: Vec<&str> = lanes
+        .iter()
+        .filter_map(|n| n.attribute("data-peer"))
+        .collect();
+    lane_peers.sort();
+    assert_eq!(
+        lane_peers,
+        sorted.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let tips: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("mark"))
+        .filter_map(|n| {
+            n.children()
+                .find(|c| c.has_tag_name("title"))?
+                .text()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(tips.len(), rows.len(), "one mark per transition:\n{text}");
+    assert!(
+        tips.iter()
+            .any(|t| t.ends_with("MASTER, LEAVE_REQ -> LEAVING")),
+        "{tips:?}"
+    );
+    let html = std::fs::read_to_string(&page).expect("page written");
+    assert!(html.contains("<svg") && html.contains("MASTER, LEAVE_REQ -&gt; LEAVING</td>"));
+
     let show = c
         .openio(&["-a", "myaccount", "container", "show", "FVE0"])
         .await;
