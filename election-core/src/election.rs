@@ -142,8 +142,10 @@ struct GetversRound {
 }
 
 /// The watch on our own node. Only a candidate sets one, beside its GETVERS
-/// round, and it leads only once the watch is set (OpenIO has every member
-/// set it before listing: one request and one watch more per follower).
+/// round, and it leads once the round succeeded and the watch was asked for
+/// (OpenIO has every member set it before listing: one request and one watch
+/// more per follower). See `take_mastership` for why the answer need not be
+/// awaited; a master whose watch fails steps down.
 ///
 /// Why a follower needs none: a follower never takes writes of its own, and
 /// its node matters to the others only as a place in the queue. If the node
@@ -456,8 +458,8 @@ impl Election {
     fn dispatch(&mut self, now: Now, event: Event, out: &mut Vec<Action>) -> Option<&'static str> {
         let name = event.name();
         // The watch on our node is set while the slaves are checked; its
-        // answer is recorded whatever the state, and only WATCHING waits
-        // for it.
+        // answer is recorded whatever the state. Only WATCHING waits for it;
+        // a master whose watch failed steps down (and comes back).
         if let Event::ExistsOk { op } | Event::ExistsKo { op, .. } = &event {
             if self.self_watch != SelfWatch::Pending(*op) {
                 return None;
@@ -467,10 +469,16 @@ impl Election {
                 _ => SelfWatch::None,
             };
             if self.state != State::Watching || self.pending_op != Some(*op) {
-                if let Event::ExistsKo { error, .. } = &event {
-                    self.last_error = Some(format!("exists on our node failed: {error}"));
+                let Event::ExistsKo { error, .. } = &event else {
+                    return None;
+                };
+                self.last_error = Some(format!("exists on our node failed: {error}"));
+                if self.state != State::Master {
+                    return None;
                 }
-                return None;
+                self.flags.rejoin = true;
+                self.enter(now, State::Leaving, out);
+                return Some(name);
             }
         }
         // Completions of operations we no longer wait for.
@@ -1133,13 +1141,17 @@ impl Election {
         op
     }
 
-    /// MASTER once our node is watched, WATCHING until then: a master must
-    /// hear at once that its node is gone.
+    /// MASTER once the watch on our node is set or asked for; WATCHING
+    /// (asking again) when asking failed. Waiting for the answer would add
+    /// nothing: ZooKeeper orders the EXISTS within our session, so a node
+    /// gone before it is processed is reported by its answer (LEFT_SELF),
+    /// and one gone after, by the watch. Either way the master learns
+    /// within one round trip, as it would from a notification in flight.
     fn take_mastership(&mut self, now: Now, out: &mut Vec<Action>) {
-        if self.self_watch == SelfWatch::Armed {
-            self.enter(now, State::Master, out);
-        } else {
+        if self.self_watch == SelfWatch::None {
             self.enter(now, State::Watching, out);
+        } else {
+            self.enter(now, State::Master, out);
         }
     }
 
@@ -1495,7 +1507,7 @@ impl Election {
                 );
                 debug_assert!(self.master.is_none(), "{s}: follows someone");
                 debug_assert!(
-                    s != State::Master || self.self_watch == SelfWatch::Armed,
+                    s != State::Master || self.self_watch != SelfWatch::None,
                     "{s}: our node is not watched"
                 );
             }

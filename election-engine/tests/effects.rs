@@ -442,31 +442,27 @@ fn cold_election_as_master() {
     );
 }
 
-/// The slaves agree before the watch on our node is set: WATCHING until the
-/// EXISTS answers, then MASTER. A failed EXISTS is sent again by WATCHING.
+/// The slaves agree before the watch on our node answers: MASTER at once
+/// (the EXISTS was asked for; its answer arms the watch silently). A failed
+/// EXISTS during the round is sent again by WATCHING, which leads once it
+/// is set; one that fails after MASTER makes the master step down.
 #[test]
-fn a_candidate_leads_only_once_its_node_is_watched() {
+fn a_candidate_leads_once_its_watch_is_asked_for() {
     let mut fx = Fx::new();
     let a = base_a();
     to_listing(&mut fx, &a, 17);
     let listing = vec![fx.child(&a, 17)];
     fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
     fx.on(1_050, getvers_equal(7));
-    // No USE naming us yet: our node is not watched.
-    assert_eq!(
-        fx.on(1_060, getvers_equal(8)),
-        vec![
-            Effect::Observe(Observation::Getvers("OK")),
-            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Watching),
-        ]
-    );
-    assert_eq!(fx.state(&a), State::Watching);
     let mut expected = fx.uses(&a, Some(17));
     expected.extend([
-        tr(&a, State::Watching, "EXISTS_OK", State::Master),
-        Effect::Observe(Observation::TimeToFinal { ms: 70 }),
+        Effect::Observe(Observation::Getvers("OK")),
+        tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Master),
+        Effect::Observe(Observation::TimeToFinal { ms: 60 }),
     ]);
-    assert_eq!(fx.on(1_070, zk(6, Ok(ZkOk::Stat(Some(S1.id))))), expected);
+    assert_eq!(fx.on(1_060, getvers_equal(8)), expected);
+    assert_eq!(fx.on(1_070, zk(6, Ok(ZkOk::Stat(Some(S1.id))))), vec![]);
+    assert_eq!(fx.state(&a), State::Master);
     // That watch is the master's self watch.
     let mut expected = fx.uses(&a, None);
     expected.extend([
@@ -483,6 +479,31 @@ fn a_candidate_leads_only_once_its_node_is_watched() {
             },
         ),
         expected
+    );
+
+    // MASTER, then the EXISTS fails: the master steps down (its node
+    // deleted), and will come back.
+    let mut fx = Fx::new();
+    to_listing(&mut fx, &a, 17);
+    let listing = vec![fx.child(&a, 17)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    fx.on(1_050, getvers_equal(7));
+    fx.on(1_060, getvers_equal(8));
+    assert_eq!(fx.state(&a), State::Master);
+    let effects = fx.on(1_070, zk(6, Err(ZkFailure::Failed("no response".into()))));
+    assert!(
+        effects.contains(&tr(&a, State::Master, "EXISTS_KO", State::Leaving)),
+        "{effects:?}"
+    );
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Zk {
+                op: ZkOp::Delete { .. },
+                ..
+            }
+        )),
+        "{effects:?}"
     );
 
     // The EXISTS fails during the round: recorded silently; WATCHING sets
@@ -1132,23 +1153,19 @@ fn exists_finding_no_node_restarts_the_creation() {
     let listing = vec![fx.child(&a, 17)];
     fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
     assert_eq!(fx.state(&a), State::CheckingSlaves);
-    // The slaves agree before the watch on our node is set: WATCHING.
+    // The slaves agree before the watch on our node answers: MASTER.
     fx.on(1_050, getvers_equal(7));
-    assert_eq!(
-        fx.on(1_060, getvers_equal(8)),
-        vec![
-            Effect::Observe(Observation::Getvers("OK")),
-            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Watching),
-        ]
-    );
-    // Our node vanished before the watch was set: never MASTER, create
-    // again (USE is not due yet: the last one was 60 ms ago).
+    fx.on(1_060, getvers_equal(8));
+    assert_eq!(fx.state(&a), State::Master);
+    // Our node had vanished before the EXISTS was processed: its answer
+    // says so, and the master creates again (USE is not due yet: the last
+    // one, at CREATING, was 60 ms ago).
     assert_eq!(
         fx.on(1_070, zk(6, Ok(ZkOk::Stat(None)))),
         vec![
             zk_effect(9, fx.create_op(&a)),
             zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
-            tr(&a, State::Watching, "EXISTS_OK", State::Creating),
+            tr(&a, State::Master, "LEFT_SELF", State::Creating),
         ]
     );
     // The watch EXISTS left on the old node was never armed: its firing

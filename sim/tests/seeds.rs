@@ -91,8 +91,8 @@ fn each_fix_turned_off_fails() {
     // took 1 seed in 30,000 before). election-core's `version` tests keep the
     // rule: the same counter with another stamp compares as diverged.
     let cases: [(&str, u64, TurnOff); 4] = [
-        ("the slaves' fence", 770, |o| o.fence = false),
-        ("copies under the write lock", 716, |o| {
+        ("the slaves' fence", 2892, |o| o.fence = false),
+        ("copies under the write lock", 415, |o| {
             o.dump_locked = false
         }),
         // Found by the 20,000-seed sweep once only candidates watched their
@@ -134,7 +134,7 @@ fn pinned_seeds_hold_every_invariant() {
             "a notification overtook the answer that set its watch (model bug)",
         ),
         (
-            770,
+            2892,
             "master fenced",
             "the old master answered the candidate's GETVERS and went on writing",
         ),
@@ -155,16 +155,16 @@ fn pinned_seeds_hold_every_invariant() {
             out.stats.counts
         );
     }
-    // Seed 770 reaches the bug the fence closes: without it, it fails.
+    // Seed 2892 reaches the bug the fence closes: without it, it fails.
     let v = run(
-        770,
+        2892,
         &Options {
             fence: false,
             ..Options::default()
         },
     )
     .violation
-    .expect("without the fence, seed 770 should fail");
+    .expect("without the fence, seed 2892 should fail");
     assert_eq!(v.invariant, "master holds every acknowledged write", "{v}");
 }
 

@@ -1591,34 +1591,63 @@ fn candidate() -> (Election, OpId) {
     (e, watch)
 }
 
-/// FIX: only a candidate watches its own node, beside its GETVERS round; it
-/// leads once both are done, whichever ends first.
+/// FIX: only a candidate watches its own node, and it asks for the watch
+/// beside its GETVERS round; it leads once the round succeeded and the
+/// watch was asked for, whichever answer comes first.
 #[test]
-fn fix_a_candidate_leads_once_its_node_is_watched() {
+fn fix_a_candidate_leads_once_its_watch_is_asked_for() {
+    let round = |e: &mut Election| {
+        for p in ["ID1", "ID2"] {
+            let ev = gv(e, p, GetversOutcome::Ok);
+            e.handle(now(1_003), ev);
+        }
+    };
     // The watch first: MASTER as the round ends.
     let (mut e, watch) = candidate();
     assert!(e
         .handle(now(1_002), Event::ExistsOk { op: watch })
         .is_empty());
     assert_eq!(e.state, State::CheckingSlaves);
-    for p in ["ID1", "ID2"] {
-        let ev = gv(&e, p, GetversOutcome::Ok);
-        e.handle(now(1_003), ev);
-    }
+    round(&mut e);
     assert_eq!(e.state, State::Master);
+    assert_eq!(e.self_watch, SelfWatch::Armed);
 
-    // The round first: WATCHING until the watch is set.
+    // The round first: MASTER at once; the answer arms the watch silently.
     let (mut e, watch) = candidate();
-    for p in ["ID1", "ID2"] {
-        let ev = gv(&e, p, GetversOutcome::Ok);
-        e.handle(now(1_003), ev);
-    }
-    assert_eq!(e.state, State::Watching);
-    let actions = e.handle(now(1_004), Event::ExistsOk { op: watch });
+    round(&mut e);
     assert_eq!(e.state, State::Master);
-    assert_eq!(ops(&actions), ["USE(master)"]);
+    assert!(e
+        .handle(now(1_004), Event::ExistsOk { op: watch })
+        .is_empty());
+    assert_eq!(e.state, State::Master);
+    assert_eq!(e.self_watch, SelfWatch::Armed);
 
-    // The watch failed during the round: WATCHING sets it again.
+    // ... and if that answer says our node is gone: no mastership left.
+    let (mut e, watch) = candidate();
+    round(&mut e);
+    e.handle(now(1_004), left_self());
+    e.handle(now(1_004), Event::ExistsOk { op: watch });
+    assert_eq!(
+        e.state,
+        State::Creating,
+        "a master without its node restarts"
+    );
+
+    // ... and if it failed: the master steps down, and comes back.
+    let (mut e, watch) = candidate();
+    round(&mut e);
+    let actions = e.handle(
+        now(1_004),
+        Event::ExistsKo {
+            op: watch,
+            error: "no response".into(),
+        },
+    );
+    assert_eq!(e.state, State::Leaving);
+    assert_eq!(ops(&actions), ["DELETE(10)"]);
+    assert!(e.flags.rejoin);
+
+    // The watch failed during the round: WATCHING asks again, then leads.
     let (mut e, watch) = candidate();
     e.handle(
         now(1_002),
@@ -1627,10 +1656,7 @@ fn fix_a_candidate_leads_once_its_node_is_watched() {
             error: "connection lost".into(),
         },
     );
-    for p in ["ID1", "ID2"] {
-        let ev = gv(&e, p, GetversOutcome::Ok);
-        e.handle(now(1_003), ev);
-    }
+    round(&mut e);
     assert_eq!(e.state, State::Watching);
     let again = op_of(&e);
     assert_ne!(again, watch);
@@ -1641,9 +1667,6 @@ fn fix_a_candidate_leads_once_its_node_is_watched() {
     let (mut e, watch) = candidate();
     e.handle(now(1_002), left_self());
     e.handle(now(1_002), Event::ExistsOk { op: watch });
-    for p in ["ID1", "ID2"] {
-        let ev = gv(&e, p, GetversOutcome::Ok);
-        e.handle(now(1_003), ev);
-    }
+    round(&mut e);
     assert_eq!(e.state, State::Creating, "never MASTER without its node");
 }
