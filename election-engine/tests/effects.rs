@@ -285,6 +285,16 @@ fn to_listing(fx: &mut Fx, base: &BaseName, seq: Seq) {
     );
 }
 
+/// On a fresh engine, makes `base` a candidate with node 17, alone in its
+/// group: CHECKING_SLAVES at t=1040, its EXISTS (op 6, watch 5) and GETVERS
+/// (7, 8) unanswered.
+fn to_candidate(fx: &mut Fx, base: &BaseName) {
+    to_listing(fx, base, 17);
+    let listing = vec![fx.child(base, 17)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert_eq!(fx.state(base), State::CheckingSlaves);
+}
+
 /// On a fresh engine, elects `base` MASTER with node 17 (ids 2..=8: our
 /// self watch is 5, its Exists 6, answered at t=1045, the GETVERS 7 and 8);
 /// ends at t=1060.
@@ -450,9 +460,7 @@ fn cold_election_as_master() {
 fn a_candidate_leads_once_its_watch_is_asked_for() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    to_candidate(&mut fx, &a);
     fx.on(1_050, getvers_equal(7));
     let mut expected = fx.uses(&a, Some(17));
     expected.extend([
@@ -484,9 +492,7 @@ fn a_candidate_leads_once_its_watch_is_asked_for() {
     // MASTER, then the EXISTS fails: the master steps down (its node
     // deleted), and will come back.
     let mut fx = Fx::new();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    to_candidate(&mut fx, &a);
     fx.on(1_050, getvers_equal(7));
     fx.on(1_060, getvers_equal(8));
     assert_eq!(fx.state(&a), State::Master);
@@ -509,9 +515,7 @@ fn a_candidate_leads_once_its_watch_is_asked_for() {
     // The EXISTS fails during the round: recorded silently; WATCHING sets
     // the watch again (watch 9, op 10), and leads once it is set.
     let mut fx = Fx::new();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    to_candidate(&mut fx, &a);
     assert_eq!(
         fx.on(
             1_045,
@@ -1149,9 +1153,7 @@ fn a_self_watch_firing_without_deletion_changes_nothing() {
 fn exists_finding_no_node_restarts_the_creation() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    to_candidate(&mut fx, &a);
     assert_eq!(fx.state(&a), State::CheckingSlaves);
     // The slaves agree before the watch on our node answers: MASTER.
     fx.on(1_050, getvers_equal(7));
@@ -1190,9 +1192,7 @@ fn exists_finding_no_node_restarts_the_creation() {
 fn exists_finding_no_node_during_the_round_restarts_the_creation() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    to_candidate(&mut fx, &a);
     assert_eq!(fx.on(1_045, zk(6, Ok(ZkOk::Stat(None)))), vec![]);
     assert_eq!(fx.state(&a), State::CheckingSlaves);
     assert_eq!(
@@ -2228,9 +2228,7 @@ fn exit_leaves_every_election_and_starts_none() {
 fn rookie_unknown_versions_delay_the_candidacy() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    to_candidate(&mut fx, &a);
     assert!(fx.on(1_045, zk(6, Ok(ZkOk::Stat(Some(S1.id))))).is_empty());
 
     let loading = |id| Input::Getvers {
@@ -2423,9 +2421,7 @@ fn a_not_managed_base_is_not_retried() {
 fn stop_writes_reaches_a_candidacy_in_progress() {
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    let listing = vec![fx.child(&a, 17)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    to_candidate(&mut fx, &a);
     assert!(fx.on(1_042, zk(6, Ok(ZkOk::Stat(Some(S1.id))))).is_empty());
     assert_eq!(fx.state(&a), State::CheckingSlaves);
 

@@ -906,6 +906,18 @@ impl Cluster {
         }
     }
 
+    /// `/metrics` of one peer, as text (panics when it does not answer).
+    pub async fn metrics(&self, id: &str) -> String {
+        self.http
+            .get(format!("http://{id}/metrics"))
+            .send()
+            .await
+            .expect("scrape /metrics")
+            .text()
+            .await
+            .expect("/metrics text")
+    }
+
     /// `status` on every running peer, in parallel.
     pub async fn status_all(&self, base: &str, timeout: Duration) -> Vec<Answer> {
         let futs = self

@@ -1106,15 +1106,7 @@ async fn a_storm_reads_the_directory_in_shared_requests() {
     }
     let mut shared = 0.0;
     for id in &ids {
-        let text = c
-            .http
-            .get(format!("http://{id}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = c.metrics(id).await;
         let count = |op: &str| -> f64 {
             let want = format!("zookeeper_operation_seconds_count{{op=\"{op}\"}} ");
             text.lines()

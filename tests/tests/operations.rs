@@ -179,15 +179,7 @@ fn version_man_pages_and_completions() {
 
 /// Parses `/metrics` with a Prometheus text-format parser: name -> samples.
 async fn scrape(c: &Cluster, id: &str) -> BTreeMap<String, Vec<prometheus_parse::Sample>> {
-    let text = c
-        .http
-        .get(format!("http://{id}/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let text = c.metrics(id).await;
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
     let mut out: BTreeMap<String, Vec<prometheus_parse::Sample>> = BTreeMap::new();
@@ -813,16 +805,7 @@ async fn alert_rules_and_dashboard_use_live_metrics() {
     let base = c.create_container("acct", "alerts").await;
     let master = c.wait_converged(&base, T).await.expect("converged");
     assert_eq!(c.write(&base, &[("k", "v")], T).await.0, 200);
-    let text = c
-        .http
-        .get(format!("http://{master}/metrics"))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    let live = exported_names(&text);
+    let live = exported_names(&c.metrics(&master).await);
     let mut used = metric_names_in(&std::fs::read_to_string(&rules).expect("rules"));
     used.extend(exprs.iter().flat_map(|e| metric_names_in(e)));
     assert!(used.len() >= 15, "{used:?}");
