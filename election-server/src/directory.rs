@@ -87,12 +87,17 @@ struct Reads {
     waiting: VecDeque<(String, oneshot::Sender<Read>)>,
 }
 
-/// Gives a request slot back when its reader ends, even cancelled.
-struct Slot(Arc<Mutex<Reads>>);
+/// Gives a request slot back should its server be cancelled or panic. A
+/// server that ends normally gives it back itself, under the lock in which
+/// it saw nothing waiting: released any later, a read queued in between
+/// would find every slot taken and wait for the next read to be served.
+struct Slot(Option<Arc<Mutex<Reads>>>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        lock(&self.0).in_flight -= 1;
+        if let Some(reads) = &self.0 {
+            lock(reads).in_flight -= 1;
+        }
     }
 }
 
@@ -132,17 +137,20 @@ impl Directory {
 
     /// Sends what waits, one request at a time, until nothing does.
     async fn serve_reads(&self) {
-        let _slot = Slot(self.reads.clone());
+        let mut slot = Slot(Some(self.reads.clone()));
         loop {
             let batch: Vec<(String, oneshot::Sender<Read>)> = {
                 let mut reads = lock(&self.reads);
+                if reads.waiting.is_empty() {
+                    reads.in_flight -= 1;
+                    slot.0 = None;
+                    return;
+                }
                 let n = reads.waiting.len().min(READS_PER_REQUEST);
                 reads.waiting.drain(..n).collect()
             };
-            if batch.is_empty() {
-                return;
-            }
-            let results = self.read_now(batch.iter().map(|(p, _)| p.as_str())).await;
+            let paths: Vec<&str> = batch.iter().map(|(p, _)| p.as_str()).collect();
+            let results = self.read_now(&paths).await;
             for ((_, tx), result) in batch.into_iter().zip(results) {
                 let _ = tx.send(result);
             }
@@ -152,8 +160,7 @@ impl Directory {
     /// One request for every path: a get, or a multi-read. A multi-read
     /// the server refuses as a whole (too large a reply, say) is retried
     /// one path at a time.
-    async fn read_now<'a>(&self, paths: impl ExactSizeIterator<Item = &'a str>) -> Vec<Read> {
-        let paths: Vec<&str> = paths.collect();
+    async fn read_now(&self, paths: &[&str]) -> Vec<Read> {
         let c = match self.client() {
             Ok(c) => c,
             Err(_) => {
@@ -163,24 +170,19 @@ impl Directory {
                     .collect()
             }
         };
-        if let [path] = paths[..] {
+        if let [path] = paths {
             let got = self.metrics.timed("directory_get", c.get_data(path)).await;
             return vec![entry_data(got.map(|(data, _)| data))];
         }
         let mut multi = c.new_multi_reader();
-        let mut invalid = Vec::new();
-        for (i, path) in paths.iter().enumerate() {
-            if let Err(e) = multi.add_get_data(path) {
-                invalid.push((i, e));
-            }
-        }
-        let got = match invalid.is_empty() {
-            true => {
+        // A path the client refuses is retried alone below, with its error.
+        let got = match paths.iter().try_for_each(|p| multi.add_get_data(p)) {
+            Ok(()) => {
                 self.metrics
                     .timed("directory_multi_get", multi.commit())
                     .await
             }
-            false => Err(zk::Error::BadArguments(&"invalid path")),
+            Err(e) => Err(e),
         };
         match got {
             Ok(results) if results.len() == paths.len() => results
@@ -204,7 +206,7 @@ impl Directory {
             }
             _ => {
                 let mut out = Vec::with_capacity(paths.len());
-                for path in paths {
+                for path in paths.iter().copied() {
                     let got = self.metrics.timed("directory_get", c.get_data(path)).await;
                     out.push(entry_data(got.map(|(data, _)| data)));
                 }

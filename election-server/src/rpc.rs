@@ -126,12 +126,19 @@ pub struct PeerClient {
     /// had been lost after the slave applied it.
     pub lose_acks: Arc<AtomicBool>,
     /// Calls sent and not answered yet (`peer_calls_in_flight`).
-    pub in_flight: prometheus_client::metrics::gauge::Gauge,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Counts a call in flight for as long as it lives (answered, failed or
 /// dropped).
 struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn start(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -149,10 +156,12 @@ pub const BATCH_FLOOR: &str = "x-oio-batch-floor";
 impl PeerClient {
     /// `secret`: sent with every call (`x-election-secret`), marked sensitive.
     /// `http2`: one HTTP/2 connection per peer (h2c), else HTTP/1.1.
+    /// `in_flight`: the gauge of calls not answered yet.
     pub fn new(
         connect_timeout: Duration,
         secret: Option<&election_client::Secret>,
         http2: bool,
+        in_flight: prometheus_client::metrics::gauge::Gauge,
     ) -> Self {
         let builder = || {
             reqwest::Client::builder()
@@ -184,7 +193,7 @@ impl PeerClient {
             bulk,
             connect_timeout,
             lose_acks: Arc::default(),
-            in_flight: Default::default(),
+            in_flight,
         }
     }
 
@@ -220,21 +229,21 @@ impl PeerClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Vec<u8>, PeerError> {
-        self.exchange_with(peer, req, timeout, limit)
+        self.exchange_with(peer, req, timeout, limit, None)
             .await
             .map(|(bytes, _)| bytes)
     }
 
-    /// [`Self::exchange`], with the answer's headers.
+    /// [`Self::exchange`], with the answer's `header` when asked for.
     async fn exchange_with(
         &self,
         peer: &ServiceId,
         req: reqwest::RequestBuilder,
         timeout: Duration,
         limit: usize,
-    ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), PeerError> {
-        self.in_flight.inc();
-        let _counted = InFlight(self.in_flight.clone());
+        header: Option<&str>,
+    ) -> Result<(Vec<u8>, Option<reqwest::header::HeaderValue>), PeerError> {
+        let _counted = InFlight::start(&self.in_flight);
         let mut req = req;
         if let Some(id) = crate::access::current() {
             req = req.header("x-oio-req-id", id);
@@ -245,7 +254,7 @@ impl PeerClient {
             .await
             .map_err(|e| self.classify(peer, timeout, e))?;
         let status = resp.status();
-        let headers = resp.headers().clone();
+        let value = header.and_then(|h| resp.headers().get(h).cloned());
         let bytes = resp
             .bytes()
             .await
@@ -264,7 +273,7 @@ impl PeerClient {
                 detail: format!("answer too large ({} bytes)", bytes.len()),
             });
         }
-        Ok((bytes.to_vec(), headers))
+        Ok((bytes.to_vec(), value))
     }
 
     async fn post_json<T: serde::Serialize, R: serde::de::DeserializeOwned>(
@@ -368,12 +377,11 @@ impl PeerClient {
                 ("type", stype.as_str()),
                 ("from", from.as_str()),
             ]);
-        let (bytes, headers) = self
-            .exchange_with(peer, req, timeout, MAX_DUMP_BYTES)
+        let (bytes, floor) = self
+            .exchange_with(peer, req, timeout, MAX_DUMP_BYTES, Some(BATCH_FLOOR))
             .await?;
         // 0 from a master that sends none (an older version): no floor.
-        let floor = headers
-            .get(BATCH_FLOOR)
+        let floor = floor
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
         Ok((bytes, floor))

@@ -193,8 +193,12 @@ impl Service {
         let layout = ZkLayout::new(ns);
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let directory = Directory::new(zk.clone(), layout.clone(), metrics.clone());
-        let mut rpc = PeerClient::new(Duration::from_secs(1), cfg.secret.as_ref(), cfg.peer_http2);
-        rpc.in_flight = metrics.peer_calls.clone();
+        let rpc = PeerClient::new(
+            Duration::from_secs(1),
+            cfg.secret.as_ref(),
+            cfg.peer_http2,
+            metrics.peer_calls.clone(),
+        );
         let engine = Engine::new(
             EngineConfig {
                 election: cfg.election.clone(),

@@ -642,10 +642,6 @@ impl World {
         self.opts.session_timeout_ms * MS
     }
 
-    fn grace(&self) -> u64 {
-        self.timeout() / 2
-    }
-
     fn in_fault_window(&self) -> bool {
         self.opts.faults && self.now < self.faults_until
     }
@@ -1612,16 +1608,6 @@ impl World {
                 self.input(s, Input::SessionRestored);
             }
         }
-    }
-
-    /// `session_live` of the write path: our node's session, usable.
-    pub fn session_live(&self, s: usize, bound_epoch: u64) -> bool {
-        let c = &self.svcs[s].client;
-        c.epoch == bound_epoch
-            && match c.link {
-                Link::Connected => true,
-                Link::Disconnected { since } => self.now - since < self.grace(),
-            }
     }
 
     // ----- peer RPC -----

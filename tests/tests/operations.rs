@@ -461,16 +461,7 @@ async fn shared_secret_protects_peer_and_admin_routes() {
     // Never in logs, metrics, debug output or --print-config.
     let mut seen = c.logs();
     for id in &ids {
-        seen.push_str(
-            &c.http
-                .get(format!("http://{id}/metrics"))
-                .send()
-                .await
-                .expect("m")
-                .text()
-                .await
-                .expect("t"),
-        );
+        seen.push_str(&c.metrics(id).await);
         seen.push_str(&c.debug(id, &base).await.to_string());
         seen.push_str(&c.info_text(id).await);
     }
