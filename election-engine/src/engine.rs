@@ -390,6 +390,17 @@ impl Engine {
         self.slots.iter().flatten().map(|b| &**b)
     }
 
+    /// The elections from slot `from` on, each with its slot: a cursor to
+    /// page through them in several short borrows. An election created or
+    /// forgotten between two pages may be missed or seen twice.
+    pub fn elections_from(&self, from: usize) -> impl Iterator<Item = (usize, &Slot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(from)
+            .filter_map(|(i, s)| s.as_deref().map(|s| (i, s)))
+    }
+
     /// Elections that are members (neither NONE nor FAILED).
     pub fn members(&self) -> usize {
         self.elections()

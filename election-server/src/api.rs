@@ -251,33 +251,88 @@ async fn info(
 }
 
 /// Every election of this service, one line each (for scripts and tests).
+/// Elections listed per page of the streamed `/v1/elections`: the engine's
+/// lock is held while one page is copied, never across the whole list.
+const ELECTIONS_PAGE: usize = 1024;
+
+/// Every election of this service, for `openio election report`: one
+/// JSON document, streamed a page at a time, so that 100,000 elections
+/// take bounded memory. The service's own state (read-only, stop-writes,
+/// ZooKeeper) comes first; an election created or forgotten while the
+/// list streams may be missed or listed twice.
 async fn elections(State(svc): Svc) -> Response {
-    // Copied out under the lock, rendered after it.
-    let lines: Vec<_> = svc.with_elections(|all| {
-        all.map(|s| {
-            let fsm = &s.fsm;
-            let ids = (fsm.local_id(), fsm.master_id());
-            (
-                s.base.clone(),
-                fsm.state(),
-                fsm.master().cloned(),
-                ids,
-                s.bound_epoch,
-            )
-        })
-        .collect()
+    let view = svc.zk.view();
+    let readonly: Vec<BaseName> = svc.readonly().into_iter().map(|d| d.base).collect();
+    let mut head = serde_json::to_vec(&json!({
+        "id": svc.me,
+        "type": svc.stype,
+        "readonly": readonly,
+        "stop_writes": svc.guard.stopped(),
+        "zk_state": view.link.as_str(),
+        "zk_session": format!("0x{:x}", view.session_id),
+    }))
+    .expect("json");
+    head.pop(); // the closing brace: the list follows
+    head.extend_from_slice(b",\"elections\":[");
+    let first = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(head) });
+    let pages = futures::stream::unfold(Some((svc, 0usize, false)), |cursor| async move {
+        let (svc, from, mut listed) = cursor?;
+        let (chunk, next) = elections_page(&svc, from, &mut listed);
+        Some((Ok(chunk), next.map(|n| (svc, n, listed))))
     });
-    let list: Vec<Value> = lines
-        .into_iter()
-        .map(|(base, state, master, (local_id, master_id), epoch)| {
-            json!({
-                "base": base, "state": state.as_str(), "master": master,
-                "local_id": local_id, "master_id": master_id,
-                "epoch": epoch, "session_live": session_live(&svc, epoch),
-            })
-        })
-        .collect();
-    Json(json!({"id": svc.me, "elections": list})).into_response()
+    let body = axum::body::Body::from_stream(futures::StreamExt::chain(first, pages));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// One page of `/v1/elections` from slot `from` (its JSON, a comma before
+/// every entry but the document's first: `listed` says whether one was
+/// written), and where the next one starts; the last page closes the
+/// document.
+fn elections_page(svc: &Service, from: usize, listed: &mut bool) -> (Vec<u8>, Option<usize>) {
+    let now = svc.now();
+    let mut next = None;
+    let rows: Vec<_> = svc.with_elections_from(from, |all| {
+        let mut rows = Vec::with_capacity(ELECTIONS_PAGE);
+        for (i, s) in all {
+            if rows.len() == ELECTIONS_PAGE {
+                next = Some(i);
+                break;
+            }
+            let fsm = &s.fsm;
+            let state = fsm.state();
+            rows.push((
+                s.base.clone(),
+                state,
+                fsm.master().cloned(),
+                (fsm.local_id(), fsm.master_id()),
+                s.bound_epoch,
+                now.mono_ms.saturating_sub(fsm.entered_mono()),
+                (!state.is_final() && state != election_core::State::None).then(|| fsm.reason(now)),
+            ));
+        }
+        rows
+    });
+    let mut out = Vec::with_capacity(rows.len() * 200 + 2);
+    for (base, state, master, (local_id, master_id), epoch, since_ms, reason) in rows {
+        if std::mem::replace(listed, true) {
+            out.push(b',');
+        }
+        let entry = json!({
+            "base": base, "state": state.as_str(), "master": master,
+            "local_id": local_id, "master_id": master_id,
+            "epoch": epoch, "session_live": session_live(svc, epoch),
+            "since_ms": since_ms, "reason": reason,
+        });
+        serde_json::to_writer(&mut out, &entry).expect("json");
+    }
+    if next.is_none() {
+        out.extend_from_slice(b"]}");
+    }
+    (out, next)
 }
 
 async fn ping(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {

@@ -454,6 +454,17 @@ impl Service {
         f(&mut all)
     }
 
+    /// `with_elections` from slot `from` on (`Engine::elections_from`).
+    pub fn with_elections_from<R>(
+        &self,
+        from: usize,
+        f: impl FnOnce(&mut dyn Iterator<Item = (usize, &election_engine::Slot)>) -> R,
+    ) -> R {
+        let shell = lock(&self.shell);
+        let mut all = shell.engine.elections_from(from);
+        f(&mut all)
+    }
+
     /// Election counts per class, for `/info` (PEERING counts as pending).
     pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
         let mut out: std::collections::BTreeMap<&'static str, usize> =

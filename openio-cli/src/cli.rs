@@ -76,6 +76,62 @@ pub enum Command {
     },
 }
 
+/// What can be wrong with a base (`--finding` takes these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Finding {
+    /// No peer that answered claims MASTER, and the election is not young.
+    NoMaster,
+    /// More than one peer claims MASTER.
+    MultiMaster,
+    /// Peers name different masters.
+    Disagree,
+    /// A peer's election is FAILED.
+    Failed,
+    /// A peer's election has been pending longer than `--pending`.
+    Pending,
+    /// A peer runs no election, or its node is not in ZooKeeper, while
+    /// another peer runs it.
+    MissingNode,
+    /// An election node that no peer holds as its current node.
+    RogueNode,
+    /// A peer is in emergency read-only mode.
+    ReadOnly,
+    /// A peer stopped writes (low disk or memory).
+    StopWrites,
+    /// A peer is not registered, or did not answer.
+    PeerDown,
+}
+
+impl Finding {
+    pub const ALL: [Finding; 10] = [
+        Finding::NoMaster,
+        Finding::MultiMaster,
+        Finding::Disagree,
+        Finding::Failed,
+        Finding::Pending,
+        Finding::MissingNode,
+        Finding::RogueNode,
+        Finding::ReadOnly,
+        Finding::StopWrites,
+        Finding::PeerDown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finding::NoMaster => "no-master",
+            Finding::MultiMaster => "multi-master",
+            Finding::Disagree => "disagree",
+            Finding::Failed => "failed",
+            Finding::Pending => "pending",
+            Finding::MissingNode => "missing-node",
+            Finding::RogueNode => "rogue-node",
+            Finding::ReadOnly => "read-only",
+            Finding::StopWrites => "stop-writes",
+            Finding::PeerDown => "peer-down",
+        }
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// Service type (meta2, ...).
@@ -160,6 +216,32 @@ pub enum ElectionCmd {
         /// The same picture in an HTML page, with the merged table under it.
         #[arg(long, value_name = "FILE")]
         html: Option<std::path::PathBuf>,
+    },
+    /// The namespace's health: which bases of the type are unhealthy, and
+    /// why. Reads the directory, the election nodes and every service's
+    /// list of elections, each once and in bulk (never per base). Prints a
+    /// summary line, then a table of the bases with findings and the
+    /// command to look closer. Exit 0 when healthy, 1 on findings, 2 on
+    /// error. Start every incident here.
+    Report {
+        /// Service type (meta2, ...).
+        service_type: String,
+        /// List every base, healthy ones included.
+        #[arg(long)]
+        all: bool,
+        /// Only bases with a peer among these services (repeatable).
+        #[arg(long = "service-id")]
+        service_ids: Vec<String>,
+        /// Only bases with this finding (repeatable).
+        #[arg(long = "finding", value_enum)]
+        findings: Vec<Finding>,
+        /// Seconds an election may stay pending (or without a master)
+        /// before it is a finding: younger ones are elections under way.
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+        pending: f64,
+        /// Services asked at once for their elections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
     /// Compare the base's peers with its election nodes in ZooKeeper.
     Check {

@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod election;
 mod render;
+mod report;
 mod timeline;
 mod zkdir;
 
@@ -262,6 +263,27 @@ async fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> {
     let req_id = cli.request_id.as_deref();
     let (route, target) = match cmd {
+        ElectionCmd::Report {
+            service_type,
+            all,
+            service_ids,
+            findings,
+            pending,
+            concurrency,
+        } => {
+            return report::run(
+                cli,
+                report::Ask {
+                    stype: service_type,
+                    all: *all,
+                    service_ids,
+                    findings,
+                    pending: *pending,
+                    concurrency: *concurrency,
+                },
+            )
+            .await
+        }
         ElectionCmd::Balance {
             service_type,
             service_ids,

@@ -8,6 +8,12 @@ use serde_json::Value;
 use std::time::Duration;
 use zookeeper_client as zk;
 
+/// Reads per multi-read request in bulk reads: a directory entry is a
+/// few hundred bytes, so a reply stays far below ZooKeeper's 1 MB.
+pub const BULK_OPS: usize = 256;
+/// Bulk multi-reads in flight at once on the one session.
+pub const BULK_IN_FLIGHT: usize = 8;
+
 pub struct Zk {
     client: zk::Client,
     hosts: String,
@@ -35,7 +41,11 @@ impl Zk {
             .connect(hosts);
         let client = tokio::time::timeout(timeout, connect)
             .await
-            .map_err(|_| anyhow::anyhow!("ZooKeeper {hosts} did not answer within {timeout:?}"))?
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "ZooKeeper {hosts} did not answer within {timeout:?}: check --zookeeper (or OIO_ZOOKEEPER) and that ZooKeeper runs"
+                )
+            })?
             .map_err(|e| {
                 anyhow::anyhow!("cannot reach ZooKeeper {hosts}: {e} (check --zookeeper)")
             })?;
@@ -202,6 +212,137 @@ impl Zk {
             Ok(()) => Ok(()),
             Err(e) => anyhow::bail!("{e}"),
         }
+    }
+
+    /// The children of every path (`None`: no such node), read with
+    /// multi-reads: [`BULK_OPS`] paths per request, [`BULK_IN_FLIGHT`]
+    /// requests at once. `done` counts the paths answered.
+    pub async fn bulk_children(
+        &self,
+        paths: &[String],
+        done: &(dyn Fn(usize) + Sync),
+    ) -> anyhow::Result<Vec<Option<Vec<String>>>> {
+        let got = self.bulk(paths, true, done).await?;
+        Ok(got
+            .into_iter()
+            .map(|r| match r {
+                Some(zk::MultiReadResult::Children { children }) => Some(children),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The data of every path (`None`: no such node), as [`Zk::bulk_children`].
+    pub async fn bulk_data(
+        &self,
+        paths: &[String],
+        done: &(dyn Fn(usize) + Sync),
+    ) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+        let got = self.bulk(paths, false, done).await?;
+        Ok(got
+            .into_iter()
+            .map(|r| match r {
+                Some(zk::MultiReadResult::Data { data, .. }) => Some(data),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn bulk(
+        &self,
+        paths: &[String],
+        children: bool,
+        done: &(dyn Fn(usize) + Sync),
+    ) -> anyhow::Result<Vec<Option<zk::MultiReadResult>>> {
+        use futures::StreamExt;
+        let chunks: Vec<Vec<Option<zk::MultiReadResult>>> =
+            futures::stream::iter(paths.chunks(BULK_OPS))
+                .map(|chunk| async move {
+                    let got = self.multi_read(chunk, children).await;
+                    done(chunk.len());
+                    got
+                })
+                .buffered(BULK_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// One multi-read; a request refused as a whole (a reply too large,
+    /// say) is split in two and tried again.
+    fn multi_read<'a>(
+        &'a self,
+        paths: &'a [String],
+        children: bool,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<Vec<Option<zk::MultiReadResult>>>> {
+        Box::pin(async move {
+            let mut multi = self.client.new_multi_reader();
+            for p in paths {
+                if children {
+                    multi.add_get_children(p)?;
+                } else {
+                    multi.add_get_data(p)?;
+                }
+            }
+            match self.bounded("a multi-read", multi.commit()).await? {
+                Ok(results) if results.len() == paths.len() => results
+                    .into_iter()
+                    .zip(paths)
+                    .map(|(r, p)| match r {
+                        zk::MultiReadResult::Error {
+                            err: zk::Error::NoNode,
+                        } => Ok(None),
+                        zk::MultiReadResult::Error { err } => anyhow::bail!("reading {p}: {err}"),
+                        r => Ok(Some(r)),
+                    })
+                    .collect(),
+                Ok(results) => anyhow::bail!(
+                    "ZooKeeper answered {} reads for {} asked",
+                    results.len(),
+                    paths.len()
+                ),
+                Err(e) if paths.len() == 1 => anyhow::bail!("reading {}: {e}", paths[0]),
+                Err(zk::Error::ConnectionLoss | zk::Error::SessionExpired) => {
+                    anyhow::bail!("ZooKeeper {}: connection lost", self.hosts)
+                }
+                Err(_) => {
+                    let (a, b) = paths.split_at(paths.len() / 2);
+                    let mut out = self.multi_read(a, children).await?;
+                    out.extend(self.multi_read(b, children).await?);
+                    Ok(out)
+                }
+            }
+        })
+    }
+
+    /// Every node `levels` below `root` (the leaves of a hashed tree),
+    /// listed level by level in bulk.
+    pub async fn tree_leaves(
+        &self,
+        root: &str,
+        levels: usize,
+        done: &(dyn Fn(usize) + Sync),
+    ) -> anyhow::Result<Vec<String>> {
+        let mut level = vec![root.to_string()];
+        for _ in 0..levels {
+            let children = self.bulk_children(&level, done).await?;
+            level = level
+                .iter()
+                .zip(children)
+                .flat_map(|(dir, c)| {
+                    let mut c = c.unwrap_or_default();
+                    c.sort();
+                    c.into_iter().map(move |name| format!("{dir}/{name}"))
+                })
+                .collect();
+        }
+        Ok(level)
+    }
+
+    pub fn layout(&self) -> &ZkLayout {
+        &self.layout
     }
 
     /// Closes the session so that nothing lingers.
