@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: format, lints, unit tests, and the whole-system
 # tests against real ZooKeeper and real election-server processes.
-# Installs ZooKeeper and promtool (Debian packages zookeeper, prometheus)
-# when missing and running as root.
+# Installs ZooKeeper, promtool and Chromium (Debian packages zookeeper,
+# prometheus, chromium) when missing and running as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,15 +11,21 @@ step() { printf '\n==> %s\n' "$*"; }
 step "ZooKeeper (Debian package) for the whole-system tests"
 scripts/zk.sh install
 
-step "promtool (Debian package prometheus) for the alert rules' tests"
-if ! command -v promtool >/dev/null; then
+# Debian packages the tests use besides ZooKeeper: promtool (package
+# prometheus) for the alert rules, chromium for the dashboard page.
+need=()
+command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
+if ((${#need[@]})); then
+    step "Debian packages for the tests: ${need[*]}"
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-        echo "promtool is missing. Install Debian's package as root: apt-get update && apt-get install -y prometheus" >&2
+        echo "missing: ${need[*]}. Install Debian's packages as root: apt-get update && apt-get install -y ${need[*]}" >&2
         exit 1
     fi
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
     command -v promtool >/dev/null || { echo "prometheus installed but promtool is missing" >&2; exit 1; }
+    command -v chromium >/dev/null || { echo "chromium installed but not on PATH" >&2; exit 1; }
 fi
 
 step "cargo fmt --check"

@@ -4,10 +4,12 @@
 //! - [`fan_out`] asks every peer in parallel and keeps one row per peer,
 //!   transport failures included (OpenIO's codes 2, 5, 7, 10);
 //! - [`to_base`] sends one request to the base, following the 303 answers of
-//!   slaves to the master, so that the caller never sees a redirect.
+//!   slaves to the master, so that the caller never sees a redirect;
+//! - [`timeline`] draws a base's merged transition logs as SVG.
 
 mod fanout;
 mod master;
+pub mod timeline;
 
 pub use fanout::{fan_out, fan_out_path, Row};
 pub use master::{to_base, Answer, NoPeerAnswered};

@@ -24,6 +24,7 @@ type Svc = State<Arc<Service>>;
 
 pub fn router(svc: Arc<Service>) -> Router {
     Router::new()
+        .route("/", get(crate::dashboard::page))
         .route("/v1/ping", get(|| async { "OK" }))
         .route("/info", get(info))
         .route("/v1/elections", get(elections))

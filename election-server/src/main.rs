@@ -10,6 +10,7 @@ mod api;
 mod cli;
 mod client;
 mod config;
+mod dashboard;
 mod directory;
 mod guard;
 mod metrics;

@@ -228,13 +228,7 @@ pub fn humanize(body: &Value) -> Value {
     out
 }
 
-fn split_entry(s: &str) -> Option<(i64, &str, &str, &str)> {
-    let parts: Vec<&str> = s.splitn(4, ':').collect();
-    let [ms, pre, event, post] = parts[..] else {
-        return None;
-    };
-    Some((ms.parse().ok()?, pre, event, post))
-}
+use election_client::timeline::split_entry;
 
 fn local_time(ms: i64) -> Option<String> {
     let t = chrono::DateTime::from_timestamp_millis(ms)?;
@@ -279,35 +273,6 @@ pub fn history_rows(rows: &[Row]) -> (Vec<&'static str>, Vec<Vec<Cell>>) {
         })
         .collect();
     (vec!["Time", "Id", "Transition"], cells)
-}
-
-/// `history --svg`: each peer's lane, its log oldest first (a peer that did
-/// not answer gets an empty lane saying why).
-pub fn history_lanes(rows: &[Row]) -> Vec<crate::timeline::Lane> {
-    rows.iter()
-        .map(|r| {
-            let marks = r.answer["body"]["log"]
-                .as_array()
-                .map(|log| {
-                    log.iter()
-                        .rev()
-                        .filter_map(|e| e.as_str().and_then(split_entry))
-                        .map(|(ms, pre, event, post)| crate::timeline::Mark {
-                            ms,
-                            pre: pre.into(),
-                            event: event.into(),
-                            post: post.into(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            crate::timeline::Lane {
-                peer: r.id.clone(),
-                marks,
-                missing: (!r.answered()).then(|| r.message.clone()),
-            }
-        })
-        .collect()
 }
 
 /// What `check` concluded about one node.

@@ -16,7 +16,6 @@ mod config;
 mod election;
 mod render;
 mod report;
-mod timeline;
 mod zkdir;
 
 use clap::Parser;
@@ -361,9 +360,9 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
                     "openio election history {} {}",
                     target.service_type, target.reference
                 );
-                let lanes = election::history_lanes(&rows);
+                let lanes = election_client::timeline::lanes(&rows);
                 if let Some(path) = svg {
-                    std::fs::write(path, timeline::svg(&title, &lanes))
+                    std::fs::write(path, election_client::timeline::svg(&title, &lanes))
                         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
                 }
                 if let Some(path) = html {
@@ -373,8 +372,11 @@ async fn run_election(cli: &Cli, cmd: &ElectionCmd) -> anyhow::Result<ExitCode> 
                             std::array::from_fn(|i| r.get(i).map(Cell::text).unwrap_or_default())
                         })
                         .collect();
-                    std::fs::write(path, timeline::html(&title, &lanes, &table))
-                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                    std::fs::write(
+                        path,
+                        election_client::timeline::html(&title, &lanes, &table),
+                    )
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
                 }
             }
             print(cli.format, &cols, &cells);

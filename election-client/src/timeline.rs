@@ -1,11 +1,50 @@
-//! `openio election history --svg/--html`: one base's merged transition
-//! logs as a picture. One swimlane per peer, coloured by the class of the
+//! One base's merged transition logs as a picture, for `openio election
+//! history --svg/--html` and the services' dashboard page. One swimlane per peer, coloured by the class of the
 //! state it was in (master, slave, pending, failed, none); the time axis is
 //! in ms from the first transition; every transition is a mark whose
 //! tooltip (`<title>`) names it. Written by hand: a few element kinds, and
 //! every piece of text goes through [`esc`].
 
+use crate::Row;
 use std::fmt::Write;
+
+/// A log entry `<ms>:<PRE>:<EVENT>:<POST>`, split.
+pub fn split_entry(s: &str) -> Option<(i64, &str, &str, &str)> {
+    let parts: Vec<&str> = s.splitn(4, ':').collect();
+    let [ms, pre, event, post] = parts[..] else {
+        return None;
+    };
+    Some((ms.parse().ok()?, pre, event, post))
+}
+
+/// Each peer's lane from the rows of a `debug` fan-out, its log oldest
+/// first (a peer that did not answer gets an empty lane saying why).
+pub fn lanes(rows: &[Row]) -> Vec<Lane> {
+    rows.iter()
+        .map(|r| {
+            let marks = r.answer["body"]["log"]
+                .as_array()
+                .map(|log| {
+                    log.iter()
+                        .rev()
+                        .filter_map(|e| e.as_str().and_then(split_entry))
+                        .map(|(ms, pre, event, post)| Mark {
+                            ms,
+                            pre: pre.into(),
+                            event: event.into(),
+                            post: post.into(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Lane {
+                peer: r.id.clone(),
+                marks,
+                missing: (!r.answered()).then(|| r.message.clone()),
+            }
+        })
+        .collect()
+}
 
 /// One transition of one peer's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
