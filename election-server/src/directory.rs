@@ -404,6 +404,52 @@ impl Directory {
     /// `/hc/ns/<NS>/acct/<type>/<hex(account)>/<hex(reference)>`: the
     /// per-account index used by `container list` (hex keeps any name a
     /// valid node name).
+    /// The references of an account's containers, sorted (`None`: the
+    /// account has none, or never had).
+    pub async fn account_references(
+        &self,
+        stype: &ServiceType,
+        account: &str,
+    ) -> Result<Option<Vec<String>>, DirectoryError> {
+        let c = self.client()?;
+        let names = match c
+            .list_children(&self.index_path(stype, account, None))
+            .await
+        {
+            Ok(n) => n,
+            Err(zk::Error::NoNode) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut refs: Vec<String> = names.iter().filter_map(|n| unhex(n)).collect();
+        refs.sort();
+        Ok(Some(refs))
+    }
+
+    /// When each reference's index entry was written (ms since the epoch;
+    /// `None`: gone meanwhile), read 128 to a request.
+    pub async fn index_mtimes(
+        &self,
+        stype: &ServiceType,
+        account: &str,
+        refs: &[String],
+    ) -> Result<Vec<Option<i64>>, DirectoryError> {
+        let c = self.client()?;
+        let mut out = Vec::with_capacity(refs.len());
+        for chunk in refs.chunks(128) {
+            let mut multi = c.new_multi_reader();
+            for r in chunk {
+                multi.add_get_data(&self.index_path(stype, account, Some(r)))?;
+            }
+            for got in multi.commit().await? {
+                out.push(match got {
+                    zk::MultiReadResult::Data { stat, .. } => Some(stat.mtime),
+                    _ => None,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn index_path(&self, stype: &ServiceType, account: &str, reference: Option<&str>) -> String {
         let mut p = format!("{}/acct/{stype}/{}", self.layout.ns_root(), hex(account));
         if let Some(r) = reference {
@@ -468,6 +514,18 @@ fn entry_data(got: Result<Vec<u8>, zk::Error>) -> Read {
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The name `hex` made, decoded (`None`: not one of ours).
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// A non-zero id that no earlier creation of `base` drew (64 random bits).

@@ -7,7 +7,11 @@
 //!   unreachable ones included with OpenIO's transport codes;
 //! - `POST /v3.0/{NS}/container/{create,create_many,set_properties,
 //!   get_properties,destroy}`: a write reaching a slave is forwarded to the
-//!   master here, so the caller never sees an HTTP redirect.
+//!   master here, so the caller never sees an HTTP redirect;
+//! - the account service's `GET /v1.0/account/containers` (`openio
+//!   container list`), from the directory's per-account index, and
+//!   `GET /v3.0/{NS}/lb/choose?type=account`, which names this service:
+//!   `account=<any service>` in sds.conf, or no account at all, works.
 //!
 //! The wire rules come from hands-on runs of the real CLI
 //! (reference/oio-proxy-compat.md): replies carry exactly
@@ -21,7 +25,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use election_client::Target;
 use election_core::names::{BaseName, ContainerId, ServiceId, ServiceType};
@@ -40,6 +44,8 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/v3.0/{ns}/container/set_properties", post(set_properties))
         .route("/v3.0/{ns}/container/get_properties", post(get_properties))
         .route("/v3.0/{ns}/container/destroy", post(destroy))
+        .route("/v3.0/{ns}/lb/choose", get(lb_choose))
+        .route("/v1.0/account/containers", get(account_containers))
 }
 
 /// What the proxy answers to a path it does not serve.
@@ -665,4 +671,126 @@ mod tests {
         );
         assert!(props_body(b"[1").is_err());
     }
+}
+
+// ---------------- the account service's routes ----------------
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct LbQuery {
+    #[serde(rename = "type")]
+    service_type: Option<String>,
+}
+
+/// `GET /v3.0/{NS}/lb/choose?type=account&size=1`: the CLI's way to find
+/// an account service when sds.conf names none. Every service is one.
+async fn lb_choose(
+    State(svc): Svc,
+    Path(ns): Path<String>,
+    Query(q): Query<LbQuery>,
+) -> Result<Response, OioError> {
+    check_ns(&svc, &ns)?;
+    match q.service_type.as_deref() {
+        Some("account") => Ok(json_reply(
+            200,
+            &json!([{"addr": svc.me, "id": svc.me, "score": 100, "tags": {}}]),
+        )),
+        other => Err(OioError::new(
+            453,
+            format!(
+                "Service type not managed: {:?} (this service only chooses the account service)",
+                other.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct AccountQuery {
+    id: Option<String>,
+    limit: Option<String>,
+    marker: Option<String>,
+    end_marker: Option<String>,
+    prefix: Option<String>,
+}
+
+/// Containers listed per page, by default and at most (the account
+/// service's own figures).
+const LISTING_DEFAULT: usize = 1_000;
+const LISTING_MAX: usize = 10_000;
+
+/// `GET /v1.0/account/containers?id=<account>`: the account's containers
+/// (`openio container list`), after `marker`, before `end_marker`, starting
+/// with `prefix`, `limit` of them; `truncated` and `next_marker` say there
+/// are more. Bases hold properties, not objects: counts and bytes are 0.
+async fn account_containers(
+    State(svc): Svc,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, Response> {
+    let account =
+        q.id.filter(|a| !a.is_empty())
+            .ok_or_else(|| account_error(400, "Missing Account ID (id=...)".into()))?;
+    let limit = match q.limit.as_deref() {
+        None | Some("") => LISTING_DEFAULT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| account_error(400, format!("Invalid limit {l:?}: a positive number")))?
+            .min(LISTING_MAX),
+    };
+    let refs = svc
+        .directory
+        .account_references(&svc.stype, &account)
+        .await
+        .map_err(|e| account_error(503, format!("directory unavailable: {e}")))?
+        .ok_or_else(|| account_error(404, format!("Account not found: {account}")))?;
+    let total = refs.len();
+    let prefix = q.prefix.unwrap_or_default();
+    let mut page: Vec<String> = refs
+        .into_iter()
+        .filter(|r| r.starts_with(&prefix))
+        .filter(|r| {
+            q.marker
+                .as_deref()
+                .is_none_or(|m| m.is_empty() || r.as_str() > m)
+        })
+        .filter(|r| {
+            q.end_marker
+                .as_deref()
+                .is_none_or(|m| m.is_empty() || r.as_str() < m)
+        })
+        .take(limit + 1)
+        .collect();
+    let truncated = page.len() > limit;
+    page.truncate(limit);
+    let mtimes = svc
+        .directory
+        .index_mtimes(&svc.stype, &account, &page)
+        .await
+        .map_err(|e| account_error(503, format!("directory unavailable: {e}")))?;
+    let listing: Vec<Value> = page
+        .iter()
+        .zip(&mtimes)
+        .filter_map(|(r, m)| m.map(|m| json!([r, 0, 0, 0, m as f64 / 1e3])))
+        .collect();
+    let secs = |m: Option<&i64>| m.map_or(0.0, |m| *m as f64 / 1e3);
+    let (oldest, newest) = (
+        secs(mtimes.iter().flatten().min()),
+        secs(mtimes.iter().flatten().max()),
+    );
+    let mut body = json!({
+        "id": account, "listing": listing, "truncated": truncated,
+        "containers": total, "objects": 0, "bytes": 0, "buckets": 0, "shards": 0,
+        "ctime": oldest, "mtime": newest, "metadata": {}, "regions": {},
+    });
+    if truncated {
+        body["next_marker"] = json!(page.last());
+    }
+    Ok(json_reply(200, &body))
+}
+
+/// An error as the account service sends it: the HTTP status, and the
+/// same in the JSON body.
+fn account_error(http: u16, message: String) -> Response {
+    json_reply(http, &json!({"status": http, "message": message}))
 }

@@ -693,3 +693,134 @@ async fn a_dead_peer_and_a_failed_election_through_the_proxy() {
         "{line}"
     );
 }
+
+/// `GET http://<service><path>` as the real client sends it to the account
+/// service (`X-No-Cache: 1`); status and JSON (exact content type only).
+async fn account_get(c: &Cluster, service: &str, path: &str) -> (u16, Option<Value>) {
+    let resp = c
+        .http
+        .get(format!("http://{service}{path}"))
+        .header("Accept-Encoding", "identity")
+        .header("User-Agent", "python-urllib3/1.26.20")
+        .header("X-No-Cache", "1")
+        .send()
+        .await
+        .expect("the service answers");
+    let http = resp.status().as_u16();
+    let json =
+        resp.headers().get("content-type").map(|v| v.as_bytes()) == Some(b"application/json");
+    let raw = resp.text().await.expect("body");
+    (
+        http,
+        json.then(|| serde_json::from_str(&raw).expect("decodable JSON")),
+    )
+}
+
+fn names(listing: &Value) -> Vec<String> {
+    listing["listing"]
+        .as_array()
+        .expect("listing")
+        .iter()
+        .map(|row| {
+            let row = row.as_array().expect("a row is a list");
+            assert_eq!(
+                row.len(),
+                5,
+                "[name, objects, bytes, is_prefix, mtime]: {row:?}"
+            );
+            assert_eq!(row[3], 0, "not a prefix");
+            assert!(row[4].as_f64().expect("mtime in float seconds") > 1.6e9);
+            row[0].as_str().expect("name").to_string()
+        })
+        .collect()
+}
+
+/// `openio container list`: the account service is found through
+/// `lb/choose` (or named by `account=` in sds.conf: any service), and
+/// lists the account's containers from the directory's index, paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_list_through_the_account_routes() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    let ids = c.ids();
+    for (acct, reference) in [
+        ("myaccount", "zeta"),
+        ("myaccount", "FVE0"),
+        ("myaccount", "b-2"),
+        ("myaccount", "FVE1"),
+        ("other", "FVE0"),
+    ] {
+        let r = oio(
+            &c,
+            &ids[0],
+            &format!("container/create?acct={acct}&ref={reference}"),
+            Some(r#"{"properties": {}, "system": {}}"#),
+            30.0,
+        )
+        .await;
+        assert_eq!(r.http, 201, "{r:?}");
+    }
+    // The load balancer names an account service: the one asked.
+    let resp = c
+        .http
+        .get(format!(
+            "http://{}/v3.0/OPENIO/lb/choose?type=account&size=1",
+            ids[1]
+        ))
+        .send()
+        .await
+        .expect("lb");
+    assert_eq!(resp.status().as_u16(), 200);
+    let chosen: Value = resp.json().await.expect("json");
+    assert_eq!(chosen[0]["addr"], ids[1].as_str(), "{chosen}");
+
+    let (http, all) = account_get(&c, &ids[2], "/v1.0/account/containers?id=myaccount").await;
+    assert_eq!(http, 200);
+    let all = all.expect("application/json");
+    assert_eq!(names(&all), ["FVE0", "FVE1", "b-2", "zeta"], "{all}");
+    assert_eq!(
+        (all["containers"].as_u64(), all["truncated"].as_bool()),
+        (Some(4), Some(false))
+    );
+    let (_, page) = account_get(&c, &ids[0], "/v1.0/account/containers?id=myaccount&limit=2").await;
+    let page = page.expect("json");
+    assert_eq!(names(&page), ["FVE0", "FVE1"]);
+    assert_eq!(
+        (page["truncated"].as_bool(), page["next_marker"].as_str()),
+        (Some(true), Some("FVE1"))
+    );
+    let (_, next) = account_get(
+        &c,
+        &ids[0],
+        "/v1.0/account/containers?id=myaccount&limit=2&marker=FVE1",
+    )
+    .await;
+    assert_eq!(names(&next.expect("json")), ["b-2", "zeta"]);
+    let (_, pre) = account_get(
+        &c,
+        &ids[0],
+        "/v1.0/account/containers?id=myaccount&prefix=FVE",
+    )
+    .await;
+    assert_eq!(names(&pre.expect("json")), ["FVE0", "FVE1"]);
+    let (_, end) = account_get(
+        &c,
+        &ids[0],
+        "/v1.0/account/containers?id=myaccount&end_marker=b",
+    )
+    .await;
+    assert_eq!(names(&end.expect("json")), ["FVE0", "FVE1"]);
+    let (_, other) = account_get(&c, &ids[0], "/v1.0/account/containers?id=other").await;
+    assert_eq!(names(&other.expect("json")), ["FVE0"]);
+
+    let (http, body) = account_get(&c, &ids[0], "/v1.0/account/containers?id=nobody").await;
+    assert_eq!(http, 404);
+    let message = body.expect("json")["message"]
+        .as_str()
+        .expect("message")
+        .to_string();
+    assert!(message.contains("Account not found"), "{message}");
+    let (http, _) = account_get(&c, &ids[0], "/v1.0/account/containers").await;
+    assert_eq!(http, 400);
+    let (http, _) = account_get(&c, &ids[0], "/v1.0/account/containers?id=myaccount&limit=x").await;
+    assert_eq!(http, 400);
+}
