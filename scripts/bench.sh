@@ -3,7 +3,8 @@
 # BENCHMARKS.md. Options go to the bench program: --quick for a short run,
 # --bases N, --failovers N, --writes N, --scale N, --scale-also N (e.g. 100000,
 # with ZK_HEAP=1g for the test ZooKeeper),
-# --replicas N, --no-peers (skip the kazoo and Curator baselines).
+# --replicas N, --no-peers (skip the kazoo and Curator baselines), --only-scale (the
+# scale, recovery and report rows alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/zk.sh install

@@ -222,6 +222,7 @@ async fn report_finds_each_problem_and_only_them() {
 
     // The table, the filters.
     let run = c.openio(&report).await;
+    eprintln!("$ openio {}\n{}", report.join(" "), run.stdout);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains("openio election check meta2"),

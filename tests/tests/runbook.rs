@@ -129,6 +129,12 @@ async fn every_runbook_command_runs_in_its_incident() {
     );
 
     // 2. Watching.
+    let run = rb.ok("openio election report meta2", &master);
+    assert!(
+        run.stdout
+            .starts_with("meta2: 1 bases (1 running an election), 1 healthy, 0 with findings"),
+        "{run:?}"
+    );
     let run = rb.ok("openio election status meta2 FVE0 --long", &master);
     assert!(run.stdout.contains("Verdict"), "{run:?}");
     let run = rb.ok("openio admin info <ID>", &master);
@@ -138,6 +144,12 @@ async fn every_runbook_command_runs_in_its_incident() {
     let others: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
     c.service_mut(&others[0]).kill9();
     c.service_mut(&others[1]).kill9();
+    let run = rb.run("openio election report meta2 --finding peer-down", &master);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&base) && run.stdout.contains("peer-down"),
+        "{run:?}"
+    );
     let run = rb.run("openio election status meta2 FVE0 --long", &master);
     assert_eq!(run.code, 1, "some peers did not answer: {run:?}");
     assert!(run.stdout.contains("Connection refused"), "{run:?}");
@@ -202,6 +214,12 @@ async fn every_runbook_command_runs_in_its_incident() {
     let (code, message) = c.write_to(&master, &base, &[("b", "2")], T).await;
     assert_eq!(code, 503, "{message}");
     fault(&c, &master, "lose_acks", false).await;
+    let run = rb.run("openio election report meta2 --finding read-only", &master);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&base) && run.stdout.contains("read-only"),
+        "{run:?}"
+    );
     let run = rb.ok("openio admin info <ID>", &master);
     assert!(run.stdout.contains("emergency_read_only_mode:1"), "{run:?}");
     assert!(
@@ -230,6 +248,15 @@ async fn every_runbook_command_runs_in_its_incident() {
 
     // 5. Stop-writes on the master: it hands the mastership over.
     fault(&c, &master, "low_disk", true).await;
+    let run = rb.run(
+        "openio election report meta2 --finding stop-writes",
+        &master,
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&base) && run.stdout.contains("stop-writes"),
+        "{run:?}"
+    );
     let run = rb.ok("openio admin info <ID>", &master);
     assert!(run.stdout.contains("stop_writes:1"), "{run:?}");
     assert!(c.service(&master).log_text().contains("STOP-WRITES:"));
@@ -328,6 +355,15 @@ async fn every_runbook_command_runs_in_its_incident() {
         "each copy with its writer's epoch: {run:?}"
     );
     rb.run("openio election debug meta2 FVE0 --human", &s);
+    let started = Instant::now();
+    loop {
+        let run = rb.run("openio election report meta2 --finding no-master", &s);
+        if run.code == 1 && run.stdout.contains(&base) {
+            break;
+        }
+        assert!(started.elapsed() < 3 * T, "never reported: {run:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Keep M's copy (the newer epoch): set S's aside.
     let run = rb.ok("openio election set-aside meta2 FVE0 --service-id <ID>", &s);
     assert!(run.stdout.contains("set-aside"), "{run:?}");

@@ -23,6 +23,8 @@ struct Args {
     /// A second, larger scale run (e.g. 100,000), off by default.
     scale_also: Option<usize>,
     replicas: usize,
+    /// Only the scale runs (and their recovery and report rows).
+    only_scale: bool,
 }
 
 fn args() -> Args {
@@ -35,6 +37,7 @@ fn args() -> Args {
         peers: true,
         scale_also: None,
         replicas: 2_000,
+        only_scale: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +55,7 @@ fn args() -> Args {
             "--no-peers" => a.peers = false,
             "--scale-also" => a.scale_also = Some(num("--scale-also")),
             "--replicas" => a.replicas = num("--replicas"),
+            "--only-scale" => a.only_scale = true,
             "--quick" => {
                 a.bases = 100;
                 a.failovers = 30;
@@ -60,7 +64,7 @@ fn args() -> Args {
                 a.replicas = 300;
             }
             "-h" | "--help" => {
-                println!("bench [--quick] [--bases N] [--failovers N] [--writes N] [--scale N] [--scale-also N]\n      [--replicas N] [--no-peers] [--out BENCHMARKS.md]");
+                println!("bench [--quick] [--bases N] [--failovers N] [--writes N] [--scale N] [--scale-also N]\n      [--replicas N] [--no-peers] [--only-scale] [--out BENCHMARKS.md]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other} (see --help)"),
@@ -602,6 +606,50 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
     let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
 }
 
+/// `openio election report` over every base of the settled cluster (the
+/// table, as an operator runs it), and each service's bulk list alone.
+async fn fleet_report(c: &Cluster, n: usize, r: &mut Report) {
+    let mut lists = Vec::new();
+    for id in c.ids() {
+        let t = Instant::now();
+        let body = c
+            .http
+            .get(format!("http://{id}/v1/elections"))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("/v1/elections")
+            .bytes()
+            .await
+            .expect("/v1/elections body");
+        let took = t.elapsed();
+        let doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let listed = doc["elections"].as_array().map_or(0, Vec::len);
+        assert!(listed >= n, "{id} listed {listed} elections of {n}");
+        lists.push(format!(
+            "{:.2} s ({:.1} MB)",
+            took.as_secs_f64(),
+            body.len() as f64 / 1e6
+        ));
+    }
+    let t = Instant::now();
+    let run = c
+        .openio(&["election", "report", "meta2", "--pending", "30"])
+        .await;
+    let took = t.elapsed();
+    let summary = run.stdout.lines().next().unwrap_or_default().to_string();
+    assert!(run.code == 0 || run.code == 1, "report failed: {run:?}");
+    r.add(
+        &format!("`openio election report` over {n} bases"),
+        format!("{:.2} s", took.as_secs_f64()),
+        format!(
+            "the CLI's wall time (exit {}), \"{summary}\"; each service's streamed `/v1/elections` alone: {}",
+            run.code,
+            lists.join(", ")
+        ),
+    );
+}
+
 /// Makes persistent directories: their parents one by one, then the
 /// directories themselves, 64 at a time (at most 65,536 of them).
 async fn mkdirs(client: &zk::Client, dirs: &std::collections::BTreeSet<&str>) {
@@ -869,18 +917,9 @@ async fn main() {
     let mut c = Cluster::start_with_tick(3, opts, 250);
 
     let (rtt, zk_rate) = zk_reference(&c, &mut r).await;
-    let mut bases = Vec::new();
-    for i in 0..a.bases.max(a.failovers) {
-        bases.push(c.create_container("bench", &format!("b{i}")).await);
+    if !a.only_scale {
+        latencies(&mut c, &a, &mut r, rtt).await;
     }
-    let elect = cold_elections(&c, &bases[..a.bases], &mut r, rtt).await;
-    let leave = leave_failovers(&c, &bases[..a.failovers], &mut r).await;
-    if a.peers {
-        peer_baselines(&c, &mut r, elect, leave);
-    }
-    writes(&c, &bases[0], a.writes, &mut r).await;
-    cli_wall_time(&c, &mut r).await;
-    crash_failovers(&mut c, &bases[1], 5, &mut r).await;
     drop(c);
     // Scale on a fresh cluster with the production session timeout (10 s):
     // with 2 s, 30,000 elections on 2 shared cores can starve a session.
@@ -895,6 +934,7 @@ async fn main() {
     );
     scale(&c, a.scale, zk_rate, &mut r).await;
     recovery(&mut c, a.scale, &mut r).await;
+    fleet_report(&c, a.scale, &mut r).await;
     drop(c);
     if let Some(n) = a.scale_also {
         eprintln!("bench: scale with {n} bases on a fresh cluster");
@@ -908,9 +948,32 @@ async fn main() {
         );
         scale(&c, n, zk_rate, &mut r).await;
         recovery(&mut c, n, &mut r).await;
+        fleet_report(&c, n, &mut r).await;
     }
-    replica_memory(a.replicas, &mut r).await;
+    if !a.only_scale {
+        replica_memory(a.replicas, &mut r).await;
+    }
+    write_report(&a, &r);
+}
 
+/// The latency and write rows, on the first cluster.
+async fn latencies(c: &mut Cluster, a: &Args, r: &mut Report, rtt: Duration) {
+    let mut bases = Vec::new();
+    for i in 0..a.bases.max(a.failovers) {
+        bases.push(c.create_container("bench", &format!("b{i}")).await);
+    }
+    let elect = cold_elections(c, &bases[..a.bases], r, rtt).await;
+    let leave = leave_failovers(c, &bases[..a.failovers], r).await;
+    if a.peers {
+        peer_baselines(c, r, elect, leave);
+    }
+    writes(c, &bases[0], a.writes, r).await;
+    cli_wall_time(c, r).await;
+    crash_failovers(c, &bases[1], 5, r).await;
+}
+
+/// BENCHMARKS.md (or stdout), from the rows.
+fn write_report(a: &Args, r: &Report) {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(md, "Measured by `scripts/bench.sh` (release build, `cargo run --release -p system-tests --bin bench -- {}`)", std::env::args().skip(1).collect::<Vec<_>>().join(" "));
@@ -935,8 +998,8 @@ async fn main() {
     let _ = writeln!(md, "100,000-base run.");
     let _ = writeln!(md, "\nWhere the time and the memory go, for the targets missed above: [docs/PROFILES.md](docs/PROFILES.md).");
     println!("{md}");
-    if let Some(out) = a.out {
-        std::fs::write(&out, md).expect("write the report");
+    if let Some(out) = &a.out {
+        std::fs::write(out, md).expect("write the report");
         eprintln!("bench: wrote {out}");
     }
 }
