@@ -31,6 +31,9 @@ pub struct EngineConfig {
     /// At most this many elections between NONE and a final state at once;
     /// the others wait in NONE, their deadlines not yet running.
     pub max_in_flight: usize,
+    /// At most this many client writes wait over all the bases (each base
+    /// also holds at most `MAX_QUEUED_WRITES`): beyond, a clear refusal.
+    pub max_queued_writes: usize,
     /// Faults planted on purpose, for the simulation's mutation tests only:
     /// nothing in the server's configuration can set them.
     #[doc(hidden)]
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             expire_none_ms: 600_000,
             grace_ms: 5_000,
             max_in_flight: 1_000,
+            max_queued_writes: 8_192,
             mutations: Mutations::default(),
         }
     }
@@ -265,6 +269,8 @@ pub struct Engine {
     in_flight: usize,
     urgent: VecDeque<(u32, u64)>,
     background: VecDeque<(u32, u64)>,
+    /// Client writes waiting in every base's queue (not yet in a batch).
+    queued_writes: usize,
     /// Nodes of ours whose deletion failed, waiting to be deleted again,
     /// and those being deleted (rare: a leave during a ZooKeeper outage).
     leftovers: Vec<Leftover>,
@@ -315,6 +321,7 @@ impl Engine {
             exiting: false,
             in_flight: 0,
             urgent: VecDeque::new(),
+            queued_writes: 0,
             background: VecDeque::new(),
             leftovers: Vec::new(),
             leftover_calls: HashMap::new(),

@@ -463,6 +463,10 @@ pub enum WriteRefusal {
     Overloaded {
         queued: usize,
     },
+    /// Too many writes wait on this service, over all its bases.
+    ServiceOverloaded {
+        queued: usize,
+    },
     /// Not enough replicas acknowledged: rolled back.
     NoQuorum {
         acked: usize,

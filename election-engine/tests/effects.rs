@@ -2988,6 +2988,47 @@ fn a_slave_redirects_writes_and_a_full_queue_refuses_them() {
     );
 }
 
+/// Back-pressure over the whole service: beyond `max_queued_writes` waiting
+/// writes (whatever their base), a clear refusal; a batch that takes them
+/// frees room.
+#[test]
+fn writes_waiting_over_the_service_are_bounded() {
+    let mut fx = Fx::new();
+    fx.e = Engine::new(
+        EngineConfig {
+            expire_none_ms: EXPIRE_NONE,
+            max_queued_writes: 2,
+            ..Default::default()
+        },
+        fx.me.clone(),
+        fx.stype.clone(),
+        fx.layout.clone(),
+    );
+    let a = base_a();
+    write_in_flight(&mut fx, &a, 100);
+    assert!(fx.on(2_002, write(101, &a, "x")).is_empty());
+    assert!(fx.on(2_002, write(102, &a, "y")).is_empty());
+    assert_eq!(
+        fx.on(2_002, write(103, &a, "z")),
+        vec![done(
+            103,
+            &a,
+            Err(WriteRefusal::ServiceOverloaded { queued: 2 })
+        )]
+    );
+    fx.on(2_003, replicated(10, Ok(())));
+    assert_eq!(
+        fx.on(2_004, stored(12, Ok(StoreOk::Committed))),
+        vec![
+            Effect::Observe(Observation::Committed { writes: 1 }),
+            done(100, &a, written(6)),
+            begin(13, &a, &["x", "y"]),
+        ]
+    );
+    // x and y left the queue for the batch: room again.
+    assert!(fx.on(2_005, write(104, &a, "w")).is_empty());
+}
+
 /// `Config::default().expire_slave_ms`: an idle slave leaves after this long.
 const EXPIRE_SLAVE: u64 = 210 * 60_000;
 

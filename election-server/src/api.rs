@@ -106,6 +106,14 @@ fn reply(code: u16, message: &str, extra: Value) -> Response {
             resp.headers_mut().insert(axum::http::header::LOCATION, v);
         }
     }
+    if code == 503 {
+        // Overloaded, exiting, stop-writes, an election under way: all
+        // worth another try soon.
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
     resp
 }
 

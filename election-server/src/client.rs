@@ -34,6 +34,8 @@ pub enum WriteError {
     NoQuorum(String),
     /// Too many writes wait for this base already.
     Overloaded(usize),
+    /// Too many writes wait on this service, over all its bases.
+    ServiceOverloaded(usize),
     /// A resource threshold is breached (seed 001).
     StopWrites(String),
     Invalid(String),
@@ -87,7 +89,7 @@ impl WriteError {
             WriteError::NotManaged(_) => Reason::NotManaged,
             WriteError::ReadOnly => Reason::ReadOnly,
             WriteError::NoQuorum(_) => Reason::NoQuorum,
-            WriteError::Overloaded(_) => Reason::Overloaded,
+            WriteError::Overloaded(_) | WriteError::ServiceOverloaded(_) => Reason::Overloaded,
             WriteError::StopWrites(_) => Reason::StopWrites,
             WriteError::Invalid(_) => Reason::Invalid,
             WriteError::Internal(_) => Reason::Internal,
@@ -106,6 +108,10 @@ impl WriteError {
             WriteError::Overloaded(queued) => (
                 503,
                 format!("overloaded: {queued} writes already wait for this base; retry later"),
+            ),
+            WriteError::ServiceOverloaded(queued) => (
+                503,
+                format!("overloaded: {queued} writes already wait on this service; retry later"),
             ),
             WriteError::StopWrites(reason) => (
                 503,
@@ -243,6 +249,7 @@ fn worded(svc: &Service, base: &BaseName, refusal: WriteRefusal) -> WriteError {
         ),
         WriteRefusal::Exiting => WriteError::Exiting,
         WriteRefusal::Overloaded { queued } => WriteError::Overloaded(queued),
+        WriteRefusal::ServiceOverloaded { queued } => WriteError::ServiceOverloaded(queued),
         WriteRefusal::NoQuorum {
             acked,
             group,
@@ -544,6 +551,7 @@ mod tests {
             (WriteError::ReadOnly, "read_only", 503),
             (WriteError::NoQuorum("m".into()), "no_quorum", 503),
             (WriteError::Overloaded(1024), "overloaded", 503),
+            (WriteError::ServiceOverloaded(8192), "overloaded", 503),
             (WriteError::StopWrites("m".into()), "stop_writes", 503),
             (WriteError::Invalid("m".into()), "invalid", 400),
             (WriteError::Internal("m".into()), "internal", 500),

@@ -47,6 +47,7 @@ pub struct Settings {
     pub expire_master_s: u64,
     pub expire_none_s: u64,
     pub max_elections_in_flight: u64,
+    pub max_queued_writes: u64,
     pub exit_budget_ms: u64,
     pub no_master: bool,
     pub min_avail_pct: f64,
@@ -56,6 +57,7 @@ pub struct Settings {
     pub balance_rate: f64,
     pub secret_file: String,
     pub log_format: String,
+    pub durability: String,
     pub log_filter: String,
     pub peer_http1: bool,
     pub enable_fault_switches: bool,
@@ -413,11 +415,19 @@ impl Resolved {
         pct("min_avail_pct", s.min_avail_pct)?;
         pct("stop_writes_pct", s.stop_writes_pct)?;
         range("max_body_bytes", s.max_body_bytes, 1024, 16 << 20)?;
+        range("max_queued_writes", s.max_queued_writes, 1, 1_000_000)?;
         if !(s.balance_rate > 0.0 && s.balance_rate <= 1000.0) {
             return Err(self.invalid(
                 "balance_rate",
                 s.balance_rate,
                 "leaves per second: more than 0, at most 1000",
+            ));
+        }
+        if crate::storage::Durability::parse(&s.durability).is_none() {
+            return Err(self.invalid(
+                "durability",
+                format!("{:?}", s.durability),
+                "process (a commit survives kill -9 of any process) or power (it also survives a power loss: an fsync per commit)",
             ));
         }
         if !matches!(s.log_format.as_str(), "human" | "json") {

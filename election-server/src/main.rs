@@ -160,7 +160,9 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (in use? choose another `listen`)"))?;
-    let store = storage::BaseStore::open(&data_dir)
+    let durability =
+        storage::Durability::parse(&s.durability).context("durability was validated")?;
+    let store = storage::BaseStore::open(&data_dir, durability)
         .with_context(|| format!("cannot use data_dir {}", data_dir.display()))?;
     let session = zk::ZkSession::connect(
         zk::Connection {
@@ -197,6 +199,7 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         wait_delay: Duration::from_millis(s.wait_delay_ms),
         expire_none: Duration::from_secs(s.expire_none_s),
         max_in_flight: s.max_elections_in_flight as usize,
+        max_queued_writes: s.max_queued_writes as usize,
         getvers_timeout: Duration::from_millis(s.getvers_timeout_ms),
         use_timeout: Duration::from_millis(s.use_timeout_ms),
         sync_timeout: Duration::from_millis(s.sync_timeout_ms),

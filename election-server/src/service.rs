@@ -51,6 +51,8 @@ pub struct ServiceConfig {
     pub expire_none: Duration,
     /// Elections between NONE and a final state, at most (admission).
     pub max_in_flight: usize,
+    /// Client writes waiting over all the bases, at most (503 beyond).
+    pub max_queued_writes: usize,
     pub getvers_timeout: Duration,
     pub use_timeout: Duration,
     pub sync_timeout: Duration,
@@ -205,6 +207,7 @@ impl Service {
                 expire_none_ms: cfg.expire_none.as_millis() as u64,
                 grace_ms: cfg.disconnect_grace.as_millis() as u64,
                 max_in_flight: cfg.max_in_flight,
+                max_queued_writes: cfg.max_queued_writes,
                 mutations: Default::default(),
             },
             me.clone(),

@@ -1,10 +1,14 @@
 //! Base replicas: one SQLite file per base, named after its election key
 //! (hex only: no user string ever becomes a path).
 //!
-//! Durability: rollback journal (`journal_mode=DELETE`) with
-//! `synchronous=FULL`, so a committed transaction survives a crash; a copy
-//! received from the master is written to a temporary file, fsynced, then
-//! renamed over the replica.
+//! Durability ([`Durability`], the `durability` setting): rollback journal
+//! (`journal_mode=DELETE`), and either no fsync per commit (`process`: a
+//! committed transaction is in the operating system's cache, which a
+//! killed process does not lose; replication to a majority covers the loss
+//! of a minority of machines) or one per commit (`power`:
+//! `synchronous=FULL`, a committed transaction also survives a power loss).
+//! A copy received from the master is written to a temporary file, fsynced,
+//! then renamed over the replica, whatever the setting.
 
 use election_core::names::{BaseName, ElectionKey, ServiceId, ServiceType};
 use election_core::version::{ReplicaVersion, TableVersion};
@@ -220,8 +224,37 @@ impl BaseInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestoreTicket(u64);
 
+/// What a commit waits for on one replica (docs/OPERATIONS.md, "Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The commit is handed to the operating system (`synchronous=OFF`):
+    /// it survives kill -9 of the process, not a power loss of the machine.
+    Process,
+    /// The commit is on disk (`synchronous=FULL`, fsyncs): it survives a
+    /// power loss too.
+    Power,
+}
+
+impl Durability {
+    pub fn parse(s: &str) -> Option<Durability> {
+        match s {
+            "process" => Some(Durability::Process),
+            "power" => Some(Durability::Power),
+            _ => None,
+        }
+    }
+
+    fn synchronous(self) -> &'static str {
+        match self {
+            Durability::Process => "OFF",
+            Durability::Power => "FULL",
+        }
+    }
+}
+
 pub struct BaseStore {
     root: PathBuf,
+    durability: Durability,
     restoring: Mutex<HashMap<ElectionKey, RestoreTicket>>,
     tickets: std::sync::atomic::AtomicU64,
     /// Test-only: bases read as "loading" until then (slow start).
@@ -233,12 +266,13 @@ pub struct BaseStore {
 }
 
 impl BaseStore {
-    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+    pub fn open(data_dir: &Path, durability: Durability) -> std::io::Result<Self> {
         let root = data_dir.join("bases");
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(data_dir.join("tmp"))?;
         Ok(Self {
             root,
+            durability,
             restoring: Mutex::new(HashMap::new()),
             tickets: std::sync::atomic::AtomicU64::new(1),
             loading_until: Mutex::new(None),
@@ -257,11 +291,11 @@ impl BaseStore {
         self.root.with_file_name("tmp")
     }
 
-    fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    fn connect(&self, path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "DELETE")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", self.durability.synchronous())?;
         Ok(conn)
     }
 
@@ -286,7 +320,7 @@ impl BaseStore {
             .join(format!("{key}.create.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         {
-            let mut conn = Self::connect(
+            let mut conn = self.connect(
                 &tmp,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
             )?;
@@ -384,7 +418,7 @@ impl BaseStore {
     }
 
     fn read_versions(&self, path: &Path) -> rusqlite::Result<BTreeMap<String, TableVersion>> {
-        let conn = Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = self.connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let mut stmt = conn.prepare("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
         let mut rows = stmt.query([])?;
         let mut out = BTreeMap::new();
@@ -418,7 +452,7 @@ impl BaseStore {
         if !path.exists() {
             return Err(StoreError::Missing);
         }
-        Ok(Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?)
+        Ok(self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?)
     }
 
     fn vector_in(tx: &Connection) -> Result<Vector, StoreError> {
@@ -652,7 +686,7 @@ impl BaseStore {
         if !path.exists() {
             return Err(StoreError::Missing);
         }
-        let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         Self::admin_in(&conn, k)
     }
 
@@ -678,7 +712,7 @@ impl BaseStore {
             .tmp_dir()
             .join(format!("{key}.dump.{:x}", rand_suffix()));
         let _ = std::fs::remove_file(&tmp);
-        let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
         let bytes = std::fs::read(&tmp);
         let _ = std::fs::remove_file(&tmp);
@@ -783,7 +817,7 @@ impl BaseStore {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Self::connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let read = |k: &str| -> Result<u64, StoreError> {
             Ok(Self::admin_in(&conn, k)?
                 .and_then(|v| v.parse().ok())
@@ -917,10 +951,31 @@ mod tests {
     }
 
     #[test]
+    fn each_durability_sets_its_sync_level() {
+        for (d, level) in [(Durability::Process, 0), (Durability::Power, 2)] {
+            let dir =
+                std::env::temp_dir().join(format!("store-sync-{level}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let store = BaseStore::open(&dir, d).expect("open");
+            let b = BaseName::parse("AB.1").expect("valid");
+            let key = ElectionKey::compute(&b, &ServiceType::new("meta2").expect("valid"));
+            store.create(&key, &info(&b)).expect("create");
+            let conn = store.open_rw(&key).expect("open the replica");
+            let got: i64 = conn
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .expect("pragma");
+            assert_eq!(got, level, "{d:?}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        assert_eq!(Durability::parse("power"), Some(Durability::Power));
+        assert_eq!(Durability::parse("fsync"), None);
+    }
+
+    #[test]
     fn system_properties_never_touch_identity_or_versions() {
         let dir = std::env::temp_dir().join(format!("store-sys-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir).expect("open");
+        let store = BaseStore::open(&dir, Durability::Power).expect("open");
         let b = BaseName::parse("AB.1").expect("valid");
         let key = ElectionKey::compute(&b, &ServiceType::new("meta2").expect("valid"));
         store.create(&key, &info(&b)).expect("create");
@@ -951,7 +1006,7 @@ mod tests {
     fn create_version_dump_restore() {
         let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir).expect("open");
+        let store = BaseStore::open(&dir, Durability::Power).expect("open");
         let base = BaseName::parse("ABC.1").expect("valid");
         let key = ElectionKey::compute(&base, &ServiceType::new("meta2").expect("valid"));
         assert_eq!(store.version(&key), ReplicaVersion::Missing);
@@ -999,7 +1054,7 @@ mod tests {
     fn two_bases(tag: &str) -> (PathBuf, BaseStore, ElectionKey, ElectionKey) {
         let dir = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir).expect("open");
+        let store = BaseStore::open(&dir, Durability::Power).expect("open");
         let t = ServiceType::new("meta2").expect("valid");
         let (mb, sb) = (
             BaseName::parse("M.1").expect("valid"),
@@ -1019,7 +1074,7 @@ mod tests {
     fn an_abandoned_copy_never_lands() {
         let dir = std::env::temp_dir().join(format!("store-abandon-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir).expect("open");
+        let store = BaseStore::open(&dir, Durability::Power).expect("open");
         let t = ServiceType::new("meta2").expect("valid");
         let base = BaseName::parse("A.1").expect("valid");
         let key = ElectionKey::compute(&base, &t);

@@ -520,6 +520,7 @@ impl World {
             } else {
                 EngineConfig::default().max_in_flight
             },
+            max_queued_writes: EngineConfig::default().max_queued_writes,
             mutations: election_engine::Mutations {
                 self_lowest: opts.mutation == Some(Mutation::SelfLowest),
                 no_retry: opts.mutation == Some(Mutation::NoRetry),

@@ -165,14 +165,30 @@ async fn container_set_when_the_election_fails() {
 }
 
 /// kill -9 of the master, then of a slave, each while concurrent clients
-/// have several writes in flight: every acknowledged write is on the new
-/// master and, after resync, on every replica; every write (two keys each)
-/// is there whole or not at all.
+/// have several writes in flight (so batches of several): every
+/// acknowledged write is on the new master and, after resync, on every
+/// replica; every write (two keys each) is there whole or not at all. The
+/// durability promise of the default setting (`durability = process`: no
+/// fsync per commit) ...
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_when_a_peer_crashes_mid_write() {
+    crash_mid_write("process").await;
+}
+
+/// ... and of `durability = power` (an fsync per commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_write_is_lost_when_a_peer_crashes_mid_write_fsynced() {
+    crash_mid_write("power").await;
+}
+
+async fn crash_mid_write(durability: &str) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    let mut c = Cluster::start(3, ServiceOpts::default());
+    let opts = ServiceOpts {
+        extra: vec!["--durability".into(), durability.into()],
+        ..ServiceOpts::default()
+    };
+    let mut c = Cluster::start(3, opts);
     let base = c.create_container("acct", "stream").await;
     let master = c
         .wait_converged(&base, T)
@@ -325,7 +341,7 @@ async fn no_acknowledged_write_is_lost_when_a_peer_crashes_mid_write() {
     let (props, _) = wait_replicas_equal(&c, &base, Duration::from_secs(15)).await;
     check(&props, "after resync");
     eprintln!(
-        "{} writes acknowledged, {} not; {pending_at_master_kill} in flight when the master was killed, {pending_at_slave_kill} when a slave was",
+        "durability {durability}: {} writes acknowledged, {} not; {pending_at_master_kill} in flight when the master was killed, {pending_at_slave_kill} when a slave was",
         done.iter().filter(|d| d.1).count(),
         done.iter().filter(|d| !d.1).count(),
     );
@@ -1260,4 +1276,67 @@ async fn peers_on_http1_elect_replicate_and_resync() {
     assert!(synced.status < 300, "sync over HTTP/1.1: {synced:?}");
     let (props, _) = wait_replicas_equal(&c, &base, T).await;
     assert_eq!(props["a"], "1", "{props}");
+}
+
+/// Back-pressure: with room for 2 waiting writes on the service, a burst of
+/// 64 concurrent writes gets some through and the rest a clear 503
+/// `overloaded` with `Retry-After`; every write answered 200 is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_queue_is_refused_with_retry_after() {
+    let opts = ServiceOpts {
+        extra: vec!["--max-queued-writes".into(), "2".into()],
+        ..ServiceOpts::default()
+    };
+    let c = Cluster::start(3, opts);
+    let base = c.create_container("acct", "burst").await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let calls = (0..64).map(|i| {
+        let (http, master, base) = (c.http.clone(), master.clone(), base.clone());
+        async move {
+            let key = format!("k{i:02}");
+            let resp = http
+                .post(format!("http://{master}/v1/container/set"))
+                .query(&[("base", base.as_str()), ("type", "meta2")])
+                .json(&serde_json::json!({"properties": {key.clone(): "v"}}))
+                .send()
+                .await
+                .expect("an answer");
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_string());
+            let body: Value = resp.json().await.expect("json");
+            (
+                key,
+                body["status"].as_u64(),
+                body["message"].as_str().map(String::from),
+                retry,
+            )
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let ok: Vec<&String> = answers
+        .iter()
+        .filter(|a| a.1 == Some(200))
+        .map(|a| &a.0)
+        .collect();
+    let refused: Vec<_> = answers.iter().filter(|a| a.1 == Some(503)).collect();
+    assert_eq!(ok.len() + refused.len(), 64, "{answers:?}");
+    assert!(!ok.is_empty() && !refused.is_empty(), "{answers:?}");
+    for (_, _, message, retry) in &refused {
+        let message = message.as_deref().unwrap_or_default();
+        assert!(
+            message.contains("overloaded") && message.contains("retry later"),
+            "{message}"
+        );
+        assert_eq!(retry.as_deref(), Some("1"), "{message}");
+    }
+    let (code, props, _) = c.props(&master, &base).await;
+    assert_eq!(code, 200);
+    for key in ok {
+        assert_eq!(props[key.as_str()], "v", "acknowledged write {key} lost");
+    }
 }

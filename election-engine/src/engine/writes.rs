@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 /// At most this many client writes wait per base: beyond, a clear refusal.
 pub const MAX_QUEUED_WRITES: usize = 1_024;
+
 /// A batch takes at most this many client writes...
 const MAX_BATCH_WRITES: usize = 256;
 /// ...and this many changes (one write has at most 1,000).
@@ -177,7 +178,12 @@ impl Engine {
         if queued >= MAX_QUEUED_WRITES {
             return self.write_done(req, i, Err(WriteRefusal::Overloaded { queued }));
         }
+        if self.queued_writes >= self.cfg.max_queued_writes {
+            let queued = self.queued_writes;
+            return self.write_done(req, i, Err(WriteRefusal::ServiceOverloaded { queued }));
+        }
         self.ops_mut(i).queue.push_back((req, ops));
+        self.queued_writes += 1;
         self.next_op(now, i);
     }
 
@@ -264,11 +270,13 @@ impl Engine {
             reqs.push(req);
             all.extend(w);
         }
+        self.queued_writes -= reqs.len();
         let epoch = match epoch {
             Ok(epoch) => epoch,
             Err(refusal) => {
                 // The same answer for everything queued: the role is gone.
                 let rest: Vec<ReqId> = self.ops_mut(i).queue.drain(..).map(|(r, _)| r).collect();
+                self.queued_writes -= rest.len();
                 for req in reqs.into_iter().chain(rest) {
                     self.write_done(req, i, Err(refusal.clone()));
                 }

@@ -25,6 +25,8 @@ struct Args {
     replicas: usize,
     /// Only the scale runs (and their recovery and report rows).
     only_scale: bool,
+    /// Only the write rows.
+    only_writes: bool,
 }
 
 fn args() -> Args {
@@ -38,6 +40,7 @@ fn args() -> Args {
         scale_also: None,
         replicas: 2_000,
         only_scale: false,
+        only_writes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +59,7 @@ fn args() -> Args {
             "--scale-also" => a.scale_also = Some(num("--scale-also")),
             "--replicas" => a.replicas = num("--replicas"),
             "--only-scale" => a.only_scale = true,
+            "--only-writes" => a.only_writes = true,
             "--quick" => {
                 a.bases = 100;
                 a.failovers = 30;
@@ -64,7 +68,7 @@ fn args() -> Args {
                 a.replicas = 300;
             }
             "-h" | "--help" => {
-                println!("bench [--quick] [--bases N] [--failovers N] [--writes N] [--scale N] [--scale-also N]\n      [--replicas N] [--no-peers] [--only-scale] [--out BENCHMARKS.md]");
+                println!("bench [--quick] [--bases N] [--failovers N] [--writes N] [--scale N] [--scale-also N]\n      [--replicas N] [--no-peers] [--only-scale] [--only-writes] [--out BENCHMARKS.md]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other} (see --help)"),
@@ -917,6 +921,12 @@ async fn main() {
     let mut c = Cluster::start_with_tick(3, opts, 250);
 
     let (rtt, zk_rate) = zk_reference(&c, &mut r).await;
+    if a.only_writes {
+        let base = c.create_container("bench", "w0").await;
+        writes(&c, &base, a.writes, &mut r).await;
+        write_report(&a, &r);
+        return;
+    }
     if !a.only_scale {
         latencies(&mut c, &a, &mut r, rtt).await;
     }
