@@ -375,35 +375,56 @@ async fn crash_failovers(c: &mut Cluster, base: &str, reps: usize, r: &mut Repor
 async fn writes(c: &Cluster, base: &str, n: usize, r: &mut Report) {
     let master = c.wait_converged(base, T).await.expect("converged");
     for writers in [1usize, 32] {
-        let per = (n / writers).max(1);
-        let t = Instant::now();
-        let loops = (0..writers).map(|w| {
-            let master = master.clone();
-            async move {
-                let mut lat = Vec::with_capacity(per);
-                for i in 0..per {
-                    let key = format!("w{w}-{i}");
-                    let s = Instant::now();
-                    let (code, message) = c.write_to(&master, base, &[(&key, "v")], T).await;
-                    assert_eq!(code, 200, "{message}");
-                    lat.push(s.elapsed());
-                }
-                lat
-            }
-        });
-        let mut lat: Vec<Duration> = futures::future::join_all(loops)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
-        let (p50, p99) = p50_p99(&mut lat);
-        r.add(
-            &format!("acknowledged writes, 3 replicas, {writers} writer(s), one base"),
-            format!("{rate:.0} writes/s"),
-            format!("p50 {}, p99 {}, {} writes", ms(p50), ms(p99), lat.len()),
-        );
+        let targets = vec![(master.clone(), base.to_string()); writers];
+        write_load(c, &targets, n, r, &format!("{writers} writer(s), one base")).await;
     }
+    // One writer per base, 32 bases (their masters spread over the peers).
+    let mut targets = Vec::new();
+    for i in 0..32 {
+        let b = c.create_container("bench", &format!("many{i}")).await;
+        let m = c.wait_converged(&b, T).await.expect("converged");
+        targets.push((m, b));
+    }
+    write_load(c, &targets, n, r, "32 writers over 32 bases").await;
+}
+
+/// One loop per target (master, base), each making `n / targets` writes
+/// one after the other; one row.
+async fn write_load(
+    c: &Cluster,
+    targets: &[(String, String)],
+    n: usize,
+    r: &mut Report,
+    what: &str,
+) {
+    let per = (n / targets.len()).max(1);
+    let t = Instant::now();
+    let loops = targets
+        .iter()
+        .enumerate()
+        .map(|(w, (master, base))| async move {
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let key = format!("w{w}-{i}");
+                let s = Instant::now();
+                let (code, message) = c.write_to(master, base, &[(&key, "v")], T).await;
+                assert_eq!(code, 200, "{message}");
+                lat.push(s.elapsed());
+            }
+            lat
+        });
+    let mut lat: Vec<Duration> = futures::future::join_all(loops)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    let (p50, p99) = p50_p99(&mut lat);
+    r.add(
+        &format!("acknowledged writes, 3 replicas, {what}"),
+        format!("{rate:.0} writes/s"),
+        format!("p50 {}, p99 {}, {} writes", ms(p50), ms(p99), lat.len()),
+    );
 }
 
 async fn cli_wall_time(c: &Cluster, r: &mut Report) {
