@@ -65,6 +65,10 @@ pub struct Options {
     /// a nearly full volume (stop-writes), disk errors, directory errors,
     /// and a session loss reported after the new session.
     pub operations: bool,
+    /// On one seed in seven, clients write in bursts: several writes to one
+    /// base at once, so that batches of several writes (group commit) meet
+    /// the faults.
+    pub bursts: bool,
     /// On one seed in eight, after the convergence check: hours without a
     /// request (idle expiry, with defaults of 3.5 and 4 hours), then writes
     /// again and a second convergence check.
@@ -91,6 +95,7 @@ impl Default for Options {
             trace: false,
             quiet_end: true,
             tight_admission: true,
+            bursts: true,
             operations: true,
             idle_hours: true,
         }
@@ -192,6 +197,9 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
     let mut w = world::World::new(seed, opts.clone());
     if opts.tight_admission && seed % 5 == 4 {
         w.stats.count("one election in flight at a time");
+    }
+    if world::bursty(seed, opts) {
+        w.stats.count("clients write in bursts");
     }
     // The last fault heals at most ~3 session timeouts after it started.
     let healed = opts.fault_ms + 3 * opts.session_timeout_ms + 3_000;
