@@ -259,7 +259,6 @@ async fn info(
     .into_response()
 }
 
-/// Every election of this service, one line each (for scripts and tests).
 /// Elections listed per page of the streamed `/v1/elections`: the engine's
 /// lock is held while one page is copied, never across the whole list.
 const ELECTIONS_PAGE: usize = 1024;

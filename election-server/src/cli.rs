@@ -61,7 +61,7 @@ pub const KEYS: &[Key] = &[
     key("memory_budget_mb", Kind::Int, "0", "Memory budget of the service, in MiB (0: no memory threshold)."),
     key("stop_writes_pct", Kind::Float, "90", "Stop client writes at this share of the memory budget (%)."),
     key("max_body_bytes", Kind::Int, "65536", "Largest request body accepted, in bytes (413 beyond)."),
-    key("durability", Kind::Str, "process", "What a replica's commit waits for. process: the operating system has it (no fsync): an acknowledged write, on a majority of replicas, survives kill -9 of any process and the loss of any minority of machines. power: an fsync per commit on every replica: it also survives a power loss of every machine at once, at the cost of write latency. See docs/OPERATIONS.md, Durability."),
+    key("durability", Kind::Str, "process", "What a replica's commit waits for. process: the operating system has it (no fsync): an acknowledged write, on a majority of replicas, survives kill -9 of any process and the loss of any minority of machines; a power loss may lose a replica's last commits or damage its file. power: an fsync per commit on every replica: it also survives a power loss of every machine at once, at the cost of write latency. See docs/OPERATIONS.md, Durability."),
     key("balance_rate", Kind::Float, "5", "openio election balance: at most this many masterships left per second by one service."),
     key("secret_file", Kind::Str, "", "File whose first line is the shared secret: peer RPC and admin routes (leave, sync, balance, read-only clear, fault switches) then refuse requests without it (401)."),
     key("log_format", Kind::Str, "human", "Log format: human or json."),

@@ -124,26 +124,35 @@ fn counts(svc: &Service, s: &mut String) {
 
 fn unsettled(svc: &Service, s: &mut String) {
     let now = svc.now();
+    // Page by page, as `/v1/elections`: the engine's lock is held for one
+    // page of elections at a time, never across all of them.
+    const PAGE: usize = 4096;
     let mut total = 0usize;
-    let rows: Vec<(String, ElectionState, u64, String)> = svc.with_elections(|all| {
-        let mut rows = Vec::new();
-        for e in all {
-            let st = e.fsm.state();
-            if st.is_final() || st == ElectionState::None {
-                continue;
+    let mut rows: Vec<(String, ElectionState, u64, String)> = Vec::new();
+    let mut from = Some(0usize);
+    while let Some(start) = from.take() {
+        svc.with_elections_from(start, |all| {
+            for (n, (i, e)) in all.enumerate() {
+                if n == PAGE {
+                    from = Some(i);
+                    break;
+                }
+                let st = e.fsm.state();
+                if st.is_final() || st == ElectionState::None {
+                    continue;
+                }
+                total += 1;
+                if rows.len() < LISTED {
+                    rows.push((
+                        e.base.to_string(),
+                        st,
+                        now.mono_ms.saturating_sub(e.fsm.entered_mono()),
+                        e.fsm.reason(now),
+                    ));
+                }
             }
-            total += 1;
-            if rows.len() < LISTED {
-                rows.push((
-                    e.base.to_string(),
-                    st,
-                    now.mono_ms.saturating_sub(e.fsm.entered_mono()),
-                    e.fsm.reason(now),
-                ));
-            }
-        }
-        rows
-    });
+        });
+    }
     let _ = write!(s, "<h2>Elections not final ({total})</h2>");
     if rows.is_empty() {
         s.push_str("<p id=\"unsettled-none\">None: every election is MASTER, SLAVE or idle.</p>\n");

@@ -401,9 +401,6 @@ impl Directory {
 }
 
 impl Directory {
-    /// `/hc/ns/<NS>/acct/<type>/<hex(account)>/<hex(reference)>`: the
-    /// per-account index used by `container list` (hex keeps any name a
-    /// valid node name).
     /// The references of an account's containers, sorted (`None`: the
     /// account has none, or never had).
     pub async fn account_references(
@@ -450,6 +447,9 @@ impl Directory {
         Ok(out)
     }
 
+    /// `/hc/ns/<NS>/acct/<type>/<hex(account)>/<hex(reference)>`: the
+    /// per-account index used by `container list` (hex keeps any name a
+    /// valid node name).
     fn index_path(&self, stype: &ServiceType, account: &str, reference: Option<&str>) -> String {
         let mut p = format!("{}/acct/{stype}/{}", self.layout.ns_root(), hex(account));
         if let Some(r) = reference {

@@ -228,7 +228,8 @@ pub struct RestoreTicket(u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// The commit is handed to the operating system (`synchronous=OFF`):
-    /// it survives kill -9 of the process, not a power loss of the machine.
+    /// it survives kill -9 of the process, not a power loss of the machine,
+    /// which may also leave the file damaged (SQLite's documentation).
     Process,
     /// The commit is on disk (`synchronous=FULL`, fsyncs): it survives a
     /// power loss too.

@@ -116,12 +116,20 @@ fn answered(seen: &Seen) -> impl Iterator<Item = (&ServiceId, &ServiceView)> {
         .filter_map(|(id, s)| s.answer.as_ref().ok().map(|v| (id, v)))
 }
 
-/// The current node of every election that answering services run, per
-/// key: the nodes somebody holds.
+/// The current node of every election that the base's own peers run (as
+/// they answered), per key: the nodes somebody holds. A node of a service
+/// that is not a peer of the base is held by nobody: a clone or an old
+/// host running the election is what `rogue-node` is for. Keys of no base
+/// in the directory: any service's.
 fn held_nodes(seen: &Seen) -> HashMap<String, HashSet<Seq>> {
+    let peers: HashMap<&BaseName, &[ServiceId]> =
+        seen.bases.iter().map(|b| (&b.base, &b.peers[..])).collect();
     let mut held: HashMap<String, HashSet<Seq>> = HashMap::new();
-    for (_, view) in answered(seen) {
+    for (id, view) in answered(seen) {
         for (base, p) in &view.elections {
+            if peers.get(base).is_some_and(|ps| !ps.contains(id)) {
+                continue;
+            }
             if let Some(seq) = p.local_id.filter(|_| p.state != State::None) {
                 let key = ElectionKey::compute(base, &seen.stype);
                 held.entry(key.as_str().to_string())
@@ -354,7 +362,10 @@ fn analyse_base(
             );
         }
     }
-    let settled = running.iter().any(|(_, e)| e.state.is_final());
+    // Idle expiry takes slaves out before their master (3.5 hours against
+    // 4 by default), and a base only read keeps its master only: a peer out
+    // of the election is a finding only beside a running slave.
+    let slave_runs = running.iter().any(|(_, e)| e.state == State::Slave);
     let listed: HashSet<Seq> = nodes.iter().map(|n| n.seq).collect();
     for (p, peer) in &peers {
         let Peer::Up(view, e) = peer else { continue };
@@ -371,11 +382,30 @@ fn analyse_base(
                     );
                 }
             }
-            _ if settled => r.flag(
+            _ if slave_runs => r.flag(
                 Finding::MissingNode,
                 format!("{p}: runs no election while its peers do"),
             ),
             _ => {}
+        }
+    }
+    for (id, s) in &seen.services {
+        let Ok(view) = &s.answer else { continue };
+        if b.peers.contains(id) {
+            continue;
+        }
+        if let Some(e) = view
+            .elections
+            .get(&b.base)
+            .filter(|e| e.state != State::None)
+        {
+            r.flag(
+                Finding::RogueNode,
+                format!(
+                    "{id}: runs this base's election ({}) but is not one of its peers",
+                    e.state
+                ),
+            );
         }
     }
     let is_peer = |o: &str| b.peers.iter().any(|p| p.as_str() == o);
@@ -558,9 +588,10 @@ pub async fn gather(
             .map(|id| {
                 let p = &p;
                 async move {
-                    let asked = listed_at.elapsed().as_millis() as u64;
+                    // Taken once the whole list is in: every state's time
+                    // in it is then older than this.
                     let got = service_elections(http, &id).await.map(|mut v| {
-                        v.answered_after_listing_ms = asked;
+                        v.answered_after_listing_ms = listed_at.elapsed().as_millis() as u64;
                         v
                     });
                     p.inc(1);
@@ -964,6 +995,13 @@ mod tests {
         p[2] = None;
         let s = seen(p, &[(1, None), (2, None)]);
         assert_eq!(found(&s), ["missing-node"]);
+        // Both slaves out, the master still in: idle expiry's order, or a
+        // base only read. Healthy.
+        let mut p = healthy();
+        p[1] = None;
+        p[2] = None;
+        let s = seen(p, &[(1, None)]);
+        assert!(found(&s).is_empty(), "{:?}", found(&s));
         // A node a peer claims is not listed: a finding only when its
         // state is older than the listing.
         let s = seen(healthy(), &[(1, None), (2, None)]);
@@ -993,6 +1031,39 @@ mod tests {
         );
         assert!(
             details[1].ends_with("127.0.0.1:2's current node is 0000000002"),
+            "{details:?}"
+        );
+    }
+
+    /// A service that is not a peer (a clone, an old host) runs the
+    /// election: its node is held by nobody, and it is named.
+    #[test]
+    fn a_stranger_running_the_election_is_rogue() {
+        let mut s = seen(healthy(), &[(1, None), (2, None), (3, None), (7, None)]);
+        let mut view = ServiceView::default();
+        view.elections
+            .insert(base(), peer(State::Master, None, Some(7), SETTLED));
+        s.services.insert(
+            id(9),
+            ServiceSeen {
+                registered: true,
+                answer: Ok(view),
+            },
+        );
+        assert_eq!(unheld_nodes(&s).len(), 1, "the stranger's node is read");
+        for n in s.nodes.values_mut().flatten() {
+            if n.seq == 7 {
+                n.owner = Some("127.0.0.1:9".into());
+            }
+        }
+        assert_eq!(found(&s), ["rogue-node"]);
+        let details = &analyse(&s)[0].details;
+        assert!(
+            details[0].starts_with("127.0.0.1:9: runs this base's election (MASTER)"),
+            "{details:?}"
+        );
+        assert!(
+            details[1].ends_with("owner 127.0.0.1:9 is not a peer"),
             "{details:?}"
         );
     }

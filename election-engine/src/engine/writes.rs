@@ -174,7 +174,9 @@ impl Engine {
         if let Err(refusal) = self.write_check(now, i) {
             return self.write_done(req, i, Err(refusal));
         }
-        let queued = self.ops_mut(i).queue.len();
+        // Read without allocating the base's ops: a refused write must not
+        // leave an empty one behind (it would keep idle expiry away).
+        let queued = self.slot_mut(i).ops.as_ref().map_or(0, |o| o.queue.len());
         if queued >= MAX_QUEUED_WRITES {
             return self.write_done(req, i, Err(WriteRefusal::Overloaded { queued }));
         }
