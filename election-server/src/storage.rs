@@ -804,10 +804,16 @@ impl BaseStore {
                 return Err(StoreError::Missing);
             }
             std::fs::rename(&path, &dest)?;
-            // A rollback journal left by a crash belongs to the old copy.
+            // A rollback journal left by a crash belongs to the old copy
+            // and goes with it; an empty one (kept between commits by
+            // journal_mode=TRUNCATE) holds nothing and is removed.
             let journal = path.with_extension("sqlite3-journal");
-            if journal.exists() {
-                std::fs::rename(&journal, dest.with_extension("sqlite3-journal"))?;
+            match std::fs::metadata(&journal) {
+                Ok(m) if m.len() > 0 => {
+                    std::fs::rename(&journal, dest.with_extension("sqlite3-journal"))?
+                }
+                Ok(_) => remove_journal(&path)?,
+                Err(_) => {}
             }
             self.versions.invalidate(key);
             set.remove(key);

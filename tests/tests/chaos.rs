@@ -1,5 +1,7 @@
 //! Real-process chaos: 3 services on real ZooKeeper, 4 writers on 50 bases
-//! that keep writing through every fault, and for a bounded time faults
+//! and 4 more on 2 hot bases (concurrent writes to one base: batches of
+//! several writes, issue 16) that keep writing through every fault, and for
+//! a bounded time faults
 //! drawn at random (each kind at least once): kill -9 and restart a service,
 //! SIGSTOP beyond the session timeout then SIGCONT (the zombie master),
 //! leave storms, a ZooKeeper restart (or, on an ensemble, its leader
@@ -279,6 +281,31 @@ async fn sample_claims(
     }
 }
 
+/// Batches of 2 or more client writes committed, summed over the running
+/// services (`election_write_batch_size`: its count less its `le="1"`
+/// bucket; a service restarted meanwhile counts from its restart).
+async fn several_writes_batches(c: &Cluster) -> u64 {
+    let mut total = 0;
+    for id in c.ids() {
+        if !c.service(&id).is_running() {
+            continue;
+        }
+        let text = c.metrics(&id).await;
+        let value = |prefix: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let count = value("election_write_batch_size_count");
+        let single = value("election_write_batch_size_bucket{le=\"1.0\"}")
+            .max(value("election_write_batch_size_bucket{le=\"1\"}"));
+        total += (count - single).max(0.0) as u64;
+    }
+    total
+}
+
 async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
     let mut bases = Vec::new();
     for i in 0..50 {
@@ -289,7 +316,8 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
     let ids = c.ids();
     let traffic = Arc::new(Traffic::default());
     let evidence = Arc::new(Evidence::default());
-    let writers: Vec<_> = (0..4u64)
+    // Writers 4 to 7 share the first 2 bases: their writes meet in batches.
+    let writers: Vec<_> = (0..8u64)
         .map(|w| {
             let bases = bases.clone();
             let writer = ChaosWriter {
@@ -303,7 +331,8 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
                 let mut rng = Rng(seed ^ (w + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let mut n = 0u64;
                 while !traffic.stop.load(Ordering::SeqCst) {
-                    let base = bases[rng.below(bases.len() as u64) as usize].clone();
+                    let spread = if w < 4 { bases.len() as u64 } else { 2 };
+                    let base = bases[rng.below(spread) as usize].clone();
                     // Half the writes overwrite one of 4 keys of this writer
                     // (a stale overwrite or a reordering then shows in the
                     // final value), half write a key once.
@@ -478,6 +507,9 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
     }
     assert!(!acked.is_empty(), "some writes were acknowledged");
     check_history(&acked, &evidence, seed);
+    let batched = several_writes_batches(&c).await;
+    eprintln!("chaos: {batched} batches of several writes committed on the services up at the end");
+    assert!(batched > 0, "the hot bases' writers never met in a batch");
 
     // Healing: one master per base, replicas identical, every acked write there.
     let heal = Instant::now();
