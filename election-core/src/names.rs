@@ -301,6 +301,23 @@ impl ZkLayout {
     pub fn services_dir(&self, stype: &ServiceType) -> String {
         format!("/hc/ns/{}/srv/{}", self.ns, stype)
     }
+    /// `/hc/ns/<NS>/acct/<type>/<hex(account)>[/<hex(reference)>]`: the
+    /// per-account index of containers (`container list`); hex keeps any
+    /// name a valid node name. [`index_name`] decodes a child's name.
+    pub fn account_index(
+        &self,
+        stype: &ServiceType,
+        account: &str,
+        reference: Option<&str>,
+    ) -> String {
+        let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        let mut p = format!("/hc/ns/{}/acct/{stype}/{}", self.ns, hex(account));
+        if let Some(r) = reference {
+            p.push('/');
+            p.push_str(&hex(r));
+        }
+        p
+    }
     /// The persistent directory entry recording the peers of a base.
     pub fn directory_node(&self, stype: &ServiceType, base: &BaseName) -> String {
         let key = ElectionKey::compute(base, stype);
@@ -314,6 +331,19 @@ impl ZkLayout {
             base
         )
     }
+}
+
+/// A child's name in the account index ([`ZkLayout::account_index`]),
+/// decoded (`None`: not one of its names).
+pub fn index_name(name: &str) -> Option<String> {
+    if !name.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..name.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// As ZooKeeper writes it, Java's `%010d`: zero-padded to 10 characters, the
@@ -377,6 +407,23 @@ pub fn parse_node_name(name: &str) -> Option<(&str, Seq)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn account_index_names_round_trip() {
+        let layout = ZkLayout::new(Namespace::new("NS").expect("ns"));
+        let t = ServiceType::new("meta2").expect("type");
+        for s in ["FVE0", "a/b c", "é"] {
+            let path = layout.account_index(&t, "acct", Some(s));
+            let name = path.rsplit('/').next().expect("a name");
+            assert_eq!(super::index_name(name).as_deref(), Some(s));
+        }
+        assert_eq!(
+            layout.account_index(&t, "a", None),
+            "/hc/ns/NS/acct/meta2/61"
+        );
+        assert_eq!(super::index_name("zz"), None);
+        assert_eq!(super::index_name("abc"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -417,7 +417,10 @@ impl Directory {
             Err(zk::Error::NoNode) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let mut refs: Vec<String> = names.iter().filter_map(|n| unhex(n)).collect();
+        let mut refs: Vec<String> = names
+            .iter()
+            .filter_map(|n| election_core::names::index_name(n))
+            .collect();
         refs.sort();
         Ok(Some(refs))
     }
@@ -447,16 +450,8 @@ impl Directory {
         Ok(out)
     }
 
-    /// `/hc/ns/<NS>/acct/<type>/<hex(account)>/<hex(reference)>`: the
-    /// per-account index used by `container list` (hex keeps any name a
-    /// valid node name).
     fn index_path(&self, stype: &ServiceType, account: &str, reference: Option<&str>) -> String {
-        let mut p = format!("{}/acct/{stype}/{}", self.layout.ns_root(), hex(account));
-        if let Some(r) = reference {
-            p.push('/');
-            p.push_str(&hex(r));
-        }
-        p
+        self.layout.account_index(stype, account, reference)
     }
 
     async fn index(
@@ -510,22 +505,6 @@ fn entry_data(got: Result<Vec<u8>, zk::Error>) -> Read {
         Err(e) if classify(&e) == ErrorClass::NoNode => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The name `hex` made, decoded (`None`: not one of ours).
-fn unhex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
 }
 
 /// A non-zero id that no earlier creation of `base` drew (64 random bits).

@@ -156,7 +156,10 @@ impl VersionCache {
 /// A write applied inside an open transaction on the master, waiting for the
 /// slaves' answers. Dropped without `commit`, it is rolled back.
 pub struct PendingWrite {
-    conn: Connection,
+    /// Taken back into the pool once the transaction ends (`finish`).
+    conn: Option<Connection>,
+    /// The pool generation the connection was leased in.
+    generation: u64,
     key: ElectionKey,
     cache: std::sync::Arc<VersionCache>,
     pub prev: Vector,
@@ -165,10 +168,17 @@ pub struct PendingWrite {
 }
 
 impl PendingWrite {
+    fn conn(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("the connection of an unfinished write")
+    }
+
     pub fn commit(&mut self) -> Result<(), StoreError> {
         self.open = false;
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        let conn = self.conn();
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            let _ = conn.execute_batch("ROLLBACK");
             self.cache.invalidate(&self.key);
             return Err(e.into());
         }
@@ -178,7 +188,9 @@ impl PendingWrite {
 
     pub fn rollback(&mut self) {
         if std::mem::take(&mut self.open) {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            if let Some(conn) = &self.conn {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
         }
     }
 }
@@ -186,6 +198,56 @@ impl PendingWrite {
 impl Drop for PendingWrite {
     fn drop(&mut self) {
         self.rollback();
+    }
+}
+
+/// Connections to the replicas used lately, kept open: opening a base's
+/// file anew for every operation (open, lock and stat calls, the schema
+/// parsed, close) was a large share of a store operation's CPU.
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<ElectionKey, Connection>,
+    /// Bumped when a replica's file is replaced or removed: a connection
+    /// leased before it is to the old file and is never taken back.
+    generation: HashMap<ElectionKey, u64>,
+}
+
+/// Idle connections kept, at most (each holds a file descriptor).
+const POOL_MAX: usize = 64;
+
+/// A connection to one replica, given back to the pool when dropped (unless
+/// its file was replaced meanwhile, or a transaction is still open).
+pub struct Lease<'a> {
+    store: &'a BaseStore,
+    key: ElectionKey,
+    generation: u64,
+    conn: Option<Connection>,
+}
+
+impl Lease<'_> {
+    fn into_parts(mut self) -> (Connection, u64) {
+        (self.conn.take().expect("leased"), self.generation)
+    }
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("leased")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("leased")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.store.give_back(&self.key, self.generation, conn);
+        }
     }
 }
 
@@ -264,6 +326,7 @@ pub struct BaseStore {
     /// The masters' batches applied in a transaction left open until the
     /// engine commits or rolls them back (at most one per base).
     open: Mutex<HashMap<ElectionKey, PendingWrite>>,
+    pool: Mutex<Pool>,
 }
 
 impl BaseStore {
@@ -279,6 +342,7 @@ impl BaseStore {
             loading_until: Mutex::new(None),
             versions: std::sync::Arc::default(),
             open: Mutex::new(HashMap::new()),
+            pool: Mutex::default(),
         })
     }
 
@@ -374,6 +438,7 @@ impl BaseStore {
         std::fs::File::open(&tmp)?.sync_all()?;
         remove_journal(&tmp)?;
         remove_journal(&path)?;
+        self.replacing(key);
         std::fs::rename(&tmp, &path)?;
         self.versions.invalidate(key);
         sync_dir(path.parent())?;
@@ -448,7 +513,7 @@ impl BaseStore {
         Ok(out)
     }
 
-    fn open_rw(&self, key: &ElectionKey) -> Result<Connection, StoreError> {
+    fn open_rw(&self, key: &ElectionKey) -> Result<Lease<'_>, StoreError> {
         if self.loading() {
             return Err(StoreError::Loading);
         }
@@ -459,7 +524,51 @@ impl BaseStore {
         if !path.exists() {
             return Err(StoreError::Missing);
         }
-        Ok(self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?)
+        let (idle, generation) = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let generation = pool.generation.get(key).copied().unwrap_or(0);
+            (pool.idle.remove(key), generation)
+        };
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+        };
+        Ok(Lease {
+            store: self,
+            key: key.clone(),
+            generation,
+            conn: Some(conn),
+        })
+    }
+
+    /// Takes a connection back into the pool, if its file is still the
+    /// replica's and no transaction is open on it; else closes it.
+    fn give_back(&self, key: &ElectionKey, generation: u64, conn: Connection) {
+        if !conn.is_autocommit() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.generation.get(key).copied().unwrap_or(0) != generation {
+            return;
+        }
+        if pool.idle.len() >= POOL_MAX && !pool.idle.contains_key(key) {
+            let victim = pool.idle.keys().next().cloned();
+            if let Some(v) = victim {
+                pool.idle.remove(&v);
+            }
+        }
+        pool.idle.insert(key.clone(), conn);
+    }
+
+    /// The replica's file is about to be replaced or removed: connections
+    /// to it are closed, and those leased are not taken back.
+    fn replacing(&self, key: &ElectionKey) {
+        let stale = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            *pool.generation.entry(key.clone()).or_insert(0) += 1;
+            pool.idle.remove(key)
+        };
+        drop(stale);
     }
 
     fn vector_in(tx: &Connection) -> Result<Vector, StoreError> {
@@ -549,12 +658,15 @@ impl BaseStore {
             StoreOp::Commit => {
                 let mut pending =
                     take().ok_or_else(|| StoreFailure::Failed("no open batch to commit".into()))?;
-                pending.commit()?;
+                let committed = pending.commit();
+                self.finish(pending);
+                committed?;
                 Ok(StoreOk::Committed)
             }
             StoreOp::Rollback => {
                 if let Some(mut pending) = take() {
                     pending.rollback();
+                    self.finish(pending);
                 }
                 Ok(StoreOk::RolledBack)
             }
@@ -568,6 +680,13 @@ impl BaseStore {
         }
     }
 
+    /// A batch's transaction ended: its connection goes back to the pool.
+    fn finish(&self, mut pending: PendingWrite) {
+        if let Some(conn) = pending.conn.take() {
+            self.give_back(&pending.key, pending.generation, conn);
+        }
+    }
+
     /// Starts the master's side of a write: `ops` applied and the properties
     /// version bumped inside an open transaction, committed or rolled back
     /// later (after the slaves answered).
@@ -578,20 +697,21 @@ impl BaseStore {
         when_ms: i64,
         writer: u64,
     ) -> Result<PendingWrite, StoreError> {
-        let conn = self.open_rw(key)?;
+        let (conn, generation) = self.open_rw(key)?.into_parts();
         conn.execute_batch("BEGIN IMMEDIATE")?;
         self.versions.invalidate(key);
         // Dropping `pending` on an error below rolls the transaction back.
         let mut pending = PendingWrite {
             key: key.clone(),
             cache: self.versions.clone(),
-            conn,
+            conn: Some(conn),
+            generation,
             prev: Vector::new(),
             next: Vector::new(),
             open: true,
         };
-        let prev = Self::vector_in(&pending.conn)?;
-        Self::apply_ops(&pending.conn, ops)?;
+        let prev = Self::vector_in(pending.conn())?;
+        Self::apply_ops(pending.conn(), ops)?;
         let mut next = prev.clone();
         let entry = next.entry("main.properties".to_string()).or_default();
         entry.version += 1;
@@ -600,7 +720,7 @@ impl BaseStore {
         // repeat across clocks; `writer`, chosen by the engine, cannot.
         entry.when = when_ms.max(entry.when + 1);
         entry.writer = writer;
-        Self::store_vector(&pending.conn, &next)?;
+        Self::store_vector(pending.conn(), &next)?;
         pending.prev = prev;
         pending.next = next;
         Ok(pending)
@@ -615,8 +735,10 @@ impl BaseStore {
         when_ms: i64,
     ) -> Result<(Vector, Vector), StoreError> {
         let mut pending = self.begin_write(key, ops, when_ms, 0)?;
-        pending.commit()?;
-        Ok((pending.prev.clone(), pending.next.clone()))
+        let committed = pending.commit();
+        let vectors = (pending.prev.clone(), pending.next.clone());
+        self.finish(pending);
+        committed.map(|()| vectors)
     }
 
     /// A slave's side: applies a write only if the local copy is exactly at
@@ -679,6 +801,7 @@ impl BaseStore {
     /// Removes the local replica (its container was deleted).
     pub fn remove(&self, key: &ElectionKey) -> Result<bool, StoreError> {
         self.versions.forget(key);
+        self.replacing(key);
         let path = self.path(key);
         let removed = match std::fs::remove_file(&path) {
             Ok(()) => true,
@@ -803,6 +926,7 @@ impl BaseStore {
                 set.remove(key);
                 return Err(StoreError::Missing);
             }
+            self.replacing(key);
             std::fs::rename(&path, &dest)?;
             // A rollback journal left by a crash belongs to the old copy
             // and goes with it; an empty one (kept between commits by
@@ -891,6 +1015,7 @@ impl BaseStore {
             } else {
                 // A journal (empty, or left by a crash) belongs to the copy
                 // being replaced: replayed into the new one, it would corrupt it.
+                self.replacing(key);
                 let renamed = path
                     .parent()
                     .map_or(Ok(()), std::fs::create_dir_all)
@@ -979,6 +1104,57 @@ mod tests {
             ctime_ms: 5,
             incarnation: 77,
         }
+    }
+
+    /// A connection kept open for a replica is never used once its file was
+    /// replaced (a copy installed, the replica set aside): writes land in
+    /// the file the replica is now.
+    #[test]
+    fn a_kept_connection_never_writes_to_a_replaced_file() {
+        let dir = std::env::temp_dir().join(format!("store-pool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir, Durability::Process).expect("open");
+        let b = BaseName::parse("AB.1").expect("valid");
+        let key = ElectionKey::compute(&b, &ServiceType::new("meta2").expect("valid"));
+        store.create(&key, &info(&b)).expect("create");
+        let empty = store.dump(&key).expect("dump");
+        let set = |k: &str| {
+            vec![WriteOp::Set {
+                key: k.into(),
+                value: "v".into(),
+            }]
+        };
+        store.apply(&key, &set("a"), 1).expect("a");
+        assert_eq!(store.pool.lock().expect("pool").idle.len(), 1, "kept open");
+        let ticket = store.begin_restore(&key);
+        store.restore(&key, ticket, &empty).expect("restored");
+        store.apply(&key, &set("b"), 2).expect("b");
+        // Read the file itself, not through the store's connections.
+        let file = Connection::open(store.path(&key)).expect("the replica's file");
+        let keys: Vec<String> = file
+            .prepare("SELECT k FROM properties ORDER BY k")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            keys,
+            ["b"],
+            "the write after the copy is in the new file only"
+        );
+        let ticket = store.begin_restore(&key);
+        let aside = store.set_aside(&key, ticket).expect("set aside");
+        store.create(&key, &info(&b)).expect("created again");
+        store.apply(&key, &set("c"), 3).expect("c");
+        let old = Connection::open(&aside).expect("the set-aside copy");
+        let n: i64 = old
+            .query_row("SELECT count(*) FROM properties WHERE k = 'c'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(n, 0, "nothing written to the copy set aside");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

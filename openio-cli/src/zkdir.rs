@@ -112,7 +112,7 @@ impl Zk {
         stype: &ServiceType,
         account: &str,
     ) -> anyhow::Result<Vec<String>> {
-        let dir = format!("{}/acct/{stype}/{}", self.layout.ns_root(), hex(account));
+        let dir = self.layout.account_index(stype, account, None);
         let names = match self
             .bounded("a listing", self.client.list_children(&dir))
             .await?
@@ -121,7 +121,10 @@ impl Zk {
             Err(zk::Error::NoNode) => Vec::new(),
             Err(e) => anyhow::bail!("listing {dir}: {e}"),
         };
-        let mut out: Vec<String> = names.iter().filter_map(|n| unhex(n)).collect();
+        let mut out: Vec<String> = names
+            .iter()
+            .filter_map(|n| election_core::names::index_name(n))
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -350,32 +353,5 @@ impl Zk {
         let mut states = self.client.state_watcher();
         drop(self.client);
         let _ = tokio::time::timeout(Duration::from_millis(500), states.changed()).await;
-    }
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hex_round_trip() {
-        for s in ["FVE0", "a/b c", "é"] {
-            assert_eq!(super::unhex(&super::hex(s)).as_deref(), Some(s));
-        }
-        assert_eq!(super::unhex("zz"), None);
-        assert_eq!(super::unhex("abc"), None);
     }
 }

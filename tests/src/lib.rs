@@ -778,6 +778,21 @@ impl Cluster {
         body["base"].as_str().expect("base").to_string()
     }
 
+    /// Sets a test-only fault switch (`lose_acks`, `low_disk`, ...) on one
+    /// service started with `--enable-fault-switches`.
+    pub async fn fault(&self, id: &str, switch: &str, on: bool) {
+        let resp = self
+            .http
+            .post(format!("http://{id}/v1/admin/fault?{switch}={on}"))
+            .send()
+            .await
+            .expect("fault switch");
+        assert!(
+            resp.status().is_success(),
+            "fault switch {switch}={on} on {id}"
+        );
+    }
+
     /// Calls an election route on one peer, OpenIO-style: transport errors
     /// become codes 2 (refused), 7 (timeout), 10 (other).
     pub async fn call(&self, id: &str, route: &str, base: &str, timeout: Duration) -> Answer {

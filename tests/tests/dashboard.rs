@@ -141,7 +141,7 @@ async fn the_page_shows_the_cluster_as_a_browser_renders_it() {
     );
 
     // A banner: stop-writes on the master.
-    fault(&c, &master, "low_disk", true).await;
+    c.fault(&master, "low_disk", true).await;
     let started = Instant::now();
     loop {
         let page = dom(&browser, profile.path(), &format!("http://{master}/"));
@@ -151,7 +151,7 @@ async fn the_page_shows_the_cluster_as_a_browser_renders_it() {
         assert!(started.elapsed() < T, "no stop-writes banner: {page}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    fault(&c, &master, "low_disk", false).await;
+    c.fault(&master, "low_disk", false).await;
 
     // A screenshot of the lookup page: a PNG of the window's size, not blank.
     let shot_dir = TempDir::new("screenshot");
@@ -193,14 +193,4 @@ fn png_facts(bytes: &[u8]) -> (u32, u32, usize, f64) {
     }
     let n = (info.width * info.height) as f64;
     (info.width, info.height, colours.len(), inked as f64 / n)
-}
-
-async fn fault(c: &Cluster, id: &str, switch: &str, on: bool) {
-    let resp = c
-        .http
-        .post(format!("http://{id}/v1/admin/fault?{switch}={on}"))
-        .send()
-        .await
-        .expect("fault switch");
-    assert!(resp.status().is_success());
 }

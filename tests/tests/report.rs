@@ -146,10 +146,10 @@ async fn report_finds_each_problem_and_only_them() {
         format!("{prefix}{seq}")
     };
     let ro_master = ids[6].clone();
-    fault(&c, &ro_master, "lose_acks", true).await;
+    c.fault(&ro_master, "lose_acks", true).await;
     let (code, message) = c.write_to(&ro_master, &readonly, &[("a", "1")], T).await;
     assert_eq!(code, 503, "{message}");
-    fault(&c, &ro_master, "lose_acks", false).await;
+    c.fault(&ro_master, "lose_acks", false).await;
     c.service_mut(&ids[3]).kill9();
     c.service_mut(&ids[4]).kill9();
     c.service(&ids[5]).pause();
@@ -265,14 +265,4 @@ async fn report_finds_each_problem_and_only_them() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--zookeeper"), "{run:?}");
     c.service(&ids[5]).resume();
-}
-
-async fn fault(c: &Cluster, id: &str, switch: &str, on: bool) {
-    let resp = c
-        .http
-        .post(format!("http://{id}/v1/admin/fault?{switch}={on}"))
-        .send()
-        .await
-        .expect("fault switch");
-    assert!(resp.status().is_success());
 }

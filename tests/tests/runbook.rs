@@ -83,16 +83,6 @@ impl Runbook {
     }
 }
 
-async fn fault(c: &Cluster, id: &str, switch: &str, on: bool) {
-    let resp = c
-        .http
-        .post(format!("http://{id}/v1/admin/fault?{switch}={on}"))
-        .send()
-        .await
-        .expect("fault switch");
-    assert!(resp.status().is_success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_runbook_command_runs_in_its_incident() {
     let documented = runbook_commands();
@@ -210,10 +200,10 @@ async fn every_runbook_command_runs_in_its_incident() {
 
     // 4. Emergency read-only: the slaves' acknowledgements are "lost".
     assert_eq!(c.write_to(&master, &base, &[("a", "1")], T).await.0, 200);
-    fault(&c, &master, "lose_acks", true).await;
+    c.fault(&master, "lose_acks", true).await;
     let (code, message) = c.write_to(&master, &base, &[("b", "2")], T).await;
     assert_eq!(code, 503, "{message}");
-    fault(&c, &master, "lose_acks", false).await;
+    c.fault(&master, "lose_acks", false).await;
     let run = rb.run("openio election report meta2 --finding read-only", &master);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
@@ -247,7 +237,7 @@ async fn every_runbook_command_runs_in_its_incident() {
     assert_eq!(c.write_to(&master, &base, &[("c", "3")], T).await.0, 200);
 
     // 5. Stop-writes on the master: it hands the mastership over.
-    fault(&c, &master, "low_disk", true).await;
+    c.fault(&master, "low_disk", true).await;
     let run = rb.run(
         "openio election report meta2 --finding stop-writes",
         &master,
@@ -262,7 +252,7 @@ async fn every_runbook_command_runs_in_its_incident() {
     assert!(c.service(&master).log_text().contains("STOP-WRITES:"));
     let new_master = c.wait_converged(&base, T).await.expect("handed over");
     assert_ne!(new_master, master, "a stopped service does not lead");
-    fault(&c, &master, "low_disk", false).await;
+    c.fault(&master, "low_disk", false).await;
     // One base, mastered by one service: 1 master against an average of
     // 1/3 is no excess of a whole mastership, so nobody is asked.
     let run = rb.ok("openio election balance meta2 --average", &master);
@@ -302,10 +292,10 @@ async fn every_runbook_command_runs_in_its_incident() {
     let others: Vec<String> = c.ids().into_iter().filter(|i| *i != m).collect();
     let (s, t) = (others[0].clone(), others[1].clone());
     c.service_mut(&t).kill9();
-    fault(&c, &m, "lose_acks", true).await;
+    c.fault(&m, "lose_acks", true).await;
     let (code, message) = c.write_to(&m, &base, &[("d", "rolled back")], T).await;
     assert_eq!(code, 503, "{message}");
-    fault(&c, &m, "lose_acks", false).await;
+    c.fault(&m, "lose_acks", false).await;
     c.service_mut(&s).kill9();
     c.service_mut(&m).restart();
     c.service_mut(&t).restart();
