@@ -47,14 +47,20 @@ struct Fx {
 
 impl Fx {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// `new`, with `change` made to the engine's configuration.
+    fn with(change: impl FnOnce(&mut EngineConfig)) -> Self {
         let me = sid(ME);
         let stype = ServiceType::new("meta2").expect("service type");
         let layout = ZkLayout::new(Namespace::new("NS").expect("namespace"));
-        let cfg = EngineConfig {
+        let mut cfg = EngineConfig {
             election: Config::default(),
             expire_none_ms: EXPIRE_NONE,
             ..Default::default()
         };
+        change(&mut cfg);
         Self {
             e: Engine::new(cfg, me.clone(), stype.clone(), layout.clone()),
             me,
@@ -1552,17 +1558,7 @@ fn admission_bounds_elections_in_flight() {
 /// (sim seed 23959).
 #[test]
 fn a_rejoin_queues_behind_waiting_elections() {
-    let mut fx = Fx::new();
-    fx.e = Engine::new(
-        EngineConfig {
-            expire_none_ms: EXPIRE_NONE,
-            max_in_flight: 1,
-            ..Default::default()
-        },
-        fx.me.clone(),
-        ServiceType::new("meta2").expect("type"),
-        ZkLayout::new(Namespace::new("NS").expect("ns")),
-    );
+    let mut fx = Fx::with(|cfg| cfg.max_in_flight = 1);
     let (a, b) = (base_a(), base_b());
     step_aside(&mut fx, &a);
     assert_eq!(fx.state(&a), State::Leaving);
@@ -2993,17 +2989,7 @@ fn a_slave_redirects_writes_and_a_full_queue_refuses_them() {
 /// frees room.
 #[test]
 fn writes_waiting_over_the_service_are_bounded() {
-    let mut fx = Fx::new();
-    fx.e = Engine::new(
-        EngineConfig {
-            expire_none_ms: EXPIRE_NONE,
-            max_queued_writes: 2,
-            ..Default::default()
-        },
-        fx.me.clone(),
-        fx.stype.clone(),
-        fx.layout.clone(),
-    );
+    let mut fx = Fx::with(|cfg| cfg.max_queued_writes = 2);
     let a = base_a();
     write_in_flight(&mut fx, &a, 100);
     assert!(fx.on(2_002, write(101, &a, "x")).is_empty());
