@@ -103,19 +103,6 @@ pub enum Finding {
 }
 
 impl Finding {
-    pub const ALL: [Finding; 10] = [
-        Finding::NoMaster,
-        Finding::MultiMaster,
-        Finding::Disagree,
-        Finding::Failed,
-        Finding::Pending,
-        Finding::MissingNode,
-        Finding::RogueNode,
-        Finding::ReadOnly,
-        Finding::StopWrites,
-        Finding::PeerDown,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Finding::NoMaster => "no-master",

@@ -801,7 +801,7 @@ fn summary(
         "{stype}: {bases} bases ({running} running an election), {} healthy, {sick} with findings",
         reports.len() - sick
     );
-    let counts: Vec<String> = Finding::ALL
+    let counts: Vec<String> = <Finding as clap::ValueEnum>::value_variants()
         .iter()
         .filter_map(|f| {
             let n = reports.iter().filter(|r| r.findings.contains(f)).count();
@@ -1033,6 +1033,16 @@ mod tests {
             details[1].ends_with("127.0.0.1:2's current node is 0000000002"),
             "{details:?}"
         );
+    }
+
+    /// `--finding` takes the names the report prints.
+    #[test]
+    fn finding_names_are_the_flag_values() {
+        use clap::ValueEnum;
+        for f in Finding::value_variants() {
+            let value = f.to_possible_value().expect("a value");
+            assert_eq!(value.get_name(), f.as_str());
+        }
     }
 
     /// A service that is not a peer (a clone, an old host) runs the

@@ -990,9 +990,28 @@ impl Cluster {
 
     /// Polls `status` on the running peers until they agree on one master.
     pub async fn wait_converged(&self, base: &str, within: Duration) -> Result<String, String> {
+        self.wait_converged_among(base, None, within).await
+    }
+
+    /// `wait_converged`, asking only `peers` when given (a cluster whose
+    /// services hold different bases).
+    pub async fn wait_converged_among(
+        &self,
+        base: &str,
+        peers: Option<&[&str]>,
+        within: Duration,
+    ) -> Result<String, String> {
         let started = Instant::now();
         loop {
-            let answers = self.status_all(base, Duration::from_secs(3)).await;
+            let answers = match peers {
+                None => self.status_all(base, Duration::from_secs(3)).await,
+                Some(ids) => {
+                    let calls = ids
+                        .iter()
+                        .map(|id| self.call(id, "status", base, Duration::from_secs(3)));
+                    futures::future::join_all(calls).await
+                }
+            };
             match one_master(&answers) {
                 Ok(m) => return Ok(m),
                 Err(e) if started.elapsed() > within => return Err(e),

@@ -49,22 +49,6 @@ fn findings(rows: &[Value], base: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Until the `peers` of `base` agree on one master.
-async fn converge(c: &Cluster, base: &str, peers: &[&str]) {
-    let started = Instant::now();
-    loop {
-        let mut answers = Vec::new();
-        for id in peers {
-            answers.push(c.call(id, "status", base, Duration::from_secs(3)).await);
-        }
-        match system_tests::one_master(&answers) {
-            Ok(_) => return,
-            Err(e) if started.elapsed() > T => panic!("{base} never converged: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 /// Until `id` answers `status` for `base` with a master other than `not`.
 async fn wait_master_other_than(c: &Cluster, id: &str, base: &str, not: &str) -> String {
     let started = Instant::now();
@@ -113,7 +97,9 @@ async fn report_finds_each_problem_and_only_them() {
         (&paused, [1, 2, 5]),
         (&readonly, [0, 1, 6]),
     ] {
-        converge(&c, base, &on.map(|i| ids[i].as_str())).await;
+        c.wait_converged_among(base, Some(&on.map(|i| ids[i].as_str())), T)
+            .await
+            .unwrap_or_else(|e| panic!("{base} never converged: {e}"));
     }
 
     // All healthy: exit 0, no row.
