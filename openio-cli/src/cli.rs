@@ -40,7 +40,7 @@ pub struct Cli {
     #[arg(long, env = "OIO_ZOOKEEPER", global = true)]
     pub zookeeper: Option<String>,
     /// Seconds to wait for each peer (all peers are asked in parallel).
-    #[arg(short = 't', long, default_value_t = 30.0, global = true)]
+    #[arg(short = 't', long, default_value_t = 30.0, global = true, value_parser = parse_seconds)]
     pub timeout: f64,
     /// Output format (`value`: values only, space-separated, no header).
     #[arg(short = 'f', long, value_enum, default_value = "table", global = true)]
@@ -310,6 +310,14 @@ pub enum ContainerCmd {
         #[arg(long)]
         cid: bool,
     },
+}
+
+/// A positive, finite number of seconds.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
 }
 
 pub fn parse_property(s: &str) -> Result<(String, String), String> {

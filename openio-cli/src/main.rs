@@ -77,9 +77,6 @@ struct Ctx {
 
 impl Ctx {
     fn new(cli: &Cli, stype: &str, reference: &str, cid: bool) -> anyhow::Result<Ctx> {
-        if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
-            anyhow::bail!("--timeout must be a positive number of seconds");
-        }
         let ns = Namespace::new(cli.ns.clone())?;
         let stype = ServiceType::new(stype.to_string())?;
         let base = if cid {

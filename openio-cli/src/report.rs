@@ -723,9 +723,6 @@ pub async fn run(cli: &Cli, ask: Ask<'_>) -> anyhow::Result<std::process::ExitCo
     if !(ask.pending.is_finite() && ask.pending >= 0.0) {
         anyhow::bail!("--pending must be a number of seconds, 0 or more");
     }
-    if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
     let ns = Namespace::new(cli.ns.clone())?;
     let stype = ServiceType::new(ask.stype.to_string())?;
     let only: Vec<ServiceId> = ask
