@@ -88,6 +88,22 @@ struct MasterNode {
     deleted: bool,
 }
 
+/// A candidate's GETVERS, seen from the peer it asked, when its version and
+/// ours agreed: what a GETVERS of ours to that candidate, as our master at
+/// `seq`, would find. Valid while our replica does not change: any write,
+/// apply or copy here drops it.
+///
+/// Why it may stand for the round trip: the candidate names the node its
+/// session created, so while `seq` is in our listing it is the candidate's;
+/// its version cannot change before it leads (a candidate takes no write),
+/// and after, only by its own writes, which reach us in order as they would
+/// after a real GETVERS answered a moment earlier (a gap makes us copy).
+#[derive(Debug, Clone)]
+struct Claim {
+    from: ServiceId,
+    seq: Seq,
+}
+
 /// The group's listing, asked right behind the create of our node (a
 /// session's requests are processed in order, so it sees the node): the
 /// listing LISTING asks for next. `seq` is our node's, `None` until the
@@ -146,6 +162,8 @@ pub struct Slot {
     ops: Option<Box<writes::BaseOps>>,
     /// The batch floor of the last copy installed from a master (0: none).
     copy_floor: u64,
+    /// The latest candidate's versions while we were not settled.
+    claim: Option<Box<Claim>>,
 }
 
 impl Slot {
@@ -706,6 +724,22 @@ impl Engine {
                 master_seq,
                 candidate_seq,
             } => self.getvers_input(now, req, base, master_seq, candidate_seq),
+            Input::CandidateVersions {
+                base,
+                from,
+                seq,
+                theirs,
+                ours,
+            } => {
+                let Some(i) = self.find(&base) else { return };
+                let slot = self.slot_mut(i);
+                // Only a member that may still follow it keeps it; a settled
+                // one may apply writes before it would be used.
+                let settled = matches!(slot.fsm.state(), State::Master | State::Slave);
+                // Only agreement is taken on trust; anything else is asked.
+                let agree = getvers_outcome(&ours, &theirs, &from, true) == GetversOutcome::Ok;
+                slot.claim = (!settled && agree).then(|| Box::new(Claim { from, seq }));
+            }
             Input::DumpReq { req, base } => self.dump_input(now, req, base),
             Input::Stored { id, result } => {
                 let Some(f) = self.inflight.remove(&id) else {
@@ -811,6 +845,7 @@ impl Engine {
             queued: false,
             ops: None,
             copy_floor: 0,
+            claim: None,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -1397,6 +1432,21 @@ impl Engine {
                 master_seq,
             } => {
                 let slot = self.slot_mut(i);
+                let vouched = slot
+                    .claim
+                    .take_if(|c| Some(c.seq) == master_seq && c.from == peer);
+                if vouched.is_some() {
+                    self.effects
+                        .push_back(Effect::Observe(Observation::GetversSkipped));
+                    return self.emit(
+                        i,
+                        Event::Getvers {
+                            op,
+                            peer,
+                            outcome: GetversOutcome::Ok,
+                        },
+                    );
+                }
                 let candidate_seq = slot.fsm.local_id().filter(|_| master_seq.is_none());
                 let base = slot.base.clone();
                 let id = self.pending(
@@ -1425,6 +1475,7 @@ impl Engine {
                 );
                 let slot = self.slot_mut(i);
                 slot.sync = Some(id);
+                slot.claim = None;
                 let base = slot.base.clone();
                 self.effects.push_back(Effect::Sync { id, base, master });
             }

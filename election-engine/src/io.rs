@@ -202,6 +202,17 @@ pub enum Input {
         master_seq: Option<Seq>,
         candidate_seq: Option<Seq>,
     },
+    /// What a candidate's GETVERS showed, once we answered it: `from` holds
+    /// node `seq` with version `theirs`, and we answered `ours`. Should we
+    /// then follow `from` at `seq` with no write of ours in between, this
+    /// is what our own GETVERS to it would find: that round trip is skipped.
+    CandidateVersions {
+        base: BaseName,
+        from: ServiceId,
+        seq: Seq,
+        theirs: ReplicaVersion,
+        ours: ReplicaVersion,
+    },
     /// A slave asks for a copy of the base. Answered by `DumpRefused`, or by
     /// a `Store{Dump{req}}` whose executor answers the slave.
     DumpReq { req: ReqId, base: BaseName },
@@ -328,6 +339,9 @@ pub enum Observation {
     },
     /// A GETVERS exchange concluded: `OK`, `KO`, `OLD` or `RACE`.
     Getvers(&'static str),
+    /// A follower's GETVERS to its master was answered by the master's own
+    /// GETVERS as a candidate (`Input::CandidateVersions`), not sent.
+    GetversSkipped,
     /// From leaving NONE to MASTER or SLAVE.
     TimeToFinal { ms: u64 },
     /// The settled master changed.

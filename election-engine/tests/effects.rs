@@ -602,6 +602,118 @@ fn follower_reuses_the_lower_node_read() {
     assert_eq!(fsm.local_id(), Some(17));
 }
 
+/// B asks our version as a candidate with node 12, and tells its own:
+/// `theirs` (ours is version 3). Returns the effects of both inputs.
+fn b_asks_as_candidate(fx: &mut Fx, base: &BaseName, t: u64, theirs: i64) -> Vec<Effect> {
+    let mut out = fx.on(
+        t,
+        Input::GetversReq {
+            req: 900,
+            base: base.clone(),
+            master_seq: None,
+            candidate_seq: Some(12),
+        },
+    );
+    out.extend(fx.on(
+        t,
+        Input::CandidateVersions {
+            base: base.clone(),
+            from: sid(B),
+            seq: 12,
+            theirs: version(theirs),
+            ours: version(3),
+        },
+    ));
+    out
+}
+
+#[test]
+fn a_follower_takes_its_candidates_getvers_for_its_own() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    to_listing(&mut fx, &a, 17);
+    assert_eq!(
+        b_asks_as_candidate(&mut fx, &a, 1_030, 3),
+        vec![Effect::GetversServed {
+            req: 900,
+            base: a.clone(),
+            result: Ok(())
+        }]
+    );
+    let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    // Node 12 names B, the candidate whose versions agreed with ours: no
+    // GETVERS to it, SLAVE at once.
+    assert_eq!(
+        fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec())))),
+        vec![
+            tr(&a, State::Listing, "LIST_OK", State::Asking),
+            Effect::Observe(Observation::GetversSkipped),
+            tr(&a, State::Asking, "MASTER_OK", State::CheckingMaster),
+            Effect::Observe(Observation::Getvers("OK")),
+            tr(&a, State::CheckingMaster, "GETVERS_OK", State::Slave),
+            Effect::Observe(Observation::TimeToFinal { ms: 50 }),
+        ]
+    );
+    let fsm = &fx.e.view(&a).expect("election").fsm;
+    assert_eq!((fsm.master(), fsm.master_id()), (Some(&fx.b), Some(12)));
+}
+
+#[test]
+fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
+    // B is ahead of us: we ask it ourselves (and will copy from it).
+    let mut fx = Fx::new();
+    let a = base_a();
+    to_listing(&mut fx, &a, 17);
+    b_asks_as_candidate(&mut fx, &a, 1_030, 4);
+    let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    let effects = fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
+    assert!(
+        effects.contains(&getvers_master(7, &fx.b, &a, 12)),
+        "{effects:?}"
+    );
+    assert_eq!(fx.state(&a), State::CheckingMaster);
+
+    // B agreed, but node 12 names C: the claim is not C's.
+    let mut fx = Fx::new();
+    to_listing(&mut fx, &a, 17);
+    b_asks_as_candidate(&mut fx, &a, 1_030, 3);
+    let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    let effects = fx.on(1_050, zk(6, Ok(ZkOk::Data(C.as_bytes().to_vec()))));
+    assert!(
+        effects.contains(&getvers_master(7, &fx.c, &a, 12)),
+        "{effects:?}"
+    );
+
+    // B agreed while we were SLAVE: by the time we follow again we may
+    // have applied writes since, so it is not kept.
+    let mut fx = Fx::new();
+    follow_b(&mut fx, &a);
+    b_asks_as_candidate(&mut fx, &a, 1_070, 3);
+    fx.on(
+        1_080,
+        Input::WatchFired {
+            watch: watch(0, 5),
+            deleted: true,
+        },
+    );
+    let listing = vec![fx.child(&a, 12), fx.child(&a, 17)];
+    fx.on(1_090, zk(8, Ok(ZkOk::Children(listing))));
+    let effects = fx.on(1_095, zk(10, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Getvers {
+                master_seq: Some(12),
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+}
+
 #[test]
 fn master_watch_fires_and_the_follower_takes_over() {
     let mut fx = Fx::new();

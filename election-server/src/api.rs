@@ -692,6 +692,9 @@ async fn peer_getvers(
     let version = tokio::task::spawn_blocking(move || svc2.store.version(&key))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    if let (Some(seq), Some(theirs)) = (req.candidate_seq, req.version) {
+        svc.candidate_versions(&req.base, &req.from, seq, theirs, version.clone());
+    }
     Ok(Json(GetversReply::Version { version }))
 }
 

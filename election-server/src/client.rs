@@ -318,6 +318,7 @@ pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String>
                 from: svc.me.clone(),
                 master_seq: None,
                 candidate_seq: None,
+                version: None,
                 incarnation: None,
             };
             match svc.rpc.getvers(peer, &req, svc.cfg.getvers_timeout).await {
@@ -423,6 +424,7 @@ pub async fn set_aside(svc: &Arc<Service>, base: &BaseName) -> Result<PathBuf, (
             from: svc.me.clone(),
             master_seq: None,
             candidate_seq: None,
+            version: None,
             incarnation: None,
         };
         if let Ok(crate::rpc::GetversReply::Version {

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub failovers: Counter,
     pub time_to_final: Histogram,
     pub getvers: Family<OutcomeLabel, Counter>,
+    /// Followers' GETVERS to their master answered by the master's own.
+    pub getvers_skipped: Counter,
     zk_state: Family<StateLabel, Gauge>,
     zk_reconnects: Counter,
     pub zk_ops: Histograms<OpLabel>,
@@ -84,6 +86,7 @@ impl Default for Metrics {
             failovers: Counter::default(),
             time_to_final: latency(),
             getvers: Family::default(),
+            getvers_skipped: Counter::default(),
             zk_state: Family::default(),
             zk_reconnects: Counter::default(),
             zk_ops: Family::new_with_constructor(latency),
@@ -134,6 +137,11 @@ impl Default for Metrics {
             "getvers_outcomes",
             "GETVERS rounds, by outcome (OK, KO, OLD, RACE)",
             m.getvers.clone(),
+        );
+        registry.register(
+            "getvers_skipped",
+            "Followers' GETVERS to their master not sent: the master's own GETVERS, as a candidate, showed that the versions agree",
+            m.getvers_skipped.clone(),
         );
         registry.register(
             "zookeeper_session_state",

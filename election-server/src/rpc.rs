@@ -45,6 +45,11 @@ pub struct GetversRequest {
     /// from masters of lower epochs (they are gone, or it would not lead).
     #[serde(default)]
     pub candidate_seq: Option<Seq>,
+    /// A candidate's own version, read before asking: a receiver that later
+    /// follows it at `candidate_seq`, unchanged meanwhile, need not ask it
+    /// back when the two agree (`Input::CandidateVersions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ReplicaVersion>,
     /// The base's creation as the asker's directory read says. A receiver
     /// that knows another one reads the directory again; if they still
     /// differ, it refuses, naming its own.

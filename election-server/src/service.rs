@@ -24,7 +24,7 @@ use election_core::names::{
     BaseName, ElectionKey, Namespace, Seq, ServiceId, ServiceType, ZkLayout,
 };
 use election_core::peer::Refusal;
-use election_core::version::WriteOp;
+use election_core::version::{ReplicaVersion, WriteOp};
 use election_core::{Election, Now, State};
 use election_engine::{
     Divergence, Effect, Engine, EngineConfig, Id, Input, LogEvent, NotOwner, Observation,
@@ -392,6 +392,25 @@ impl Service {
             owned: None,
             state: State::None,
         }))
+    }
+
+    /// What a candidate's GETVERS showed: its version and the one we
+    /// answered (see `Input::CandidateVersions`).
+    pub fn candidate_versions(
+        self: &Arc<Self>,
+        base: &BaseName,
+        from: &ServiceId,
+        seq: Seq,
+        theirs: ReplicaVersion,
+        ours: ReplicaVersion,
+    ) {
+        self.input(Input::CandidateVersions {
+            base: base.clone(),
+            from: from.clone(),
+            seq,
+            theirs,
+            ours,
+        });
     }
 
     /// A slave asks for a copy of `base`: taken once no write is half-applied.
@@ -766,12 +785,25 @@ impl Service {
                 tokio::spawn(async move {
                     let key = svc.key(&base);
                     let incarnation = svc.cached_incarnation(&base);
+                    // A candidate tells its version (it takes no write
+                    // until it leads); the answer is still compared with a
+                    // read made after it, as every GETVERS is.
+                    let version = match candidate_seq {
+                        Some(_) => {
+                            let (svc2, key) = (svc.clone(), key.clone());
+                            tokio::task::spawn_blocking(move || svc2.store.version(&key))
+                                .await
+                                .ok()
+                        }
+                        None => None,
+                    };
                     let req = GetversRequest {
                         base,
                         service_type: svc.stype.clone(),
                         from: svc.me.clone(),
                         master_seq,
                         candidate_seq,
+                        version,
                         incarnation,
                     };
                     let remote = match svc.rpc.getvers(&to, &req, svc.cfg.getvers_timeout).await {
@@ -983,6 +1015,9 @@ impl Service {
                 }
             }
             Observation::Getvers(outcome) => self.metrics.getvers_outcome(outcome),
+            Observation::GetversSkipped => {
+                self.metrics.getvers_skipped.inc();
+            }
             Observation::TimeToFinal { ms } => {
                 self.metrics.time_to_final.observe(ms as f64 / 1000.0);
             }

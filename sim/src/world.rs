@@ -201,6 +201,8 @@ pub struct Svc {
     /// Peer requests waiting for the engine's answer: caller, its
     /// incarnation, and the call to answer.
     served: BTreeMap<ReqId, (usize, u64, Option<u64>)>,
+    /// Candidates' GETVERS being served: who, its node, its version.
+    claims: BTreeMap<ReqId, (usize, Seq, ReplicaVersion)>,
     /// Client writes waiting for the engine's answer: base and hops so far.
     clients: BTreeMap<ReqId, (usize, u32)>,
     /// Copies in flight, by the engine's id: base.
@@ -237,6 +239,8 @@ enum Rpc {
         base: usize,
         master_seq: Option<Seq>,
         candidate_seq: Option<Seq>,
+        /// A candidate's own version, read as it asks (as the server does).
+        version: Option<ReplicaVersion>,
     },
     Dump {
         base: usize,
@@ -561,6 +565,7 @@ impl World {
                     outstanding: BTreeSet::new(),
                     calls: BTreeMap::new(),
                     served: BTreeMap::new(),
+                    claims: BTreeMap::new(),
                     clients: BTreeMap::new(),
                     syncs: BTreeMap::new(),
                     tick_at: None,
@@ -947,6 +952,8 @@ impl World {
             } => {
                 let (to, b) = (self.index_of(&to), self.bidx(&base));
                 let call = self.call(s, Call::Getvers { id, base: b }, 1_000 * MS);
+                let version =
+                    candidate_seq.map(|_| self.svcs[s].replicas[b].version(self.opts.stamps));
                 self.rpc(
                     s,
                     to,
@@ -955,6 +962,7 @@ impl World {
                         base: b,
                         master_seq,
                         candidate_seq,
+                        version,
                     },
                 );
             }
@@ -991,6 +999,9 @@ impl World {
                 }
             }
             Effect::Observe(Observation::WriteFenced) => self.stats.count("write fenced"),
+            Effect::Observe(Observation::GetversSkipped) => self
+                .stats
+                .count("follower GETVERS skipped (the candidate's showed agreement)"),
             Effect::Observe(Observation::Committed { writes }) if writes > 1 => {
                 self.stats.count("batch of several writes committed")
             }
@@ -1056,10 +1067,25 @@ impl World {
                 self.served_answer(s, req, ans);
             }
             Effect::GetversServed { req, base, result } => {
+                let claim = self.svcs[s].claims.remove(&req);
                 let ans = match result {
                     Ok(()) => {
                         let b = self.bidx(&base);
-                        RpcAns::Version(self.svcs[s].replicas[b].version(self.opts.stamps))
+                        let ours = self.svcs[s].replicas[b].version(self.opts.stamps);
+                        if let Some((from, seq, theirs)) = claim {
+                            // The server tells its engine after reading the
+                            // version: other inputs may come in between.
+                            let from = self.svcs[from].id.clone();
+                            let input = Input::CandidateVersions {
+                                base,
+                                from,
+                                seq,
+                                theirs,
+                                ours: ours.clone(),
+                            };
+                            self.local(s, 0, input);
+                        }
+                        RpcAns::Version(ours)
                     }
                     Err(_) => RpcAns::Refused,
                 };
@@ -1651,12 +1677,16 @@ impl World {
                 base,
                 master_seq,
                 candidate_seq,
+                version,
             } => {
                 self.touched.insert((to, base));
                 let (req, base) = (
                     self.serve(to, from, from_inc, call),
                     self.bases[base].clone(),
                 );
+                if let (Some(seq), Some(v)) = (candidate_seq, version) {
+                    self.svcs[to].claims.insert(req, (from, seq, v));
+                }
                 self.input(
                     to,
                     Input::GetversReq {
@@ -2135,6 +2165,7 @@ impl World {
         x.outstanding.clear();
         x.calls.clear();
         x.served.clear();
+        x.claims.clear();
         let lost = std::mem::take(&mut x.clients).len();
         x.deferred.clear();
         for r in &mut x.replicas {

@@ -292,6 +292,7 @@ impl Engine {
             .map(<[ServiceId]>::to_vec)
             .unwrap_or_default();
         let ops: Arc<[WriteOp]> = all.into();
+        self.slot_mut(i).claim = None;
         let id = self.pending(i, Pending::Store(StoreKind::Begin));
         let base = self.slot_mut(i).base.clone();
         self.effects.push_back(Effect::Store {
@@ -692,6 +693,7 @@ impl Engine {
             return self.replicate_done(w.req, Err(refusal));
         }
         let id = self.pending(i, Pending::Store(StoreKind::Apply));
+        self.slot_mut(i).claim = None;
         let base = self.slot_mut(i).base.clone();
         self.ops_mut(i).busy = Some(Busy::Apply { req: w.req });
         self.effects.push_back(Effect::Store {
