@@ -67,6 +67,9 @@ pub struct Mutations {
     pub no_dump_lock: bool,
     /// Slaves apply batches decided before the copy they hold.
     pub no_copy_floor: bool,
+    /// A farewell is kept whatever the states in between, and used even
+    /// after a newer candidate asked us.
+    pub farewell_unguarded: bool,
 }
 
 /// A watch the election relies on: its firing means the node is gone.
@@ -88,20 +91,29 @@ struct MasterNode {
     deleted: bool,
 }
 
-/// A candidate's GETVERS, seen from the peer it asked, when its version and
-/// ours agreed: what a GETVERS of ours to that candidate, as our master at
-/// `seq`, would find. Valid while our replica does not change: any write,
-/// apply or copy here drops it.
-///
-/// Why it may stand for the round trip: the candidate names the node its
-/// session created, so while `seq` is in our listing it is the candidate's;
-/// its version cannot change before it leads (a candidate takes no write),
-/// and after, only by its own writes, which reach us in order as they would
-/// after a real GETVERS answered a moment earlier (a gap makes us copy).
+/// What stands in for GETVERS answers (issue 15). Valid while our replica
+/// does not change: any write, apply or copy here drops it.
 #[derive(Debug, Clone)]
-struct Claim {
-    from: ServiceId,
-    seq: Seq,
+enum Vouch {
+    /// A candidate's GETVERS, seen from the peer it asked, when its version
+    /// and ours agreed: what a GETVERS of ours to that candidate, as our
+    /// master at `seq`, would find. The candidate names the node its
+    /// session created, so while `seq` is in our listing it is the
+    /// candidate's; its version cannot change before it leads (a candidate
+    /// takes no write), and after, only by its own writes, which reach us in
+    /// order as they would after a real GETVERS answered a moment earlier
+    /// (a gap makes us copy).
+    Candidate { from: ServiceId, seq: Seq },
+    /// Our master's farewell, while we followed it from our node `node`,
+    /// when its final version and ours agreed. If that node becomes the
+    /// lowest right after, we lead without waiting for GETVERS answers:
+    /// every acknowledged write went through that master, which took none
+    /// after telling its version (it tells only with no batch in flight,
+    /// and leaves before any other), so ours holds them all. Masters older
+    /// than it were fenced by its own round. Kept only along SLAVE ->
+    /// LISTING -> CHECKING_SLAVES, and void once a newer candidate asked us
+    /// (our fence passed `epoch`): then another master may have written.
+    Farewell { epoch: Seq, node: Seq },
 }
 
 /// The group's listing, asked right behind the create of our node (a
@@ -162,8 +174,8 @@ pub struct Slot {
     ops: Option<Box<writes::BaseOps>>,
     /// The batch floor of the last copy installed from a master (0: none).
     copy_floor: u64,
-    /// The latest candidate's versions while we were not settled.
-    claim: Option<Box<Claim>>,
+    /// What answers our next GETVERS without asking.
+    vouch: Option<Box<Vouch>>,
 }
 
 impl Slot {
@@ -498,6 +510,7 @@ impl Engine {
             }
             Input::Leave { base } => {
                 if let Some(i) = self.find(&base) {
+                    self.farewell(i);
                     let slot = self.slot_mut(i);
                     slot.want = false;
                     slot.retry_at = None;
@@ -506,6 +519,7 @@ impl Engine {
             }
             Input::LeaveAndRejoin { base } => {
                 if let Some(i) = self.find(&base) {
+                    self.farewell(i);
                     self.leave_and_rejoin(now, i);
                 }
             }
@@ -546,6 +560,7 @@ impl Engine {
             Input::Exit => {
                 self.exiting = true;
                 for i in self.slot_indices() {
+                    self.farewell(i);
                     let slot = self.slot_mut(i);
                     slot.fsm.set_exiting();
                     slot.want = false;
@@ -733,12 +748,34 @@ impl Engine {
             } => {
                 let Some(i) = self.find(&base) else { return };
                 let slot = self.slot_mut(i);
-                // Only a member that may still follow it keeps it; a settled
-                // one may apply writes before it would be used.
-                let settled = matches!(slot.fsm.state(), State::Master | State::Slave);
-                // Only agreement is taken on trust; anything else is asked.
+                // Only a member that may still follow it keeps it: a settled
+                // one may apply writes before it would be used. Only
+                // agreement is taken on trust; anything else is asked.
+                if !matches!(slot.fsm.state(), State::Master | State::Slave) {
+                    let agree = getvers_outcome(&ours, &theirs, &from, true) == GetversOutcome::Ok;
+                    slot.vouch = agree.then(|| Box::new(Vouch::Candidate { from, seq }));
+                }
+            }
+            Input::MasterLeft {
+                base,
+                from,
+                epoch,
+                theirs,
+                ours,
+            } => {
+                let Some(i) = self.find(&base) else { return };
+                let unguarded = self.cfg.mutations.farewell_unguarded;
+                let slot = self.slot_mut(i);
+                let fsm = &slot.fsm;
+                let following = fsm.state() == State::Slave
+                    && fsm.master() == Some(&from)
+                    && fsm.master_id() == Some(epoch);
+                let fenced = !unguarded && slot.fence.is_some_and(|f| seq_after(f, epoch));
                 let agree = getvers_outcome(&ours, &theirs, &from, true) == GetversOutcome::Ok;
-                slot.claim = (!settled && agree).then(|| Box::new(Claim { from, seq }));
+                if let (true, false, true, Some(node)) = (following, fenced, agree, fsm.local_id())
+                {
+                    slot.vouch = Some(Box::new(Vouch::Farewell { epoch, node }));
+                }
             }
             Input::DumpReq { req, base } => self.dump_input(now, req, base),
             Input::Stored { id, result } => {
@@ -845,7 +882,7 @@ impl Engine {
             queued: false,
             ops: None,
             copy_floor: 0,
-            claim: None,
+            vouch: None,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -1094,12 +1131,40 @@ impl Engine {
         self.feed(now, i, Event::None);
     }
 
+    /// A master about to leave with no write in flight tells its peers that
+    /// its version is final for its epoch (see `Vouch::Farewell`). Not a
+    /// master deposed by a newer candidate (it may have missed writes), nor
+    /// one whose session may be gone.
+    fn farewell(&mut self, i: u32) {
+        let live = self.session_live_for(i);
+        let slot = self.slot_mut(i);
+        let Some(epoch) = slot.fsm.local_id() else {
+            return;
+        };
+        let writing = slot.ops.as_ref().is_some_and(|o| o.writing());
+        if slot.fsm.state() != State::Master
+            || !live
+            || writing
+            || slot.fence.is_some_and(|f| seq_after(f, epoch))
+        {
+            return;
+        }
+        let to = slot
+            .fsm
+            .peers()
+            .map(<[ServiceId]>::to_vec)
+            .unwrap_or_default();
+        let base = slot.base.clone();
+        self.effects.push_back(Effect::Farewell { to, base, epoch });
+    }
+
     fn emit(&mut self, i: u32, ev: Event) {
         let uid = self.slot_mut(i).uid;
         self.queue.push_back((i, uid, ev));
     }
 
     fn feed(&mut self, now: Now, i: u32, event: Event) {
+        let unguarded = self.cfg.mutations.farewell_unguarded;
         let slot = self.slot_mut(i);
         let pre = slot.fsm.state();
         let event_name = event.name();
@@ -1109,6 +1174,23 @@ impl Engine {
         }
         let slot = self.slot_mut(i);
         let post = slot.fsm.state();
+        if pre != post {
+            let keep = match slot.vouch.as_deref() {
+                Some(Vouch::Farewell { .. }) => {
+                    unguarded
+                        || matches!(
+                            (pre, post),
+                            (State::Slave, State::Listing)
+                                | (State::Listing, State::CheckingSlaves)
+                        )
+                }
+                Some(Vouch::Candidate { .. }) => !matches!(post, State::Master | State::Slave),
+                None => true,
+            };
+            if !keep {
+                slot.vouch = None;
+            }
+        }
         if post != State::Syncing {
             if let Some(id) = slot.sync.take() {
                 // The master went away mid-copy: stop it.
@@ -1270,6 +1352,7 @@ impl Engine {
                 masters: masters.len(),
             }));
             for i in masters {
+                self.farewell(i);
                 self.leave_and_rejoin(now, i);
             }
         }
@@ -1431,21 +1514,49 @@ impl Engine {
                 peer,
                 master_seq,
             } => {
+                let unguarded = self.cfg.mutations.farewell_unguarded;
                 let slot = self.slot_mut(i);
-                let vouched = slot
-                    .claim
-                    .take_if(|c| Some(c.seq) == master_seq && c.from == peer);
-                if vouched.is_some() {
-                    self.effects
-                        .push_back(Effect::Observe(Observation::GetversSkipped));
-                    return self.emit(
+                let vouched = match (slot.vouch.as_deref(), master_seq) {
+                    (Some(Vouch::Candidate { from, seq }), Some(asked)) => {
+                        *seq == asked && *from == peer
+                    }
+                    (Some(Vouch::Farewell { epoch, node }), None) => {
+                        Some(*node) == slot.fsm.local_id()
+                            && (unguarded || !slot.fence.is_some_and(|f| seq_after(f, *epoch)))
+                    }
+                    _ => false,
+                };
+                if vouched {
+                    self.effects.push_back(Effect::Observe(match master_seq {
+                        Some(_) => Observation::GetversSkipped,
+                        None => Observation::FarewellTaken,
+                    }));
+                    self.emit(
                         i,
                         Event::Getvers {
                             op,
-                            peer,
+                            peer: peer.clone(),
                             outcome: GetversOutcome::Ok,
                         },
                     );
+                    if master_seq.is_some() {
+                        self.slot_mut(i).vouch = None;
+                        return;
+                    }
+                    // A successor still asks, not waiting for the answers:
+                    // the question fences older masters and vouches for it.
+                    let slot = self.slot_mut(i);
+                    let candidate_seq = slot.fsm.local_id();
+                    let base = slot.base.clone();
+                    let id = self.id();
+                    self.effects.push_back(Effect::Getvers {
+                        id,
+                        to: peer,
+                        base,
+                        master_seq: None,
+                        candidate_seq,
+                    });
+                    return;
                 }
                 let candidate_seq = slot.fsm.local_id().filter(|_| master_seq.is_none());
                 let base = slot.base.clone();
@@ -1475,7 +1586,7 @@ impl Engine {
                 );
                 let slot = self.slot_mut(i);
                 slot.sync = Some(id);
-                slot.claim = None;
+                slot.vouch = None;
                 let base = slot.base.clone();
                 self.effects.push_back(Effect::Sync { id, base, master });
             }

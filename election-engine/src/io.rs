@@ -213,6 +213,15 @@ pub enum Input {
         theirs: ReplicaVersion,
         ours: ReplicaVersion,
     },
+    /// Our master `from` left its node `epoch` and told its final version,
+    /// `theirs`; `ours` was read as it arrived (`Effect::Farewell`).
+    MasterLeft {
+        base: BaseName,
+        from: ServiceId,
+        epoch: Seq,
+        theirs: ReplicaVersion,
+        ours: ReplicaVersion,
+    },
     /// A slave asks for a copy of the base. Answered by `DumpRefused`, or by
     /// a `Store{Dump{req}}` whose executor answers the slave.
     DumpReq { req: ReqId, base: BaseName },
@@ -250,6 +259,15 @@ pub enum Effect {
         to: ServiceId,
         base: BaseName,
         master: Option<Seq>,
+    },
+    /// Fire and forget: we leave our mastership at node `epoch` with no
+    /// write in flight, so our version, read now, is final for that epoch.
+    /// Tell it to `to` (`Input::MasterLeft` on their side): a slave holding
+    /// it that becomes the next candidate leads without a GETVERS round.
+    Farewell {
+        to: Vec<ServiceId>,
+        base: BaseName,
+        epoch: Seq,
     },
     /// Ask a peer's version; `master_seq` when asking our master (it must own
     /// that node), `candidate_seq` when we are a candidate (it fences older
@@ -339,9 +357,12 @@ pub enum Observation {
     },
     /// A GETVERS exchange concluded: `OK`, `KO`, `OLD` or `RACE`.
     Getvers(&'static str),
-    /// A follower's GETVERS to its master was answered by the master's own
-    /// GETVERS as a candidate (`Input::CandidateVersions`), not sent.
+    /// A follower's GETVERS to its master not sent: the master's own
+    /// GETVERS as a candidate answered it (`Input::CandidateVersions`).
     GetversSkipped,
+    /// A successor's GETVERS to a peer not waited for: its master's
+    /// farewell answered it (`Input::MasterLeft`).
+    FarewellTaken,
     /// From leaving NONE to MASTER or SLAVE.
     TimeToFinal { ms: u64 },
     /// The settled master changed.

@@ -255,6 +255,15 @@ fn getvers_master(id: Id, to: &ServiceId, base: &BaseName, master_seq: Seq) -> E
     }
 }
 
+/// A master leaving node `epoch` tells both its peers its version is final.
+fn farewell(fx: &Fx, base: &BaseName, epoch: Seq) -> Effect {
+    Effect::Farewell {
+        to: vec![fx.b.clone(), fx.c.clone()],
+        base: base.clone(),
+        epoch,
+    }
+}
+
 fn zk_effect(id: Id, op: ZkOp) -> Effect {
     Effect::Zk { id, op }
 }
@@ -710,6 +719,127 @@ fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
                 ..
             }
         )),
+        "{effects:?}"
+    );
+}
+
+/// SLAVE of B (node 12; ours 17), B's farewell arrives with version
+/// `theirs` (ours is 3), then B's node goes and the listing shows ours alone:
+/// returns the effects of that listing (CHECKING_SLAVES entered).
+fn b_leaves_with_farewell(
+    fx: &mut Fx,
+    base: &BaseName,
+    theirs: i64,
+    between: Option<Input>,
+) -> Vec<Effect> {
+    follow_b(fx, base);
+    let left = Input::MasterLeft {
+        base: base.clone(),
+        from: sid(B),
+        epoch: 12,
+        theirs: version(theirs),
+        ours: version(3),
+    };
+    assert!(fx.on(2_000, left).is_empty());
+    if let Some(input) = between {
+        fx.on(2_005, input);
+    }
+    let fired = Input::WatchFired {
+        watch: watch(0, 5),
+        deleted: true,
+    };
+    fx.on(2_010, fired);
+    let listing = vec![fx.child(base, 17)];
+    let list_id = 8;
+    fx.on(2_020, zk(list_id, Ok(ZkOk::Children(listing))))
+}
+
+#[test]
+fn a_successor_leads_on_its_masters_farewell_without_waiting_for_answers() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    let effects = b_leaves_with_farewell(&mut fx, &a, 3, None);
+    // It still asks both peers (the question fences older masters and
+    // vouches for it), but takes the farewell for their answers.
+    let asked: Vec<Id> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Getvers {
+                id,
+                candidate_seq: Some(17),
+                ..
+            } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 2, "{effects:?}");
+    let taken = effects
+        .iter()
+        .filter(|e| **e == Effect::Observe(Observation::FarewellTaken))
+        .count();
+    assert_eq!(taken, 2, "{effects:?}");
+    // MASTER at once: its watch on our node is asked for (as for any
+    // candidate, a failure of it would make it step down).
+    assert_eq!(fx.state(&a), State::Master, "{effects:#?}");
+    let exists = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Zk {
+                id,
+                op: ZkOp::Exists { .. },
+            } => Some(*id),
+            _ => None,
+        })
+        .expect("the watch on our node");
+    fx.on(2_030, zk(exists, Ok(ZkOk::Stat(Some(S1.id)))));
+    assert_eq!(fx.state(&a), State::Master);
+    // The peers' answers, when they come, change nothing.
+    for id in asked {
+        assert!(fx.on(2_040, getvers_equal(id)).is_empty());
+    }
+    assert_eq!(fx.state(&a), State::Master);
+}
+
+#[test]
+fn a_farewell_is_not_taken_when_versions_differ_or_a_newer_candidate_asked() {
+    let waits =
+        |effects: &[Effect]| !effects.contains(&Effect::Observe(Observation::FarewellTaken));
+    // B's final version is ahead of ours: the round is waited for.
+    let (mut fx, a) = (Fx::new(), base_a());
+    let effects = b_leaves_with_farewell(&mut fx, &a, 4, None);
+    assert!(waits(&effects), "{effects:?}");
+    assert_eq!(fx.state(&a), State::CheckingSlaves);
+
+    // C asked as a candidate with node 15 after B's farewell: C may have
+    // led and written since, so the farewell is void.
+    let (mut fx, a) = (Fx::new(), base_a());
+    let asked = Input::GetversReq {
+        req: 901,
+        base: a.clone(),
+        master_seq: None,
+        candidate_seq: Some(15),
+    };
+    let effects = b_leaves_with_farewell(&mut fx, &a, 3, Some(asked));
+    assert!(waits(&effects), "{effects:?}");
+    assert_eq!(fx.state(&a), State::CheckingSlaves);
+}
+
+#[test]
+fn a_master_with_a_batch_in_flight_says_no_farewell() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    elect_master(&mut fx, &a);
+    fx.on(
+        1_100,
+        Input::Write {
+            req: 50,
+            base: a.clone(),
+            ops: set("k"),
+        },
+    );
+    let effects = fx.on(1_110, Input::Leave { base: a.clone() });
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Farewell { .. })),
         "{effects:?}"
     );
 }
@@ -1709,7 +1839,7 @@ fn a_node_left_behind_by_a_failed_leave_is_deleted_later() {
     };
     let (d9, d10, d11, d12, d13) = (del(9), del(10), del(11), del(12), del(13));
     let leave = fx.on(2_000, Input::Leave { base: a.clone() });
-    assert_eq!(leave[0], d9, "{leave:?}");
+    assert_eq!(leave[..2], [farewell(&fx, &a, 17), d9], "{leave:?}");
     let ko = fx.on(2_010, zk(9, lost()));
     assert_eq!(ko[0], d10, "deleted again from LEAVING_FAILING: {ko:?}");
     fx.on(2_020, zk(10, lost()));
@@ -2139,6 +2269,7 @@ fn stop_writes_hands_mastership_over() {
         fx.on(5_000, Input::StopWrites(true)),
         vec![
             Effect::Log(LogEvent::StopWrites { masters: 1 }),
+            farewell(&fx, &a, 17),
             zk_effect(
                 9,
                 ZkOp::Delete {
@@ -2307,6 +2438,7 @@ fn exit_leaves_every_election_and_starts_none() {
     assert_eq!(
         fx.on(3_000, Input::Exit),
         vec![
+            farewell(&fx, &a, 17),
             zk_effect(
                 9,
                 ZkOp::Delete {

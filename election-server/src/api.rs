@@ -6,7 +6,7 @@
 //! whose `status` is the OpenIO per-peer code (200, 303, 301, 431, 500,
 //! 503); the HTTP status is the same code, except 431 which travels as 404.
 
-use crate::rpc::{GetversReply, GetversRequest, ReplicateRequest, UseRequest};
+use crate::rpc::{GetversReply, GetversRequest, LeftRequest, ReplicateRequest, UseRequest};
 use crate::service::{session_live, Dumped, Service, Snapshot, WaitError};
 use crate::storage::BaseInfo;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -47,6 +47,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/peer/drop", post(peer_drop))
         .route("/v1/peer/resync", post(peer_resync))
         .route("/v1/peer/use", post(peer_use))
+        .route("/v1/peer/left", post(peer_left))
         .route("/v1/peer/getvers", post(peer_getvers))
         .route("/v1/peer/create", post(peer_create))
         .route("/v1/peer/dump", get(peer_dump))
@@ -640,6 +641,19 @@ async fn peer_use(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Respon
     }
     let claim = req.epoch.filter(|_| req.master);
     svc.use_received(&req.base, &req.from, claim);
+    Ok(reply(200, "OK", json!({})))
+}
+
+/// Our master's farewell: its final version, compared with ours by the
+/// engine (`Input::MasterLeft`).
+async fn peer_left(State(svc): Svc, Json(req): Json<LeftRequest>) -> Result<Response, ApiError> {
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    let key = svc.key(&req.base);
+    let svc2 = svc.clone();
+    let ours = tokio::task::spawn_blocking(move || svc2.store.version(&key))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    svc.master_left(&req.base, &req.from, req.epoch, req.version, ours);
     Ok(reply(200, "OK", json!({})))
 }
 

@@ -54,7 +54,7 @@ pub struct Metrics {
     pub failovers: Counter,
     pub time_to_final: Histogram,
     pub getvers: Family<OutcomeLabel, Counter>,
-    /// Followers' GETVERS to their master answered by the master's own.
+    /// GETVERS answers not waited for (a candidate's vouch, a farewell).
     pub getvers_skipped: Counter,
     zk_state: Family<StateLabel, Gauge>,
     zk_reconnects: Counter,
@@ -140,7 +140,7 @@ impl Default for Metrics {
         );
         registry.register(
             "getvers_skipped",
-            "Followers' GETVERS to their master not sent: the master's own GETVERS, as a candidate, showed that the versions agree",
+            "GETVERS answers not waited for: a follower's to its master, whose own GETVERS as a candidate showed that the versions agree; a successor's to its peers, after its master's farewell told a final version equal to its own",
             m.getvers_skipped.clone(),
         );
         registry.register(

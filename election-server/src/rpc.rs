@@ -32,6 +32,18 @@ pub struct UseRequest {
     pub epoch: Option<Seq>,
 }
 
+/// A master leaving its node `epoch` with no write in flight: `version` is
+/// final for that epoch (`Effect::Farewell`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LeftRequest {
+    pub base: BaseName,
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub from: ServiceId,
+    pub epoch: Seq,
+    pub version: ReplicaVersion,
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GetversRequest {
     pub base: BaseName,
@@ -303,6 +315,17 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<(), PeerError> {
         self.post_json::<_, serde_json::Value>(peer, "/v1/peer/use", req, timeout)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn left(
+        &self,
+        peer: &ServiceId,
+        req: &LeftRequest,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/left", req, timeout)
             .await
             .map(|_| ())
     }

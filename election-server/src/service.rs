@@ -17,7 +17,9 @@
 //! a master's batch keeps its transaction open in the store, not a thread.
 
 use crate::directory::Directory;
-use crate::rpc::{GetversReply, GetversRequest, PeerClient, ReplicateRequest, UseRequest};
+use crate::rpc::{
+    GetversReply, GetversRequest, LeftRequest, PeerClient, ReplicateRequest, UseRequest,
+};
 use crate::storage::BaseStore;
 use crate::zk::{classify, ErrorClass, Link, ZkSession};
 use election_core::names::{
@@ -413,6 +415,24 @@ impl Service {
         });
     }
 
+    /// Our master's farewell (see `Input::MasterLeft`).
+    pub fn master_left(
+        self: &Arc<Self>,
+        base: &BaseName,
+        from: &ServiceId,
+        epoch: Seq,
+        theirs: ReplicaVersion,
+        ours: ReplicaVersion,
+    ) {
+        self.input(Input::MasterLeft {
+            base: base.clone(),
+            from: from.clone(),
+            epoch,
+            theirs,
+            ours,
+        });
+    }
+
     /// A slave asks for a copy of `base`: taken once no write is half-applied.
     pub async fn dump(self: &Arc<Self>, base: &BaseName) -> Dumped {
         let base = base.clone();
@@ -759,6 +779,33 @@ impl Service {
                     svc.input(Input::Peers { id, result });
                 });
             }
+            Effect::Farewell { to, base, epoch } => {
+                let svc = self.clone();
+                tokio::spawn(async move {
+                    let key = svc.key(&base);
+                    let svc2 = svc.clone();
+                    let Ok(version) =
+                        tokio::task::spawn_blocking(move || svc2.store.version(&key)).await
+                    else {
+                        return;
+                    };
+                    let req = LeftRequest {
+                        base,
+                        service_type: svc.stype.clone(),
+                        from: svc.me.clone(),
+                        epoch,
+                        version,
+                    };
+                    let calls = to
+                        .iter()
+                        .map(|peer| svc.rpc.left(peer, &req, svc.cfg.use_timeout));
+                    for (peer, r) in to.iter().zip(futures::future::join_all(calls).await) {
+                        if let Err(e) = r {
+                            tracing::debug!(base = %req.base, "farewell to {peer} failed: {e}");
+                        }
+                    }
+                });
+            }
             Effect::Use { to, base, master } => {
                 let svc = self.clone();
                 tokio::spawn(async move {
@@ -1015,7 +1062,7 @@ impl Service {
                 }
             }
             Observation::Getvers(outcome) => self.metrics.getvers_outcome(outcome),
-            Observation::GetversSkipped => {
+            Observation::GetversSkipped | Observation::FarewellTaken => {
                 self.metrics.getvers_skipped.inc();
             }
             Observation::TimeToFinal { ms } => {

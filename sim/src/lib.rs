@@ -48,6 +48,10 @@ pub struct Options {
     /// writes stamped alike by skewed clocks still differ (the fix of issue
     /// 14, H2; off stamps by clock only, as the server did before).
     pub writers: bool,
+    /// A successor leads on its master's farewell only if it followed that
+    /// master right up to its candidacy and no newer candidate asked it (the
+    /// fix; off trusts any farewell from the master it once followed).
+    pub farewell_guarded: bool,
     /// Start some election directories' sequence counters near the 32-bit wrap.
     pub wrap: bool,
     /// A deliberate bug, to show that an invariant can fail (none by default).
@@ -90,6 +94,7 @@ impl Default for Options {
             copy_floor: true,
             stamps: true,
             writers: true,
+            farewell_guarded: true,
             wrap: false,
             mutation: None,
             trace: false,

@@ -245,6 +245,12 @@ enum Rpc {
     Dump {
         base: usize,
     },
+    /// A master's farewell: its final version for `epoch`.
+    Left {
+        base: usize,
+        epoch: Seq,
+        version: ReplicaVersion,
+    },
     Replicate {
         base: usize,
         epoch: Seq,
@@ -472,6 +478,9 @@ pub struct World {
     pub replaced: BTreeSet<usize>,
     /// Writes acknowledged in the current step (indices into `acked`).
     pub new_acks: Vec<usize>,
+    /// Farewells published in the current step: master, base, epoch, and
+    /// the writes its replica held.
+    pub farewells: Vec<(usize, usize, Seq, Vec<u64>)>,
     /// Pairs of indices into `acked` (older epoch, newer epoch): a write
     /// acknowledged under an older epoch after one of a newer epoch
     /// (kept by `acked_epochs`, which re-checks them when a copy lands).
@@ -538,6 +547,7 @@ impl World {
                 no_fence: !opts.fence,
                 no_dump_lock: !opts.dump_locked,
                 no_copy_floor: !opts.copy_floor,
+                farewell_unguarded: !opts.farewell_guarded,
             },
         };
         let svcs: Vec<Svc> = (0..opts.services)
@@ -604,6 +614,7 @@ impl World {
             layout,
             engine_cfg,
             acked: Vec::new(),
+            farewells: Vec::new(),
             stats: Stats::default(),
             touched: BTreeSet::new(),
             data_changed: BTreeSet::new(),
@@ -681,6 +692,7 @@ impl World {
             self.data_changed.clear();
             self.replaced.clear();
             self.new_acks.clear();
+            self.farewells.clear();
         }
         self.now = end_us;
         Ok(())
@@ -943,6 +955,22 @@ impl World {
                 let (to, b) = (self.index_of(&to), self.bidx(&base));
                 self.rpc(s, to, None, Rpc::Use { base: b, master });
             }
+            Effect::Farewell { to, base, epoch } => {
+                let b = self.bidx(&base);
+                let writes = self.svcs[s].replicas[b].writes.clone();
+                self.farewells.push((s, b, epoch, writes));
+                self.stats.count("farewell published");
+                let version = self.svcs[s].replicas[b].version(self.opts.stamps);
+                for peer in to {
+                    let to = self.index_of(&peer);
+                    let rpc = Rpc::Left {
+                        base: b,
+                        epoch,
+                        version: version.clone(),
+                    };
+                    self.rpc(s, to, None, rpc);
+                }
+            }
             Effect::Getvers {
                 id,
                 to,
@@ -1002,6 +1030,9 @@ impl World {
             Effect::Observe(Observation::GetversSkipped) => self
                 .stats
                 .count("follower GETVERS skipped (the candidate's showed agreement)"),
+            Effect::Observe(Observation::FarewellTaken) => self
+                .stats
+                .count("successor GETVERS answer taken from its master's farewell"),
             Effect::Observe(Observation::Committed { writes }) if writes > 1 => {
                 self.stats.count("batch of several writes committed")
             }
@@ -1694,6 +1725,24 @@ impl World {
                         base,
                         master_seq,
                         candidate_seq,
+                    },
+                );
+            }
+            Rpc::Left {
+                base,
+                epoch,
+                version,
+            } => {
+                let ours = self.svcs[to].replicas[base].version(self.opts.stamps);
+                let (base, from) = (self.bases[base].clone(), self.svcs[from].id.clone());
+                self.input(
+                    to,
+                    Input::MasterLeft {
+                        base,
+                        from,
+                        epoch,
+                        theirs: version,
+                        ours,
                     },
                 );
             }

@@ -1,11 +1,11 @@
-//! Each of the six invariants, shown a deliberately broken world or history,
+//! Each of the seven invariants, shown a deliberately broken world or history,
 //! reports a violation: the checks can fail. Most cases settle a world
 //! without faults, break one thing in it, and call the invariant directly;
 //! `one_master` is broken through a whole run (`Mutation::SelfLowest`).
 
 use election_core::{Config, Election, Event, Now, State};
 use election_sim::invariants::{
-    acked_epochs, convergence, log_monotonic, master_has_acked, no_lost_write,
+    acked_epochs, convergence, log_monotonic, master_has_acked, no_lost_write, published_version,
 };
 use election_sim::world::{Acked, World, MS};
 use election_sim::{run, Mutation, Options, Violation};
@@ -100,6 +100,28 @@ fn master_has_acked_sees_a_master_without_a_write() {
         master_has_acked::check(&w),
         "master holds every acknowledged write",
         &format!("lacks write {}", a.wid),
+    );
+}
+
+/// (7) A master told a final version without a write acknowledged before.
+#[test]
+fn published_version_sees_a_farewell_without_a_write() {
+    let mut w = settled();
+    let a = last_ack(&w, 0);
+    let (m, _) = roles(&w, 0);
+    let epoch = w.elec(m, 0).and_then(|e| e.fsm.local_id()).expect("a node");
+    let mut writes = w.svcs[m].replicas[0].writes.clone();
+    w.farewells.push((m, 0, epoch, writes.clone()));
+    published_version::check(&w).expect("holds with every write");
+    writes.retain(|x| *x != a.wid);
+    w.farewells = vec![(m, 0, epoch, writes)];
+    fails(
+        published_version::check(&w),
+        "a published version holds every acknowledged write",
+        &format!(
+            "svc{m} left node {epoch} telling a version without write {}",
+            a.wid
+        ),
     );
 }
 

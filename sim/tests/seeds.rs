@@ -90,7 +90,7 @@ fn each_fix_turned_off_fails() {
     // seeds 0..30000 no longer reach two diverged writes at one counter (it
     // took 1 seed in 30,000 before). election-core's `version` tests keep the
     // rule: the same counter with another stamp compares as diverged.
-    let cases: [(&str, u64, TurnOff); 4] = [
+    let cases: [(&str, u64, TurnOff); 5] = [
         ("the slaves' fence", 2892, |o| o.fence = false),
         ("copies under the write lock", 415, |o| {
             o.dump_locked = false
@@ -99,6 +99,10 @@ fn each_fix_turned_off_fails() {
         // own node (other draws): a REPLICATE of a batch the master rolled
         // back reached a paused slave after the operator had resynced it.
         ("a copy's batch floor", 10489, |o| o.copy_floor = false),
+        // A successor trusting a farewell after a newer candidate asked it,
+        // or after it stopped following that master, leads without a write
+        // that candidate's mastership acknowledged.
+        ("the farewell's guards", 408, |o| o.farewell_guarded = false),
         ("wanted elections retry with no request", 25, |o| {
             o.mutation = Some(election_sim::Mutation::NoRetry)
         }),

@@ -114,6 +114,13 @@ pub(super) enum StoreKind {
     Dump,
 }
 
+impl BaseOps {
+    /// A batch of ours is begun and not decided yet.
+    pub(super) fn writing(&self) -> bool {
+        matches!(self.busy, Some(Busy::Batch(_)))
+    }
+}
+
 impl Batch {
     fn applied(&self) -> usize {
         self.answers
@@ -292,7 +299,7 @@ impl Engine {
             .map(<[ServiceId]>::to_vec)
             .unwrap_or_default();
         let ops: Arc<[WriteOp]> = all.into();
-        self.slot_mut(i).claim = None;
+        self.slot_mut(i).vouch = None;
         let id = self.pending(i, Pending::Store(StoreKind::Begin));
         let base = self.slot_mut(i).base.clone();
         self.effects.push_back(Effect::Store {
@@ -693,7 +700,7 @@ impl Engine {
             return self.replicate_done(w.req, Err(refusal));
         }
         let id = self.pending(i, Pending::Store(StoreKind::Apply));
-        self.slot_mut(i).claim = None;
+        self.slot_mut(i).vouch = None;
         let base = self.slot_mut(i).base.clone();
         self.ops_mut(i).busy = Some(Busy::Apply { req: w.req });
         self.effects.push_back(Effect::Store {

@@ -8,6 +8,7 @@ pub mod log_monotonic;
 pub mod master_has_acked;
 pub mod no_lost_write;
 pub mod one_master;
+pub mod published_version;
 
 use crate::world::World;
 use crate::Violation;
@@ -17,6 +18,7 @@ pub fn check_step(w: &mut World) -> Result<(), Violation> {
     master_has_acked::check(w)?;
     no_lost_write::check(w)?;
     log_monotonic::check(w)?;
+    published_version::check(w)?;
     acked_epochs::check(w)
 }
 
