@@ -220,6 +220,14 @@ enum Pending {
         rest: Vec<Seq>,
         watch: WatchId,
     },
+    /// The lowest node read (with a watch) on a candidate's word that it
+    /// is `from`'s: the listing did not wait for it; a read that does not
+    /// confirm it makes us list again.
+    ClaimCheck {
+        seq: Seq,
+        from: ServiceId,
+        generation: u64,
+    },
     OwnerCheck {
         op: u64,
     },
@@ -280,6 +288,8 @@ pub struct Engine {
     effects: VecDeque<Effect>,
     /// Events produced while executing actions, fed after the current one.
     queue: VecDeque<(u32, u64, Event)>,
+    /// Elections that settled with replicated writes waiting (slot, uid).
+    resettle: Vec<(u32, u64)>,
     session: Option<SessionTag>,
     /// The current session was reported lost and no usable one is back:
     /// retries wait for `SessionRestored` instead of failing in a loop.
@@ -341,6 +351,7 @@ impl Engine {
             next_id: 0,
             effects: VecDeque::new(),
             queue: VecDeque::new(),
+            resettle: Vec::new(),
             session: None,
             session_down: false,
             disconnected: None,
@@ -805,6 +816,7 @@ impl Engine {
             Input::ClearReadOnly { bases } => self.clear_readonly(&bases),
         }
         self.run_queue(now);
+        self.settle_waiting(now);
         self.admit(now);
     }
 
@@ -1174,6 +1186,11 @@ impl Engine {
         }
         let slot = self.slot_mut(i);
         let post = slot.fsm.state();
+        if pre != post && !in_flight(post) && slot.ops.as_ref().is_some_and(|o| o.has_unsettled()) {
+            let uid = slot.uid;
+            self.resettle.push((i, uid));
+        }
+        let slot = self.slot_mut(i);
         if pre != post {
             let keep = match slot.vouch.as_deref() {
                 Some(Vouch::Farewell { .. }) => {
@@ -1469,6 +1486,15 @@ impl Engine {
                 seq,
                 generation,
             } => {
+                // LISTING took the candidate's word for this node's owner and
+                // its read is under way, our watch with it.
+                let watched = self
+                    .slot_mut(i)
+                    .master_watch
+                    .is_some_and(|a| a.seq == seq && a.generation == generation);
+                if let (true, Some(master)) = (watched, self.vouched_owner(i, seq)) {
+                    return self.emit(i, Event::MasterOk { op, master });
+                }
                 let current = self.session.map(|s| s.id);
                 let slot = self.slot_mut(i);
                 let read = slot
@@ -1740,6 +1766,31 @@ impl Engine {
                 };
                 self.emit(i, ev);
             }
+            Pending::ClaimCheck {
+                seq,
+                from,
+                generation,
+            } => {
+                let me = self.me.clone();
+                let slot = self.slot_mut(i);
+                let confirmed = match &result {
+                    Ok(ZkOk::Data(data)) => {
+                        master_from_node(data, &me, slot.fsm.peers()).is_ok_and(|m| m == from)
+                    }
+                    _ => false,
+                };
+                if !confirmed {
+                    // Gone, or not whose the candidate said: list again if we
+                    // still follow it (the event is ignored otherwise).
+                    if slot.master_watch.is_some_and(|a| a.seq == seq) {
+                        slot.master_watch = None;
+                    }
+                    let base = slot.base.clone();
+                    self.effects
+                        .push_back(Effect::Log(LogEvent::ClaimUnconfirmed { base, seq, from }));
+                    self.emit(i, Event::LeftMaster { generation, seq });
+                }
+            }
             Pending::GetMaster {
                 op,
                 seq,
@@ -1861,6 +1912,25 @@ impl Engine {
             return;
         }
         let seq = rest.remove(0);
+        if let Some(from) = self.vouched_owner(i, seq) {
+            // The candidate holding `seq` told us so in its GETVERS: no need
+            // to wait for the read, which still sets our watch on its node.
+            let generation = self.slot_mut(i).fsm.generation();
+            let watch = self.watch_id(i);
+            let path = self.node(i, seq);
+            self.slot_mut(i).master_watch = Some(Armed {
+                watch,
+                generation,
+                seq,
+            });
+            let check = Pending::ClaimCheck {
+                seq,
+                from,
+                generation,
+            };
+            self.zk(i, ZkOp::Get { path, watch }, check);
+            return self.emit(i, Event::ListOk { op, lowest: seq });
+        }
         self.get_watched(i, seq, |watch| Pending::Scan {
             op,
             ours,
@@ -1868,6 +1938,23 @@ impl Engine {
             rest,
             watch,
         });
+    }
+
+    /// The peer a candidate's GETVERS named as holding node `seq`, if it
+    /// agreed with our version (`Vouch::Candidate`).
+    fn vouched_owner(&mut self, i: u32, seq: Seq) -> Option<ServiceId> {
+        let me = self.me.clone();
+        let slot = self.slot_mut(i);
+        match slot.vouch.as_deref() {
+            Some(Vouch::Candidate { from, seq: s })
+                if *s == seq
+                    && *from != me
+                    && slot.fsm.peers().is_some_and(|p| p.contains(from)) =>
+            {
+                Some(from.clone())
+            }
+            _ => None,
+        }
     }
 
     /// Reads node `seq` with a watch; `what` learns the watch's id.

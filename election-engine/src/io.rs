@@ -553,6 +553,13 @@ pub enum LogEvent {
         epoch: Seq,
         ours: Seq,
     },
+    /// The lowest node, taken as `from`'s on its own word, was gone or not
+    /// its when read: we list again.
+    ClaimUnconfirmed {
+        base: BaseName,
+        seq: Seq,
+        from: ServiceId,
+    },
     LeftoverDeleted {
         base: BaseName,
         seq: Seq,
@@ -625,6 +632,10 @@ impl fmt::Display for LogEvent {
             } => write!(
                 f,
                 "{base}: ignored a late master announcement from {from} (node {epoch}, older than ours, {ours})"
+            ),
+            LogEvent::ClaimUnconfirmed { base, seq, from } => write!(
+                f,
+                "{base}: node {seq}, which {from} said was its own, is gone or not its: listing again"
             ),
             LogEvent::LeftoverDeleted { base, seq } => {
                 write!(f, "{base}: deleted leftover node {seq}")

@@ -649,23 +649,44 @@ fn a_follower_takes_its_candidates_getvers_for_its_own() {
             result: Ok(())
         }]
     );
+    // Node 12 is lowest, and B said it is its own with a version equal to
+    // ours: no wait for the read of node 12 (it still sets the watch), and
+    // no GETVERS to B: SLAVE at once.
     let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
-    // Node 12 names B, the candidate whose versions agreed with ours: no
-    // GETVERS to it, SLAVE at once.
     assert_eq!(
-        fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec())))),
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
         vec![
+            zk_effect(
+                6,
+                ZkOp::Get {
+                    path: fx.path(&a, 12),
+                    watch: watch(0, 5),
+                }
+            ),
             tr(&a, State::Listing, "LIST_OK", State::Asking),
             Effect::Observe(Observation::GetversSkipped),
             tr(&a, State::Asking, "MASTER_OK", State::CheckingMaster),
             Effect::Observe(Observation::Getvers("OK")),
             tr(&a, State::CheckingMaster, "GETVERS_OK", State::Slave),
-            Effect::Observe(Observation::TimeToFinal { ms: 50 }),
+            Effect::Observe(Observation::TimeToFinal { ms: 40 }),
         ]
     );
     let fsm = &fx.e.view(&a).expect("election").fsm;
     assert_eq!((fsm.master(), fsm.master_id()), (Some(&fx.b), Some(12)));
+    // The read confirms it: nothing more. Its watch is the master watch.
+    assert_eq!(
+        fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec())))),
+        vec![]
+    );
+    let fired = Input::WatchFired {
+        watch: watch(0, 5),
+        deleted: true,
+    };
+    let effects = fx.on(1_060, fired);
+    assert!(
+        effects.contains(&tr(&a, State::Slave, "LEFT_MASTER", State::Listing)),
+        "{effects:?}"
+    );
 }
 
 #[test]
@@ -684,17 +705,35 @@ fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
     );
     assert_eq!(fx.state(&a), State::CheckingMaster);
 
-    // B agreed, but node 12 names C: the claim is not C's.
-    let mut fx = Fx::new();
-    to_listing(&mut fx, &a, 17);
-    b_asks_as_candidate(&mut fx, &a, 1_030, 3);
-    let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
-    let effects = fx.on(1_050, zk(6, Ok(ZkOk::Data(C.as_bytes().to_vec()))));
-    assert!(
-        effects.contains(&getvers_master(7, &fx.c, &a, 12)),
-        "{effects:?}"
-    );
+    // B agreed, but the read of node 12 finds C's name (or nothing): we
+    // followed B on its word, and list again.
+    for found in [
+        Ok(ZkOk::Data(C.as_bytes().to_vec())),
+        Err(ZkFailure::NoNode),
+    ] {
+        let mut fx = Fx::new();
+        to_listing(&mut fx, &a, 17);
+        b_asks_as_candidate(&mut fx, &a, 1_030, 3);
+        let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
+        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+        assert_eq!(fx.state(&a), State::Slave);
+        let effects = fx.on(1_050, zk(6, found));
+        assert_eq!(
+            effects[1..],
+            [
+                zk_effect(7, ZkOp::List { dir: fx.dir(&a) }),
+                tr(&a, State::Slave, "LEFT_MASTER", State::Listing),
+            ],
+            "{effects:?}"
+        );
+        assert!(
+            matches!(
+                effects[0],
+                Effect::Log(LogEvent::ClaimUnconfirmed { seq: 12, .. })
+            ),
+            "{effects:?}"
+        );
+    }
 
     // B agreed while we were SLAVE: by the time we follow again we may
     // have applied writes since, so it is not kept.
@@ -3301,9 +3340,9 @@ fn replicated_writes_keep_a_slave_from_expiring() {
     assert_eq!(fx.state(&a), State::Leaving);
 }
 
-/// Issue 14, H6: a write that reaches a slave leaving by idle expiry is
-/// refused (it is no longer a slave), and the election comes back once it
-/// has left, with no client request.
+/// Issue 14, H6: a write that reaches a slave leaving by idle expiry is not
+/// applied (it is no longer a slave): it waits, and the election comes back
+/// once it has left, with no client request.
 #[test]
 fn a_write_reaching_an_expiring_slave_makes_it_rejoin() {
     let mut fx = Fx::new();
@@ -3322,19 +3361,69 @@ fn a_write_reaching_an_expiring_slave_makes_it_rejoin() {
         next: vector(6),
         ops: Arc::from(set("k")),
     };
+    let answered = |effects: &[Effect]| {
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::ReplicateDone { req: 300, .. }))
+    };
     let effects = fx.on(t + 1, write);
-    assert!(
-        effects.contains(&Effect::ReplicateDone {
-            req: 300,
-            result: Err(Refusal::NotSettled)
-        }),
-        "{effects:?}"
-    );
-    // Once the node is gone, it starts again: a new candidacy.
+    assert!(!answered(&effects), "{effects:?}");
+    // Once the node is gone, it starts again: a new candidacy, which the
+    // write waits for.
     let effects = fx.on(t + 2, zk(delete, Ok(ZkOk::Deleted)));
     let mut later = fx.on(t + 3, Input::Tick);
     later.extend(effects);
     assert_ne!(fx.state(&a), State::None, "{later:?}");
+    assert!(!answered(&later), "{later:?}");
+}
+
+/// A new master's first write reaches a member still finding its master:
+/// it waits until that member settles as its slave, then is applied; one
+/// that waited too long is refused (its master has given up on it).
+#[test]
+fn a_replicated_write_waits_for_the_election_to_settle() {
+    let write = |a: &BaseName, req: ReqId| Input::Replicate {
+        req,
+        from: sid(B),
+        base: a.clone(),
+        epoch: 12,
+        prev: vector(5),
+        next: vector(6),
+        ops: Arc::from(set("k")),
+    };
+    let settle = |fx: &mut Fx, a: &BaseName, t: u64| {
+        let listing = vec![fx.child(a, 12), fx.child(a, 17)];
+        fx.on(t, zk(4, Ok(ZkOk::Children(listing))));
+        fx.on(t, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
+        fx.on(t, getvers_equal(7))
+    };
+    let (mut fx, a) = (Fx::new(), base_a());
+    to_listing(&mut fx, &a, 17);
+    assert!(fx.on(1_030, write(&a, 300)).is_empty());
+    let effects = settle(&mut fx, &a, 1_040);
+    assert_eq!(fx.state(&a), State::Slave);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Store {
+                op: StoreOp::Apply { .. },
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+
+    let (mut fx, a) = (Fx::new(), base_a());
+    to_listing(&mut fx, &a, 17);
+    assert!(fx.on(1_030, write(&a, 301)).is_empty());
+    let effects = settle(&mut fx, &a, 1_030 + 501);
+    assert!(
+        effects.contains(&Effect::ReplicateDone {
+            req: 301,
+            result: Err(Refusal::NotSettled)
+        }),
+        "{effects:?}"
+    );
 }
 
 /// Our version 3, and a peer's version 3 holding another write (another

@@ -366,10 +366,7 @@ fn step(snap: &Snapshot) -> String {
 async fn status_extra(svc: &Arc<Service>, snap: &Snapshot) -> Value {
     let now = svc.now();
     let view = svc.zk.view();
-    let (svc2, key) = (svc.clone(), snap.key.clone());
-    let version = tokio::task::spawn_blocking(move || svc2.store.version(&key))
-        .await
-        .ok();
+    let version = svc.local_version(&snap.key).await.ok();
     json!({
         "state": snap.fsm.state().as_str(),
         "master": snap.fsm.master(),
@@ -648,11 +645,10 @@ async fn peer_use(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Respon
 /// engine (`Input::MasterLeft`).
 async fn peer_left(State(svc): Svc, Json(req): Json<LeftRequest>) -> Result<Response, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
-    let key = svc.key(&req.base);
-    let svc2 = svc.clone();
-    let ours = tokio::task::spawn_blocking(move || svc2.store.version(&key))
+    let ours = svc
+        .local_version(&svc.key(&req.base))
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     svc.master_left(&req.base, &req.from, req.epoch, req.version, ours);
     Ok(reply(200, "OK", json!({})))
 }
@@ -701,11 +697,10 @@ async fn peer_getvers(
             incarnation: None,
         }));
     }
-    let key = svc.key(&req.base);
-    let svc2 = svc.clone();
-    let version = tokio::task::spawn_blocking(move || svc2.store.version(&key))
+    let version = svc
+        .local_version(&svc.key(&req.base))
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     if let (Some(seq), Some(theirs)) = (req.candidate_seq, req.version) {
         svc.candidate_versions(&req.base, &req.from, seq, theirs, version.clone());
     }
@@ -968,12 +963,8 @@ async fn peer_replicate(
 ) -> Result<Response, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
     let base = req.base.clone();
-    // A write right after an election may reach us before our side settled
-    // (still checking the master): wait for it, briefly, rather than refuse.
-    let settle = (svc.cfg.replicate_timeout / 2).min(Duration::from_secs(2));
-    if !svc.state(&base).is_some_and(election_core::State::is_final) {
-        let _ = svc.wait_final(&base, settle).await;
-    }
+    // A write that reaches us before our side settled waits in the engine
+    // (briefly) for it to settle, rather than being refused.
     let (from, epoch, prev) = (req.from.clone(), req.epoch, req.prev.clone());
     Ok(match svc.replicate(req).await {
         Ok(()) => reply(200, "OK", json!({})),

@@ -307,10 +307,7 @@ pub async fn clear_readonly(svc: &Arc<Service>) -> Result<Vec<BaseName>, String>
             }
             Err(e) => return Err(format!("{}: directory unavailable: {e}", d.base)),
         };
-        let (svc2, key) = (svc.clone(), svc.key(&d.base));
-        let local = tokio::task::spawn_blocking(move || svc2.store.version(&key))
-            .await
-            .map_err(|e| e.to_string())?;
+        let local = svc.local_version(&svc.key(&d.base)).await?;
         for peer in peers.iter().filter(|p| **p != svc.me) {
             let req = crate::rpc::GetversRequest {
                 base: d.base.clone(),

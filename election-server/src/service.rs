@@ -396,6 +396,21 @@ impl Service {
         }))
     }
 
+    /// Our replica's version of a base: from memory when it is there (no
+    /// blocking thread: GETVERS rounds wait on it), else read from disk.
+    pub async fn local_version(
+        self: &Arc<Self>,
+        key: &ElectionKey,
+    ) -> Result<ReplicaVersion, String> {
+        if let Some(v) = self.store.version_in_memory(key) {
+            return Ok(v);
+        }
+        let (svc, key) = (self.clone(), key.clone());
+        tokio::task::spawn_blocking(move || svc.store.version(&key))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// What a candidate's GETVERS showed: its version and the one we
     /// answered (see `Input::CandidateVersions`).
     pub fn candidate_versions(
@@ -782,11 +797,7 @@ impl Service {
             Effect::Farewell { to, base, epoch } => {
                 let svc = self.clone();
                 tokio::spawn(async move {
-                    let key = svc.key(&base);
-                    let svc2 = svc.clone();
-                    let Ok(version) =
-                        tokio::task::spawn_blocking(move || svc2.store.version(&key)).await
-                    else {
+                    let Ok(version) = svc.local_version(&svc.key(&base)).await else {
                         return;
                     };
                     let req = LeftRequest {
@@ -836,12 +847,7 @@ impl Service {
                     // until it leads); the answer is still compared with a
                     // read made after it, as every GETVERS is.
                     let version = match candidate_seq {
-                        Some(_) => {
-                            let (svc2, key) = (svc.clone(), key.clone());
-                            tokio::task::spawn_blocking(move || svc2.store.version(&key))
-                                .await
-                                .ok()
-                        }
+                        Some(_) => svc.local_version(&key).await.ok(),
                         None => None,
                     };
                     let req = GetversRequest {
@@ -870,10 +876,7 @@ impl Service {
                         }
                         Err(e) => Err(e.to_string()),
                     };
-                    let svc2 = svc.clone();
-                    let local = tokio::task::spawn_blocking(move || svc2.store.version(&key))
-                        .await
-                        .map_err(|e| e.to_string());
+                    let local = svc.local_version(&key).await;
                     svc.input(Input::Getvers { id, remote, local });
                 });
             }

@@ -460,15 +460,8 @@ impl BaseStore {
 
     /// The version vector of the local replica, or why it is not known.
     pub fn version(&self, key: &ElectionKey) -> ReplicaVersion {
-        if self.loading() {
-            return ReplicaVersion::Unknown {
-                reason: "base is still loading".into(),
-            };
-        }
-        if self.is_restoring(key) {
-            return ReplicaVersion::Unknown {
-                reason: "base is being restored from the master".into(),
-            };
+        if let Some(unknown) = self.unknown_now(key) {
+            return unknown;
         }
         let generation = match self.versions.get(key) {
             Ok(tables) => return ReplicaVersion::Known { tables },
@@ -487,6 +480,31 @@ impl BaseStore {
                 reason: format!("base unreadable: {e}"),
             },
         }
+    }
+
+    /// The version when memory knows it (cached, or unknown while loading or
+    /// restoring): no disk read, so no blocking thread. `None`: ask `version`.
+    pub fn version_in_memory(&self, key: &ElectionKey) -> Option<ReplicaVersion> {
+        self.unknown_now(key).or_else(|| {
+            self.versions
+                .get(key)
+                .ok()
+                .map(|tables| ReplicaVersion::Known { tables })
+        })
+    }
+
+    fn unknown_now(&self, key: &ElectionKey) -> Option<ReplicaVersion> {
+        if self.loading() {
+            return Some(ReplicaVersion::Unknown {
+                reason: "base is still loading".into(),
+            });
+        }
+        if self.is_restoring(key) {
+            return Some(ReplicaVersion::Unknown {
+                reason: "base is being restored from the master".into(),
+            });
+        }
+        None
     }
 
     fn read_versions(&self, path: &Path) -> rusqlite::Result<BTreeMap<String, TableVersion>> {

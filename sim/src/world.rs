@@ -257,8 +257,6 @@ enum Rpc {
         prev: Vector,
         next: Vector,
         ops: Arc<[WriteOp]>,
-        /// When it first arrived (µs; 0 before it did).
-        arrived: u64,
     },
     Resync {
         base: usize,
@@ -1043,6 +1041,9 @@ impl World {
             Effect::Log(LogEvent::StaleMasterClaim { .. }) => {
                 self.stats.count("late master announcement ignored")
             }
+            Effect::Log(LogEvent::ClaimUnconfirmed { .. }) => {
+                self.stats.count("candidate's node gone before its read")
+            }
             Effect::Log(LogEvent::ReadOnly { .. }) => self.stats.count("emergency read-only"),
             Effect::Log(_) => {}
             Effect::Store { id, base, op } => {
@@ -1076,7 +1077,6 @@ impl World {
                     prev,
                     next,
                     ops,
-                    arrived: 0,
                 };
                 self.rpc(s, to, Some(call), rpc);
             }
@@ -1296,29 +1296,6 @@ impl World {
         let d = self.net_delay();
         self.push(
             d,
-            Ev::RpcArrive {
-                from,
-                from_inc,
-                to,
-                call,
-                rpc,
-            },
-        );
-    }
-
-    /// Hands a request back to the receiver later: it waits on the base's
-    /// write lock, or for its election to settle, as the server does.
-    fn redeliver(
-        &mut self,
-        delay: u64,
-        from: usize,
-        from_inc: u64,
-        to: usize,
-        call: Option<u64>,
-        rpc: Rpc,
-    ) {
-        self.push(
-            delay,
             Ev::RpcArrive {
                 from,
                 from_inc,
@@ -1677,28 +1654,7 @@ impl World {
 
     // ----- peer RPC -----
 
-    fn rpc_arrive(
-        &mut self,
-        from: usize,
-        from_inc: u64,
-        to: usize,
-        call: Option<u64>,
-        mut rpc: Rpc,
-    ) {
-        if let Rpc::Replicate { base, arrived, .. } = &mut rpc {
-            let settled = self
-                .elec(to, *base)
-                .is_some_and(|e| e.fsm.state().is_final());
-            if *arrived == 0 {
-                *arrived = self.now;
-            }
-            if !settled && self.now - *arrived < 500 * MS {
-                // The server waits, briefly, for its side to settle (a
-                // pause counts: its clock runs while it is stopped).
-                self.redeliver(10 * MS, from, from_inc, to, call, rpc);
-                return;
-            }
-        }
+    fn rpc_arrive(&mut self, from: usize, from_inc: u64, to: usize, call: Option<u64>, rpc: Rpc) {
         match rpc {
             Rpc::Use { base, master } => {
                 let (base, from) = (self.bases[base].clone(), self.svcs[from].id.clone());

@@ -37,6 +37,13 @@ use std::sync::Arc;
 /// At most this many client writes wait per base: beyond, a clear refusal.
 pub const MAX_QUEUED_WRITES: usize = 1_024;
 
+/// At most this many replicated writes wait per base for its election to
+/// settle; beyond, they are refused at once.
+const MAX_UNSETTLED: usize = 64;
+/// A replicated write that waited this long for the election to settle is
+/// refused rather than applied: its master has likely given up on it.
+const UNSETTLED_WAIT_MS: u64 = 500;
+
 /// A batch takes at most this many client writes...
 const MAX_BATCH_WRITES: usize = 256;
 /// ...and this many changes (one write has at most 1,000).
@@ -49,11 +56,22 @@ pub(super) struct BaseOps {
     queue: VecDeque<(ReqId, Vec<WriteOp>)>,
     busy: Option<Busy>,
     deferred: VecDeque<Deferred>,
+    /// Replicated writes that came while our election was under way, with
+    /// when they came: checked again once it settles (a new master's first
+    /// writes wait a moment for their slaves instead of failing).
+    unsettled: Vec<(u64, ReplicaWrite)>,
 }
 
 impl BaseOps {
     fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.busy.is_none() && self.deferred.is_empty()
+        self.queue.is_empty()
+            && self.busy.is_none()
+            && self.deferred.is_empty()
+            && self.unsettled.is_empty()
+    }
+
+    pub(super) fn has_unsettled(&self) -> bool {
+        !self.unsettled.is_empty()
     }
 }
 
@@ -627,26 +645,63 @@ impl Engine {
 
     pub(super) fn replicate_input(&mut self, now: Now, base: BaseName, w: ReplicaWrite) {
         let req = w.req;
-        let Some(i) = self.find(&base) else {
-            if !self.exiting {
-                let i = self.ensure(now, &base);
-                self.start(now, i, false);
-            }
-            return self.replicate_done(req, Err(Refusal::NotSettled));
+        let i = match self.find(&base) {
+            Some(i) => i,
+            // Unknown here: start it (the check below makes it wanted), and
+            // the write waits for it like any other.
+            None if !self.exiting => self.ensure(now, &base),
+            None => return self.replicate_done(req, Err(Refusal::Exiting)),
         };
         if !self.exiting {
             // A replicated write is an access: a slave of a base that is only
             // written must not expire (issue 14, H6).
             self.slot_mut(i).fsm.touch(now);
         }
-        if let Err(refusal) = self.replica_check(now, i, &w) {
-            return self.replicate_done(req, Err(refusal));
+        match self.replica_check(now, i, &w) {
+            Ok(()) => {}
+            Err(Refusal::NotSettled) if super::in_flight(self.slot_mut(i).fsm.state()) => {
+                let ops = self.ops_mut(i);
+                if ops.unsettled.len() < MAX_UNSETTLED {
+                    ops.unsettled.push((now.mono_ms, w));
+                    return;
+                }
+                return self.replicate_done(req, Err(Refusal::NotSettled));
+            }
+            Err(refusal) => return self.replicate_done(req, Err(refusal)),
         }
         let ops = self.ops_mut(i);
         if ops.busy.is_some() {
             ops.deferred.push_back(Deferred::Apply(Box::new(w)));
         } else {
             self.apply(now, i, w);
+        }
+    }
+
+    /// Elections that settled (or gave up) with replicated writes waiting:
+    /// each write is checked again, as if it came now, unless it waited too
+    /// long.
+    pub(super) fn settle_waiting(&mut self, now: Now) {
+        while let Some((i, uid)) = self.resettle.pop() {
+            let Some(slot) = self.live_mut(i, uid) else {
+                continue;
+            };
+            let base = slot.base.clone();
+            let waiting = slot
+                .ops
+                .as_mut()
+                .map(|o| std::mem::take(&mut o.unsettled))
+                .unwrap_or_default();
+            for (at, w) in waiting {
+                if now.mono_ms.saturating_sub(at) > UNSETTLED_WAIT_MS {
+                    self.replicate_done(w.req, Err(Refusal::NotSettled));
+                } else {
+                    self.replicate_input(now, base.clone(), w);
+                }
+            }
+            self.run_queue(now);
+            if self.slot_mut(i).ops.as_ref().is_some_and(|o| o.is_empty()) {
+                self.slot_mut(i).ops = None;
+            }
         }
     }
 
