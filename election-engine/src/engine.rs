@@ -958,6 +958,11 @@ impl Engine {
             }
             _ => slot.fsm.next_deadline(),
         };
+        let wake = match (wake, self.unsettled_deadline(i)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let slot = self.slots[i as usize].as_mut().expect("slot exists");
         if wake == slot.timer_at {
             return;
         }
@@ -1022,9 +1027,10 @@ impl Engine {
                 break;
             }
             self.timers.remove(&(at, i));
+            self.slot_mut(i).timer_at = None;
+            self.expire_unsettled(now, i);
             let expire_none = self.cfg.expire_none_ms;
             let slot = self.slot_mut(i);
-            slot.timer_at = None;
             if slot.fsm.state() == State::None {
                 if slot.retry_at.is_some_and(|r| r <= now.mono_ms) {
                     // Wanted, and back in NONE: start again, no request needed;

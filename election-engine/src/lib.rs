@@ -11,6 +11,7 @@
 //!  watches ─ WatchFired{watch} ──────────────┤  ├─ Sync{id}/AbortSync  → storage + master
 //!  writes  ─ Write/Replicate/DumpReq{req} ───┤  ├─ Store{id}           → storage (one per base)
 //!  peers   ─ GetversReq{req} ────────────────┤  ├─ Replicate{id}, Resync → slaves
+//!  peers   ─ CandidateVersions/MasterLeft ───┤  ├─ Farewell            → peers
 //!  results ─ Stored/Replicated{id} ──────────┤  ├─ WriteDone/ReplicateDone/GetversServed{req} → callers
 //!  timers  ─ Tick at next_wakeup() ──────────┘  └─ Observe, Log        → metrics, people
 //! ```
@@ -53,6 +54,19 @@
 //! A follower's listing finds a lower node, reads it with `Zk Get{watch}`,
 //! reuses that read to learn its master, asks the master `Getvers{master_seq}`
 //! and settles as SLAVE.
+//!
+//! # Answers that are not waited for (issue 15)
+//! A candidate's GETVERS carries its version; the peer it asked, once it
+//! answered, feeds `CandidateVersions`. If the two agree and that peer then
+//! finds the candidate's node lowest, it neither waits for its read of that
+//! node (the read still sets the watch, and a read that does not confirm
+//! the owner makes it list again) nor asks the candidate's version back: it
+//! settles as SLAVE as soon as its listing answers. A master leaving with no
+//! batch in flight sends `Farewell` (its final version); a slave holding the
+//! same version (`MasterLeft`) that is next, with no newer candidate heard
+//! since, leads without waiting for its GETVERS round. The safety argument
+//! of each sits beside `Vouch` in `engine.rs`; the simulation checks that a
+//! published version holds every acknowledged write.
 
 mod engine;
 pub mod io;

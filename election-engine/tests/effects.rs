@@ -820,16 +820,7 @@ fn a_successor_leads_on_its_masters_farewell_without_waiting_for_answers() {
     // MASTER at once: its watch on our node is asked for (as for any
     // candidate, a failure of it would make it step down).
     assert_eq!(fx.state(&a), State::Master, "{effects:#?}");
-    let exists = effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::Zk {
-                id,
-                op: ZkOp::Exists { .. },
-            } => Some(*id),
-            _ => None,
-        })
-        .expect("the watch on our node");
+    let exists = zk_id(&effects, |op| matches!(op, ZkOp::Exists { .. })).expect("our watch");
     fx.on(2_030, zk(exists, Ok(ZkOk::Stat(Some(S1.id)))));
     assert_eq!(fx.state(&a), State::Master);
     // The peers' answers, when they come, change nothing.
@@ -3413,6 +3404,22 @@ fn a_replicated_write_waits_for_the_election_to_settle() {
         "{effects:?}"
     );
 
+    // Still under way when its wait is over: refused then, with no
+    // transition (its master must not be left without an answer).
+    let (mut fx, a) = (Fx::new(), base_a());
+    to_listing(&mut fx, &a, 17);
+    assert!(fx.on(1_030, write(&a, 302)).is_empty());
+    assert!(fx.e.next_wakeup().is_some_and(|t| t <= 1_530));
+    assert!(fx.on(1_529, Input::Tick).is_empty());
+    assert_eq!(
+        fx.on(1_530, Input::Tick),
+        vec![Effect::ReplicateDone {
+            req: 302,
+            result: Err(Refusal::NotSettled)
+        }]
+    );
+    assert_eq!(fx.state(&a), State::Listing);
+
     let (mut fx, a) = (Fx::new(), base_a());
     to_listing(&mut fx, &a, 17);
     assert!(fx.on(1_030, write(&a, 301)).is_empty());
@@ -3442,17 +3449,17 @@ fn getvers_diverged(id: Id) -> Input {
     }
 }
 
+/// The id of the first ZooKeeper op among `effects` that `is` picks.
+fn zk_id(effects: &[Effect], is: impl Fn(&ZkOp) -> bool) -> Option<Id> {
+    effects.iter().find_map(|e| match e {
+        Effect::Zk { id, op } if is(op) => Some(*id),
+        _ => None,
+    })
+}
+
 /// The id of the `Delete` of a node among `effects`.
 fn delete_id(effects: &[Effect]) -> Id {
-    effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::Zk {
-                id,
-                op: ZkOp::Delete { .. },
-            } => Some(*id),
-            _ => None,
-        })
+    zk_id(effects, |op| matches!(op, ZkOp::Delete { .. }))
         .unwrap_or_else(|| panic!("a node is deleted: {effects:?}"))
 }
 

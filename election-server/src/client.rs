@@ -377,7 +377,7 @@ pub async fn delete(
         async move {
             let outcome = match svc
                 .rpc
-                .drop_replica(peer, &req, svc.cfg.replicate_timeout)
+                .notify(peer, "/v1/peer/drop", &req, svc.cfg.replicate_timeout)
                 .await
             {
                 Ok(()) => "dropped".to_string(),

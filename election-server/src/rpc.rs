@@ -308,24 +308,16 @@ impl PeerClient {
         })
     }
 
-    pub async fn use_(
+    /// A one-way notice (`/v1/peer/use`, `/left`, `/resync`, `/drop`): only
+    /// whether the peer took it matters, not what it answered.
+    pub async fn notify<T: serde::Serialize>(
         &self,
         peer: &ServiceId,
-        req: &UseRequest,
+        route: &'static str,
+        req: &T,
         timeout: Duration,
     ) -> Result<(), PeerError> {
-        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/use", req, timeout)
-            .await
-            .map(|_| ())
-    }
-
-    pub async fn left(
-        &self,
-        peer: &ServiceId,
-        req: &LeftRequest,
-        timeout: Duration,
-    ) -> Result<(), PeerError> {
-        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/left", req, timeout)
+        self.post_json::<_, serde_json::Value>(peer, route, req, timeout)
             .await
             .map(|_| ())
     }
@@ -365,28 +357,6 @@ impl PeerClient {
             });
         }
         Ok(())
-    }
-
-    pub async fn resync(
-        &self,
-        peer: &ServiceId,
-        req: &UseRequest,
-        timeout: Duration,
-    ) -> Result<(), PeerError> {
-        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/resync", req, timeout)
-            .await
-            .map(|_| ())
-    }
-
-    pub async fn drop_replica(
-        &self,
-        peer: &ServiceId,
-        req: &UseRequest,
-        timeout: Duration,
-    ) -> Result<(), PeerError> {
-        self.post_json::<_, serde_json::Value>(peer, "/v1/peer/drop", req, timeout)
-            .await
-            .map(|_| ())
     }
 
     pub async fn dump(

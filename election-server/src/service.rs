@@ -807,9 +807,10 @@ impl Service {
                         epoch,
                         version,
                     };
-                    let calls = to
-                        .iter()
-                        .map(|peer| svc.rpc.left(peer, &req, svc.cfg.use_timeout));
+                    let calls = to.iter().map(|peer| {
+                        svc.rpc
+                            .notify(peer, "/v1/peer/left", &req, svc.cfg.use_timeout)
+                    });
                     for (peer, r) in to.iter().zip(futures::future::join_all(calls).await) {
                         if let Err(e) = r {
                             tracing::debug!(base = %req.base, "farewell to {peer} failed: {e}");
@@ -827,7 +828,11 @@ impl Service {
                         master: master.is_some(),
                         epoch: master,
                     };
-                    if let Err(e) = svc.rpc.use_(&to, &req, svc.cfg.use_timeout).await {
+                    if let Err(e) = svc
+                        .rpc
+                        .notify(&to, "/v1/peer/use", &req, svc.cfg.use_timeout)
+                        .await
+                    {
                         tracing::debug!(base = %req.base, "USE to {to} failed: {e}");
                     }
                 });
@@ -967,7 +972,11 @@ impl Service {
                         master: false,
                         epoch: None,
                     };
-                    if let Err(e) = svc.rpc.resync(&to, &req, svc.cfg.use_timeout).await {
+                    if let Err(e) = svc
+                        .rpc
+                        .notify(&to, "/v1/peer/resync", &req, svc.cfg.use_timeout)
+                        .await
+                    {
                         tracing::debug!(base = %req.base, "resync request to {to} failed: {e}");
                     }
                 }));

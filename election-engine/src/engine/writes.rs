@@ -663,7 +663,8 @@ impl Engine {
                 let ops = self.ops_mut(i);
                 if ops.unsettled.len() < MAX_UNSETTLED {
                     ops.unsettled.push((now.mono_ms, w));
-                    return;
+                    // Refused when its wait is over, settled or not.
+                    return self.rearm(now, i);
                 }
                 return self.replicate_done(req, Err(Refusal::NotSettled));
             }
@@ -702,6 +703,33 @@ impl Engine {
             if self.slot_mut(i).ops.as_ref().is_some_and(|o| o.is_empty()) {
                 self.slot_mut(i).ops = None;
             }
+        }
+    }
+
+    /// When the oldest replicated write waiting for slot `i` to settle must
+    /// be refused.
+    pub(super) fn unsettled_deadline(&self, i: u32) -> Option<u64> {
+        let slot = self.slots[i as usize].as_ref()?;
+        let (at, _) = slot.ops.as_ref()?.unsettled.first()?;
+        Some(at.saturating_add(UNSETTLED_WAIT_MS))
+    }
+
+    /// Refuses the replicated writes that waited their time for slot `i` to
+    /// settle: their master must hear a refusal before it gives up on them
+    /// (an unknown outcome would put it in emergency read-only mode).
+    pub(super) fn expire_unsettled(&mut self, now: Now, i: u32) {
+        let Some(ops) = self.slot_mut(i).ops.as_mut() else {
+            return;
+        };
+        let over = ops
+            .unsettled
+            .partition_point(|(at, _)| now.mono_ms.saturating_sub(*at) >= UNSETTLED_WAIT_MS);
+        let expired: Vec<ReqId> = ops.unsettled.drain(..over).map(|(_, w)| w.req).collect();
+        if ops.is_empty() {
+            self.slot_mut(i).ops = None;
+        }
+        for req in expired {
+            self.replicate_done(req, Err(Refusal::NotSettled));
         }
     }
 
