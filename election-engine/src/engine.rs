@@ -15,6 +15,7 @@ use election_core::names::{
     ServiceType, ZkLayout,
 };
 use election_core::peer::{getvers_outcome, master_from_node};
+use election_core::version::ReplicaVersion;
 use election_core::{Action, Config, Election, Event, GetversOutcome, MasterBadReason, Now, State};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -219,6 +220,13 @@ enum Pending {
         seq: Seq,
         rest: Vec<Seq>,
         watch: WatchId,
+    },
+    /// A GETVERS to our master whose answer we did not wait for (its word
+    /// as a candidate stood for it): if it shows the master ahead by now
+    /// (it wrote before we followed), we copy from it at once.
+    Verify {
+        peer: ServiceId,
+        seq: Seq,
     },
     /// The lowest node read (with a watch) on a candidate's word that it
     /// is `from`'s: the listing did not wait for it; a read that does not
@@ -658,6 +666,12 @@ impl Engine {
                 let Some(f) = self.inflight.remove(&id) else {
                     return;
                 };
+                if let Pending::Verify { peer, seq } = &f.what {
+                    if self.live(f.slot, f.uid).is_some() {
+                        self.verified(now, f.slot, peer, *seq, remote, local);
+                    }
+                    return;
+                }
                 let Pending::Getvers {
                     op,
                     peer,
@@ -1571,8 +1585,24 @@ impl Engine {
                             outcome: GetversOutcome::Ok,
                         },
                     );
-                    if master_seq.is_some() {
-                        self.slot_mut(i).vouch = None;
+                    if let Some(seq) = master_seq {
+                        // Asked all the same, not waited for: the master may
+                        // have written since its word.
+                        let slot = self.slot_mut(i);
+                        slot.vouch = None;
+                        let base = slot.base.clone();
+                        let what = Pending::Verify {
+                            peer: peer.clone(),
+                            seq,
+                        };
+                        let id = self.pending(i, what);
+                        self.effects.push_back(Effect::Getvers {
+                            id,
+                            to: peer,
+                            base,
+                            master_seq,
+                            candidate_seq: None,
+                        });
                         return;
                     }
                     // A successor still asks, not waiting for the answers:
@@ -1840,6 +1870,7 @@ impl Engine {
             },
             Pending::Peers { .. }
             | Pending::Getvers { .. }
+            | Pending::Verify { .. }
             | Pending::Sync { .. }
             | Pending::Store(_)
             | Pending::Replicate { .. } => {}
@@ -1944,6 +1975,38 @@ impl Engine {
             rest,
             watch,
         });
+    }
+
+    /// The answer to a GETVERS we did not wait for (`Pending::Verify`): a
+    /// master ahead of us, which we still follow at `seq`, is copied from.
+    fn verified(
+        &mut self,
+        now: Now,
+        i: u32,
+        peer: &ServiceId,
+        seq: Seq,
+        remote: Result<RemoteVersion, String>,
+        local: Result<ReplicaVersion, String>,
+    ) {
+        let (Ok(RemoteVersion::Version(theirs)), Ok(ours)) = (remote, local) else {
+            return;
+        };
+        let fsm = &self.slot_mut(i).fsm;
+        let following = fsm.state() == State::Slave
+            && fsm.master() == Some(peer)
+            && fsm.master_id() == Some(seq);
+        let outcome = getvers_outcome(&ours, &theirs, peer, true);
+        if following && outcome != GetversOutcome::Ok {
+            self.effects
+                .push_back(Effect::Observe(Observation::Getvers(match outcome {
+                    GetversOutcome::Old => "OLD",
+                    GetversOutcome::Race => "RACE",
+                    _ => "KO",
+                })));
+            if matches!(outcome, GetversOutcome::Old | GetversOutcome::Race) {
+                self.feed(now, i, Event::SyncReq);
+            }
+        }
     }
 
     /// The peer a candidate's GETVERS named as holding node `seq`, if it

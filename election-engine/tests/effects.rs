@@ -650,8 +650,9 @@ fn a_follower_takes_its_candidates_getvers_for_its_own() {
         }]
     );
     // Node 12 is lowest, and B said it is its own with a version equal to
-    // ours: no wait for the read of node 12 (it still sets the watch), and
-    // no GETVERS to B: SLAVE at once.
+    // ours: no wait for the read of node 12 (it still sets the watch), nor
+    // for the GETVERS to B (still asked, for a write B made since): SLAVE
+    // at once.
     let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
     assert_eq!(
         fx.on(1_040, zk(4, Ok(ZkOk::Children(listing)))),
@@ -665,6 +666,7 @@ fn a_follower_takes_its_candidates_getvers_for_its_own() {
             ),
             tr(&a, State::Listing, "LIST_OK", State::Asking),
             Effect::Observe(Observation::GetversSkipped),
+            getvers_master(7, &fx.b, &a, 12),
             tr(&a, State::Asking, "MASTER_OK", State::CheckingMaster),
             Effect::Observe(Observation::Getvers("OK")),
             tr(&a, State::CheckingMaster, "GETVERS_OK", State::Slave),
@@ -673,6 +675,8 @@ fn a_follower_takes_its_candidates_getvers_for_its_own() {
     );
     let fsm = &fx.e.view(&a).expect("election").fsm;
     assert_eq!((fsm.master(), fsm.master_id()), (Some(&fx.b), Some(12)));
+    // B's answer agrees: nothing to do.
+    assert_eq!(fx.on(1_045, getvers_equal(7)), vec![]);
     // The read confirms it: nothing more. Its watch is the master watch.
     assert_eq!(
         fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec())))),
@@ -705,6 +709,26 @@ fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
     );
     assert_eq!(fx.state(&a), State::CheckingMaster);
 
+    // B wrote after its word and before we followed: its answer to the
+    // GETVERS we did not wait for shows it ahead, and we copy from it.
+    let mut fx = Fx::new();
+    to_listing(&mut fx, &a, 17);
+    b_asks_as_candidate(&mut fx, &a, 1_030, 3);
+    let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    assert_eq!(fx.state(&a), State::Slave);
+    let ahead = Input::Getvers {
+        id: 7,
+        remote: Ok(RemoteVersion::Version(version(4))),
+        local: Ok(version(3)),
+    };
+    let effects = fx.on(1_050, ahead);
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Sync { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(fx.state(&a), State::Syncing);
+
     // B agreed, but the read of node 12 finds C's name (or nothing): we
     // followed B on its word, and list again.
     for found in [
@@ -721,7 +745,7 @@ fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
         assert_eq!(
             effects[1..],
             [
-                zk_effect(7, ZkOp::List { dir: fx.dir(&a) }),
+                zk_effect(8, ZkOp::List { dir: fx.dir(&a) }),
                 tr(&a, State::Slave, "LEFT_MASTER", State::Listing),
             ],
             "{effects:?}"
