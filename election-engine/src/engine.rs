@@ -103,7 +103,9 @@ enum Vouch {
     /// candidate's; its version cannot change before it leads (a candidate
     /// takes no write), and after, only by its own writes, which reach us in
     /// order as they would after a real GETVERS answered a moment earlier
-    /// (a gap makes us copy).
+    /// (a gap makes us copy). Writes it made before we followed would not
+    /// reach us: our GETVERS is still sent, and an answer showing the
+    /// master ahead makes us copy at once (`Pending::Verify`).
     Candidate { from: ServiceId, seq: Seq },
     /// Our master's farewell, while we followed it from our node `node`,
     /// when its final version and ours agreed. If that node becomes the

@@ -60,8 +60,10 @@
 //! answered, feeds `CandidateVersions`. If the two agree and that peer then
 //! finds the candidate's node lowest, it neither waits for its read of that
 //! node (the read still sets the watch, and a read that does not confirm
-//! the owner makes it list again) nor asks the candidate's version back: it
-//! settles as SLAVE as soon as its listing answers. A master leaving with no
+//! the owner makes it list again) nor for its GETVERS to the candidate
+//! (still sent: an answer showing the master ahead, because it wrote in
+//! between, makes it copy at once): it settles as SLAVE as soon as its
+//! listing answers. A master leaving with no
 //! batch in flight sends `Farewell` (its final version); a slave holding the
 //! same version (`MasterLeft`) that is next, with no newer candidate heard
 //! since, leads without waiting for its GETVERS round. The safety argument
