@@ -1998,16 +1998,8 @@ impl Engine {
             && fsm.master() == Some(peer)
             && fsm.master_id() == Some(seq);
         let outcome = getvers_outcome(&ours, &theirs, peer, true);
-        if following && outcome != GetversOutcome::Ok {
-            self.effects
-                .push_back(Effect::Observe(Observation::Getvers(match outcome {
-                    GetversOutcome::Old => "OLD",
-                    GetversOutcome::Race => "RACE",
-                    _ => "KO",
-                })));
-            if matches!(outcome, GetversOutcome::Old | GetversOutcome::Race) {
-                self.feed(now, i, Event::SyncReq);
-            }
+        if following && matches!(outcome, GetversOutcome::Old | GetversOutcome::Race) {
+            self.feed(now, i, Event::SyncReq);
         }
     }
 
