@@ -176,11 +176,13 @@ pub struct Election {
     local_id: Option<Seq>,
     master_id: Option<Seq>,
     master: Option<ServiceId>,
-    peers: Option<Vec<ServiceId>>,
+    /// Shared with the other elections of the same peer set.
+    peers: Option<Arc<[ServiceId]>>,
     generation: u64,
     next_op: OpId,
     pending_op: Option<OpId>,
-    getvers: GetversRound,
+    /// The GETVERS round under way (boxed: a settled election holds none).
+    getvers: Option<Box<GetversRound>>,
     /// GETVERS retries left in the current round of checks.
     retries_left: u32,
     flags: Flags,
@@ -222,7 +224,7 @@ impl Election {
             generation: 0,
             next_op: 1,
             pending_op: None,
-            getvers: GetversRound::default(),
+            getvers: None,
             retries_left: 0,
             flags: Flags::default(),
             exiting: false,
@@ -269,7 +271,7 @@ impl Election {
     }
     pub fn getvers_pending(&self) -> usize {
         if matches!(self.state, State::CheckingMaster | State::CheckingSlaves) {
-            self.getvers.pending.len()
+            self.getvers.as_ref().map_or(0, |g| g.pending.len())
         } else {
             0
         }
@@ -388,8 +390,11 @@ impl Election {
                 attempt()
             ),
             State::CheckingSlaves => {
-                let pending: Vec<&str> =
-                    self.getvers.pending.iter().map(ServiceId::as_str).collect();
+                let pending: Vec<&str> = self
+                    .getvers
+                    .iter()
+                    .flat_map(|g| g.pending.iter().map(ServiceId::as_str))
+                    .collect();
                 format!(
                     "candidate: waiting for GETVERS from {} ({})",
                     pending.join(", "),
@@ -486,8 +491,10 @@ impl Election {
             let current = match &event {
                 Event::Getvers { peer, .. } => {
                     matches!(self.state, State::CheckingMaster | State::CheckingSlaves)
-                        && self.getvers.op == op
-                        && self.getvers.pending.contains(peer)
+                        && self
+                            .getvers
+                            .as_ref()
+                            .is_some_and(|g| g.op == op && g.pending.contains(peer))
                 }
                 // The op must be ours, and the event must be the kind of
                 // answer the state waits for (an answer of the wrong kind
@@ -771,6 +778,7 @@ impl Election {
             (S::CheckingMaster, E::LeftMaster { .. }) => self.flag(|f| f.left_master = true),
             (S::CheckingMaster, E::Getvers { peer, outcome, .. }) => {
                 self.count_getvers(peer, outcome.clone());
+                self.getvers = None;
                 let left_master = std::mem::take(&mut self.flags.left_master);
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
@@ -798,13 +806,13 @@ impl Election {
             (S::CheckingSlaves, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
             (S::CheckingSlaves, E::Getvers { peer, outcome, .. }) => {
                 self.count_getvers(peer, outcome);
-                if !self.getvers.pending.is_empty() {
+                if self.getvers.as_ref().is_some_and(|g| !g.pending.is_empty()) {
                     return Logged::Always;
                 }
                 let left_self = std::mem::take(&mut self.flags.left_self);
                 self.flags.left_master = false;
-                let round = std::mem::take(&mut self.getvers);
-                let group = self.peers.as_ref().map_or(0, Vec::len) as u32 + 1;
+                let round = self.getvers.take().map(|g| *g).unwrap_or_default();
+                let group = self.peers.as_ref().map_or(0, |p| p.len()) as u32 + 1;
                 let errors = round.errors.len() as u32;
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
@@ -1166,22 +1174,21 @@ impl Election {
         self.forget_ids();
         self.peers = None;
         self.pending_op = None;
-        self.getvers = GetversRound::default();
+        self.getvers = None;
         self.wake_at = None;
     }
 
     fn count_getvers(&mut self, peer: ServiceId, outcome: GetversOutcome) {
-        self.getvers.pending.remove(&peer);
-        if self.getvers.pending.is_empty() {
-            // An emptied set keeps its node allocated: ~110 B per settled
-            // election at 20,000 (heaptrack, docs/PROFILES.md).
-            self.getvers.pending = BTreeSet::new();
-        }
+        // Only answers of the round under way get here (see `step`).
+        let Some(round) = self.getvers.as_deref_mut() else {
+            return;
+        };
+        round.pending.remove(&peer);
         match outcome {
-            GetversOutcome::Ok => self.getvers.ok += 1,
-            GetversOutcome::Old => self.getvers.old += 1,
-            GetversOutcome::Race => self.getvers.race.push(peer),
-            GetversOutcome::Ko(e) => self.getvers.errors.push((peer, e)),
+            GetversOutcome::Ok => round.ok += 1,
+            GetversOutcome::Old => round.old += 1,
+            GetversOutcome::Race => round.race.push(peer),
+            GetversOutcome::Ko(e) => round.errors.push((peer, e)),
         }
     }
 
@@ -1296,18 +1303,19 @@ impl Election {
             State::CheckingMaster => {
                 let op = self.op();
                 let master = self.master.clone();
-                self.getvers = GetversRound {
+                let mut round = GetversRound {
                     op,
                     ..GetversRound::default()
                 };
                 if let Some(peer) = master {
-                    self.getvers.pending.insert(peer.clone());
+                    round.pending.insert(peer.clone());
                     out.push(Action::SendGetvers {
                         op,
                         peer,
                         master_seq: self.master_id,
                     });
                 }
+                self.getvers = Some(Box::new(round));
             }
             State::CheckingSlaves => {
                 if from == State::Listing {
@@ -1321,21 +1329,24 @@ impl Election {
                     self.watch_self(out);
                 }
                 let op = self.op();
-                self.getvers = GetversRound {
+                let mut round = GetversRound {
                     op,
                     ..GetversRound::default()
                 };
-                for peer in self.peers.clone().unwrap_or_default() {
-                    self.getvers.pending.insert(peer.clone());
+                for peer in self.peers.clone().unwrap_or_default().iter().cloned() {
+                    round.pending.insert(peer.clone());
                     out.push(Action::SendGetvers {
                         op,
                         peer,
                         master_seq: None,
                     });
                 }
-                if self.getvers.pending.is_empty() {
+                if round.pending.is_empty() {
                     // A group of one: nobody to ask.
+                    self.getvers = None;
                     self.take_mastership(now, out);
+                } else {
+                    self.getvers = Some(Box::new(round));
                 }
             }
             State::Syncing => {

@@ -1,7 +1,7 @@
 //! The per-election transition log, in the seed's `<ms>:<PRE>:<EVENT>:<POST>` form.
 //!
-//! Stored packed (16 bytes an entry: the wall clock and three one-byte
-//! indexes) and allocated at the first transition: a service holds one log
+//! Stored packed (8 bytes an entry: the wall clock in 44 bits, up to the
+//! year 2527, and three small indexes) and allocated at the first transition: a service holds one log
 //! per election, 100,000 of them or more.
 
 use crate::state::State;
@@ -63,12 +63,35 @@ fn event_index(name: &str) -> u8 {
     found.map_or(u8::MAX, |i| i as u8)
 }
 
+/// `wall_ms << 20 | pre << 14 | event << 6 | post`: a state index takes 6
+/// bits, an event index 8 (`u8::MAX` is the unknown event).
 #[derive(Debug, Clone, Copy)]
-struct Packed {
-    wall_ms: u64,
-    pre: u8,
-    event: u8,
-    post: u8,
+struct Packed(u64);
+
+impl Packed {
+    const WALL_MAX: u64 = (1 << 44) - 1;
+
+    fn new(wall_ms: u64, pre: u8, event: u8, post: u8) -> Self {
+        debug_assert!(pre < 64 && post < 64);
+        Self(
+            wall_ms.min(Self::WALL_MAX) << 20
+                | u64::from(pre & 63) << 14
+                | u64::from(event) << 6
+                | u64::from(post & 63),
+        )
+    }
+    fn wall_ms(self) -> u64 {
+        self.0 >> 20
+    }
+    fn pre(self) -> u8 {
+        (self.0 >> 14 & 63) as u8
+    }
+    fn event(self) -> u8 {
+        (self.0 >> 6) as u8
+    }
+    fn post(self) -> u8 {
+        (self.0 & 63) as u8
+    }
 }
 
 /// A bounded ring, newest first when read. Unlike OpenIO's, a NONE→NONE
@@ -95,12 +118,12 @@ impl TransitionLog {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
-        self.entries.push_back(Packed {
+        self.entries.push_back(Packed::new(
             wall_ms,
-            pre: pre as u8,
-            event: event_index(event),
-            post: post as u8,
-        });
+            pre as u8,
+            event_index(event),
+            post as u8,
+        ));
         self.next_seq += 1;
     }
 
@@ -116,13 +139,13 @@ impl TransitionLog {
             };
             LogEntry {
                 seq: newest - i as u64,
-                wall_ms: p.wall_ms,
-                pre: state(p.pre),
+                wall_ms: p.wall_ms(),
+                pre: state(p.pre()),
                 event: EVENT_NAMES
-                    .get(usize::from(p.event))
+                    .get(usize::from(p.event()))
                     .copied()
                     .unwrap_or(UNKNOWN_EVENT),
-                post: state(p.post),
+                post: state(p.post()),
             }
         })
     }
@@ -230,7 +253,15 @@ mod tests {
             let e = log.iter().next().expect("entry");
             assert_eq!((e.pre, e.event, e.post), (pre, *name, post));
         }
-        assert_eq!(std::mem::size_of::<Packed>(), 16);
+        assert_eq!(std::mem::size_of::<Packed>(), 8);
+        assert!(State::ALL.len() <= 64 && EVENT_NAMES.len() < 255);
+        // Today's wall clock survives the packing.
+        log.push(1_764_600_000_123, State::Master, "TIMEOUT", State::None);
+        let e = log.iter().next().expect("entry");
+        assert_eq!(
+            (e.wall_ms, e.pre, e.event, e.post),
+            (1_764_600_000_123, State::Master, "TIMEOUT", State::None)
+        );
         for (i, s) in State::ALL.iter().enumerate() {
             assert_eq!(*s as usize, i, "State::ALL is in declaration order");
         }

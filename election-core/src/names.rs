@@ -19,6 +19,8 @@ pub enum NameError {
         "namespace {0:?} is invalid: use 1 to 64 characters among A-Z, a-z, 0-9, '_', '-' and '.'"
     )]
     Namespace(String),
+    #[error("election key {0:?} is invalid: expected 64 uppercase hexadecimal characters")]
+    ElectionKey(String),
 }
 
 fn upper_hex(bytes: &[u8]) -> String {
@@ -223,34 +225,75 @@ impl fmt::Display for BaseName {
     }
 }
 
-/// The election key: uppercase hex SHA-256 of `<base>@<type>`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct ElectionKey(String);
+/// The election key: uppercase hex SHA-256 of `<base>@<type>`. Held
+/// inline, not on the heap: every election keeps one (issue 13's 2 KiB).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ElectionKey([u8; 64]);
 
 impl ElectionKey {
     pub fn compute(base: &BaseName, stype: &ServiceType) -> Self {
-        Self(sha256_upper_hex(&[
-            base.as_str().as_bytes(),
-            b"@",
-            stype.as_str().as_bytes(),
-        ]))
+        let mut h = Sha256::new();
+        for part in [base.as_str().as_bytes(), b"@", stype.as_str().as_bytes()] {
+            h.update(part);
+        }
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut hex = [0u8; 64];
+        for (i, b) in h.finalize().iter().enumerate() {
+            hex[2 * i] = DIGITS[usize::from(b >> 4)];
+            hex[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Self(hex)
+    }
+    /// A key as written by `as_str`: 64 uppercase hex digits.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let bytes = s.as_bytes();
+        let ok = bytes.len() == 64 && bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'));
+        if !ok {
+            return Err(NameError::ElectionKey(s.to_string()));
+        }
+        let mut hex = [0u8; 64];
+        hex.copy_from_slice(bytes);
+        Ok(Self(hex))
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII hex digits are ever stored (`compute`, `parse`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+    /// The first 128 bits of the digest: unique in practice (a collision
+    /// among a billion keys has a chance of about 2^-68), so tables of many
+    /// bases can be keyed by it instead of by a copy of each name.
+    pub fn digest_prefix(&self) -> u128 {
+        u128::from_str_radix(&self.as_str()[..32], 16).unwrap_or(0)
     }
     /// A small number derived from the key, stable across runs: used to
     /// spread jitter deterministically (the core has no randomness).
     pub fn spread(&self) -> u64 {
-        u64::from_str_radix(&self.0[..12], 16).unwrap_or(0)
+        u64::from_str_radix(&self.as_str()[..12], 16).unwrap_or(0)
     }
 }
 
 impl fmt::Display for ElectionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ElectionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ElectionKey({:?})", self.as_str())
+    }
+}
+
+impl serde::Serialize for ElectionKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ElectionKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -471,6 +514,19 @@ mod tests {
                 &ServiceType::new(t).expect("valid"),
             );
             assert_eq!(key.as_str(), want, "{base}@{t}");
+            assert_eq!(ElectionKey::parse(want), Ok(key.clone()));
+            let json = serde_json::to_string(&key).expect("serialize");
+            assert_eq!(json, format!("\"{want}\""));
+            assert_eq!(serde_json::from_str::<ElectionKey>(&json).ok(), Some(key));
+        }
+        for bad in [
+            "",
+            "d2573efc8e2686b6d6ccc47d5324b6037cf1dc3696e92cd25fdd5d792fbd4a68",
+            "D2573EFC",
+            "G".repeat(64).as_str(),
+        ] {
+            assert!(ElectionKey::parse(bad).is_err(), "{bad:?}");
+            assert!(serde_json::from_str::<ElectionKey>(&format!("\"{bad}\"")).is_err());
         }
     }
 

@@ -149,7 +149,8 @@ pub enum Event {
     },
     GetpeersDone {
         op: OpId,
-        peers: Option<Vec<ServiceId>>,
+        /// Shared: most bases of a service have one of a few peer sets.
+        peers: Option<std::sync::Arc<[ServiceId]>>,
     },
     Getvers {
         op: OpId,
@@ -288,7 +289,10 @@ pub enum Action {
     /// (no-node counts as OK); without, fire and forget (cleanup).
     Delete { op: Option<OpId>, seq: Seq },
     /// Ask the peers to start (or refresh) their side of the election.
-    SendUse { peers: Vec<ServiceId>, master: bool },
+    SendUse {
+        peers: std::sync::Arc<[ServiceId]>,
+        master: bool,
+    },
     /// Ask one peer for its version vector and compare it with ours; answer
     /// `Getvers`. `master_seq` is set when asking the master, which must
     /// confirm it owns that node.

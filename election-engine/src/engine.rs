@@ -125,7 +125,6 @@ enum Vouch {
 /// create (request `create`) answers.
 #[derive(Debug, Clone)]
 enum Prefetch {
-    None,
     InFlight {
         create: Id,
         seq: Option<Seq>,
@@ -156,8 +155,10 @@ pub struct Slot {
     rejoin_when_restored: bool,
     /// Our latest node and its ephemeral owner (create's Stat).
     node_owner: Option<(Seq, i64)>,
-    prefetch: Prefetch,
-    master_node: Option<MasterNode>,
+    /// Boxed, like the other transient parts: an idle election holds a
+    /// pointer, not the state of a listing or a read (issue 13's 2 KiB).
+    prefetch: Option<Box<Prefetch>>,
+    master_node: Option<Box<MasterNode>>,
     self_watch: Option<Armed>,
     master_watch: Option<Armed>,
     sync: Option<Id>,
@@ -325,6 +326,9 @@ pub struct Engine {
     /// and those being deleted (rare: a leave during a ZooKeeper outage).
     leftovers: Vec<Leftover>,
     leftover_calls: HashMap<Id, Leftover>,
+    /// One copy of each peer set (ourselves left out): most bases of a
+    /// service share a few, and every election keeps its own.
+    peer_sets: std::collections::HashSet<Arc<[ServiceId]>>,
     /// `cfg.election`, shared by every election.
     election: Arc<election_core::Config>,
 }
@@ -376,8 +380,25 @@ impl Engine {
             background: VecDeque::new(),
             leftovers: Vec::new(),
             leftover_calls: HashMap::new(),
+            peer_sets: Default::default(),
             election,
         }
+    }
+
+    /// The shared copy of a base's peers as the directory names them,
+    /// ourselves left out.
+    fn intern_peers(&mut self, all: Vec<ServiceId>) -> Arc<[ServiceId]> {
+        const MAX_SETS: usize = 100_000;
+        let others: Vec<ServiceId> = all.into_iter().filter(|p| *p != self.me).collect();
+        if let Some(known) = self.peer_sets.get(others.as_slice()) {
+            return known.clone();
+        }
+        if self.peer_sets.len() >= MAX_SETS {
+            self.peer_sets.clear();
+        }
+        let set: Arc<[ServiceId]> = others.into();
+        self.peer_sets.insert(set.clone());
+        set
     }
 
     /// Elections between NONE and a final state.
@@ -406,6 +427,18 @@ impl Engine {
     /// The effects emitted so far, in emission order.
     pub fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Effect> {
         self.effects.drain(..)
+    }
+
+    /// A start storm grows the queues to its peak (hundreds of bytes per
+    /// election at 20,000); once drained, that memory goes back.
+    fn give_back_buffers(&mut self) {
+        const KEEP: usize = 1024;
+        if self.effects.is_empty() && self.effects.capacity() > 4 * KEEP {
+            self.effects.shrink_to(KEEP);
+        }
+        if self.queue.is_empty() && self.queue.capacity() > 4 * KEEP {
+            self.queue.shrink_to(KEEP);
+        }
     }
 
     /// When to call `handle(now, Input::Tick)` next (monotonic ms).
@@ -446,6 +479,26 @@ impl Engine {
     /// Every election, in slot order.
     pub fn elections(&self) -> impl Iterator<Item = &Slot> {
         self.slots.iter().flatten().map(|b| &**b)
+    }
+
+    /// The masterships a balance hands over: masters idle for at least
+    /// `idle_ms`, least recently used first, at most `max` of them; and how
+    /// many were eligible. The caller leaves them at its own pace (Leave or
+    /// LeaveAndRejoin).
+    pub fn balance_candidates(&self, now: Now, max: usize, idle_ms: u64) -> (usize, Vec<BaseName>) {
+        let mut masters: Vec<(u64, &BaseName)> = self
+            .elections()
+            .filter(|s| s.fsm.state() == State::Master)
+            .map(|s| (s.fsm.last_access(), &s.base))
+            .filter(|(last, _)| now.mono_ms.saturating_sub(*last) >= idle_ms)
+            .collect();
+        let eligible = masters.len();
+        masters.sort();
+        masters.truncate(max);
+        (
+            eligible,
+            masters.into_iter().map(|(_, b)| b.clone()).collect(),
+        )
     }
 
     /// The elections from slot `from` on, each with its slot: a cursor to
@@ -518,6 +571,7 @@ impl Engine {
     }
 
     pub fn handle(&mut self, now: Now, input: Input) {
+        self.give_back_buffers();
         match input {
             Input::Tick => self.tick(now),
             Input::Poke { base, touch } => {
@@ -649,7 +703,7 @@ impl Engine {
                     return;
                 };
                 let peers = match result {
-                    Ok(Some(all)) => Some(all.into_iter().filter(|p| *p != self.me).collect()),
+                    Ok(Some(all)) => Some(self.intern_peers(all)),
                     Ok(None) => {
                         self.slot_mut(f.slot).want = false;
                         self.effects
@@ -896,7 +950,7 @@ impl Engine {
             fence: None,
             rejoin_when_restored: false,
             node_owner: None,
-            prefetch: Prefetch::None,
+            prefetch: None,
             master_node: None,
             self_watch: None,
             master_watch: None,
@@ -1450,12 +1504,12 @@ impl Engine {
                     Pending::Create { op },
                 );
                 let id = self.zk(i, ZkOp::List { dir }, Pending::Prefetch);
-                self.slot_mut(i).prefetch = Prefetch::InFlight {
+                self.slot_mut(i).prefetch = Some(Box::new(Prefetch::InFlight {
                     create,
                     seq: None,
                     id,
                     wanted: None,
-                };
+                }));
             }
             Action::WatchSelf {
                 op,
@@ -1480,22 +1534,22 @@ impl Engine {
             }
             Action::List { op, seq } => {
                 let slot = self.slot_mut(i);
-                match std::mem::replace(&mut slot.prefetch, Prefetch::None) {
-                    Prefetch::Ready {
+                match slot.prefetch.take().map(|p| *p) {
+                    Some(Prefetch::Ready {
                         seq: s,
                         session,
                         result,
                         ..
-                    } if s == Some(seq) => self.listed(i, op, seq, session, result),
-                    Prefetch::InFlight {
+                    }) if s == Some(seq) => self.listed(i, op, seq, session, result),
+                    Some(Prefetch::InFlight {
                         create, seq: s, id, ..
-                    } if s == Some(seq) => {
-                        slot.prefetch = Prefetch::InFlight {
+                    }) if s == Some(seq) => {
+                        slot.prefetch = Some(Box::new(Prefetch::InFlight {
                             create,
                             seq: s,
                             id,
                             wanted: Some(op),
-                        };
+                        }));
                     }
                     _ => {
                         let dir = self.dir(i);
@@ -1549,7 +1603,7 @@ impl Engine {
                 let slot = self.slot_mut(i);
                 let base = slot.base.clone();
                 let master = slot.fsm.local_id().filter(|_| master);
-                for to in peers {
+                for to in peers.iter().cloned() {
                     self.effects.push_back(Effect::Use {
                         to,
                         base: base.clone(),
@@ -1676,8 +1730,10 @@ impl Engine {
                     if owner != 0 {
                         slot.node_owner = Some((seq, owner));
                     }
-                    if let Prefetch::InFlight { create, seq: s, .. }
-                    | Prefetch::Ready { create, seq: s, .. } = &mut slot.prefetch
+                    if let Some(
+                        Prefetch::InFlight { create, seq: s, .. }
+                        | Prefetch::Ready { create, seq: s, .. },
+                    ) = slot.prefetch.as_deref_mut()
                     {
                         if *create == id {
                             *s = Some(seq);
@@ -1716,29 +1772,26 @@ impl Engine {
             },
             Pending::Prefetch => {
                 let slot = self.slot_mut(i);
-                match &slot.prefetch {
-                    Prefetch::InFlight {
+                match slot.prefetch.as_deref() {
+                    Some(&Prefetch::InFlight {
                         create,
                         seq,
                         id: pid,
                         wanted,
-                    } if *pid == id => {
-                        let (create, seq, wanted) = (*create, *seq, *wanted);
-                        match (wanted, seq) {
-                            (Some(op), Some(seq)) => {
-                                slot.prefetch = Prefetch::None;
-                                self.listed(i, op, seq, session, result);
-                            }
-                            _ => {
-                                slot.prefetch = Prefetch::Ready {
-                                    create,
-                                    seq,
-                                    session,
-                                    result,
-                                }
-                            }
+                    }) if pid == id => match (wanted, seq) {
+                        (Some(op), Some(seq)) => {
+                            slot.prefetch = None;
+                            self.listed(i, op, seq, session, result);
                         }
-                    }
+                        _ => {
+                            slot.prefetch = Some(Box::new(Prefetch::Ready {
+                                create,
+                                seq,
+                                session,
+                                result,
+                            }))
+                        }
+                    },
                     _ => {}
                 }
             }
@@ -1760,12 +1813,14 @@ impl Engine {
                         .unwrap_or_default();
                     match master_from_node(&data, &me, Some(&peers)) {
                         Ok(_) | Err(MasterBadReason::Rogue(_)) => {
-                            slot.master_node = session.map(|s| MasterNode {
-                                seq,
-                                session: s.id,
-                                data,
-                                watch,
-                                deleted: false,
+                            slot.master_node = session.map(|s| {
+                                Box::new(MasterNode {
+                                    seq,
+                                    session: s.id,
+                                    data,
+                                    watch,
+                                    deleted: false,
+                                })
                             });
                             self.emit(i, Event::ListOk { op, lowest: seq });
                         }

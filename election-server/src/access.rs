@@ -12,39 +12,11 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use std::future::Future;
 use std::sync::Arc;
 use tracing::Instrument;
 
+use crate::reqid::{new_id, REQ_ID};
 use election_client::SECRET_HEADER;
-
-tokio::task_local! {
-    static REQ_ID: String;
-}
-
-/// The id of the request being served, if any.
-pub fn current() -> Option<String> {
-    REQ_ID.try_with(Clone::clone).ok()
-}
-
-/// Runs `fut` (typically spawned) under the current request id.
-pub fn inherit<F: Future>(fut: F) -> impl Future<Output = F::Output> {
-    with_id(current(), fut)
-}
-
-/// Runs `fut` under `id` (taken with [`current`] before a blocking task,
-/// which does not inherit it).
-pub fn with_id<F: Future>(id: Option<String>, fut: F) -> impl Future<Output = F::Output> {
-    match id {
-        Some(id) => futures::future::Either::Left(REQ_ID.scope(id, fut)),
-        None => futures::future::Either::Right(fut),
-    }
-}
-
-/// A fresh request id.
-pub fn new_id() -> String {
-    election_client::new_request_id("req")
-}
 
 /// The caller's id if it is printable and short, else a new one.
 fn request_id(req: &Request) -> String {
@@ -83,7 +55,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 }
 
 fn unauthorized() -> Response {
-    crate::oioproxy::json_reply(
+    crate::http::json_reply(
         401,
         &serde_json::json!({"status": 401, "message": "unauthorized"}),
     )

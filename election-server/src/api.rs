@@ -6,6 +6,7 @@
 //! whose `status` is the OpenIO per-peer code (200, 303, 301, 431, 500,
 //! 503); the HTTP status is the same code, except 431 which travels as 404.
 
+use crate::http::{less_margin, oio_timeout};
 use crate::rpc::{GetversReply, GetversRequest, LeftRequest, ReplicateRequest, UseRequest};
 use crate::service::{session_live, Dumped, Service, Snapshot, WaitError};
 use crate::storage::BaseInfo;
@@ -163,23 +164,6 @@ fn resolve(svc: &Service, q: &BaseQuery) -> Result<BaseName, ApiError> {
             "name the base with exactly one of: base=<name>, cid=<64 hex>, or acct=<account>&ref=<reference>",
         )),
     }
-}
-
-/// The caller's budget from `x-oio-timeout` (microseconds, as OpenIO's SDK
-/// sends it), if the header is there and sane.
-pub fn oio_timeout(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get("x-oio-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|us| *us > 0)
-        .map(Duration::from_micros)
-}
-
-/// A budget less a margin (5 %, at least 150 ms), so that our answer
-/// reaches the caller before it gives up.
-pub fn less_margin(budget: Duration) -> Duration {
-    budget.saturating_sub((budget / 20).max(Duration::from_millis(150)))
 }
 
 /// How long a waiting route may wait: the caller's budget (`x-oio-timeout`,
@@ -535,86 +519,18 @@ async fn create_container(
             "container creation needs acct=<account>&ref=<reference>",
         ));
     };
-    let c = create_base(&svc, account, reference, q.replicas.unwrap_or(3)).await?;
+    let c = crate::client::create_base(&svc, account, reference, q.replicas.unwrap_or(3))
+        .await
+        .map_err(|e| ApiError {
+            code: e.code,
+            message: e.message,
+        })?;
     let code = if c.created { 201 } else { 200 };
     Ok(reply(
         code,
         if c.created { "Created" } else { "Exists" },
         json!({"cid": c.cid, "base": c.base, "peers": c.peers, "replicas": c.replicas}),
     ))
-}
-
-/// A container just created (or found existing) and its replicas.
-pub struct Created {
-    pub created: bool,
-    pub cid: ContainerId,
-    pub base: BaseName,
-    pub peers: Vec<election_core::names::ServiceId>,
-    /// Per peer: "OK", or why its replica could not be created.
-    pub replicas: serde_json::Map<String, Value>,
-}
-
-/// Records the container in the directory (the peers are chosen once, here)
-/// and creates every replica; an existing container gets its missing
-/// replicas created again.
-pub async fn create_base(
-    svc: &Arc<Service>,
-    account: &str,
-    reference: &str,
-    replicas: usize,
-) -> Result<Created, ApiError> {
-    if account.is_empty() || reference.is_empty() || account.len() > 256 || reference.len() > 1024 {
-        return Err(ApiError::bad_request(
-            "account and reference must be 1-256 and 1-1024 bytes",
-        ));
-    }
-    if !(2..=9).contains(&replicas) {
-        return Err(ApiError::bad_request("replicas must be between 2 and 9"));
-    }
-    let cid = ContainerId::compute(account, reference);
-    let base = cid.meta2_base();
-    let (entry, created) = svc
-        .directory
-        .create(&svc.stype, &base, account, reference, replicas)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("cannot create container: {e}")))?;
-    let info = BaseInfo {
-        base: base.clone(),
-        service_type: svc.stype.clone(),
-        account: account.to_string(),
-        reference: reference.to_string(),
-        peers: entry.peers.clone(),
-        ctime_ms: entry.ctime_ms,
-        incarnation: entry.incarnation,
-    };
-    let calls = entry.peers.iter().map(|p| {
-        let (svc, info) = (svc.clone(), info.clone());
-        async move {
-            (
-                p.clone(),
-                svc.rpc
-                    .create_replica(p, &info, Duration::from_secs(5))
-                    .await,
-            )
-        }
-    });
-    let results = futures::future::join_all(calls).await;
-    let mut replicas_out = serde_json::Map::new();
-    for (peer, r) in results {
-        replicas_out.insert(
-            peer.to_string(),
-            json!(r
-                .map(|_| "OK".to_string())
-                .unwrap_or_else(|e| e.to_string())),
-        );
-    }
-    Ok(Created {
-        created,
-        cid,
-        base,
-        peers: entry.peers,
-        replicas: replicas_out,
-    })
 }
 
 async fn show_container(State(svc): Svc, Query(q): Query<BaseQuery>) -> Result<Response, ApiError> {
@@ -947,7 +863,7 @@ async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response 
             .fault_low_disk
             .store(v, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!("fault switch low_disk = {v}");
-        crate::check_resources(&svc);
+        svc.check_resources();
     }
     reply(
         200,
@@ -1137,19 +1053,11 @@ async fn balance(State(svc): Svc, Query(q): Query<BalanceQuery>) -> Result<Respo
     let rejoin = q.rejoin.unwrap_or(true);
     let now = svc.now();
     let idle_ms = q.inactivity.unwrap_or(0).saturating_mul(1000);
-    let mut masters: Vec<(u64, BaseName)> = svc.with_elections(|all| {
-        all.filter(|s| s.fsm.state() == election_core::State::Master)
-            .map(|s| (s.fsm.last_access(), s.base.clone()))
-            .filter(|(last, _)| now.mono_ms.saturating_sub(*last) >= idle_ms)
-            .collect()
-    });
-    let eligible = masters.len();
-    masters.sort();
-    masters.truncate(max);
+    let (eligible, masters) = svc.balance_candidates(now, max, idle_ms);
     let pause = Duration::from_secs_f64(1.0 / svc.cfg.balance_rate);
     let started = std::time::Instant::now();
     let mut left = Vec::new();
-    for (i, (_, base)) in masters.into_iter().enumerate() {
+    for (i, base) in masters.into_iter().enumerate() {
         if svc.is_exiting() {
             break;
         }

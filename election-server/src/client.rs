@@ -9,10 +9,12 @@
 //! read-only mode gather what they need here, then act.
 
 use crate::service::{Service, Snapshot, WaitError};
-use crate::storage::{Vector, WriteOp};
+use crate::storage::{BaseInfo, Vector, WriteOp};
+use election_core::names::ContainerId;
 use election_core::names::{BaseName, Seq, ServiceId};
 use election_core::State;
 use election_engine::WriteRefusal;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -511,6 +513,101 @@ pub async fn drop_replica(svc: &Arc<Service>, base: &BaseName) -> (u16, String) 
         Ok(Err(e)) => (500, format!("cannot remove the replica: {e}")),
         Err(e) => (500, e.to_string()),
     }
+}
+
+/// Why a container was not created: the HTTP status to answer, and why.
+#[derive(Debug)]
+pub struct Refused {
+    pub code: u16,
+    pub message: String,
+}
+
+impl Refused {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            code: 400,
+            message: message.into(),
+        }
+    }
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: 503,
+            message: message.into(),
+        }
+    }
+}
+
+/// A container just created (or found existing) and its replicas.
+pub struct Created {
+    pub created: bool,
+    pub cid: ContainerId,
+    pub base: BaseName,
+    pub peers: Vec<election_core::names::ServiceId>,
+    /// Per peer: "OK", or why its replica could not be created.
+    pub replicas: serde_json::Map<String, Value>,
+}
+
+/// Records the container in the directory (the peers are chosen once, here)
+/// and creates every replica; an existing container gets its missing
+/// replicas created again.
+pub async fn create_base(
+    svc: &Arc<Service>,
+    account: &str,
+    reference: &str,
+    replicas: usize,
+) -> Result<Created, Refused> {
+    if account.is_empty() || reference.is_empty() || account.len() > 256 || reference.len() > 1024 {
+        return Err(Refused::bad_request(
+            "account and reference must be 1-256 and 1-1024 bytes",
+        ));
+    }
+    if !(2..=9).contains(&replicas) {
+        return Err(Refused::bad_request("replicas must be between 2 and 9"));
+    }
+    let cid = ContainerId::compute(account, reference);
+    let base = cid.meta2_base();
+    let (entry, created) = svc
+        .directory
+        .create(&svc.stype, &base, account, reference, replicas)
+        .await
+        .map_err(|e| Refused::unavailable(format!("cannot create container: {e}")))?;
+    let info = BaseInfo {
+        base: base.clone(),
+        service_type: svc.stype.clone(),
+        account: account.to_string(),
+        reference: reference.to_string(),
+        peers: entry.peers.clone(),
+        ctime_ms: entry.ctime_ms,
+        incarnation: entry.incarnation,
+    };
+    let calls = entry.peers.iter().map(|p| {
+        let (svc, info) = (svc.clone(), info.clone());
+        async move {
+            (
+                p.clone(),
+                svc.rpc
+                    .create_replica(p, &info, Duration::from_secs(5))
+                    .await,
+            )
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut replicas_out = serde_json::Map::new();
+    for (peer, r) in results {
+        replicas_out.insert(
+            peer.to_string(),
+            json!(r
+                .map(|_| "OK".to_string())
+                .unwrap_or_else(|e| e.to_string())),
+        );
+    }
+    Ok(Created {
+        created,
+        cid,
+        base,
+        peers: entry.peers,
+        replicas: replicas_out,
+    })
 }
 
 #[cfg(test)]

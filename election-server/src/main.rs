@@ -9,12 +9,17 @@ mod access;
 mod api;
 mod cli;
 mod client;
+mod clock;
 mod config;
 mod dashboard;
 mod directory;
 mod guard;
+mod http;
+#[cfg(test)]
+mod layers;
 mod metrics;
 mod oioproxy;
+mod reqid;
 mod rpc;
 mod service;
 mod storage;
@@ -27,27 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// One stop-writes check (every second, and when a fault switch changes).
-pub(crate) fn check_resources(svc: &Arc<service::Service>) {
-    let reason = match svc.guard.read() {
-        Ok(r) => svc.guard.judge(&r),
-        Err(e) => {
-            tracing::warn!("cannot read the data volume's usage: {e}");
-            return;
-        }
-    };
-    match svc.guard.update(reason.clone()) {
-        Some(true) => {
-            tracing::warn!("STOP-WRITES: {}", reason.unwrap_or_default());
-            svc.apply_stop_writes(true);
-        }
-        Some(false) => {
-            tracing::warn!("stop-writes cleared: resources back under their thresholds");
-            svc.apply_stop_writes(false);
-        }
-        None => {}
-    }
-}
-
 /// `0.1.0 (git 1b55450)`: the git revision is read at build time.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -231,18 +215,21 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         me.clone(),
         ns,
         stype.clone(),
-        session.clone(),
-        store,
-        guard,
+        service::Adapters {
+            zk: session.clone(),
+            store,
+            guard,
+            clock: Arc::new(clock::SystemClock::new()),
+        },
     );
-    check_resources(&svc);
+    svc.check_resources();
     {
         let svc = svc.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                check_resources(&svc);
+                svc.check_resources();
             }
         });
     }
@@ -256,7 +243,8 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         .context("cannot register the service")?;
 
     // Session supervision: reset elections of lost sessions, re-register.
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Bounded: a slow consumer holds the supervisor back, in order.
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(session.clone().supervise(events_tx));
     {
         let svc = svc.clone();

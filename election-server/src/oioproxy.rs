@@ -20,6 +20,7 @@
 //! status OpenIO derives from the code, and success without a body is 201
 //! or 204.
 
+use crate::http::json_reply;
 use crate::service::Service;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -64,18 +65,6 @@ pub fn http_status(code: i64) -> u16 {
         427 => 410,
         _ => 500,
     }
-}
-
-/// A JSON reply whose content type is exactly `application/json`: the
-/// Python client compares the string, parameters included.
-pub(crate) fn json_reply(http: u16, body: &Value) -> Response {
-    let status = StatusCode::from_u16(http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// An error as the proxy sends it: the oio code and message, the HTTP status
@@ -134,10 +123,10 @@ struct OioQuery {
 /// The caller's budget (`x-oio-timeout`; 30 s without it, as the CLI's
 /// default), less the margin.
 fn budget(headers: &HeaderMap) -> Duration {
-    let asked = crate::api::oio_timeout(headers)
+    let asked = crate::http::oio_timeout(headers)
         .unwrap_or(Duration::from_secs(30))
         .min(Duration::from_secs(300));
-    crate::api::less_margin(asked).max(Duration::from_millis(50))
+    crate::http::less_margin(asked).max(Duration::from_millis(50))
 }
 
 /// A request for one base, checked: namespace, type, name.
@@ -208,7 +197,7 @@ fn parse_request(
         stype,
         base,
         names,
-        req_id: crate::access::current().unwrap_or_else(crate::access::new_id),
+        req_id: crate::reqid::current().unwrap_or_else(crate::reqid::new_id),
         budget: budget(headers),
     })
 }
@@ -415,7 +404,7 @@ async fn create_one(
             ),
         ));
     }
-    let created = crate::api::create_base(svc, account, reference, 3)
+    let created = crate::client::create_base(svc, account, reference, 3)
         .await
         .map_err(|e| OioError::new(i64::from(e.code), e.message))?;
     tracing::info!(

@@ -262,7 +262,7 @@ impl PeerClient {
     ) -> Result<(Vec<u8>, Option<reqwest::header::HeaderValue>), PeerError> {
         let _counted = InFlight::start(&self.in_flight);
         let mut req = req;
-        if let Some(id) = crate::access::current() {
+        if let Some(id) = crate::reqid::current() {
             req = req.header("x-oio-req-id", id);
         }
         let resp = req

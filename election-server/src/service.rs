@@ -39,7 +39,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
 use zookeeper_client as zk;
 
@@ -123,7 +123,8 @@ pub struct Service {
     pub directory: Directory,
     pub rpc: PeerClient,
     pub guard: crate::guard::Guard,
-    started: Instant,
+    /// The engine's time (injected: see `crate::clock`).
+    clock: Arc<dyn crate::clock::Clock>,
     /// A copy of the engine's flag, read by every route without the lock.
     exiting: AtomicBool,
     shell: Mutex<Shell>,
@@ -134,9 +135,11 @@ pub struct Service {
     waiters: Mutex<HashMap<BaseName, Vec<oneshot::Sender<()>>>>,
     /// Peers and incarnation of the bases we host, as the directory gave
     /// them (bounded). An entry is used while it is younger than
-    /// `PEERS_CACHE_TTL` and our session is the one it was read in; a
+    /// `PEERS_CACHE_TTL_MS` and our session is the one it was read in; a
     /// `decache` resolution bypasses and refreshes it.
-    peers_cache: Mutex<HashMap<BaseName, CachedPeers>>,
+    /// Keyed by the first 128 bits of the election key's digest (unique in
+    /// practice, and no copy of the base's name: issue 13's 2 KiB).
+    peers_cache: Mutex<HashMap<u128, CachedPeers>>,
     /// Until when ZooKeeper cannot have expired our session (its epoch),
     /// from the last round trip we made to it: master reads are served
     /// within it only (issue 14, H4).
@@ -145,8 +148,11 @@ pub struct Service {
     confirming: tokio::sync::Mutex<()>,
     /// One copy of each distinct peer set (most bases share a few).
     peer_sets: Mutex<std::collections::HashSet<Arc<Vec<ServiceId>>>>,
-    /// Armed ZooKeeper watches go to one task, not one task each.
-    watches: tokio::sync::mpsc::UnboundedSender<WatchFuture>,
+    /// Armed ZooKeeper watches, polled by one task (`route_watches`): no
+    /// task and no channel per watch, and no queue that could grow.
+    watches: Mutex<futures::stream::FuturesUnordered<WatchFuture>>,
+    /// A watch was armed: the router polls the set again.
+    watch_armed: Notify,
 }
 
 /// A watch waiting to fire: its id, and whether the node was deleted.
@@ -164,12 +170,13 @@ const READ_LEASE: f64 = 0.75;
 /// deletion (and maybe a re-creation) whose notice we may have missed: an
 /// entry is read again at most this long after (a busy service of 100,000
 /// bases reads about 170 entries a second for it).
-const PEERS_CACHE_TTL: Duration = Duration::from_secs(600);
+const PEERS_CACHE_TTL_MS: u64 = 600_000;
 
 struct CachedPeers {
     peers: Arc<Vec<ServiceId>>,
     incarnation: crate::storage::Incarnation,
-    read_at: Instant,
+    /// `Service::now`'s monotonic clock.
+    read_at_ms: u64,
     session_epoch: u64,
 }
 
@@ -184,16 +191,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the shell runs the engine's effects and inputs through.
+pub struct Adapters {
+    pub zk: Arc<ZkSession>,
+    pub store: BaseStore,
+    pub guard: crate::guard::Guard,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
 impl Service {
     pub fn new(
         cfg: ServiceConfig,
         me: ServiceId,
         ns: Namespace,
         stype: ServiceType,
-        zk: Arc<ZkSession>,
-        store: BaseStore,
-        guard: crate::guard::Guard,
+        adapters: Adapters,
     ) -> Arc<Self> {
+        let Adapters {
+            zk,
+            store,
+            guard,
+            clock,
+        } = adapters;
         let layout = ZkLayout::new(ns);
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let directory = Directory::new(zk.clone(), layout.clone(), metrics.clone());
@@ -216,7 +235,6 @@ impl Service {
             stype.clone(),
             layout.clone(),
         );
-        let (watches, armed) = tokio::sync::mpsc::unbounded_channel();
         let svc = Arc::new(Self {
             cfg,
             me,
@@ -227,7 +245,7 @@ impl Service {
             directory,
             rpc,
             guard,
-            started: Instant::now(),
+            clock,
             exiting: AtomicBool::new(false),
             shell: Mutex::new(Shell {
                 engine,
@@ -242,31 +260,27 @@ impl Service {
             read_lease: Mutex::new(None),
             confirming: tokio::sync::Mutex::new(()),
             peer_sets: Mutex::new(std::collections::HashSet::new()),
-            watches,
+            watches: Mutex::new(futures::stream::FuturesUnordered::new()),
+            watch_armed: Notify::new(),
             metrics,
         });
-        tokio::spawn(route_watches(svc.clone(), armed));
+        tokio::spawn(route_watches(svc.clone()));
         let view = svc.zk.view();
         svc.input(Input::SessionConnected(SessionTag {
             epoch: view.epoch,
             id: view.session_id,
         }));
         tokio::spawn(run_timer(svc.clone()));
+        tokio::spawn(trim_when_quiet(svc.clone()));
         svc
     }
 
     pub fn now(&self) -> Now {
-        Now {
-            mono_ms: self.started.elapsed().as_millis() as u64,
-            wall_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-        }
+        self.clock.now()
     }
 
     pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+        Duration::from_millis(self.now().mono_ms)
     }
 
     pub fn is_exiting(&self) -> bool {
@@ -322,7 +336,7 @@ impl Service {
 
     /// Forgets the cached peers of a base (deleted, or moved).
     pub fn forget_peers(&self, base: &BaseName) {
-        lock(&self.peers_cache).remove(base);
+        lock(&self.peers_cache).remove(&self.key(base).digest_prefix());
     }
 
     /// Feeds an input that names a request, and returns where its answer
@@ -502,6 +516,36 @@ impl Service {
 
     /// Runs `f` over every election, under the engine's lock and without
     /// copying them: keep `f` short (100,000 elections take milliseconds).
+    /// Reads the data volume and memory, and enters or leaves stop-writes
+    /// as the guard judges them.
+    pub fn check_resources(self: &Arc<Self>) {
+        let reason = match self.guard.read() {
+            Ok(r) => self.guard.judge(&r),
+            Err(e) => {
+                tracing::warn!("cannot read the data volume's usage: {e}");
+                return;
+            }
+        };
+        match self.guard.update(reason.clone()) {
+            Some(true) => {
+                tracing::warn!("STOP-WRITES: {}", reason.unwrap_or_default());
+                self.apply_stop_writes(true);
+            }
+            Some(false) => {
+                tracing::warn!("stop-writes cleared: resources back under their thresholds");
+                self.apply_stop_writes(false);
+            }
+            None => {}
+        }
+    }
+
+    /// See `Engine::balance_candidates`.
+    pub fn balance_candidates(&self, now: Now, max: usize, idle_ms: u64) -> (usize, Vec<BaseName>) {
+        lock(&self.shell)
+            .engine
+            .balance_candidates(now, max, idle_ms)
+    }
+
     pub fn with_elections<R>(
         &self,
         f: impl FnOnce(&mut dyn Iterator<Item = &election_engine::Slot>) -> R,
@@ -632,8 +676,9 @@ impl Service {
     ) -> Result<Option<Arc<Vec<ServiceId>>>, crate::directory::DirectoryError> {
         let epoch = self.zk.view().epoch;
         if !decache {
-            if let Some(c) = lock(&self.peers_cache).get(base) {
-                if c.session_epoch == epoch && c.read_at.elapsed() < PEERS_CACHE_TTL {
+            let now = self.now().mono_ms;
+            if let Some(c) = lock(&self.peers_cache).get(&self.key(base).digest_prefix()) {
+                if c.session_epoch == epoch && c.read_at_ms + PEERS_CACHE_TTL_MS > now {
                     return Ok(Some(c.peers.clone()));
                 }
             }
@@ -644,7 +689,7 @@ impl Service {
             .await?
             .filter(|e| e.peers.contains(&self.me));
         let Some(entry) = entry else {
-            lock(&self.peers_cache).remove(base);
+            self.forget_peers(base);
             return Ok(None);
         };
         let incarnation = entry.incarnation();
@@ -655,11 +700,11 @@ impl Service {
             cache.clear();
         }
         cache.insert(
-            base.clone(),
+            self.key(base).digest_prefix(),
             CachedPeers {
                 peers: peers.clone(),
                 incarnation,
-                read_at: Instant::now(),
+                read_at_ms: self.now().mono_ms,
                 session_epoch: epoch,
             },
         );
@@ -706,7 +751,9 @@ impl Service {
 
     /// The incarnation of `base` as last read from the directory.
     pub fn cached_incarnation(&self, base: &BaseName) -> Option<crate::storage::Incarnation> {
-        lock(&self.peers_cache).get(base).map(|c| c.incarnation)
+        lock(&self.peers_cache)
+            .get(&self.key(base).digest_prefix())
+            .map(|c| c.incarnation)
     }
 
     /// A local replica of another creation of `base` (a container deleted
@@ -776,7 +823,8 @@ impl Service {
             let ev = watcher.changed().await;
             (watch, ev.event_type == zk::EventType::NodeDeleted)
         });
-        let _ = self.watches.send(fired);
+        lock(&self.watches).push(fired);
+        self.watch_armed.notify_one();
     }
 
     // ----- effects -----
@@ -937,7 +985,7 @@ impl Service {
                 ops,
             } => {
                 let svc = self.clone();
-                tokio::spawn(crate::access::inherit(async move {
+                tokio::spawn(crate::reqid::inherit(async move {
                     let req = ReplicateRequest {
                         base,
                         service_type: svc.stype.clone(),
@@ -964,7 +1012,7 @@ impl Service {
             }
             Effect::Resync { to, base } => {
                 let svc = self.clone();
-                tokio::spawn(crate::access::inherit(async move {
+                tokio::spawn(crate::reqid::inherit(async move {
                     let req = UseRequest {
                         base,
                         service_type: svc.stype.clone(),
@@ -1034,7 +1082,7 @@ impl Service {
             },
             _ => None,
         };
-        tokio::spawn(crate::access::inherit(async move {
+        tokio::spawn(crate::reqid::inherit(async move {
             let svc2 = svc.clone();
             let run = tokio::task::spawn_blocking(move || match op {
                 StoreOp::Dump { floor, .. } => {
@@ -1260,23 +1308,68 @@ fn primed<T: Send + 'static>(
 
 /// Waits on every armed watch in one task and feeds each firing to the
 /// engine (a watch costs its future, not a task).
-async fn route_watches(
-    svc: Arc<Service>,
-    mut armed: tokio::sync::mpsc::UnboundedReceiver<WatchFuture>,
-) {
+async fn route_watches(svc: Arc<Service>) {
     use futures::StreamExt;
-    let mut waiting = futures::stream::FuturesUnordered::new();
+    use std::task::Poll;
     loop {
+        // The set's lock is held only while polling, never with the shell's.
+        let fired = std::future::poll_fn(|cx| match lock(&svc.watches).poll_next_unpin(cx) {
+            Poll::Ready(Some(fired)) => Poll::Ready(fired),
+            // Empty (no waker kept), or nothing fired yet: an armed watch
+            // wakes us through `watch_armed` (a permit, so none is missed).
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        });
         tokio::select! {
-            next = armed.recv() => match next {
-                Some(fired) => waiting.push(fired),
-                None => break,
-            },
-            Some((watch, deleted)) = waiting.next(), if !waiting.is_empty() => {
-                svc.input(Input::WatchFired { watch, deleted });
+            _ = svc.watch_armed.notified() => {}
+            (watch, deleted) = fired => svc.input(Input::WatchFired { watch, deleted }),
+        }
+    }
+}
+
+/// glibc keeps what a start storm freed: at 100,000 elections, RSS stayed
+/// well above the live heap (docs/PROFILES.md). Once no election is in
+/// flight, hand that memory back to the system. Not during a storm: the trim
+/// holds the allocator's lock while it walks the free lists.
+async fn trim_when_quiet(svc: Arc<Service>) {
+    let mut busy = false;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if lock(&svc.shell).engine.in_flight() > 0 {
+            busy = true;
+            continue;
+        }
+        if std::mem::take(&mut busy) {
+            let started = Instant::now();
+            let heap = tokio::task::spawn_blocking(release_free_memory).await;
+            if let Ok(Some((used, free))) = heap {
+                tracing::info!(
+                    "elections quiet: freed memory handed back to the system in {} ms \
+                     (heap: {} KiB in use, {} KiB free kept by the allocator)",
+                    started.elapsed().as_millis(),
+                    used >> 10,
+                    free >> 10
+                );
             }
         }
     }
+}
+
+/// Trims, then tells the heap's bytes in use and free (kept by glibc).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() -> Option<(usize, usize)> {
+    // SAFETY: neither call takes a pointer; they walk glibc's own free
+    // lists (malloc_trim madvises their pages away).
+    #[allow(unsafe_code)]
+    let info = unsafe {
+        libc::malloc_trim(0);
+        libc::mallinfo2()
+    };
+    Some((info.uordblks + info.hblkhd, info.fordblks))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() -> Option<(usize, usize)> {
+    None
 }
 
 /// Ticks the engine at its next wake-up, for as long as the service lives.

@@ -281,7 +281,7 @@ impl ZkSession {
     /// Watches the session: on expiry opens a new one; reports
     /// disconnections, reconnections, expiries and new sessions on
     /// `events`, in the order they happened.
-    pub async fn supervise(self: Arc<Self>, events: mpsc::UnboundedSender<SessionEvent>) {
+    pub async fn supervise(self: Arc<Self>, events: mpsc::Sender<SessionEvent>) {
         loop {
             let Some((client, epoch)) = self.client() else {
                 return;
@@ -304,10 +304,10 @@ impl ZkSession {
                 });
                 match link {
                     Link::Disconnected => {
-                        let _ = events.send(SessionEvent::Disconnected { epoch });
+                        let _ = events.send(SessionEvent::Disconnected { epoch }).await;
                     }
                     Link::Connected => {
-                        let _ = events.send(SessionEvent::Reconnected { epoch });
+                        let _ = events.send(SessionEvent::Reconnected { epoch }).await;
                     }
                     Link::Expired | Link::Closed => break,
                     Link::Connecting => {}
@@ -316,10 +316,12 @@ impl ZkSession {
             if self.closing.load(Ordering::SeqCst) {
                 return;
             }
-            let _ = events.send(SessionEvent::Lost {
-                epoch,
-                why: "ZooKeeper session expired",
-            });
+            let _ = events
+                .send(SessionEvent::Lost {
+                    epoch,
+                    why: "ZooKeeper session expired",
+                })
+                .await;
             if let Ok(mut cur) = self.current.write() {
                 *cur = None;
             }
@@ -332,7 +334,7 @@ impl ZkSession {
                     Ok(()) => {
                         self.reconnects.fetch_add(1, Ordering::Relaxed);
                         let epoch = self.epoch.load(Ordering::SeqCst);
-                        let _ = events.send(SessionEvent::Restored { epoch });
+                        let _ = events.send(SessionEvent::Restored { epoch }).await;
                         break;
                     }
                     Err(e) => {

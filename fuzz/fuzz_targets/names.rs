@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(key.as_str().chars().all(|c| c.is_ascii_hexdigit()));
         let _ = b.container_id();
     }
+    if let Ok(k) = ElectionKey::parse(s) {
+        assert_eq!(k.as_str(), s);
+    }
     if let Ok(id) = ServiceId::new(s) {
         assert!(!id.as_str().is_empty() && id.as_str().len() <= 255);
     }

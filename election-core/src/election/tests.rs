@@ -16,7 +16,7 @@ fn id(s: &str) -> ServiceId {
     ServiceId::new(s).expect("valid id")
 }
 
-fn peers(n: usize) -> Vec<ServiceId> {
+fn peers(n: usize) -> std::sync::Arc<[ServiceId]> {
     (1..=n).map(|i| id(&format!("ID{i}"))).collect()
 }
 
@@ -75,11 +75,15 @@ fn forced(state: State, npeers: usize) -> Election {
             e.retries_left = 1;
             if state == S::CheckingMaster {
                 let op = e.op();
-                e.getvers = GetversRound {
+                e.getvers = Some(Box::new(GetversRound {
                     op,
                     ..Default::default()
-                };
-                e.getvers.pending.insert(id("ID1"));
+                }));
+                e.getvers
+                    .as_deref_mut()
+                    .expect("round")
+                    .pending
+                    .insert(id("ID1"));
             }
             if matches!(state, S::Syncing | S::RefreshCheckingMaster) {
                 e.pending_op = Some(e.op());
@@ -99,11 +103,12 @@ fn forced(state: State, npeers: usize) -> Election {
             e.self_watch = SelfWatch::Armed;
             if state == S::CheckingSlaves {
                 let op = e.op();
-                e.getvers = GetversRound {
+                e.getvers = Some(Box::new(GetversRound {
                     op,
                     ..Default::default()
-                };
-                e.getvers.pending = peers(npeers).into_iter().collect();
+                }));
+                e.getvers.as_deref_mut().expect("round").pending =
+                    peers(npeers).iter().cloned().collect();
             }
             if state == S::RefreshCheckingSlaves {
                 e.pending_op = Some(e.op());
@@ -163,7 +168,7 @@ fn op_of(e: &Election) -> OpId {
 
 fn gv(e: &Election, peer: &str, outcome: GetversOutcome) -> Event {
     Event::Getvers {
-        op: e.getvers.op,
+        op: round(e).op,
         peer: id(peer),
         outcome,
     }
@@ -301,7 +306,7 @@ fn state_peering() {
             setup: none,
             event: |e| Event::GetpeersDone {
                 op: op_of(e),
-                peers: Some(vec![]),
+                peers: Some(Vec::new().into()),
             },
             to: State::Failed,
             ops: &[],
@@ -497,12 +502,12 @@ fn state_checking_slaves() {
         let ev = gv(&e, "ID1", outcome.clone());
         assert!(e.handle(now(1_001), ev).is_empty());
         assert_eq!(e.state, State::CheckingSlaves);
-        assert_eq!(e.getvers.pending.len(), 2);
+        assert_eq!(round(&e).pending.len(), 2);
         let counted = match outcome {
-            GetversOutcome::Ok => e.getvers.ok,
-            GetversOutcome::Ko(_) => e.getvers.errors.len() as u32,
-            GetversOutcome::Old => e.getvers.old,
-            GetversOutcome::Race => e.getvers.race.len() as u32,
+            GetversOutcome::Ok => round(&e).ok,
+            GetversOutcome::Ko(_) => round(&e).errors.len() as u32,
+            GetversOutcome::Old => round(&e).old,
+            GetversOutcome::Race => round(&e).race.len() as u32,
         };
         assert_eq!(counted, 1);
     }
@@ -576,7 +581,9 @@ fn state_checking_slaves() {
         assert_eq!(e.state, want, "{replies:?} with {retries} retries");
         assert_eq!(ops(&last), want_ops, "{replies:?}");
         assert_eq!(
-            (e.getvers.ok, e.getvers.errors.len()),
+            e.getvers
+                .as_ref()
+                .map_or((0, 0), |g| (g.ok, g.errors.len())),
             (0, 0),
             "counters reset after the decision"
         );
@@ -781,7 +788,7 @@ fn state_asking() {
             master: id("ID1"),
         },
     );
-    assert_eq!(e.getvers.pending.len(), 1, "exactly one GETVERS pending");
+    assert_eq!(round(&e).pending.len(), 1, "exactly one GETVERS pending");
 }
 
 #[test]
@@ -1160,10 +1167,10 @@ fn rounds_until_giving_up(mut e: Election, checking: State) -> u32 {
         match e.state {
             s if s == checking => {
                 rounds += 1;
-                let pending: Vec<ServiceId> = e.getvers.pending.iter().cloned().collect();
+                let pending: Vec<ServiceId> = round(&e).pending.iter().cloned().collect();
                 for p in pending {
                     let ev = Event::Getvers {
-                        op: e.getvers.op,
+                        op: round(&e).op,
                         peer: p,
                         outcome: ko(),
                     };
@@ -1218,10 +1225,10 @@ fn fix_retries_back_off_exponentially() {
     let mut t = 1_500;
     while e.state != State::LeavingFailing {
         if e.state == State::CheckingSlaves {
-            let pending: Vec<ServiceId> = e.getvers.pending.iter().cloned().collect();
+            let pending: Vec<ServiceId> = round(&e).pending.iter().cloned().collect();
             for p in pending {
                 let ev = Event::Getvers {
-                    op: e.getvers.op,
+                    op: round(&e).op,
                     peer: p,
                     outcome: ko(),
                 };
@@ -1470,7 +1477,7 @@ fn seed_log_shape() {
         now(1),
         Event::GetpeersDone {
             op,
-            peers: Some(vec![id("127.0.0.1:6017"), id("127.0.0.1:6018")]),
+            peers: Some([id("127.0.0.1:6017"), id("127.0.0.1:6018")].into()),
         },
     );
     let op = op_of(&e);
@@ -1669,4 +1676,9 @@ fn fix_a_candidate_leads_once_its_watch_is_asked_for() {
     e.handle(now(1_002), Event::ExistsOk { op: watch });
     round(&mut e);
     assert_eq!(e.state, State::Creating, "never MASTER without its node");
+}
+
+/// The GETVERS round under way.
+fn round(e: &Election) -> &GetversRound {
+    e.getvers.as_deref().expect("a GETVERS round under way")
 }

@@ -636,7 +636,9 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
             }
         ),
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Idle: a few seconds after the storm (a service hands the memory the
+    // storm freed back to the system once no election is in flight).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let per: Vec<String> = c
         .services
         .iter()
@@ -652,7 +654,7 @@ async fn scale(c: &Cluster, n: usize, zk_rate: f64, r: &mut Report) {
         &format!("resident memory per idle election ({n} per service)"),
         format!("{} KiB", per.first().cloned().unwrap_or_default()),
         format!(
-            "RSS growth / elections, per service: {} KiB",
+            "RSS growth / elections, per service: {} KiB (5 s after the last settled)",
             per.join(", ")
         ),
     );
