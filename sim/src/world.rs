@@ -1969,7 +1969,7 @@ impl World {
         self.push(next, Ev::Fault);
         let s = self.rng.pick(self.svcs.len());
         let timeout = self.timeout();
-        let kinds = if self.opts.operations { 13 } else { 8 };
+        let kinds = if self.opts.operations { 14 } else { 8 };
         let ready = self.svcs[s].up && self.svcs[s].paused_until.is_none();
         match self.rng.pick(kinds) {
             0 if ready => {
@@ -2078,6 +2078,20 @@ impl World {
                 let d = self.rng.range(100 * MS, 2_000 * MS);
                 self.note(|| format!("FAULT svc{s} disk errors {} ms", d / MS));
                 self.svcs[s].disk_errors_until = self.svcs[s].disk_errors_until.max(self.now + d);
+            }
+            13 if ready => {
+                // An operator's balance: the service hands over its
+                // masterships, least recently used first (the server's
+                // `/v1/admin/balance`, minus its pacing), rejoining behind.
+                let max = 1 + self.rng.pick(self.bases.len());
+                let (_, bases) = self.svcs[s]
+                    .engine
+                    .balance_candidates(self.engine_now(s), max, 0);
+                self.stats.count("balance");
+                self.note(|| format!("FAULT svc{s} balance: {} mastership(s)", bases.len()));
+                for base in bases {
+                    self.input(s, Input::LeaveAndRejoin { base });
+                }
             }
             12 => {
                 self.stats.count("directory errors");
