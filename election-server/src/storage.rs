@@ -1124,17 +1124,27 @@ mod tests {
         }
     }
 
+    /// A store in a fresh directory named after `tag`, holding one new base.
+    fn store_with(
+        tag: &str,
+        durability: Durability,
+        base: &str,
+    ) -> (PathBuf, BaseStore, BaseName, ElectionKey) {
+        let dir = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = BaseStore::open(&dir, durability).expect("open");
+        let b = BaseName::parse(base).expect("valid");
+        let key = ElectionKey::compute(&b, &ServiceType::new("meta2").expect("valid"));
+        store.create(&key, &info(&b)).expect("create");
+        (dir, store, b, key)
+    }
+
     /// A connection kept open for a replica is never used once its file was
     /// replaced (a copy installed, the replica set aside): writes land in
     /// the file the replica is now.
     #[test]
     fn a_kept_connection_never_writes_to_a_replaced_file() {
-        let dir = std::env::temp_dir().join(format!("store-pool-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir, Durability::Process).expect("open");
-        let b = BaseName::parse("AB.1").expect("valid");
-        let key = ElectionKey::compute(&b, &ServiceType::new("meta2").expect("valid"));
-        store.create(&key, &info(&b)).expect("create");
+        let (dir, store, b, key) = store_with("pool", Durability::Process, "AB.1");
         let empty = store.dump(&key).expect("dump");
         let set = |k: &str| {
             vec![WriteOp::Set {
@@ -1198,12 +1208,7 @@ mod tests {
 
     #[test]
     fn system_properties_never_touch_identity_or_versions() {
-        let dir = std::env::temp_dir().join(format!("store-sys-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir, Durability::Power).expect("open");
-        let b = BaseName::parse("AB.1").expect("valid");
-        let key = ElectionKey::compute(&b, &ServiceType::new("meta2").expect("valid"));
-        store.create(&key, &info(&b)).expect("create");
+        let (dir, store, _, key) = store_with("sys", Durability::Power, "AB.1");
         let p = store.properties(&key).expect("props");
         assert_eq!(p.system["sys.name"], "AB.1");
         assert_eq!(p.system["sys.m2.ctime"], "5000", "microseconds, as OpenIO");
@@ -1277,16 +1282,9 @@ mod tests {
     /// A store in a fresh directory named after `tag`, holding two new
     /// bases: `M.1` (written as a master) and `S.1` (as its slave).
     fn two_bases(tag: &str) -> (PathBuf, BaseStore, ElectionKey, ElectionKey) {
-        let dir = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir, Durability::Power).expect("open");
-        let t = ServiceType::new("meta2").expect("valid");
-        let (mb, sb) = (
-            BaseName::parse("M.1").expect("valid"),
-            BaseName::parse("S.1").expect("valid"),
-        );
-        let (master, slave) = (ElectionKey::compute(&mb, &t), ElectionKey::compute(&sb, &t));
-        store.create(&master, &info(&mb)).expect("create");
+        let (dir, store, _, master) = store_with(tag, Durability::Power, "M.1");
+        let sb = BaseName::parse("S.1").expect("valid");
+        let slave = ElectionKey::compute(&sb, &ServiceType::new("meta2").expect("valid"));
         store.create(&slave, &info(&sb)).expect("create");
         (dir, store, master, slave)
     }
@@ -1297,13 +1295,7 @@ mod tests {
     /// must not land over W afterwards.
     #[test]
     fn an_abandoned_copy_never_lands() {
-        let dir = std::env::temp_dir().join(format!("store-abandon-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = BaseStore::open(&dir, Durability::Power).expect("open");
-        let t = ServiceType::new("meta2").expect("valid");
-        let base = BaseName::parse("A.1").expect("valid");
-        let key = ElectionKey::compute(&base, &t);
-        store.create(&key, &info(&base)).expect("create");
+        let (dir, store, _, key) = store_with("abandon", Durability::Power, "A.1");
         let m1_copy = store.dump(&key).expect("dump");
 
         let slow = store.begin_restore(&key);
