@@ -280,15 +280,80 @@ struct InFlight {
 
 /// Every election of one service. See the crate's documentation for the
 /// contract with the code that runs it.
+/// The elections, in chunks of `SLAB_CHUNK` entries. A chunk is one large
+/// allocation, which the allocator maps apart from its small-object heap:
+/// 100,000 slots are not 100,000 small allocations among which a start
+/// storm's short-lived ones stay stuck (at 100,000, glibc kept 0.6 KiB per
+/// election of freed memory it could not return, docs/PROFILES.md). A free
+/// entry is reused before a chunk is added; chunks are never given back.
+struct Slab {
+    chunks: Vec<Box<[Option<Slot>]>>,
+    /// Entries handed out so far (the next new index).
+    len: usize,
+}
+
+const SLAB_CHUNK: usize = 1024;
+
+impl Slab {
+    fn new() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: u32) -> Option<&Slot> {
+        let i = i as usize;
+        self.chunks.get(i / SLAB_CHUNK)?[i % SLAB_CHUNK].as_ref()
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut Slot> {
+        let i = i as usize;
+        self.chunks.get_mut(i / SLAB_CHUNK)?[i % SLAB_CHUNK].as_mut()
+    }
+
+    /// Fills entry `i`: a free one, or the next new one.
+    fn put(&mut self, i: u32, slot: Slot) {
+        let i = i as usize;
+        debug_assert!(i <= self.len);
+        if i / SLAB_CHUNK == self.chunks.len() {
+            self.chunks.push((0..SLAB_CHUNK).map(|_| None).collect());
+        }
+        self.len = self.len.max(i + 1);
+        self.chunks[i / SLAB_CHUNK][i % SLAB_CHUNK] = Some(slot);
+    }
+
+    fn take(&mut self, i: u32) -> Option<Slot> {
+        let i = i as usize;
+        self.chunks.get_mut(i / SLAB_CHUNK)?[i % SLAB_CHUNK].take()
+    }
+
+    /// The filled entries from index `from` on, in order.
+    fn iter_from(&self, from: usize) -> impl Iterator<Item = (usize, &Slot)> {
+        self.chunks
+            .iter()
+            .enumerate()
+            .skip(from / SLAB_CHUNK)
+            .flat_map(|(c, chunk)| {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(j, s)| s.as_ref().map(|s| (c * SLAB_CHUNK + j, s)))
+            })
+            .filter(move |(i, _)| *i >= from)
+    }
+}
+
 pub struct Engine {
     cfg: EngineConfig,
     me: ServiceId,
     stype: ServiceType,
     layout: ZkLayout,
-    /// Boxed: the slab grows by doubling, and an unused entry then costs a
-    /// pointer, not a whole slot (a heap profile showed 1.4 KiB of slab per
-    /// election at 10,000 elections before).
-    slots: Vec<Option<Box<Slot>>>,
+    slots: Slab,
     free: Vec<u32>,
     /// Slot by base name: hashed with a fixed hasher (runs replay) and
     /// compared with the slot's own name, so no second copy of every name.
@@ -357,7 +422,7 @@ impl Engine {
             me,
             stype,
             layout,
-            slots: Vec::new(),
+            slots: Slab::new(),
             free: Vec::new(),
             index: hashbrown::HashTable::new(),
             timers: BTreeSet::new(),
@@ -456,7 +521,7 @@ impl Engine {
     /// The election of `base`, if it exists.
     pub fn view(&self, base: &BaseName) -> Option<&Slot> {
         self.find(base)
-            .and_then(|i| self.slots[i as usize].as_deref())
+            .and_then(|i| self.slots.get(i))
     }
 
     /// The election of `base`, to change by hand: for the simulation's
@@ -464,7 +529,7 @@ impl Engine {
     #[doc(hidden)]
     pub fn view_mut(&mut self, base: &BaseName) -> Option<&mut Slot> {
         let i = self.find(base)?;
-        self.slots[i as usize].as_deref_mut()
+        self.slots.get_mut(i)
     }
 
     /// Drops the election of `base` at once: for the simulation's mutation
@@ -478,7 +543,7 @@ impl Engine {
 
     /// Every election, in slot order.
     pub fn elections(&self) -> impl Iterator<Item = &Slot> {
-        self.slots.iter().flatten().map(|b| &**b)
+        self.slots.iter_from(0).map(|(_, s)| s)
     }
 
     /// The masterships a balance hands over: masters idle for at least
@@ -505,11 +570,7 @@ impl Engine {
     /// page through them in several short borrows. An election created or
     /// forgotten between two pages may be missed or seen twice.
     pub fn elections_from(&self, from: usize) -> impl Iterator<Item = (usize, &Slot)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .skip(from)
-            .filter_map(|(i, s)| s.as_deref().map(|s| (i, s)))
+        self.slots.iter_from(from)
     }
 
     /// Elections that are members (neither NONE nor FAILED).
@@ -893,37 +954,25 @@ impl Engine {
     // ----- registry -----
 
     fn slot_mut(&mut self, i: u32) -> &mut Slot {
-        self.slots[i as usize].as_mut().expect("slot exists")
+        self.slots.get_mut(i).expect("slot exists")
     }
 
     fn live(&self, i: u32, uid: u64) -> Option<&Slot> {
-        self.slots
-            .get(i as usize)
-            .and_then(Option::as_deref)
-            .filter(|s| s.uid == uid)
+        self.slots.get(i).filter(|s| s.uid == uid)
     }
 
     fn live_mut(&mut self, i: u32, uid: u64) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(i as usize)
-            .and_then(Option::as_deref_mut)
-            .filter(|s| s.uid == uid)
+        self.slots.get_mut(i).filter(|s| s.uid == uid)
     }
 
     fn slot_indices(&self) -> Vec<u32> {
-        (0..self.slots.len() as u32)
-            .filter(|i| self.slots[*i as usize].is_some())
-            .collect()
+        self.slots.iter_from(0).map(|(i, _)| i as u32).collect()
     }
 
     fn find(&self, base: &BaseName) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(name_hash(base), |&i| {
-                slots[i as usize]
-                    .as_deref()
-                    .is_some_and(|s| s.base == *base)
-            })
+            .find(name_hash(base), |&i| slots.get(i).is_some_and(|s| s.base == *base))
             .copied()
     }
 
@@ -966,28 +1015,18 @@ impl Engine {
             copy_floor: 0,
             vouch: None,
         };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(Box::new(slot));
-                i
-            }
-            None => {
-                self.slots.push(Some(Box::new(slot)));
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let i = self.free.pop().unwrap_or(self.slots.len() as u32);
+        self.slots.put(i, slot);
         let slots = &self.slots;
         self.index.insert_unique(name_hash(base), i, |&j| {
-            slots[j as usize]
-                .as_deref()
-                .map_or(0, |s| name_hash(&s.base))
+            slots.get(j).map_or(0, |s| name_hash(&s.base))
         });
         self.rearm(now, i);
         i
     }
 
     fn remove(&mut self, i: u32) {
-        if let Some(slot) = self.slots[i as usize].take() {
+        if let Some(slot) = self.slots.take(i) {
             if in_flight(slot.fsm.state()) {
                 self.in_flight -= 1;
             }
@@ -1016,7 +1055,7 @@ impl Engine {
 
     fn rearm(&mut self, now: Now, i: u32) {
         let expire_none = self.cfg.expire_none_ms;
-        let slot = self.slots[i as usize].as_mut().expect("slot exists");
+        let slot = self.slots.get_mut(i).expect("slot exists");
         let wake = match slot.fsm.state() {
             State::None => {
                 let expiry = slot
@@ -1032,7 +1071,7 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let slot = self.slots[i as usize].as_mut().expect("slot exists");
+        let slot = self.slots.get_mut(i).expect("slot exists");
         if wake == slot.timer_at {
             return;
         }
@@ -1326,7 +1365,7 @@ impl Engine {
             self.cfg.election.retry_failed_max_ms.max(1),
         );
         let me = &self.me;
-        let slot = self.slots[i as usize].as_deref_mut().expect("slot exists");
+        let slot = self.slots.get_mut(i).expect("slot exists");
         let mut observed = vec![Observation::Transition {
             base: slot.base.clone(),
             pre,
@@ -1454,12 +1493,12 @@ impl Engine {
     // ----- the driver -----
 
     fn node(&self, i: u32, seq: Seq) -> String {
-        let key = &self.slots[i as usize].as_ref().expect("slot exists").key;
+        let key = &self.slots.get(i).expect("slot exists").key;
         self.layout.election_node(&self.stype, key, seq)
     }
 
     fn dir(&self, i: u32) -> String {
-        let key = &self.slots[i as usize].as_ref().expect("slot exists").key;
+        let key = &self.slots.get(i).expect("slot exists").key;
         self.layout.election_dir(&self.stype, key)
     }
 
@@ -2123,7 +2162,7 @@ impl Engine {
 
     fn watch_fired(&mut self, now: Now, watch: WatchId, deleted: bool) {
         let i = (watch >> 32) as u32;
-        let Some(slot) = self.slots.get_mut(i as usize).and_then(Option::as_mut) else {
+        let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
         let mut ev = None;

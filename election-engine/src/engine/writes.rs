@@ -163,7 +163,7 @@ impl Batch {
 impl Engine {
     /// Is the session our node of slot `i` was created in still usable?
     pub(super) fn session_live_for(&self, i: u32) -> bool {
-        let slot = self.slots[i as usize].as_deref().expect("slot exists");
+        let slot = self.slots.get(i).expect("slot exists");
         !self.session_down && self.session.is_some_and(|s| s.epoch == slot.bound_epoch)
     }
 
@@ -709,7 +709,7 @@ impl Engine {
     /// When the oldest replicated write waiting for slot `i` to settle must
     /// be refused.
     pub(super) fn unsettled_deadline(&self, i: u32) -> Option<u64> {
-        let slot = self.slots[i as usize].as_ref()?;
+        let slot = self.slots.get(i)?;
         let (at, _) = slot.ops.as_ref()?.unsettled.first()?;
         Some(at.saturating_add(UNSETTLED_WAIT_MS))
     }
