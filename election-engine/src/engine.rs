@@ -278,8 +278,6 @@ struct InFlight {
     what: Pending,
 }
 
-/// Every election of one service. See the crate's documentation for the
-/// contract with the code that runs it.
 /// The elections, in chunks of `SLAB_CHUNK` entries. A chunk is one large
 /// allocation, which the allocator maps apart from its small-object heap:
 /// 100,000 slots are not 100,000 small allocations among which a start
@@ -348,6 +346,8 @@ impl Slab {
     }
 }
 
+/// Every election of one service. See the crate's documentation for the
+/// contract with the code that runs it.
 pub struct Engine {
     cfg: EngineConfig,
     me: ServiceId,
@@ -392,7 +392,9 @@ pub struct Engine {
     leftovers: Vec<Leftover>,
     leftover_calls: HashMap<Id, Leftover>,
     /// One copy of each peer set (ourselves left out): most bases of a
-    /// service share a few, and every election keeps its own.
+    /// service share a few, and every election keeps its own. A set is not
+    /// dropped with its last election; the table is cleared when it holds
+    /// 100,000 (elections keep their copies).
     peer_sets: std::collections::HashSet<Arc<[ServiceId]>>,
     /// `cfg.election`, shared by every election.
     election: Arc<election_core::Config>,
@@ -520,8 +522,7 @@ impl Engine {
 
     /// The election of `base`, if it exists.
     pub fn view(&self, base: &BaseName) -> Option<&Slot> {
-        self.find(base)
-            .and_then(|i| self.slots.get(i))
+        self.find(base).and_then(|i| self.slots.get(i))
     }
 
     /// The election of `base`, to change by hand: for the simulation's
@@ -972,7 +973,9 @@ impl Engine {
     fn find(&self, base: &BaseName) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(name_hash(base), |&i| slots.get(i).is_some_and(|s| s.base == *base))
+            .find(name_hash(base), |&i| {
+                slots.get(i).is_some_and(|s| s.base == *base)
+            })
             .copied()
     }
 

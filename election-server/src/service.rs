@@ -514,8 +514,6 @@ impl Service {
         lock(&self.shell).engine.view(base).map(snapshot_of)
     }
 
-    /// Runs `f` over every election, under the engine's lock and without
-    /// copying them: keep `f` short (100,000 elections take milliseconds).
     /// Reads the data volume and memory, and enters or leaves stop-writes
     /// as the guard judges them.
     pub fn check_resources(self: &Arc<Self>) {
@@ -546,6 +544,8 @@ impl Service {
             .balance_candidates(now, max, idle_ms)
     }
 
+    /// Runs `f` over every election, under the engine's lock and without
+    /// copying them: keep `f` short (100,000 elections take milliseconds).
     pub fn with_elections<R>(
         &self,
         f: impl FnOnce(&mut dyn Iterator<Item = &election_engine::Slot>) -> R,
@@ -1354,17 +1354,27 @@ async fn trim_when_quiet(svc: Arc<Service>) {
     }
 }
 
-/// Trims, then tells the heap's bytes in use and free (kept by glibc).
+/// Trims, then tells the heap's bytes in use and free (kept by glibc), when
+/// this glibc can say (`mallinfo2` came with 2.33: it is looked up, so that
+/// the binary still starts on an older system).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_free_memory() -> Option<(usize, usize)> {
-    // SAFETY: neither call takes a pointer; they walk glibc's own free
-    // lists (malloc_trim madvises their pages away).
+    type MallInfo2 = unsafe extern "C" fn() -> libc::mallinfo2;
+    // SAFETY: malloc_trim takes no pointer; it only walks glibc's own free
+    // lists (and madvises their pages away). dlsym is given a NUL-ended
+    // name; a non-null result for "mallinfo2" is that function, whose C
+    // type is `struct mallinfo2 mallinfo2(void)`.
     #[allow(unsafe_code)]
-    let info = unsafe {
+    unsafe {
         libc::malloc_trim(0);
-        libc::mallinfo2()
-    };
-    Some((info.uordblks + info.hblkhd, info.fordblks))
+        let found = libc::dlsym(libc::RTLD_DEFAULT, c"mallinfo2".as_ptr());
+        if found.is_null() {
+            return None;
+        }
+        let mallinfo2 = std::mem::transmute::<*mut libc::c_void, MallInfo2>(found);
+        let info = mallinfo2();
+        Some((info.uordblks + info.hblkhd, info.fordblks))
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
