@@ -6,7 +6,7 @@
 //! whose `status` is the OpenIO per-peer code (200, 303, 301, 431, 500,
 //! 503); the HTTP status is the same code, except 431 which travels as 404.
 
-use crate::http::{less_margin, oio_timeout};
+use crate::http::{less_margin, oio_timeout, ApiError};
 use crate::rpc::{GetversReply, GetversRequest, LeftRequest, ReplicateRequest, UseRequest};
 use crate::service::{session_live, Dumped, Service, Snapshot, WaitError};
 use crate::storage::BaseInfo;
@@ -62,28 +62,6 @@ pub fn router(svc: Arc<Service>) -> Router {
         .fallback(crate::oioproxy::no_handler)
         .layer(DefaultBodyLimit::max(svc.cfg.max_body_bytes))
         .with_state(svc)
-}
-
-/// An error with the code and message the caller sees.
-#[derive(Debug)]
-pub struct ApiError {
-    pub code: u16,
-    pub message: String,
-}
-
-impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            code: 400,
-            message: message.into(),
-        }
-    }
-    fn unavailable(message: impl Into<String>) -> Self {
-        Self {
-            code: 503,
-            message: message.into(),
-        }
-    }
 }
 
 impl IntoResponse for ApiError {
@@ -519,12 +497,7 @@ async fn create_container(
             "container creation needs acct=<account>&ref=<reference>",
         ));
     };
-    let c = crate::client::create_base(&svc, account, reference, q.replicas.unwrap_or(3))
-        .await
-        .map_err(|e| ApiError {
-            code: e.code,
-            message: e.message,
-        })?;
+    let c = crate::client::create_base(&svc, account, reference, q.replicas.unwrap_or(3)).await?;
     let code = if c.created { 201 } else { 200 };
     Ok(reply(
         code,

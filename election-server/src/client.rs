@@ -8,6 +8,7 @@
 //! emergency read-only mode. Reads, deletions and the operator's clearing of
 //! read-only mode gather what they need here, then act.
 
+use crate::http::ApiError;
 use crate::service::{Service, Snapshot, WaitError};
 use crate::storage::{BaseInfo, Vector, WriteOp};
 use election_core::names::ContainerId;
@@ -515,28 +516,6 @@ pub async fn drop_replica(svc: &Arc<Service>, base: &BaseName) -> (u16, String) 
     }
 }
 
-/// Why a container was not created: the HTTP status to answer, and why.
-#[derive(Debug)]
-pub struct Refused {
-    pub code: u16,
-    pub message: String,
-}
-
-impl Refused {
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            code: 400,
-            message: message.into(),
-        }
-    }
-    fn unavailable(message: impl Into<String>) -> Self {
-        Self {
-            code: 503,
-            message: message.into(),
-        }
-    }
-}
-
 /// A container just created (or found existing) and its replicas.
 pub struct Created {
     pub created: bool,
@@ -555,14 +534,14 @@ pub async fn create_base(
     account: &str,
     reference: &str,
     replicas: usize,
-) -> Result<Created, Refused> {
+) -> Result<Created, ApiError> {
     if account.is_empty() || reference.is_empty() || account.len() > 256 || reference.len() > 1024 {
-        return Err(Refused::bad_request(
+        return Err(ApiError::bad_request(
             "account and reference must be 1-256 and 1-1024 bytes",
         ));
     }
     if !(2..=9).contains(&replicas) {
-        return Err(Refused::bad_request("replicas must be between 2 and 9"));
+        return Err(ApiError::bad_request("replicas must be between 2 and 9"));
     }
     let cid = ContainerId::compute(account, reference);
     let base = cid.meta2_base();
@@ -570,7 +549,7 @@ pub async fn create_base(
         .directory
         .create(&svc.stype, &base, account, reference, replicas)
         .await
-        .map_err(|e| Refused::unavailable(format!("cannot create container: {e}")))?;
+        .map_err(|e| ApiError::unavailable(format!("cannot create container: {e}")))?;
     let info = BaseInfo {
         base: base.clone(),
         service_type: svc.stype.clone(),

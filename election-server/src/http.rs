@@ -6,6 +6,29 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::time::Duration;
 
+/// An error with the code and message the caller sees (answered by the
+/// route modules, each in its own shape).
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            code: 400,
+            message: message.into(),
+        }
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: 503,
+            message: message.into(),
+        }
+    }
+}
+
 /// A JSON reply whose content type is exactly `application/json`: the
 /// Python client compares the string, parameters included.
 pub fn json_reply(http: u16, body: &Value) -> Response {
