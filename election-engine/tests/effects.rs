@@ -636,6 +636,15 @@ fn b_asks_as_candidate(fx: &mut Fx, base: &BaseName, t: u64, theirs: i64) -> Vec
     out
 }
 
+/// Our node 17 listed below B's 12, B having asked as a candidate with
+/// version `theirs` (ours is 3) at 1,030 ms: the listing at 1,040 ms.
+fn listed_below_b(fx: &mut Fx, base: &BaseName, theirs: i64) {
+    to_listing(fx, base, 17);
+    b_asks_as_candidate(fx, base, 1_030, theirs);
+    let listing = vec![fx.child(base, 17), fx.child(base, 12)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+}
+
 #[test]
 fn a_follower_takes_its_candidates_getvers_for_its_own() {
     let mut fx = Fx::new();
@@ -698,10 +707,7 @@ fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
     // B is ahead of us: we ask it ourselves (and will copy from it).
     let mut fx = Fx::new();
     let a = base_a();
-    to_listing(&mut fx, &a, 17);
-    b_asks_as_candidate(&mut fx, &a, 1_030, 4);
-    let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    listed_below_b(&mut fx, &a, 4);
     let effects = fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
     assert!(
         effects.contains(&getvers_master(7, &fx.b, &a, 12)),
@@ -712,10 +718,7 @@ fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
     // B wrote after its word and before we followed: its answer to the
     // GETVERS we did not wait for shows it ahead, and we copy from it.
     let mut fx = Fx::new();
-    to_listing(&mut fx, &a, 17);
-    b_asks_as_candidate(&mut fx, &a, 1_030, 3);
-    let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
-    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    listed_below_b(&mut fx, &a, 3);
     assert_eq!(fx.state(&a), State::Slave);
     let ahead = Input::Getvers {
         id: 7,
@@ -736,10 +739,7 @@ fn a_candidates_getvers_that_disagrees_or_names_another_node_is_asked_again() {
         Err(ZkFailure::NoNode),
     ] {
         let mut fx = Fx::new();
-        to_listing(&mut fx, &a, 17);
-        b_asks_as_candidate(&mut fx, &a, 1_030, 3);
-        let listing = vec![fx.child(&a, 17), fx.child(&a, 12)];
-        fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+        listed_below_b(&mut fx, &a, 3);
         assert_eq!(fx.state(&a), State::Slave);
         let effects = fx.on(1_050, zk(6, found));
         assert_eq!(

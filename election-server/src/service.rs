@@ -675,9 +675,10 @@ impl Service {
         decache: bool,
     ) -> Result<Option<Arc<Vec<ServiceId>>>, crate::directory::DirectoryError> {
         let epoch = self.zk.view().epoch;
+        let cached_as = self.key(base).digest_prefix();
         if !decache {
             let now = self.now().mono_ms;
-            if let Some(c) = lock(&self.peers_cache).get(&self.key(base).digest_prefix()) {
+            if let Some(c) = lock(&self.peers_cache).get(&cached_as) {
                 if c.session_epoch == epoch && c.read_at_ms + PEERS_CACHE_TTL_MS > now {
                     return Ok(Some(c.peers.clone()));
                 }
@@ -689,7 +690,7 @@ impl Service {
             .await?
             .filter(|e| e.peers.contains(&self.me));
         let Some(entry) = entry else {
-            self.forget_peers(base);
+            lock(&self.peers_cache).remove(&cached_as);
             return Ok(None);
         };
         let incarnation = entry.incarnation();
@@ -700,7 +701,7 @@ impl Service {
             cache.clear();
         }
         cache.insert(
-            self.key(base).digest_prefix(),
+            cached_as,
             CachedPeers {
                 peers: peers.clone(),
                 incarnation,
