@@ -21,6 +21,7 @@
 //! late `CREATE_OK`, whose node is deleted at once.
 
 use crate::log::TransitionLog;
+use crate::maybe::Maybe;
 use crate::names::{Seq, ServiceId};
 use crate::state::{Action, Event, GetversOutcome, MasterBadReason, OpId, State};
 use std::collections::BTreeSet;
@@ -173,14 +174,14 @@ pub struct Election {
     allow_master: bool,
     jitter_seed: u64,
     state: State,
-    local_id: Option<Seq>,
-    master_id: Option<Seq>,
+    local_id: Maybe<Seq>,
+    master_id: Maybe<Seq>,
     master: Option<ServiceId>,
     /// Shared with the other elections of the same peer set.
     peers: Option<Arc<[ServiceId]>>,
     generation: u64,
     next_op: OpId,
-    pending_op: Option<OpId>,
+    pending_op: Maybe<OpId>,
     /// The GETVERS round under way (boxed: a settled election holds none).
     getvers: Option<Box<GetversRound>>,
     /// GETVERS retries left in the current round of checks.
@@ -192,11 +193,11 @@ pub struct Election {
     hold_rejoin: bool,
     entered_mono: u64,
     /// Start of the current unstable period (None when final or NONE).
-    unstable_since: Option<u64>,
+    unstable_since: Maybe<u64>,
     last_access: u64,
-    last_use_sent: Option<u64>,
+    last_use_sent: Maybe<u64>,
     /// When DELAYED_* or FAILED may proceed.
-    wake_at: Option<u64>,
+    wake_at: Maybe<u64>,
     /// Consecutive failed memberships (drives the FAILED back-off).
     failures: u32,
     /// Nodes of ours that may still exist and must be deleted.
@@ -217,23 +218,23 @@ impl Election {
             config,
             jitter_seed,
             state: State::None,
-            local_id: None,
-            master_id: None,
+            local_id: Maybe::NONE,
+            master_id: Maybe::NONE,
             master: None,
             peers: None,
             generation: 0,
             next_op: 1,
-            pending_op: None,
+            pending_op: Maybe::NONE,
             getvers: None,
             retries_left: 0,
             flags: Flags::default(),
             exiting: false,
             hold_rejoin: false,
             entered_mono: now.mono_ms,
-            unstable_since: None,
+            unstable_since: Maybe::NONE,
             last_access: now.mono_ms,
-            last_use_sent: None,
-            wake_at: None,
+            last_use_sent: Maybe::NONE,
+            wake_at: Maybe::NONE,
             failures: 0,
             stale_nodes: Vec::new(),
             last_error: None,
@@ -248,10 +249,10 @@ impl Election {
         self.state
     }
     pub fn local_id(&self) -> Option<Seq> {
-        self.local_id
+        self.local_id.get()
     }
     pub fn master_id(&self) -> Option<Seq> {
-        self.master_id
+        self.master_id.get()
     }
     /// The master we follow (None when we are master or do not know).
     pub fn master(&self) -> Option<&ServiceId> {
@@ -262,6 +263,10 @@ impl Election {
     }
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+    /// What spreads this election's retries apart from its peers'.
+    pub fn jitter_seed(&self) -> u64 {
+        self.jitter_seed
     }
     pub fn log(&self) -> &TransitionLog {
         &self.log
@@ -289,7 +294,7 @@ impl Election {
         self.last_access
     }
     pub fn unstable_since(&self) -> Option<u64> {
-        self.unstable_since
+        self.unstable_since.get()
     }
     pub fn is_exiting(&self) -> bool {
         self.exiting
@@ -321,7 +326,7 @@ impl Election {
         match self.state {
             State::None => None,
             State::DelayedCheckingMaster | State::DelayedCheckingSlaves | State::Failed => {
-                self.wake_at
+                self.wake_at.get()
             }
             State::Slave => Some(self.last_access.saturating_add(self.config.expire_slave_ms)),
             State::Master => Some(
@@ -377,12 +382,12 @@ impl Election {
             State::Creating => "creating our node in ZooKeeper".into(),
             State::Watching => format!(
                 "the slaves agreed; setting a watch on our node {} before leading",
-                seq(self.local_id)
+                seq(self.local_id.get())
             ),
             State::Listing => "listing the election's nodes in ZooKeeper".into(),
             State::Asking => format!(
                 "reading the master's node {} (the lowest)",
-                seq(self.master_id)
+                seq(self.master_id.get())
             ),
             State::CheckingMaster => format!(
                 "waiting for GETVERS from master {} ({})",
@@ -407,34 +412,34 @@ impl Election {
             ),
             State::DelayedCheckingMaster | State::DelayedCheckingSlaves => format!(
                 "retrying GETVERS in {} ms ({}) after: {}",
-                self.wake_at.unwrap_or(0).saturating_sub(now.mono_ms),
+                self.wake_at.get().unwrap_or(0).saturating_sub(now.mono_ms),
                 attempt(),
                 err()
             ),
             State::RefreshCheckingMaster | State::RefreshCheckingSlaves => {
                 format!("re-resolving peers without cache after: {}", err())
             }
-            State::Leaving => format!("leaving: deleting our node {}", seq(self.local_id)),
+            State::Leaving => format!("leaving: deleting our node {}", seq(self.local_id.get())),
             State::LeavingFailing => format!(
                 "failing: deleting our node {} after: {}",
-                seq(self.local_id),
+                seq(self.local_id.get()),
                 err()
             ),
             State::Failed => format!(
                 "failed ({} in a row): {}; retry in {} ms",
                 self.failures,
                 err(),
-                self.wake_at.unwrap_or(0).saturating_sub(now.mono_ms)
+                self.wake_at.get().unwrap_or(0).saturating_sub(now.mono_ms)
             ),
             State::Slave => format!(
                 "not master: {} holds the lowest node {} (ours is {})",
                 self.master.as_ref().map(ServiceId::as_str).unwrap_or("?"),
-                seq(self.master_id),
-                seq(self.local_id)
+                seq(self.master_id.get()),
+                seq(self.local_id.get())
             ),
             State::Master => format!(
                 "master: our node {} is the lowest and the peers agreed on versions",
-                seq(self.local_id)
+                seq(self.local_id.get())
             ),
         }
     }
@@ -473,7 +478,7 @@ impl Election {
                 Event::ExistsOk { .. } => SelfWatch::Armed,
                 _ => SelfWatch::None,
             };
-            if self.state != State::Watching || self.pending_op != Some(*op) {
+            if self.state != State::Watching || self.pending_op.get() != Some(*op) {
                 let Event::ExistsKo { error, .. } = &event else {
                     return None;
                 };
@@ -500,7 +505,7 @@ impl Election {
                 // answer the state waits for (an answer of the wrong kind
                 // carrying our op id left CREATING with nothing pending:
                 // found by the `fsm` fuzz target).
-                _ => self.pending_op == Some(op) && completes(self.state, &event),
+                _ => self.pending_op.get() == Some(op) && completes(self.state, &event),
             };
             if !current {
                 if let Event::CreateOk { seq, .. } = event {
@@ -509,18 +514,18 @@ impl Election {
                 return None;
             }
             if !matches!(event, Event::Getvers { .. }) {
-                self.pending_op = None;
+                self.pending_op = Maybe::NONE;
             }
         }
         // Watches of an older membership or about another node.
         match &event {
             Event::LeftSelf { generation, seq }
-                if *generation != self.generation || Some(*seq) != self.local_id =>
+                if *generation != self.generation || Some(*seq) != self.local_id.get() =>
             {
                 return None;
             }
             Event::LeftMaster { generation, seq }
-                if *generation != self.generation || Some(*seq) != self.master_id =>
+                if *generation != self.generation || Some(*seq) != self.master_id.get() =>
             {
                 return None;
             }
@@ -532,7 +537,7 @@ impl Election {
                 return None;
             }
             self.last_error = Some("ZooKeeper session lost".into());
-            if let Some(seq) = self.local_id {
+            if let Some(seq) = self.local_id.get() {
                 self.remember_stale(seq);
             }
             self.reset_membership();
@@ -547,11 +552,11 @@ impl Election {
                     self.state,
                     State::Leaving | State::LeavingFailing | State::Creating
                 ) {
-                    if let Some(seq) = self.local_id {
+                    if let Some(seq) = self.local_id.get() {
                         self.remember_stale(seq);
                     }
                 }
-                self.pending_op = None;
+                self.pending_op = Maybe::NONE;
                 self.enter(now, timeout_to, out);
                 return Some("TIMEOUT");
             }
@@ -615,7 +620,7 @@ impl Election {
                     sync: self.flags.sync,
                     ..Flags::default()
                 };
-                self.pending_op = None;
+                self.pending_op = Maybe::NONE;
                 self.enter(now, S::None, out);
                 Logged::Always
             }
@@ -643,7 +648,7 @@ impl Election {
                 Logged::Always
             }
             (S::Creating, E::CreateOk { seq, .. }) => {
-                self.local_id = Some(seq);
+                self.local_id = Maybe::some(seq);
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
                 } else {
@@ -691,7 +696,7 @@ impl Election {
                     self.enter(now, S::Leaving, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
-                } else if Some(lowest) == self.local_id {
+                } else if Some(lowest) == self.local_id.get() {
                     if self.allow_master && !self.exiting {
                         self.master_id = self.local_id;
                         self.enter(now, S::CheckingSlaves, out);
@@ -705,7 +710,7 @@ impl Election {
                         self.enter(now, S::LeavingFailing, out);
                     }
                 } else {
-                    self.master_id = Some(lowest);
+                    self.master_id = Maybe::some(lowest);
                     self.enter(now, S::Asking, out);
                 }
                 Logged::Always
@@ -870,7 +875,7 @@ impl Election {
 
             // ---------------- DELAYED_CHECKING_MASTER / _SLAVES ----------------
             (s @ (S::DelayedCheckingMaster | S::DelayedCheckingSlaves), E::None) => {
-                if self.wake_at.is_some_and(|t| now.mono_ms >= t) {
+                if self.wake_at.get().is_some_and(|t| now.mono_ms >= t) {
                     let refresh = std::mem::take(&mut self.flags.decache);
                     let to = match (s, refresh) {
                         (S::DelayedCheckingMaster, true) => S::RefreshCheckingMaster,
@@ -944,7 +949,7 @@ impl Election {
             (S::Syncing, E::LeftMaster { .. }) => {
                 // The master is gone: its copy may never come (a paused
                 // process); stop waiting for it (OpenIO waits for the copy).
-                self.pending_op = None;
+                self.pending_op = Maybe::NONE;
                 self.enter(now, S::Listing, out);
                 Logged::Always
             }
@@ -997,7 +1002,7 @@ impl Election {
                 Logged::Always
             }
             (S::LeavingFailing, ev @ (E::LeaveOk { .. } | E::LeaveKo { .. })) => {
-                if let (E::LeaveKo { .. }, Some(seq)) = (&ev, self.local_id) {
+                if let (E::LeaveKo { .. }, Some(seq)) = (&ev, self.local_id.get()) {
                     self.remember_stale(seq);
                 }
                 self.forget_ids();
@@ -1007,7 +1012,7 @@ impl Election {
 
             // ---------------- FAILED ----------------
             (S::Failed, E::None) => {
-                if self.wake_at.is_some_and(|t| now.mono_ms >= t) {
+                if self.wake_at.get().is_some_and(|t| now.mono_ms >= t) {
                     if std::mem::take(&mut self.flags.rejoin) && !self.exiting {
                         self.start(now, out);
                     } else {
@@ -1143,7 +1148,7 @@ impl Election {
         self.self_watch = SelfWatch::Pending(op);
         out.push(Action::WatchSelf {
             op,
-            seq: self.local_id.unwrap_or_default(),
+            seq: self.local_id.get().unwrap_or_default(),
             generation: self.generation,
         });
         op
@@ -1164,18 +1169,18 @@ impl Election {
     }
 
     fn forget_ids(&mut self) {
-        self.local_id = None;
+        self.local_id = Maybe::NONE;
         self.self_watch = SelfWatch::None;
-        self.master_id = None;
+        self.master_id = Maybe::NONE;
         self.master = None;
     }
 
     fn reset_membership(&mut self) {
         self.forget_ids();
         self.peers = None;
-        self.pending_op = None;
+        self.pending_op = Maybe::NONE;
         self.getvers = None;
-        self.wake_at = None;
+        self.wake_at = Maybe::NONE;
     }
 
     fn count_getvers(&mut self, peer: ServiceId, outcome: GetversOutcome) {
@@ -1212,7 +1217,7 @@ impl Election {
 
     /// START: to PEERING, or straight to CREATING when peers are cached.
     fn start(&mut self, now: Now, out: &mut Vec<Action>) {
-        self.unstable_since = Some(now.mono_ms);
+        self.unstable_since = Maybe::some(now.mono_ms);
         if self.peers.as_ref().is_some_and(|p| !p.is_empty()) {
             self.enter(now, State::Creating, out);
         } else {
@@ -1225,20 +1230,20 @@ impl Election {
         let from = self.state;
         self.state = to;
         self.entered_mono = now.mono_ms;
-        self.wake_at = None;
+        self.wake_at = Maybe::NONE;
         if !to.is_final() && to != State::None && self.unstable_since.is_none() {
-            self.unstable_since = Some(now.mono_ms);
+            self.unstable_since = Maybe::some(now.mono_ms);
         }
         match to {
             State::None => {
                 self.forget_ids();
                 self.peers = None;
-                self.pending_op = None;
-                self.unstable_since = None;
+                self.pending_op = Maybe::NONE;
+                self.unstable_since = Maybe::NONE;
             }
             State::Peering => {
                 let op = self.op();
-                self.pending_op = Some(op);
+                self.pending_op = Maybe::some(op);
                 out.push(Action::ResolvePeers {
                     op,
                     decache: std::mem::take(&mut self.flags.decache),
@@ -1256,9 +1261,10 @@ impl Election {
                 let peers = self.peers.clone().unwrap_or_default();
                 let due = self
                     .last_use_sent
+                    .get()
                     .is_none_or(|t| now.mono_ms >= t + self.config.use_interval_ms);
                 if due && !peers.is_empty() {
-                    self.last_use_sent = Some(now.mono_ms);
+                    self.last_use_sent = Maybe::some(now.mono_ms);
                     out.push(Action::SendUse {
                         peers,
                         master: false,
@@ -1266,7 +1272,7 @@ impl Election {
                 }
                 self.generation += 1;
                 let op = self.op();
-                self.pending_op = Some(op);
+                self.pending_op = Maybe::some(op);
                 out.push(Action::Create {
                     op,
                     generation: self.generation,
@@ -1277,23 +1283,23 @@ impl Election {
                     SelfWatch::Pending(op) => op,
                     _ => self.watch_self(out),
                 };
-                self.pending_op = Some(op);
+                self.pending_op = Maybe::some(op);
             }
             State::Listing => {
                 self.flags.left_master = false;
-                self.master_id = None;
+                self.master_id = Maybe::NONE;
                 self.master = None;
                 let op = self.op();
-                self.pending_op = Some(op);
+                self.pending_op = Maybe::some(op);
                 out.push(Action::List {
                     op,
-                    seq: self.local_id.unwrap_or_default(),
+                    seq: self.local_id.get().unwrap_or_default(),
                 });
             }
             State::Asking => {
                 let op = self.op();
-                self.pending_op = Some(op);
-                let seq = self.master_id.unwrap_or_default();
+                self.pending_op = Maybe::some(op);
+                let seq = self.master_id.get().unwrap_or_default();
                 out.push(Action::GetMaster {
                     op,
                     seq,
@@ -1312,7 +1318,7 @@ impl Election {
                     out.push(Action::SendGetvers {
                         op,
                         peer,
-                        master_seq: self.master_id,
+                        master_seq: self.master_id.get(),
                     });
                 }
                 self.getvers = Some(Box::new(round));
@@ -1351,9 +1357,9 @@ impl Election {
             }
             State::Syncing => {
                 self.flags.sync = false;
-                self.unstable_since = Some(now.mono_ms);
+                self.unstable_since = Maybe::some(now.mono_ms);
                 let op = self.op();
-                self.pending_op = Some(op);
+                self.pending_op = Maybe::some(op);
                 if let Some(master) = self.master.clone() {
                     out.push(Action::Sync { op, master });
                 }
@@ -1369,24 +1375,24 @@ impl Election {
                     used.saturating_sub(1),
                     u64::from(used) + self.generation * 31,
                 );
-                self.wake_at = Some(now.mono_ms + delay);
+                self.wake_at = Maybe::some(now.mono_ms + delay);
             }
             State::RefreshCheckingMaster | State::RefreshCheckingSlaves => {
                 let op = self.op();
-                self.pending_op = Some(op);
+                self.pending_op = Maybe::some(op);
                 out.push(Action::ResolvePeers { op, decache: true });
             }
             State::Leaving | State::LeavingFailing => {
                 self.flags.leave = false;
                 self.flags.left_self = false;
                 self.flags.left_master = false;
-                self.master_id = None;
+                self.master_id = Maybe::NONE;
                 self.master = None;
                 self.peers = None;
-                match self.local_id {
+                match self.local_id.get() {
                     Some(seq) => {
                         let op = self.op();
-                        self.pending_op = Some(op);
+                        self.pending_op = Maybe::some(op);
                         out.push(Action::Delete { op: Some(op), seq });
                     }
                     None => {
@@ -1403,8 +1409,8 @@ impl Election {
             State::Failed => {
                 self.forget_ids();
                 self.peers = None;
-                self.pending_op = None;
-                self.last_use_sent = Some(now.mono_ms);
+                self.pending_op = Maybe::NONE;
+                self.last_use_sent = Maybe::some(now.mono_ms);
                 self.failures = self.failures.saturating_add(1);
                 let delay = self.backoff(
                     self.config.retry_failed_ms,
@@ -1412,21 +1418,21 @@ impl Election {
                     self.failures - 1,
                     u64::from(self.failures) * 7 + 3,
                 );
-                self.wake_at = Some(now.mono_ms + delay);
+                self.wake_at = Maybe::some(now.mono_ms + delay);
             }
             State::Slave => {
-                self.unstable_since = None;
+                self.unstable_since = Maybe::NONE;
                 self.failures = 0;
-                self.pending_op = None;
+                self.pending_op = Maybe::NONE;
                 self.flags.rejoin = false;
                 if self.flags.sync {
                     self.enter(now, State::Syncing, out);
                 }
             }
             State::Master => {
-                self.unstable_since = None;
+                self.unstable_since = Maybe::NONE;
                 self.failures = 0;
-                self.pending_op = None;
+                self.pending_op = Maybe::NONE;
                 self.flags.rejoin = false;
                 // A resync makes no sense on the master; the API answers 301.
                 self.flags.sync = false;
@@ -1480,11 +1486,11 @@ impl Election {
             }
             State::Watching => {
                 debug_assert!(
-                    self.local_id.is_some() && self.master_id == self.local_id,
+                    self.local_id.is_some() && self.master_id.get() == self.local_id.get(),
                     "{s}"
                 );
                 debug_assert!(
-                    matches!(self.self_watch, SelfWatch::Pending(op) if self.pending_op == Some(op)),
+                    matches!(self.self_watch, SelfWatch::Pending(op) if self.pending_op.get() == Some(op)),
                     "{s}: waits for no watch"
                 )
             }
@@ -1492,7 +1498,7 @@ impl Election {
                 debug_assert!(
                     self.local_id.is_some()
                         && self.master_id.is_some()
-                        && self.master_id != self.local_id,
+                        && self.master_id.get() != self.local_id.get(),
                     "{s}"
                 );
                 debug_assert!(self.master.is_none(), "{s}: master url known");
@@ -1503,7 +1509,7 @@ impl Election {
             | State::RefreshCheckingMaster
             | State::Slave => {
                 debug_assert!(
-                    self.master_id.is_some() && self.master_id != self.local_id,
+                    self.master_id.is_some() && self.master_id.get() != self.local_id.get(),
                     "{s}"
                 );
                 debug_assert!(self.master.is_some(), "{s}: no master url");
@@ -1513,7 +1519,7 @@ impl Election {
             | State::RefreshCheckingSlaves
             | State::Master => {
                 debug_assert!(
-                    self.master_id.is_some() && self.master_id == self.local_id,
+                    self.master_id.is_some() && self.master_id.get() == self.local_id.get(),
                     "{s}"
                 );
                 debug_assert!(self.master.is_none(), "{s}: follows someone");

@@ -117,6 +117,11 @@ impl TransitionLog {
     pub fn push(&mut self, wall_ms: u64, pre: State, event: &'static str, post: State) {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
+        } else if self.entries.len() == self.entries.capacity() {
+            // Grown by 4 entries at a time, not doubled: a settled election
+            // has made 6 to 10 transitions (issue 13's 2 KiB).
+            let room = (self.capacity - self.entries.len()).min(4);
+            self.entries.reserve_exact(room);
         }
         self.entries.push_back(Packed::new(
             wall_ms,

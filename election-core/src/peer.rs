@@ -29,10 +29,15 @@ pub fn master_from_node(
     if &id == me {
         return Err(MasterBadReason::Rogue(0));
     }
+    // The peer set's copy is returned: it shares its text with every
+    // election of the same peers (no allocation kept per election).
     match peers {
-        Some(p) if !p.contains(&id) => Err(MasterBadReason::UnknownPeer(id)),
+        Some(p) => p
+            .iter()
+            .find(|known| **known == id)
+            .cloned()
+            .ok_or(MasterBadReason::UnknownPeer(id)),
         None => Err(MasterBadReason::Invalid("no peers known".into())),
-        _ => Ok(id),
     }
 }
 

@@ -6,6 +6,31 @@
 
 use std::collections::BTreeMap;
 
+/// Which creation of a base a replica (or a directory entry) belongs to.
+/// The same account and reference always name the same base: a container
+/// deleted and created again is another incarnation, and a replica left
+/// over from the first must never be elected or served (issue 14, H3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Incarnation {
+    /// Drawn at random when the directory entry is created (0: an entry or
+    /// replica from before incarnations were recorded).
+    pub id: u64,
+    /// The creation time, in ms (recorded by every version).
+    pub ctime_ms: u64,
+}
+
+impl Incarnation {
+    /// Does a replica of incarnation `replica` belong to this creation? By
+    /// id when both have one, by creation time otherwise.
+    pub fn holds(&self, replica: &Incarnation) -> bool {
+        if self.id != 0 && replica.id != 0 {
+            self.id == replica.id
+        } else {
+            self.ctime_ms == replica.ctime_ms
+        }
+    }
+}
+
 /// One table's version: the counter, when it was last bumped (ms, by the
 /// writer's clock) and who bumped it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

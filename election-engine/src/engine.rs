@@ -10,12 +10,13 @@ use crate::io::{
     Divergence, Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion, SessionTag,
     WatchId, ZkFailure, ZkOk, ZkOp,
 };
+use election_core::maybe::Maybe;
 use election_core::names::{
     parse_node_name, seq_after, seq_latest, seq_offset, BaseName, ElectionKey, Seq, ServiceId,
     ServiceType, ZkLayout,
 };
 use election_core::peer::{getvers_outcome, master_from_node};
-use election_core::version::ReplicaVersion;
+use election_core::version::{Incarnation, ReplicaVersion};
 use election_core::{Action, Config, Election, Event, GetversOutcome, MasterBadReason, Now, State};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -145,13 +146,12 @@ enum Prefetch {
 pub struct Slot {
     uid: u64,
     pub base: BaseName,
-    pub key: ElectionKey,
     pub fsm: Election,
     /// The session epoch our node was created in.
     pub bound_epoch: u64,
     /// Highest node of a candidate we answered a GETVERS for: writes from
     /// masters of lower epochs are refused.
-    pub fence: Option<Seq>,
+    pub fence: Maybe<Seq>,
     rejoin_when_restored: bool,
     /// Our latest node and its ephemeral owner (create's Stat).
     node_owner: Option<(Seq, i64)>,
@@ -161,17 +161,17 @@ pub struct Slot {
     master_node: Option<Box<MasterNode>>,
     self_watch: Option<Armed>,
     master_watch: Option<Armed>,
-    sync: Option<Id>,
-    timer_at: Option<u64>,
+    sync: Maybe<Id>,
+    timer_at: Maybe<u64>,
     /// When the election left NONE (time to final), and the last master it
     /// settled on (failovers).
-    started: Option<u64>,
+    started: Maybe<u64>,
     last_master: Option<ServiceId>,
     /// Asked for by a client, or settled once: when it falls back to NONE it
     /// starts again after `retry_at`, with no request needed.
     pub want: bool,
     retries: u8,
-    retry_at: Option<u64>,
+    retry_at: Maybe<u64>,
     /// Waiting for admission.
     pub queued: bool,
     /// Writes waiting or in flight, and what waits for them.
@@ -180,6 +180,9 @@ pub struct Slot {
     copy_floor: u64,
     /// What answers our next GETVERS without asking.
     vouch: Option<Box<Vouch>>,
+    /// The creation of the base our last directory read named (none before
+    /// the first): our GETVERS carries it, a peer's is compared with it.
+    creation: Option<Incarnation>,
 }
 
 impl Slot {
@@ -192,7 +195,7 @@ impl Slot {
     /// Keeps the latest candidate node we vouched for (serial order, so the
     /// fence survives the sequence wrap).
     fn raise_fence(&mut self, seq: Seq) {
-        self.fence = Some(self.fence.map_or(seq, |f| seq_latest(f, seq)));
+        self.fence = Maybe::some(self.fence.get().map_or(seq, |f| seq_latest(f, seq)));
     }
 }
 
@@ -202,6 +205,8 @@ enum Pending {
     Peers {
         op: u64,
     },
+    /// A directory read of our own, after a peer named another creation.
+    Recheck,
     Create {
         op: u64,
     },
@@ -582,7 +587,7 @@ impl Engine {
     }
 
     pub fn fence(&self, base: &BaseName) -> Option<Seq> {
-        self.view(base).and_then(|s| s.fence)
+        self.view(base).and_then(|s| s.fence.get())
     }
 
     /// A candidate holding node `seq` asked our version: from now on, writes
@@ -650,10 +655,15 @@ impl Engine {
                     self.farewell(i);
                     let slot = self.slot_mut(i);
                     slot.want = false;
-                    slot.retry_at = None;
+                    slot.retry_at = Maybe::NONE;
                     self.feed(now, i, Event::LeaveReq);
                 }
             }
+            Input::Creation {
+                base,
+                directory,
+                replica,
+            } => self.creation_read(now, base, directory, replica),
             Input::LeaveAndRejoin { base } => {
                 if let Some(i) = self.find(&base) {
                     self.farewell(i);
@@ -701,7 +711,7 @@ impl Engine {
                     let slot = self.slot_mut(i);
                     slot.fsm.set_exiting();
                     slot.want = false;
-                    slot.retry_at = None;
+                    slot.retry_at = Maybe::NONE;
                     self.feed(now, i, Event::LeaveReq);
                 }
             }
@@ -758,14 +768,20 @@ impl Engine {
                 let Some(f) = self.inflight.remove(&id) else {
                     return;
                 };
-                let Pending::Peers { op } = f.what else {
-                    return;
-                };
                 let Some(base) = self.live(f.slot, f.uid).map(|s| s.base.clone()) else {
                     return;
                 };
+                if let Ok(Some(entry)) = &result {
+                    self.slot_mut(f.slot).creation = Some(entry.incarnation);
+                    if let Some(replica) = entry.replica {
+                        self.creation_read(now, base.clone(), entry.incarnation, replica);
+                    }
+                }
+                let Pending::Peers { op } = f.what else {
+                    return;
+                };
                 let peers = match result {
-                    Ok(Some(all)) => Some(self.intern_peers(all)),
+                    Ok(Some(entry)) => Some(self.intern_peers(entry.peers)),
                     Ok(None) => {
                         self.slot_mut(f.slot).want = false;
                         self.effects
@@ -839,10 +855,10 @@ impl Engine {
                     // for it: batches decided before it are stale here.
                     slot.copy_floor = floor;
                 }
-                if slot.sync != Some(id) {
+                if slot.sync.get() != Some(id) {
                     return;
                 }
-                slot.sync = None;
+                slot.sync = Maybe::NONE;
                 let base = slot.base.clone();
                 let ev = match result {
                     Ok(()) => {
@@ -881,7 +897,8 @@ impl Engine {
                 base,
                 master_seq,
                 candidate_seq,
-            } => self.getvers_input(now, req, base, master_seq, candidate_seq),
+                incarnation,
+            } => self.getvers_input(now, req, base, master_seq, candidate_seq, incarnation),
             Input::CandidateVersions {
                 base,
                 from,
@@ -913,7 +930,7 @@ impl Engine {
                 let following = fsm.state() == State::Slave
                     && fsm.master() == Some(&from)
                     && fsm.master_id() == Some(epoch);
-                let fenced = !unguarded && slot.fence.is_some_and(|f| seq_after(f, epoch));
+                let fenced = !unguarded && slot.fence.get().is_some_and(|f| seq_after(f, epoch));
                 let agree = getvers_outcome(&ours, &theirs, &from, true) == GetversOutcome::Ok;
                 if let (true, false, true, Some(node)) = (following, fenced, agree, fsm.local_id())
                 {
@@ -996,27 +1013,27 @@ impl Engine {
         let slot = Slot {
             uid: self.next_id,
             base: base.clone(),
-            key: key.clone(),
             fsm,
             bound_epoch: 0,
-            fence: None,
+            fence: Maybe::NONE,
             rejoin_when_restored: false,
             node_owner: None,
             prefetch: None,
             master_node: None,
             self_watch: None,
             master_watch: None,
-            sync: None,
-            timer_at: None,
-            started: None,
+            sync: Maybe::NONE,
+            timer_at: Maybe::NONE,
+            started: Maybe::NONE,
             last_master: None,
             want: false,
             retries: 0,
-            retry_at: None,
+            retry_at: Maybe::NONE,
             queued: false,
             ops: None,
             copy_floor: 0,
             vouch: None,
+            creation: None,
         };
         let i = self.free.pop().unwrap_or(self.slots.len() as u32);
         self.slots.put(i, slot);
@@ -1033,7 +1050,7 @@ impl Engine {
             if in_flight(slot.fsm.state()) {
                 self.in_flight -= 1;
             }
-            if let Some(at) = slot.timer_at {
+            if let Some(at) = slot.timer_at.get() {
                 self.timers.remove(&(at, i));
             }
             if let Ok(entry) = self.index.find_entry(name_hash(&slot.base), |&j| j == i) {
@@ -1066,7 +1083,7 @@ impl Engine {
                     .entered_mono()
                     .saturating_add(expire_none)
                     .max(now.mono_ms.saturating_add(1));
-                Some(slot.retry_at.map_or(expiry, |r| r.min(expiry)))
+                Some(slot.retry_at.get().map_or(expiry, |r| r.min(expiry)))
             }
             _ => slot.fsm.next_deadline(),
         };
@@ -1075,14 +1092,14 @@ impl Engine {
             (a, b) => a.or(b),
         };
         let slot = self.slots.get_mut(i).expect("slot exists");
-        if wake == slot.timer_at {
+        if wake == slot.timer_at.get() {
             return;
         }
         if let Some(at) = slot.timer_at.take() {
             self.timers.remove(&(at, i));
         }
         if let Some(at) = wake {
-            slot.timer_at = Some(at);
+            slot.timer_at = Maybe::some(at);
             self.timers.insert((at, i));
         }
     }
@@ -1117,7 +1134,7 @@ impl Engine {
             if !(rejoin || waited) || slot.fsm.state() != State::None {
                 continue;
             }
-            slot.retry_at = None;
+            slot.retry_at = Maybe::NONE;
             self.start(now, i, false);
         }
     }
@@ -1139,15 +1156,15 @@ impl Engine {
                 break;
             }
             self.timers.remove(&(at, i));
-            self.slot_mut(i).timer_at = None;
+            self.slot_mut(i).timer_at = Maybe::NONE;
             self.expire_unsettled(now, i);
             let expire_none = self.cfg.expire_none_ms;
             let slot = self.slot_mut(i);
             if slot.fsm.state() == State::None {
-                if slot.retry_at.is_some_and(|r| r <= now.mono_ms) {
+                if slot.retry_at.get().is_some_and(|r| r <= now.mono_ms) {
                     // Wanted, and back in NONE: start again, no request needed;
                     // without a session, wait for it to come back.
-                    slot.retry_at = None;
+                    slot.retry_at = Maybe::NONE;
                     if self.session_down {
                         self.rearm(now, i);
                         continue;
@@ -1173,7 +1190,7 @@ impl Engine {
                 } else {
                     let slot = self.slot_mut(i);
                     let at = now.mono_ms.saturating_add(expire_none.max(1));
-                    slot.timer_at = Some(at);
+                    slot.timer_at = Maybe::some(at);
                     self.timers.insert((at, i));
                 }
                 continue;
@@ -1256,6 +1273,53 @@ impl Engine {
 
     /// Leaves and comes back at once as a new member (stop-writes, a deposed
     /// master, an operator's order).
+    /// A directory read and our replica name creations of the base: one of
+    /// another creation (a container deleted and created again while we
+    /// missed it) must never be elected or served. It is set aside, and the
+    /// election rejoins to copy the current base; until the replica is
+    /// gone, it reports an unknown version (the rookie rule).
+    fn creation_read(
+        &mut self,
+        now: Now,
+        base: BaseName,
+        directory: Incarnation,
+        replica: Incarnation,
+    ) {
+        let slot = self.find(&base);
+        if let Some(i) = slot {
+            self.slot_mut(i).creation = Some(directory);
+        }
+        if directory.holds(&replica) {
+            return;
+        }
+        self.effects.push_back(Effect::SetAside {
+            base,
+            found: replica,
+            current: directory,
+        });
+        if let Some(i) = slot {
+            self.leave_and_rejoin(now, i);
+        }
+    }
+
+    /// A peer's GETVERS names creation `theirs` of the base, and our last
+    /// directory read another: refused, and we read the directory again
+    /// (whichever of us is stale sets its replica aside on its next read).
+    fn other_creation(&mut self, i: u32, theirs: Option<Incarnation>) -> Option<Incarnation> {
+        let ours = self.slot_mut(i).creation?;
+        if theirs.is_none_or(|t| ours.holds(&t)) {
+            return None;
+        }
+        let base = self.slot_mut(i).base.clone();
+        let id = self.pending(i, Pending::Recheck);
+        self.effects.push_back(Effect::ResolvePeers {
+            id,
+            base,
+            decache: true,
+        });
+        Some(ours)
+    }
+
     fn leave_and_rejoin(&mut self, now: Now, i: u32) {
         self.feed(now, i, Event::LeaveReq);
         self.feed(now, i, Event::None);
@@ -1275,7 +1339,7 @@ impl Engine {
         if slot.fsm.state() != State::Master
             || !live
             || writing
-            || slot.fence.is_some_and(|f| seq_after(f, epoch))
+            || slot.fence.get().is_some_and(|f| seq_after(f, epoch))
         {
             return;
         }
@@ -1377,21 +1441,21 @@ impl Engine {
         }];
         match post {
             State::None => {
-                slot.started = None;
+                slot.started = Maybe::NONE;
                 if slot.want && retry {
                     let delay = base_ms
                         .saturating_mul(1 << slot.retries.min(16))
                         .min(max_ms);
-                    let jitter = jitter_seed(&slot.key, me) >> (slot.retries % 32);
+                    let jitter = slot.fsm.jitter_seed() >> (slot.retries % 32);
                     let spread = jitter % (delay / 2 + 1);
-                    slot.retry_at = Some(now.mono_ms + delay / 2 + spread);
+                    slot.retry_at = Maybe::some(now.mono_ms + delay / 2 + spread);
                     slot.retries = slot.retries.saturating_add(1);
                 }
             }
             State::Master | State::Slave => {
                 slot.want = true;
                 slot.retries = 0;
-                slot.retry_at = None;
+                slot.retry_at = Maybe::NONE;
                 if let Some(t) = slot.started.take() {
                     observed.push(Observation::TimeToFinal {
                         ms: now.mono_ms.saturating_sub(t),
@@ -1408,12 +1472,12 @@ impl Engine {
                     slot.last_master = master.cloned();
                 }
             }
-            _ if pre == State::None => slot.started = Some(now.mono_ms),
+            _ if pre == State::None => slot.started = Maybe::some(now.mono_ms),
             _ => {}
         }
         if pre == State::None {
             // Started by other means: a pending retry is moot.
-            slot.retry_at = None;
+            slot.retry_at = Maybe::NONE;
         }
         self.effects
             .extend(observed.into_iter().map(Effect::Observe));
@@ -1495,14 +1559,19 @@ impl Engine {
 
     // ----- the driver -----
 
+    /// The election key of slot `i`, computed when a path needs it (a
+    /// slot keeps its base's name only: 64 bytes less per election).
+    fn slot_key(&self, i: u32) -> ElectionKey {
+        self.key(&self.slots.get(i).expect("slot exists").base)
+    }
+
     fn node(&self, i: u32, seq: Seq) -> String {
-        let key = &self.slots.get(i).expect("slot exists").key;
-        self.layout.election_node(&self.stype, key, seq)
+        self.layout
+            .election_node(&self.stype, &self.slot_key(i), seq)
     }
 
     fn dir(&self, i: u32) -> String {
-        let key = &self.slots.get(i).expect("slot exists").key;
-        self.layout.election_dir(&self.stype, key)
+        self.layout.election_dir(&self.stype, &self.slot_key(i))
     }
 
     fn zk(&mut self, i: u32, op: ZkOp, what: Pending) -> Id {
@@ -1532,7 +1601,7 @@ impl Engine {
                 if let Some(s) = self.session {
                     self.slot_mut(i).bound_epoch = s.epoch;
                 }
-                let key = self.slot_mut(i).key.clone();
+                let key = self.slot_key(i);
                 let prefix = format!("{}-", self.layout.election_prefix(&self.stype, &key));
                 let dir = self.dir(i);
                 let data = self.me.as_str().as_bytes().to_vec();
@@ -1666,7 +1735,8 @@ impl Engine {
                     }
                     (Some(Vouch::Farewell { epoch, node }), None) => {
                         Some(*node) == slot.fsm.local_id()
-                            && (unguarded || !slot.fence.is_some_and(|f| seq_after(f, *epoch)))
+                            && (unguarded
+                                || !slot.fence.get().is_some_and(|f| seq_after(f, *epoch)))
                     }
                     _ => false,
                 };
@@ -1689,6 +1759,7 @@ impl Engine {
                         let slot = self.slot_mut(i);
                         slot.vouch = None;
                         let base = slot.base.clone();
+                        let incarnation = slot.creation;
                         let what = Pending::Verify {
                             peer: peer.clone(),
                             seq,
@@ -1700,6 +1771,7 @@ impl Engine {
                             base,
                             master_seq,
                             candidate_seq: None,
+                            incarnation,
                         });
                         return;
                     }
@@ -1708,6 +1780,7 @@ impl Engine {
                     let slot = self.slot_mut(i);
                     let candidate_seq = slot.fsm.local_id();
                     let base = slot.base.clone();
+                    let incarnation = slot.creation;
                     let id = self.id();
                     self.effects.push_back(Effect::Getvers {
                         id,
@@ -1715,11 +1788,13 @@ impl Engine {
                         base,
                         master_seq: None,
                         candidate_seq,
+                        incarnation,
                     });
                     return;
                 }
                 let candidate_seq = slot.fsm.local_id().filter(|_| master_seq.is_none());
                 let base = slot.base.clone();
+                let incarnation = slot.creation;
                 let id = self.pending(
                     i,
                     Pending::Getvers {
@@ -1734,6 +1809,7 @@ impl Engine {
                     base,
                     master_seq,
                     candidate_seq,
+                    incarnation,
                 });
             }
             Action::Sync { op, master } => {
@@ -1745,7 +1821,7 @@ impl Engine {
                     },
                 );
                 let slot = self.slot_mut(i);
-                slot.sync = Some(id);
+                slot.sync = Maybe::some(id);
                 slot.vouch = None;
                 let base = slot.base.clone();
                 self.effects.push_back(Effect::Sync { id, base, master });
@@ -1968,6 +2044,7 @@ impl Engine {
                 (None, Err(_)) => {}
             },
             Pending::Peers { .. }
+            | Pending::Recheck
             | Pending::Getvers { .. }
             | Pending::Verify { .. }
             | Pending::Sync { .. }
@@ -1998,7 +2075,7 @@ impl Engine {
         if self.cfg.mutations.self_lowest {
             return self.emit(i, Event::ListOk { op, lowest: ours });
         }
-        let key = self.slot_mut(i).key.clone();
+        let key = self.slot_key(i);
         let mut seqs: Vec<Seq> = children
             .iter()
             .filter_map(|c| parse_node_name(c))

@@ -6,7 +6,7 @@
 
 use election_core::names::{BaseName, Seq, ServiceId};
 use election_core::peer::Refusal;
-use election_core::version::{ReplicaVersion, Vector, WriteOp};
+use election_core::version::{Incarnation, ReplicaVersion, Vector, WriteOp};
 use election_core::State;
 use std::fmt;
 use std::sync::Arc;
@@ -97,6 +97,17 @@ impl fmt::Display for ZkFailure {
     }
 }
 
+/// The directory's entry for a base: every peer (ourselves included) and
+/// which creation of the base it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub peers: Vec<ServiceId>,
+    pub incarnation: Incarnation,
+    /// The creation of our replica, read with the entry when we hold one
+    /// (compared as `Input::Creation` is).
+    pub replica: Option<Incarnation>,
+}
+
 /// A peer's answer to GETVERS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteVersion {
@@ -156,11 +167,20 @@ pub enum Input {
     },
     /// A watched node changed: `deleted` when it was deleted.
     WatchFired { watch: WatchId, deleted: bool },
-    /// The directory's answer for `ResolvePeers`: every peer of the base
-    /// (ourselves included), or `None` when we are not one of them.
+    /// The directory's answer for `ResolvePeers`: the base's entry, or
+    /// `None` when we are not one of its peers.
     Peers {
         id: Id,
-        result: Result<Option<Vec<ServiceId>>, String>,
+        result: Result<Option<Membership>, String>,
+    },
+    /// A route's directory read found `base` at creation `directory` while
+    /// our replica of it is of creation `replica` (the election's own reads
+    /// carry both in `Peers`). A replica of another creation is set aside
+    /// (`Effect::SetAside`).
+    Creation {
+        base: BaseName,
+        directory: Incarnation,
+        replica: Incarnation,
     },
     /// The remote's answer to GETVERS, and our own version read after it.
     Getvers {
@@ -201,6 +221,8 @@ pub enum Input {
         base: BaseName,
         master_seq: Option<Seq>,
         candidate_seq: Option<Seq>,
+        /// The creation of the base the asker's directory read named.
+        incarnation: Option<Incarnation>,
     },
     /// What a candidate's GETVERS showed, once we answered it: `from` holds
     /// node `seq` with version `theirs`, and we answered `ours`. Should we
@@ -279,6 +301,18 @@ pub enum Effect {
         base: BaseName,
         master_seq: Option<Seq>,
         candidate_seq: Option<Seq>,
+        /// The creation of the base our directory read named, for the peer
+        /// to compare with its own (none before our first read).
+        incarnation: Option<Incarnation>,
+    },
+    /// Our replica of `base` is of creation `found`, not the directory's
+    /// `current` (a container deleted and created again while we missed
+    /// it): move it away, never to be elected or served (issue 14, H3). The
+    /// replica reports an unknown version from now until it is gone.
+    SetAside {
+        base: BaseName,
+        found: Incarnation,
+        current: Incarnation,
     },
     /// Copy the base from `master` and install it; answer `Input::Synced`.
     /// The replica reports an unknown version from now until the answer or
@@ -332,7 +366,7 @@ pub enum Effect {
     GetversServed {
         req: ReqId,
         base: BaseName,
-        result: Result<(), NotOwner>,
+        result: Result<(), GetversRefusal>,
     },
     /// The answer to `Input::DumpReq` when no copy may be given.
     DumpRefused {
@@ -655,6 +689,30 @@ impl fmt::Display for LogEvent {
             LogEvent::GraceSpent { epoch, grace_ms } => write!(
                 f,
                 "ZooKeeper disconnected for more than {grace_ms} ms: resetting elections of session epoch {epoch}"
+            ),
+        }
+    }
+}
+
+/// Why a peer's GETVERS was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetversRefusal {
+    /// It named our node as its master's, and we do not own that node.
+    NotOwner(NotOwner),
+    /// Its directory read names another creation of the base than ours:
+    /// one of us missed a deletion. We read the directory again; the asker
+    /// does so when it retries.
+    OtherCreation { ours: Incarnation },
+}
+
+impl fmt::Display for GetversRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetversRefusal::NotOwner(n) => n.fmt(f),
+            GetversRefusal::OtherCreation { ours } => write!(
+                f,
+                "another creation of the base: our directory read names incarnation {}",
+                ours.id
             ),
         }
     }

@@ -8,6 +8,7 @@
 //!  clients ─ Poke/Leave/SyncReq/UseReceived ─┐  ┌─ Zk{id, op}          → ZooKeeper session
 //!  session ─ SessionConnected/Lost/Restored ─┤  ├─ ResolvePeers{id}    → directory
 //!  results ─ Zk/Peers/Getvers/Synced{id} ────┼──┼─ Getvers{id}, Use    → peers
+//!  reads   ─ Creation (replica vs directory) ┤  ├─ SetAside            → storage
 //!  watches ─ WatchFired{watch} ──────────────┤  ├─ Sync{id}/AbortSync  → storage + master
 //!  writes  ─ Write/Replicate/DumpReq{req} ───┤  ├─ Store{id}           → storage (one per base)
 //!  peers   ─ GetversReq{req} ────────────────┤  ├─ Replicate{id}, Resync → slaves
@@ -55,6 +56,16 @@
 //! reuses that read to learn its master, asks the master `Getvers{master_seq}`
 //! and settles as SLAVE.
 //!
+//! # A container deleted and created again (issue 14, H3)
+//! Each directory read names the base's creation (`Membership`), and a
+//! read made while we hold a replica also reports the replica's
+//! (`Creation`): one of another creation is set aside (`SetAside`) and its
+//! election rejoins, to copy the current base. Our GETVERS carries the
+//! creation we read; a peer whose read names another refuses it
+//! (`GetversRefusal::OtherCreation`) and reads the directory again, and we
+//! read it again when we retry. A replica's version also names its
+//! creation, so two creations compare as diverged meanwhile.
+//!
 //! # Answers that are not waited for (issue 15)
 //! A candidate's GETVERS carries its version; the peer it asked, once it
 //! answered, feeds `CandidateVersions`. If the two agree and that peer then
@@ -75,7 +86,7 @@ pub mod io;
 
 pub use engine::{jitter_seed, Engine, EngineConfig, Mutations, Slot, MAX_QUEUED_WRITES};
 pub use io::{
-    Divergence, Effect, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion,
-    ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp, WatchId, WriteRefusal,
-    Written, ZkFailure, ZkOk, ZkOp,
+    Divergence, Effect, GetversRefusal, Id, Input, LogEvent, Membership, NotOwner, Observation,
+    RemoteVersion, ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp, WatchId,
+    WriteRefusal, Written, ZkFailure, ZkOk, ZkOp,
 };

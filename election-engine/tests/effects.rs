@@ -14,12 +14,12 @@ use election_core::names::{
 };
 use election_core::peer::master_from_node;
 use election_core::peer::Refusal;
-use election_core::version::{ReplicaVersion, TableVersion, Vector, WriteOp};
+use election_core::version::{Incarnation, ReplicaVersion, TableVersion, Vector, WriteOp};
 use election_core::{Config, MasterBadReason, Now, State};
 use election_engine::{
-    Effect, Engine, EngineConfig, Id, Input, LogEvent, NotOwner, Observation, RemoteVersion,
-    ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp, WatchId, WriteRefusal,
-    Written, ZkFailure, ZkOk, ZkOp,
+    Effect, Engine, EngineConfig, GetversRefusal, Id, Input, LogEvent, Membership, NotOwner,
+    Observation, RemoteVersion, ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk,
+    StoreOp, WatchId, WriteRefusal, Written, ZkFailure, ZkOk, ZkOp,
 };
 use std::sync::Arc;
 
@@ -200,10 +200,20 @@ fn zk_in(id: Id, session: SessionTag, result: Result<ZkOk, ZkFailure>) -> Input 
     }
 }
 
+/// The creation of the base every directory read names in these tests.
+const CREATION: Incarnation = Incarnation {
+    id: 7,
+    ctime_ms: 1_700_000_000_000,
+};
+
 fn peers_ok(id: Id, all: Vec<ServiceId>) -> Input {
     Input::Peers {
         id,
-        result: Ok(Some(all)),
+        result: Ok(Some(Membership {
+            peers: all,
+            incarnation: CREATION,
+            replica: None,
+        })),
     }
 }
 
@@ -242,6 +252,7 @@ fn getvers_candidate(id: Id, to: &ServiceId, base: &BaseName, seq: Seq) -> Effec
         base: base.clone(),
         master_seq: None,
         candidate_seq: Some(seq),
+        incarnation: Some(CREATION),
     }
 }
 
@@ -252,6 +263,7 @@ fn getvers_master(id: Id, to: &ServiceId, base: &BaseName, master_seq: Seq) -> E
         base: base.clone(),
         master_seq: Some(master_seq),
         candidate_seq: None,
+        incarnation: Some(CREATION),
     }
 }
 
@@ -621,6 +633,7 @@ fn b_asks_as_candidate(fx: &mut Fx, base: &BaseName, t: u64, theirs: i64) -> Vec
             base: base.clone(),
             master_seq: None,
             candidate_seq: Some(12),
+            incarnation: Some(CREATION),
         },
     );
     out.extend(fx.on(
@@ -872,6 +885,7 @@ fn a_farewell_is_not_taken_when_versions_differ_or_a_newer_candidate_asked() {
         base: a.clone(),
         master_seq: None,
         candidate_seq: Some(15),
+        incarnation: Some(CREATION),
     };
     let effects = b_leaves_with_farewell(&mut fx, &a, 3, Some(asked));
     assert!(waits(&effects), "{effects:?}");
@@ -3078,6 +3092,7 @@ fn a_candidates_getvers_waits_for_the_batch_then_fences_the_master() {
         base: a.clone(),
         master_seq: None,
         candidate_seq: Some(20),
+        incarnation: Some(CREATION),
     };
     assert!(fx.on(2_002, getvers).is_empty());
     // A copy asked meanwhile waits too.
@@ -3223,6 +3238,7 @@ fn a_slave_refuses_other_masters_and_fenced_epochs() {
         base: a.clone(),
         master_seq: None,
         candidate_seq: Some(20),
+        incarnation: Some(CREATION),
     };
     assert_eq!(
         fx.on(2_002, getvers),
@@ -3616,5 +3632,171 @@ fn a_copy_refuses_batches_decided_before_it() {
             }]
         ),
         "{effects:?}"
+    );
+}
+
+// ----- a container deleted and created again (issue 14, H3) -----
+
+/// Another creation of base A than `CREATION`.
+const RECREATED: Incarnation = Incarnation {
+    id: 8,
+    ctime_ms: 1_700_000_100_000,
+};
+
+#[test]
+fn a_replica_of_another_creation_is_set_aside_and_its_election_rejoins() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    elect_master(&mut fx, &a);
+    // A route's directory read names the new creation; our replica (and our
+    // mastership) belong to the old one.
+    let effects = fx.on(
+        2_000,
+        Input::Creation {
+            base: a.clone(),
+            directory: RECREATED,
+            replica: CREATION,
+        },
+    );
+    assert_eq!(
+        effects.first(),
+        Some(&Effect::SetAside {
+            base: a.clone(),
+            found: CREATION,
+            current: RECREATED,
+        }),
+        "{effects:?}"
+    );
+    assert!(
+        effects.contains(&tr(&a, State::Master, "LEAVE_REQ", State::Leaving)),
+        "the old creation's master steps down: {effects:?}"
+    );
+    // The same creation on both sides: nothing to do.
+    let effects = fx.on(
+        2_010,
+        Input::Creation {
+            base: a.clone(),
+            directory: RECREATED,
+            replica: RECREATED,
+        },
+    );
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::SetAside { .. })),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn an_election_whose_directory_read_finds_an_old_replica_sets_it_aside() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    assert!(fx.on(1_000, Input::SessionConnected(S1)).is_empty());
+    fx.on(1_000, poke(&a));
+    let read = Input::Peers {
+        id: 2,
+        result: Ok(Some(Membership {
+            peers: fx.all_peers(),
+            incarnation: RECREATED,
+            replica: Some(CREATION),
+        })),
+    };
+    let effects = fx.on(1_010, read);
+    assert_eq!(
+        effects.first(),
+        Some(&Effect::SetAside {
+            base: a.clone(),
+            found: CREATION,
+            current: RECREATED,
+        }),
+        "{effects:?}"
+    );
+    assert_eq!(
+        effects[1..],
+        [
+            tr(&a, State::Peering, "LEAVE_REQ", State::None),
+            resolve(3, &a),
+            tr(&a, State::None, "NONE", State::Peering),
+        ],
+        "the election starts again, to copy the current base"
+    );
+    // The first read's answer is spent; the second finds the replica gone
+    // and the election goes on.
+    let read = Input::Peers {
+        id: 3,
+        result: Ok(Some(Membership {
+            peers: fx.all_peers(),
+            incarnation: RECREATED,
+            replica: None,
+        })),
+    };
+    let effects = fx.on(1_020, read);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Zk {
+                op: ZkOp::CreateSeq { .. },
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert!(!effects.iter().any(|e| matches!(e, Effect::SetAside { .. })));
+}
+
+#[test]
+fn a_getvers_naming_another_creation_is_refused_and_the_directory_read_again() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    elect_master(&mut fx, &a);
+    let ask = |req, incarnation| Input::GetversReq {
+        req,
+        base: a.clone(),
+        master_seq: Some(17),
+        candidate_seq: None,
+        incarnation,
+    };
+    let effects = fx.on(2_000, ask(950, Some(RECREATED)));
+    let recheck = match effects.as_slice() {
+        [Effect::ResolvePeers {
+            id,
+            base,
+            decache: true,
+        }, Effect::GetversServed {
+            req: 950,
+            result: Err(GetversRefusal::OtherCreation { ours: CREATION }),
+            ..
+        }] if *base == a => *id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(fx.state(&a), State::Master, "a refusal deposes nobody");
+    // An asker of our creation, or one that names none, is served.
+    for (req, incarnation) in [(951, Some(CREATION)), (952, None)] {
+        assert_eq!(
+            fx.on(2_001, ask(req, incarnation)),
+            vec![Effect::GetversServed {
+                req,
+                base: a.clone(),
+                result: Ok(())
+            }]
+        );
+    }
+    // Our directory read names the new creation: from now on we agree with
+    // the asker (our replica, if old, is compared in the same read).
+    let read = Input::Peers {
+        id: recheck,
+        result: Ok(Some(Membership {
+            peers: fx.all_peers(),
+            incarnation: RECREATED,
+            replica: Some(RECREATED),
+        })),
+    };
+    assert_eq!(fx.on(2_010, read), vec![]);
+    assert_eq!(
+        fx.on(2_020, ask(953, Some(RECREATED))),
+        vec![Effect::GetversServed {
+            req: 953,
+            base: a.clone(),
+            result: Ok(())
+        }]
     );
 }

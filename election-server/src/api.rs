@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use election_core::names::{BaseName, ContainerId, Seq, ServiceId, ServiceType};
 use election_core::peer::Refusal;
+use election_engine::GetversRefusal;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -547,43 +548,28 @@ async fn peer_getvers(
     Json(req): Json<GetversRequest>,
 ) -> Result<Json<GetversReply>, ApiError> {
     check_type(&svc, Some(req.service_type.as_str()))?;
-    if let Some(theirs) = req.incarnation {
-        // The asker and we disagree on which creation of the base this is
-        // (one of us missed a deletion): read the directory again, which
-        // also sets a replica of the wrong creation aside here. With nothing
-        // cached, our own election's first read of the directory checks our
-        // replica; meanwhile a replica of another creation compares as
-        // diverged (its admin version carries its creation).
-        if svc
-            .cached_incarnation(&req.base)
-            .is_some_and(|ours| !ours.holds(&theirs))
-        {
-            let _ = svc.manages(&req.base, true).await;
-            if let Some(ours) = svc.cached_incarnation(&req.base) {
-                if !ours.holds(&theirs) {
-                    return Ok(Json(GetversReply::Refused {
-                        reason: format!(
-                            "another creation of the base: the directory names incarnation {}, the asker {}",
-                            ours.id, theirs.id
-                        ),
-                        incarnation: Some(ours),
-                    }));
-                }
-            }
-        }
-    }
     // Like OpenIO's DB_VERS, asking our version starts our side of the
     // election; when it names our node as master, we must own it. A
     // candidate's question fences older masters, once no write is
     // half-applied here: a replicated write is either in the version we
-    // answer or refused.
+    // answer or refused. An asker naming another creation of the base than
+    // our directory read is refused (the engine reads the directory again).
     if let Err(refused) = svc
-        .getvers(&req.base, req.master_seq, req.candidate_seq)
+        .getvers(
+            &req.base,
+            req.master_seq,
+            req.candidate_seq,
+            req.incarnation,
+        )
         .await
     {
+        let incarnation = match &refused {
+            GetversRefusal::OtherCreation { ours } => Some(*ours),
+            GetversRefusal::NotOwner(_) => None,
+        };
         return Ok(Json(GetversReply::Refused {
             reason: refused.to_string(),
-            incarnation: None,
+            incarnation,
         }));
     }
     let version = svc

@@ -29,9 +29,9 @@ use election_core::peer::Refusal;
 use election_core::version::{ReplicaVersion, WriteOp};
 use election_core::{Election, Now, State};
 use election_engine::{
-    Divergence, Effect, Engine, EngineConfig, Id, Input, LogEvent, NotOwner, Observation,
-    RemoteVersion, ReplicateFailure, ReqId, SessionTag, StoreFailure, StoreOk, StoreOp,
-    WriteRefusal, Written, ZkFailure, ZkOk, ZkOp,
+    Divergence, Effect, Engine, EngineConfig, GetversRefusal, Id, Input, LogEvent, Membership,
+    NotOwner, Observation, RemoteVersion, ReplicateFailure, ReqId, SessionTag, StoreFailure,
+    StoreOk, StoreOp, WriteRefusal, Written, ZkFailure, ZkOk, ZkOp,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -99,7 +99,7 @@ struct Shell {
 enum Reply {
     Write(oneshot::Sender<Result<Written, WriteRefusal>>),
     Replicate(oneshot::Sender<Result<(), Refusal>>),
-    Getvers(oneshot::Sender<Result<(), NotOwner>>),
+    Getvers(oneshot::Sender<Result<(), GetversRefusal>>),
     Dump(oneshot::Sender<Dumped>),
 }
 
@@ -171,6 +171,14 @@ const READ_LEASE: f64 = 0.75;
 /// entry is read again at most this long after (a busy service of 100,000
 /// bases reads about 170 entries a second for it).
 const PEERS_CACHE_TTL_MS: u64 = 600_000;
+
+/// A base's directory entry, as `Service::entry` gives it.
+struct Entry {
+    peers: Arc<Vec<ServiceId>>,
+    incarnation: crate::storage::Incarnation,
+    /// Our replica's creation, read with a fresh entry only.
+    replica: Option<crate::storage::Incarnation>,
+}
 
 struct CachedPeers {
     peers: Arc<Vec<ServiceId>>,
@@ -395,19 +403,21 @@ impl Service {
         base: &BaseName,
         master_seq: Option<Seq>,
         candidate_seq: Option<Seq>,
-    ) -> Result<(), NotOwner> {
+        incarnation: Option<crate::storage::Incarnation>,
+    ) -> Result<(), GetversRefusal> {
         let base = base.clone();
         let rx = self.ask(Reply::Getvers, |req| Input::GetversReq {
             req,
             base,
             master_seq,
             candidate_seq,
+            incarnation,
         });
-        rx.await.unwrap_or(Err(NotOwner {
+        rx.await.unwrap_or(Err(GetversRefusal::NotOwner(NotOwner {
             seq: master_seq.unwrap_or(0),
             owned: None,
             state: State::None,
-        }))
+        })))
     }
 
     /// Our replica's version of a base: from memory when it is there (no
@@ -511,7 +521,11 @@ impl Service {
     }
 
     pub fn snapshot(&self, base: &BaseName) -> Option<Arc<Snapshot>> {
-        lock(&self.shell).engine.view(base).map(snapshot_of)
+        let key = self.key(base);
+        lock(&self.shell)
+            .engine
+            .view(base)
+            .map(|s| snapshot_of(s, key))
     }
 
     /// Reads the data volume and memory, and enters or leaves stop-writes
@@ -674,13 +688,39 @@ impl Service {
         base: &BaseName,
         decache: bool,
     ) -> Result<Option<Arc<Vec<ServiceId>>>, crate::directory::DirectoryError> {
+        let Some(entry) = self.entry(base, decache).await? else {
+            return Ok(None);
+        };
+        if let Some(replica) = entry.replica {
+            self.input(Input::Creation {
+                base: base.clone(),
+                directory: entry.incarnation,
+                replica,
+            });
+        }
+        Ok(Some(entry.peers))
+    }
+
+    /// The directory's entry for `base` when we are one of its peers. A
+    /// fresh read made while we hold a replica also reads the replica's
+    /// creation, for the engine to compare (it decides whether the replica
+    /// is set aside).
+    async fn entry(
+        self: &Arc<Self>,
+        base: &BaseName,
+        decache: bool,
+    ) -> Result<Option<Entry>, crate::directory::DirectoryError> {
         let epoch = self.zk.view().epoch;
         let cached_as = self.key(base).digest_prefix();
         if !decache {
             let now = self.now().mono_ms;
             if let Some(c) = lock(&self.peers_cache).get(&cached_as) {
                 if c.session_epoch == epoch && c.read_at_ms + PEERS_CACHE_TTL_MS > now {
-                    return Ok(Some(c.peers.clone()));
+                    return Ok(Some(Entry {
+                        peers: c.peers.clone(),
+                        incarnation: c.incarnation,
+                        replica: None,
+                    }));
                 }
             }
         }
@@ -694,7 +734,7 @@ impl Service {
             return Ok(None);
         };
         let incarnation = entry.incarnation();
-        self.set_aside_other_incarnation(base, incarnation).await;
+        let replica = self.replica_creation(base).await;
         let peers = self.intern(entry.peers);
         let mut cache = lock(&self.peers_cache);
         if cache.len() >= PEERS_CACHE_MAX {
@@ -709,7 +749,11 @@ impl Service {
                 session_epoch: epoch,
             },
         );
-        Ok(Some(peers))
+        Ok(Some(Entry {
+            peers,
+            incarnation,
+            replica,
+        }))
     }
 
     /// Confirms that ZooKeeper still holds our session `epoch`, so that a
@@ -750,58 +794,60 @@ impl Service {
         }
     }
 
-    /// The incarnation of `base` as last read from the directory.
-    pub fn cached_incarnation(&self, base: &BaseName) -> Option<crate::storage::Incarnation> {
-        lock(&self.peers_cache)
-            .get(&self.key(base).digest_prefix())
-            .map(|c| c.incarnation)
-    }
-
-    /// A local replica of another creation of `base` (a container deleted
-    /// and created again while we missed it) leaves the election and is set
-    /// aside: it must never be elected or served (issue 14, H3). The
-    /// election then copies the current base.
-    async fn set_aside_other_incarnation(
+    /// The creation of our replica of `base`, when we hold one that says.
+    async fn replica_creation(
         self: &Arc<Self>,
         base: &BaseName,
-        current: crate::storage::Incarnation,
-    ) {
+    ) -> Option<crate::storage::Incarnation> {
         let key = self.key(base);
         // Most lookups find no file (a base seen first by its election):
         // one stat here, no blocking thread.
         if !self.store.has_replica(&key) {
-            return;
+            return None;
         }
-        let (svc, k) = (self.clone(), key.clone());
-        let found = tokio::task::spawn_blocking(move || svc.store.incarnation_of(&k)).await;
-        let Ok(Ok(Some(found))) = found else {
-            return;
-        };
-        if current.holds(&found) {
-            return;
-        }
-        // From now on our version reads as unknown: no candidacy of ours is
-        // promoted with this copy, and no write is applied to it.
-        let ticket = self.store.begin_restore(&key);
-        self.leave_and_rejoin(base);
-        let (svc, k) = (self.clone(), key.clone());
-        let moved = tokio::task::spawn_blocking(move || svc.store.set_aside(&k, ticket))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        self.store.abort_restore(&key, ticket);
-        match moved {
-            Ok(path) => tracing::warn!(
-                base = %base,
-                "replica of another creation of the base (incarnation {}, the directory's is {}) set aside as {}",
-                found.id,
-                current.id,
-                path.display()
-            ),
-            Err(e) => {
-                tracing::error!(base = %base, "cannot set aside a replica of another creation: {e}")
+        let svc = self.clone();
+        match tokio::task::spawn_blocking(move || svc.store.incarnation_of(&key)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::warn!(base = %base, "cannot read the creation of our replica: {e}");
+                None
             }
+            Err(_) => None,
         }
+    }
+
+    /// Moves a replica of another creation of `base` away (the engine's
+    /// `SetAside`). From the call on, its version reads as unknown: no
+    /// candidacy of ours is promoted with it and no write applies to it.
+    fn set_aside(
+        self: &Arc<Self>,
+        base: BaseName,
+        found: crate::storage::Incarnation,
+        current: crate::storage::Incarnation,
+    ) {
+        let key = self.key(&base);
+        let ticket = self.store.begin_restore(&key);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let (svc2, k) = (svc.clone(), key.clone());
+            let moved = tokio::task::spawn_blocking(move || svc2.store.set_aside(&k, ticket))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            svc.store.abort_restore(&key, ticket);
+            match moved {
+                Ok(path) => tracing::warn!(
+                    base = %base,
+                    "replica of another creation of the base (incarnation {}, the directory's is {}) set aside as {}",
+                    found.id,
+                    current.id,
+                    path.display()
+                ),
+                Err(e) => {
+                    tracing::error!(base = %base, "cannot set aside a replica of another creation: {e}")
+                }
+            }
+        });
     }
 
     /// The shared copy of a peer set.
@@ -836,13 +882,22 @@ impl Service {
             Effect::ResolvePeers { id, base, decache } => {
                 let svc = self.clone();
                 tokio::spawn(async move {
-                    let result = match svc.manages(&base, decache).await {
-                        Ok(peers) => Ok(peers.map(|p| p.as_ref().clone())),
+                    let result = match svc.entry(&base, decache).await {
+                        Ok(entry) => Ok(entry.map(|e| Membership {
+                            peers: e.peers.as_ref().clone(),
+                            incarnation: e.incarnation,
+                            replica: e.replica,
+                        })),
                         Err(e) => Err(e.to_string()),
                     };
                     svc.input(Input::Peers { id, result });
                 });
             }
+            Effect::SetAside {
+                base,
+                found,
+                current,
+            } => self.set_aside(base, found, current),
             Effect::Farewell { to, base, epoch } => {
                 let svc = self.clone();
                 tokio::spawn(async move {
@@ -892,11 +947,11 @@ impl Service {
                 base,
                 master_seq,
                 candidate_seq,
+                incarnation,
             } => {
                 let svc = self.clone();
                 tokio::spawn(async move {
                     let key = svc.key(&base);
-                    let incarnation = svc.cached_incarnation(&base);
                     // A candidate tells its version (it takes no write
                     // until it leads); the answer is still compared with a
                     // read made after it, as every GETVERS is.
@@ -1250,10 +1305,10 @@ impl Service {
     }
 }
 
-fn snapshot_of(s: &election_engine::Slot) -> Arc<Snapshot> {
+fn snapshot_of(s: &election_engine::Slot, key: ElectionKey) -> Arc<Snapshot> {
     Arc::new(Snapshot {
         base: s.base.clone(),
-        key: s.key.clone(),
+        key,
         fsm: s.fsm.clone(),
         bound_epoch: s.bound_epoch,
     })

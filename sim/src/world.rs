@@ -20,10 +20,10 @@ use election_core::names::{
     ServiceType, ZkLayout,
 };
 use election_core::peer::Refusal;
-use election_core::version::{ReplicaVersion, TableVersion, Vector, WriteOp};
+use election_core::version::{Incarnation, ReplicaVersion, TableVersion, Vector, WriteOp};
 use election_core::{Config, Now, State};
 use election_engine::{
-    Effect, Engine, EngineConfig, Id, Input, LogEvent, Observation, RemoteVersion,
+    Effect, Engine, EngineConfig, Id, Input, LogEvent, Membership, Observation, RemoteVersion,
     ReplicateFailure, ReqId, SessionTag, Slot, StoreFailure, StoreOk, StoreOp, WatchId,
     WriteRefusal, ZkFailure, ZkOk, ZkOp,
 };
@@ -41,6 +41,9 @@ pub struct Replica {
     pub writes: Vec<u64>,
     pub stamp: Stamp,
     pub restoring: bool,
+    /// Which creation of the base this replica belongs to (0: none here,
+    /// the file was set aside).
+    pub creation: u64,
     /// A master's batch in a transaction not committed yet: its writes, the
     /// version it started from and its stamp. Lost with the process.
     open: Option<(Vec<u64>, (usize, Stamp), Stamp)>,
@@ -64,10 +67,21 @@ impl Replica {
                 reason: "restoring".into(),
             };
         }
+        if self.creation == 0 {
+            return ReplicaVersion::Missing;
+        }
         let (count, stamp) = self.vector();
         let stamp = if stamps { stamp } else { Stamp::default() };
         ReplicaVersion::Known {
             tables: to_vector((count, stamp)),
+        }
+    }
+
+    /// A replica of the first creation of its base, holding no write.
+    pub fn created() -> Self {
+        Replica {
+            creation: 1,
+            ..Replica::default()
         }
     }
 
@@ -89,6 +103,12 @@ const EXIT_BUDGET: u64 = 2_700 * MS;
 fn clock_skew_ms(seed: u64, i: usize) -> i64 {
     let mut r = Rng::new(seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u64 + 1));
     r.range(0, 20_000) as i64 - 10_000
+}
+
+/// The model's creation `id` of a base, as the directory and a replica
+/// name it.
+fn incarnation(id: u64) -> Incarnation {
+    Incarnation { id, ctime_ms: 0 }
 }
 
 /// The model's version as the engine carries it.
@@ -241,6 +261,8 @@ enum Rpc {
         candidate_seq: Option<Seq>,
         /// A candidate's own version, read as it asks (as the server does).
         version: Option<ReplicaVersion>,
+        /// The creation the asker's directory read named.
+        incarnation: Option<Incarnation>,
     },
     Dump {
         base: usize,
@@ -462,6 +484,8 @@ pub struct World {
     blocked: BTreeSet<(usize, usize)>,
     pub stype: ServiceType,
     pub bases: Vec<BaseName>,
+    /// The directory: the current creation of each base.
+    pub creation: Vec<u64>,
     pub keys: Vec<ElectionKey>,
     base_index: BTreeMap<BaseName, usize>,
     pub dirs: Vec<String>,
@@ -569,7 +593,7 @@ impl World {
                     zk_cut: false,
                     client,
                     engine,
-                    replicas: vec![Replica::default(); opts.bases],
+                    replicas: vec![Replica::created(); opts.bases],
                     outstanding: BTreeSet::new(),
                     calls: BTreeMap::new(),
                     served: BTreeMap::new(),
@@ -605,6 +629,7 @@ impl World {
             svcs,
             blocked: BTreeSet::new(),
             stype,
+            creation: vec![1; bases.len()],
             bases,
             base_index,
             keys,
@@ -939,15 +964,30 @@ impl World {
     fn effect(&mut self, s: usize, effect: Effect) {
         match effect {
             Effect::Zk { id, op } => self.zk_send(s, id, op),
-            Effect::ResolvePeers { id, .. } => {
+            Effect::ResolvePeers { id, base, .. } => {
                 // The directory names every service of the world, unless it
-                // is failing.
+                // is failing; our replica's creation is read with it.
+                let b = self.bidx(&base);
                 let result = if self.now < self.svcs[s].directory_errors_until {
                     Err("directory lookup failed: connection refused (simulated)".into())
                 } else {
-                    Ok(Some(self.svcs.iter().map(|x| x.id.clone()).collect()))
+                    let replica = self.svcs[s].replicas[b].creation;
+                    Ok(Some(Membership {
+                        peers: self.svcs.iter().map(|x| x.id.clone()).collect(),
+                        incarnation: incarnation(self.creation[b]),
+                        replica: (replica != 0).then(|| incarnation(replica)),
+                    }))
                 };
                 self.local(s, 50, Input::Peers { id, result });
+            }
+            Effect::SetAside { base, .. } => {
+                // The file is moved away: no copy here until the election
+                // fetches the current one.
+                let b = self.bidx(&base);
+                let r = &mut self.svcs[s].replicas[b];
+                *r = Replica::default();
+                self.replaced.insert(b);
+                self.stats.count("replica of another creation set aside");
             }
             Effect::Use { to, base, master } => {
                 let (to, b) = (self.index_of(&to), self.bidx(&base));
@@ -975,6 +1015,7 @@ impl World {
                 base,
                 master_seq,
                 candidate_seq,
+                incarnation,
             } => {
                 let (to, b) = (self.index_of(&to), self.bidx(&base));
                 let call = self.call(s, Call::Getvers { id, base: b }, 1_000 * MS);
@@ -989,6 +1030,7 @@ impl World {
                         master_seq,
                         candidate_seq,
                         version,
+                        incarnation,
                     },
                 );
             }
@@ -1665,6 +1707,7 @@ impl World {
                 master_seq,
                 candidate_seq,
                 version,
+                incarnation,
             } => {
                 self.touched.insert((to, base));
                 let (req, base) = (
@@ -1681,6 +1724,7 @@ impl World {
                         base,
                         master_seq,
                         candidate_seq,
+                        incarnation,
                     },
                 );
             }

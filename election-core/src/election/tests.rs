@@ -32,36 +32,36 @@ fn forced(state: State, npeers: usize) -> Election {
     match state {
         S::None => {}
         S::Peering => {
-            e.pending_op = Some(e.op());
-            e.unstable_since = Some(1_000);
+            e.pending_op = Some(e.op()).into();
+            e.unstable_since = Some(1_000).into();
         }
         S::Creating => {
             e.peers = p;
-            e.pending_op = Some(e.op());
-            e.unstable_since = Some(1_000);
+            e.pending_op = Some(e.op()).into();
+            e.unstable_since = Some(1_000).into();
         }
         S::Watching => {
             // The slaves agreed; the watch on our node is still in flight.
             e.peers = p;
-            e.local_id = Some(LOCAL);
-            e.master_id = Some(LOCAL);
+            e.local_id = Some(LOCAL).into();
+            e.master_id = Some(LOCAL).into();
             let op = e.op();
-            e.pending_op = Some(op);
+            e.pending_op = Some(op).into();
             e.self_watch = SelfWatch::Pending(op);
-            e.unstable_since = Some(1_000);
+            e.unstable_since = Some(1_000).into();
         }
         S::Listing | S::Leaving | S::LeavingFailing => {
             e.peers = p;
-            e.local_id = Some(LOCAL);
-            e.pending_op = Some(e.op());
-            e.unstable_since = Some(1_000);
+            e.local_id = Some(LOCAL).into();
+            e.pending_op = Some(e.op()).into();
+            e.unstable_since = Some(1_000).into();
         }
         S::Asking => {
             e.peers = p;
-            e.local_id = Some(LOCAL);
-            e.master_id = Some(MASTER);
-            e.pending_op = Some(e.op());
-            e.unstable_since = Some(1_000);
+            e.local_id = Some(LOCAL).into();
+            e.master_id = Some(MASTER).into();
+            e.pending_op = Some(e.op()).into();
+            e.unstable_since = Some(1_000).into();
         }
         S::CheckingMaster
         | S::Syncing
@@ -69,8 +69,8 @@ fn forced(state: State, npeers: usize) -> Election {
         | S::RefreshCheckingMaster
         | S::Slave => {
             e.peers = p;
-            e.local_id = Some(LOCAL);
-            e.master_id = Some(MASTER);
+            e.local_id = Some(LOCAL).into();
+            e.master_id = Some(MASTER).into();
             e.master = Some(id("ID1"));
             e.retries_left = 1;
             if state == S::CheckingMaster {
@@ -86,19 +86,19 @@ fn forced(state: State, npeers: usize) -> Election {
                     .insert(id("ID1"));
             }
             if matches!(state, S::Syncing | S::RefreshCheckingMaster) {
-                e.pending_op = Some(e.op());
+                e.pending_op = Some(e.op()).into();
             }
             if state == S::DelayedCheckingMaster {
-                e.wake_at = Some(1_100);
+                e.wake_at = Some(1_100).into();
             }
             if state != S::Slave {
-                e.unstable_since = Some(1_000);
+                e.unstable_since = Some(1_000).into();
             }
         }
         S::CheckingSlaves | S::DelayedCheckingSlaves | S::RefreshCheckingSlaves | S::Master => {
             e.peers = p.clone();
-            e.local_id = Some(LOCAL);
-            e.master_id = Some(LOCAL);
+            e.local_id = Some(LOCAL).into();
+            e.master_id = Some(LOCAL).into();
             e.retries_left = 1;
             e.self_watch = SelfWatch::Armed;
             if state == S::CheckingSlaves {
@@ -111,17 +111,17 @@ fn forced(state: State, npeers: usize) -> Election {
                     peers(npeers).iter().cloned().collect();
             }
             if state == S::RefreshCheckingSlaves {
-                e.pending_op = Some(e.op());
+                e.pending_op = Some(e.op()).into();
             }
             if state == S::DelayedCheckingSlaves {
-                e.wake_at = Some(1_100);
+                e.wake_at = Some(1_100).into();
             }
             if state != S::Master {
-                e.unstable_since = Some(1_000);
+                e.unstable_since = Some(1_000).into();
             }
         }
         S::Failed => {
-            e.wake_at = Some(1_250);
+            e.wake_at = Some(1_250).into();
         }
     }
     e.debug_check_invariants();
@@ -163,7 +163,7 @@ fn now(ms: u64) -> Now {
 }
 
 fn op_of(e: &Election) -> OpId {
-    e.pending_op.expect("an operation is pending")
+    e.pending_op.get().expect("an operation is pending")
 }
 
 fn gv(e: &Election, peer: &str, outcome: GetversOutcome) -> Event {
@@ -382,7 +382,7 @@ fn state_creating() {
     let mut e = forced(State::Creating, 2);
     let op = op_of(&e);
     e.handle(now(1_001), Event::CreateOk { op, seq: 77 });
-    assert_eq!(e.local_id, Some(77));
+    assert_eq!(e.local_id.get(), Some(77));
 }
 
 #[test]
@@ -486,7 +486,7 @@ fn state_listing() {
     let mut e = forced(State::Listing, 2);
     let op = op_of(&e);
     e.handle(now(1_001), Event::ListOk { op, lowest: LOCAL });
-    assert_eq!(e.master_id, Some(LOCAL));
+    assert_eq!(e.master_id.get(), Some(LOCAL));
 }
 
 #[test]
@@ -1178,7 +1178,7 @@ fn rounds_until_giving_up(mut e: Election, checking: State) -> u32 {
                 }
             }
             State::DelayedCheckingMaster | State::DelayedCheckingSlaves => {
-                t = e.wake_at.expect("delayed states have a wake-up");
+                t = e.wake_at.get().expect("delayed states have a wake-up");
                 e.handle(now(t), Event::None);
             }
             State::LeavingFailing => return rounds,
@@ -1235,7 +1235,7 @@ fn fix_retries_back_off_exponentially() {
                 e.handle(now(t), ev);
             }
         } else {
-            let wake = e.wake_at.expect("delayed");
+            let wake = e.wake_at.get().expect("delayed");
             delays.push(wake - t);
             t = wake;
             e.handle(now(t), Event::None);
@@ -1264,7 +1264,7 @@ fn fix_failed_backs_off_after_consecutive_failures() {
         let op = op_of(&e);
         e.handle(now(t), Event::GetpeersDone { op, peers: None }); // -> FAILED
         assert_eq!(e.state, State::Failed);
-        let wake = e.wake_at.expect("FAILED has a retry time");
+        let wake = e.wake_at.get().expect("FAILED has a retry time");
         waits.push(wake - t);
         // A poke before the back-off ends does not retry.
         e.handle(now(wake - 1), Event::None);
@@ -1274,7 +1274,7 @@ fn fix_failed_backs_off_after_consecutive_failures() {
         assert_eq!(e.state, State::Peering);
         let op = op_of(&e);
         e.handle(now(t), Event::GetpeersDone { op, peers: None });
-        e.handle(now(e.wake_at.expect("wake")), Event::None);
+        e.handle(now(e.wake_at.get().expect("wake")), Event::None);
         assert_eq!(e.state, State::None, "no one interested: back to NONE");
         t = e.entered_mono;
     }
@@ -1395,7 +1395,7 @@ fn fix_failed_copy_never_yields_slave() {
     );
     e.retries_left = 0;
     e.state = State::Syncing;
-    e.pending_op = Some(7_000);
+    e.pending_op = Some(7_000).into();
     e.handle(
         now(1_002),
         Event::SyncKo {
@@ -1414,7 +1414,8 @@ fn fix_left_self_while_syncing_restarts_cleanly() {
     let actions = e.handle(now(1_002), Event::SyncOk { op });
     assert_eq!(e.state, State::Creating);
     assert_eq!(
-        e.local_id, None,
+        e.local_id.get(),
+        None,
         "OpenIO keeps the old id here and orphans a node"
     );
     assert!(!e.flags.left_self);
@@ -1519,7 +1520,7 @@ fn fix_a_follower_poked_while_pending_rejoins_after_failing() {
     let op = op_of(&e);
     e.handle(now(1_003), Event::LeaveOk { op });
     assert_eq!(e.state, State::Failed);
-    let wake = e.wake_at.expect("back-off");
+    let wake = e.wake_at.get().expect("back-off");
     let actions = e.handle(now(wake), Event::None);
     assert_eq!(
         e.state,
@@ -1534,7 +1535,7 @@ fn fix_a_follower_poked_while_pending_rejoins_after_failing() {
     idle.handle(now(1_002), ev);
     let op = op_of(&idle);
     idle.handle(now(1_003), Event::LeaveOk { op });
-    let wake = idle.wake_at.expect("back-off");
+    let wake = idle.wake_at.get().expect("back-off");
     idle.handle(now(wake), Event::None);
     assert_eq!(idle.state, State::None);
     // A settled election forgets the interest (a later LEAVE stays a leave).

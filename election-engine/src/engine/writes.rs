@@ -24,12 +24,12 @@
 
 use super::{Engine, Pending};
 use crate::io::{
-    Divergence, Effect, Id, LogEvent, Observation, ReplicateFailure, ReqId, StoreFailure, StoreOk,
-    StoreOp, WriteRefusal, Written,
+    Divergence, Effect, GetversRefusal, Id, LogEvent, Observation, ReplicateFailure, ReqId,
+    StoreFailure, StoreOk, StoreOp, WriteRefusal, Written,
 };
 use election_core::names::{seq_after, BaseName, Seq, ServiceId};
 use election_core::peer::{replica_verdict, Refusal, ReplicaVerdict};
-use election_core::version::{render_vector, Vector, WriteOp};
+use election_core::version::{render_vector, Incarnation, Vector, WriteOp};
 use election_core::{Event, Now, State};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -243,7 +243,11 @@ impl Engine {
         let Some(epoch) = slot.fsm.local_id() else {
             return Err(WriteRefusal::Failed("master without a node".into()));
         };
-        if let Some(fence) = slot.fence.filter(|f| !no_fence && seq_after(*f, epoch)) {
+        if let Some(fence) = slot
+            .fence
+            .get()
+            .filter(|f| !no_fence && seq_after(*f, epoch))
+        {
             // A candidate holding a higher node asked our version: our node
             // is gone and we have not heard yet (sim seed 2368).
             let base = slot.base.clone();
@@ -752,7 +756,7 @@ impl Engine {
             slot.fsm.state(),
             slot.fsm.master(),
             slot.fsm.master_id(),
-            slot.fence.filter(|_| !no_fence),
+            slot.fence.get().filter(|_| !no_fence),
             &w.from,
             w.epoch,
         );
@@ -829,12 +833,24 @@ impl Engine {
         base: BaseName,
         master_seq: Option<Seq>,
         candidate_seq: Option<Seq>,
+        incarnation: Option<Incarnation>,
     ) {
+        if let Some(ours) = self
+            .find(&base)
+            .and_then(|i| self.other_creation(i, incarnation))
+        {
+            self.effects.push_back(Effect::GetversServed {
+                req,
+                base,
+                result: Err(GetversRefusal::OtherCreation { ours }),
+            });
+            return;
+        }
         if let Err(e) = self.serve_getvers(now, &base, master_seq) {
             self.effects.push_back(Effect::GetversServed {
                 req,
                 base,
-                result: Err(e),
+                result: Err(GetversRefusal::NotOwner(e)),
             });
             return;
         }
