@@ -1054,6 +1054,7 @@ impl Election {
             (S::Slave, E::LeftSelf { .. }) => {
                 self.last_error = Some("our node disappeared".into());
                 self.forget_ids();
+                self.reread_directory();
                 self.start(now, out);
                 Logged::Always
             }
@@ -1081,6 +1082,7 @@ impl Election {
             (S::Master, E::LeftSelf { .. }) => {
                 self.last_error = Some("our node disappeared".into());
                 self.forget_ids();
+                self.reread_directory();
                 self.start(now, out);
                 Logged::Always
             }
@@ -1212,7 +1214,18 @@ impl Election {
         self.flags.left_self = false;
         self.flags.left_master = false;
         self.forget_ids();
+        self.reread_directory();
         self.start(now, out);
+    }
+
+    /// Our node was deleted, and not by us: someone changed the group
+    /// behind our back (a deletion of the base deletes every node of its
+    /// election). The restart reads the directory afresh instead of
+    /// reusing the peers it knew: a deleted base is no longer ours, and a
+    /// base created again names another creation (issue 14, H3).
+    fn reread_directory(&mut self) {
+        self.peers = None;
+        self.flags.decache = true;
     }
 
     /// START: to PEERING, or straight to CREATING when peers are cached.

@@ -73,6 +73,13 @@ pub struct Options {
     /// base at once, so that batches of several writes (group commit) meet
     /// the faults.
     pub bursts: bool,
+    /// With `operations`, on one seed in nine: containers are deleted and
+    /// created again (fault 14), and some peers miss the deletion.
+    pub recreate: bool,
+    /// A deletion deletes every node of the base's election, so that a peer
+    /// that missed it steps down and reads the directory again (the fix;
+    /// off lets such a peer go on taking writes for the deleted creation).
+    pub delete_nodes: bool,
     /// On one seed in eight, after the convergence check: hours without a
     /// request (idle expiry, with defaults of 3.5 and 4 hours), then writes
     /// again and a second convergence check.
@@ -101,6 +108,8 @@ impl Default for Options {
             quiet_end: true,
             tight_admission: true,
             bursts: true,
+            recreate: true,
+            delete_nodes: true,
             operations: true,
             idle_hours: true,
         }
@@ -205,6 +214,9 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
     }
     if world::bursty(seed, opts) {
         w.stats.count("clients write in bursts");
+    }
+    if world::recreates(seed, opts) {
+        w.stats.count("containers deleted and created again");
     }
     // The last fault heals at most ~3 session timeouts after it started.
     let healed = opts.fault_ms + 3 * opts.session_timeout_ms + 3_000;

@@ -1,11 +1,12 @@
-//! Each of the seven invariants, shown a deliberately broken world or history,
+//! Each of the eight invariants, shown a deliberately broken world or history,
 //! reports a violation: the checks can fail. Most cases settle a world
 //! without faults, break one thing in it, and call the invariant directly;
 //! `one_master` is broken through a whole run (`Mutation::SelfLowest`).
 
 use election_core::{Config, Election, Event, Now, State};
 use election_sim::invariants::{
-    acked_epochs, convergence, log_monotonic, master_has_acked, no_lost_write, published_version,
+    acked_epochs, convergence, log_monotonic, master_has_acked, no_lost_write, one_creation,
+    published_version,
 };
 use election_sim::world::{Acked, World, MS};
 use election_sim::{run, Mutation, Options, Violation};
@@ -145,6 +146,38 @@ fn no_lost_write_sees_a_write_on_one_replica() {
     );
 }
 
+/// (8) The base is deleted and created again (creation 2), and a replica of
+/// the first creation acknowledges a write sent to the second; one sent
+/// before the deletion, or acknowledged by the current creation, passes.
+#[test]
+fn one_creation_sees_a_write_taken_by_a_deleted_creation() {
+    let mut w = settled();
+    let (m, _) = roles(&w, 0);
+    w.creation[0] = 2;
+    let push = |w: &mut World, sent_to: u64, creation: u64| {
+        w.new_acks = vec![w.acked.len()];
+        w.acked.push(Acked {
+            base: 0,
+            wid: LATE,
+            master: m,
+            epoch: 1,
+            at: w.now,
+            creation,
+            sent_to,
+        });
+    };
+    push(&mut w, 1, 1);
+    one_creation::check(&w).expect("sent before the deletion: went with it");
+    push(&mut w, 1, 2);
+    one_creation::check(&w).expect("sent before, taken by the new creation");
+    push(&mut w, 2, 1);
+    fails(
+        one_creation::check(&w),
+        "a write is acknowledged by the creation it was sent to",
+        &format!("base0: write {LATE} sent to creation 2 was acknowledged by svc{m} (epoch 1) from a replica of creation 1"),
+    );
+}
+
 /// (4) An election restarted within one process incarnation: its log starts
 /// again below the entries already seen.
 #[test]
@@ -176,6 +209,8 @@ fn acknowledge(w: &mut World, master: usize, epoch: i64, wid: u64) {
         master,
         epoch,
         at: w.now,
+        creation: 1,
+        sent_to: 1,
     });
 }
 

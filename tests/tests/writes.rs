@@ -1099,6 +1099,89 @@ async fn a_container_created_again_never_gets_its_old_data_back() {
     }
 }
 
+/// Issue 14, H3: both peers of a master pause through a deletion (they miss
+/// their drop), then resume with their sessions alive: a majority of the
+/// deleted creation, each with its old copy and, before the fix, its
+/// election and the peers it knew, free to elect one of them and take
+/// writes that would vanish with the copies. The deletion removed every node
+/// of the election, so on resuming they step down and read the directory
+/// again: no write to the deleted container is acknowledged, and once it is
+/// created again, the old copies are set aside and only new data is served.
+/// (Here the pair also finds the base gone when its candidate's GETVERS
+/// round fails against the dropped master and is retried with a fresh
+/// directory read; the simulation's seed 2230, in tests/seeds.rs, reaches a
+/// pair that does not, and fails without the deletion of the nodes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_missed_a_deletion_take_no_write_for_it() {
+    let c = Cluster::start(
+        3,
+        ServiceOpts {
+            session_timeout_ms: 30_000,
+            ..ServiceOpts::default()
+        },
+    );
+    let base = c.create_container("acct", "stale-majority").await;
+    let (code, message, _) = c.write(&base, &[("old", "1")], T).await;
+    assert_eq!(code, 200, "{message}");
+    wait_replicas_equal(&c, &base, T).await;
+    let master = c
+        .wait_converged(&base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let away: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    for id in &away {
+        c.service(id).pause();
+    }
+    let deleted = c
+        .http
+        .post(format!("http://{master}/v1/container/delete"))
+        .query(&[("base", base.as_str()), ("type", "meta2")])
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("delete");
+    let status = deleted.status().as_u16();
+    let body = deleted.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("not dropped"),
+        "the paused peers missed it: {body}"
+    );
+    for id in &away {
+        c.service(id).resume();
+    }
+    // A client with a stale view of the directory writes to them.
+    for i in 0..40 {
+        let (code, message) = c.write_to(&away[i % 2], &base, &[("ghost", "1")], T).await;
+        assert_ne!(
+            code,
+            200,
+            "a write to the deleted container was acknowledged: {message}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = c
+        .openio(&["-a", "acct", "container", "create", "stale-majority"])
+        .await;
+    assert_eq!(again.code, 0, "{again:?}");
+    let started = Instant::now();
+    while c.write(&base, &[("new", "1")], T).await.0 != 200 {
+        assert!(
+            started.elapsed() < 6 * T,
+            "no write to the new container\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (props, _) = wait_replicas_equal(&c, &base, 3 * T).await;
+    assert_eq!(
+        props,
+        serde_json::json!({"new": "1"}),
+        "only the new container's properties"
+    );
+}
+
 /// Issue 14, H4: a master paused beyond its session timeout (a zombie),
 /// replaced, then resumed, must not serve a master read that started after
 /// the new master acknowledged a write: that read would miss the write.

@@ -63,7 +63,9 @@ pub fn check(w: &mut World) -> Result<(), Violation> {
     for &i in &w.new_acks {
         let last = &w.acked[i];
         for (j, a) in w.acked[..i].iter().enumerate() {
-            if a.base != last.base {
+            // Election nodes keep their sequence across creations of a
+            // base: epochs compare within one creation.
+            if a.base != last.base || a.creation != last.creation {
                 continue;
             }
             if a.epoch == last.epoch && a.master != last.master {

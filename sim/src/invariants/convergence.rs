@@ -59,7 +59,11 @@ pub fn read_only_bases(w: &World) -> Vec<(usize, bool)> {
 /// documentation for a master in emergency read-only mode), and that history
 /// holds every acknowledged write.
 pub fn replicas_agree(w: &World) -> Result<(), String> {
-    let acked = |b: usize, wid: u64| w.acked.iter().any(|a| a.base == b && a.wid == wid);
+    let acked = |b: usize, wid: u64| {
+        w.acked
+            .iter()
+            .any(|a| a.base == b && a.wid == wid && w.current(a))
+    };
     for b in 0..w.bases.len() {
         if w.lag_allowed && !acked_on_majority(w, b) {
             return Err(format!(
@@ -76,10 +80,18 @@ pub fn replicas_agree(w: &World) -> Result<(), String> {
         let readonly = w.readonly(m, b);
         let reference = &w.svcs[m].replicas[b].writes;
         let held: HashSet<u64> = reference.iter().copied().collect();
+        if w.svcs[m].replicas[b].creation != w.creation[b] {
+            return Err(format!(
+                "base{b}: the master svc{m} holds a replica of creation {}, the directory names {}\n{}",
+                w.svcs[m].replicas[b].creation,
+                w.creation[b],
+                w.describe(b)
+            ));
+        }
         if let Some(a) = w
             .acked
             .iter()
-            .find(|a| a.base == b && !held.contains(&a.wid))
+            .find(|a| a.base == b && w.current(a) && !held.contains(&a.wid))
         {
             return Err(format!(
                 "base{b}: the master svc{m} lacks write {} acknowledged by svc{} (epoch {})\n{}",
@@ -97,6 +109,14 @@ pub fn replicas_agree(w: &World) -> Result<(), String> {
             if r.restoring {
                 return Err(format!(
                     "base{b}: svc{s}'s replica is still being restored\n{}",
+                    w.describe(b)
+                ));
+            }
+            if r.creation != w.creation[b] {
+                return Err(format!(
+                    "base{b}: svc{s} holds a replica of creation {}, the directory names {}\n{}",
+                    r.creation,
+                    w.creation[b],
                     w.describe(b)
                 ));
             }
@@ -136,13 +156,17 @@ pub fn replicas_agree(w: &World) -> Result<(), String> {
 /// Is every write acknowledged for base `b` held by a majority of replicas?
 fn acked_on_majority(w: &World, b: usize) -> bool {
     let needed = w.svcs.len() / 2 + 1;
-    w.acked.iter().filter(|a| a.base == b).all(|a| {
-        w.svcs
-            .iter()
-            .filter(|x| x.replicas[b].writes.contains(&a.wid))
-            .count()
-            >= needed
-    })
+    w.acked
+        .iter()
+        .filter(|a| a.base == b && w.current(a))
+        .all(|a| {
+            w.svcs
+                .iter()
+                .map(|x| &x.replicas[b])
+                .filter(|r| r.creation == a.creation && r.writes.contains(&a.wid))
+                .count()
+                >= needed
+        })
 }
 
 /// Slaves whose replica is a strict prefix of their master's (see the

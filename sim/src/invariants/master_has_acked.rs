@@ -2,6 +2,8 @@
 //!
 //! Checked in full where a transition happened in the step (a new claim),
 //! and for each write acknowledged in the step (every claimant must hold it).
+//! Writes and masters of the base's current creation only: a master of a
+//! deleted creation is `one_creation`'s concern.
 
 use super::one_master::claimants;
 use super::violation;
@@ -26,13 +28,14 @@ fn lacks(w: &World, b: usize, m: usize, a: &Acked) -> Violation {
 
 pub fn check(w: &World) -> Result<(), Violation> {
     let transitions: HashSet<usize> = w.touched.iter().map(|(_, b)| *b).collect();
+    let of_creation = |m: usize, b: usize| w.svcs[m].replicas[b].creation == w.creation[b];
     for &b in &transitions {
-        for m in claimants(w, b) {
+        for m in claimants(w, b).into_iter().filter(|m| of_creation(*m, b)) {
             let held: HashSet<u64> = w.svcs[m].replicas[b].writes.iter().copied().collect();
             if let Some(a) = w
                 .acked
                 .iter()
-                .find(|a| a.base == b && !held.contains(&a.wid))
+                .find(|a| a.base == b && w.current(a) && !held.contains(&a.wid))
             {
                 return Err(lacks(w, b, m, a));
             }
@@ -40,7 +43,13 @@ pub fn check(w: &World) -> Result<(), Violation> {
     }
     for &i in &w.new_acks {
         let a = &w.acked[i];
-        for m in claimants(w, a.base) {
+        if !w.current(a) {
+            continue;
+        }
+        for m in claimants(w, a.base)
+            .into_iter()
+            .filter(|m| of_creation(*m, a.base))
+        {
             if !w.svcs[m].replicas[a.base].writes.contains(&a.wid) {
                 return Err(lacks(w, a.base, m, a));
             }

@@ -7,6 +7,7 @@ pub mod convergence;
 pub mod log_monotonic;
 pub mod master_has_acked;
 pub mod no_lost_write;
+pub mod one_creation;
 pub mod one_master;
 pub mod published_version;
 
@@ -17,6 +18,7 @@ pub fn check_step(w: &mut World) -> Result<(), Violation> {
     one_master::check(w)?;
     master_has_acked::check(w)?;
     no_lost_write::check(w)?;
+    one_creation::check(w)?;
     log_monotonic::check(w)?;
     published_version::check(w)?;
     acked_epochs::check(w)

@@ -19,13 +19,13 @@ pub fn check(w: &World) -> Result<(), Violation> {
         let path = w.layout.election_node(&w.stype, &w.keys[*b], *epoch);
         let holds_node = w.zk.is_live(x.client.session)
             && w.zk.get(&path).is_some_and(|n| n.owner == x.client.session);
-        if !holds_node {
+        if !holds_node || x.replicas[*b].creation != w.creation[*b] {
             continue;
         }
         if let Some(a) = w
             .acked
             .iter()
-            .find(|a| a.base == *b && !writes.contains(&a.wid))
+            .find(|a| a.base == *b && w.current(a) && !writes.contains(&a.wid))
         {
             return Err(violation(
                 w,
