@@ -801,6 +801,8 @@ async fn readonly_clear(State(svc): Svc) -> Response {
 struct FaultQuery {
     lose_acks: Option<bool>,
     low_disk: Option<bool>,
+    /// The wall clock set this far off the machine's (stamps, logs).
+    clock_skew_ms: Option<i64>,
 }
 
 async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response {
@@ -823,6 +825,12 @@ async fn fault_switch(State(svc): Svc, Query(q): Query<FaultQuery>) -> Response 
             .store(v, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!("fault switch low_disk = {v}");
         svc.check_resources();
+    }
+    if let Some(ms) = q.clock_skew_ms {
+        if !svc.set_clock_skew(ms) {
+            return reply(409, "this service's clock cannot be set off", json!({}));
+        }
+        tracing::warn!("fault switch clock_skew_ms = {ms}");
     }
     reply(
         200,

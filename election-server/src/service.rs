@@ -287,6 +287,12 @@ impl Service {
         self.clock.now()
     }
 
+    /// Sets the engine's wall clock `ms` off the machine's (the test-only
+    /// fault switch `clock_skew_ms`).
+    pub fn set_clock_skew(&self, ms: i64) -> bool {
+        self.clock.set_wall_skew_ms(ms)
+    }
+
     pub fn uptime(&self) -> Duration {
         Duration::from_millis(self.now().mono_ms)
     }

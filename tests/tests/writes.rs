@@ -1182,6 +1182,91 @@ async fn peers_that_missed_a_deletion_take_no_write_for_it() {
     );
 }
 
+/// Issue 14, H2, on real processes: the services' wall clocks are 10 s
+/// apart (one ahead, one behind: the engine's injected clock, set off by a
+/// test-only switch), and the mastership moves from one to the next. Each
+/// master stamps its writes by its own clock, which goes back by up to 20 s
+/// at a handover (the stamp is then the previous one + 1 ms), and the writer
+/// in the stamp tells the masters apart. Every acknowledged write is on
+/// every replica at the end, and the replicas agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_hold_across_masters_whose_clocks_disagree() {
+    let c = Cluster::start(
+        3,
+        ServiceOpts {
+            extra: vec!["--enable-fault-switches".into()],
+            ..ServiceOpts::default()
+        },
+    );
+    for (id, skew) in c.ids().iter().zip([10_000i64, -10_000, 0]) {
+        let resp = c
+            .http
+            .post(format!("http://{id}/v1/admin/fault"))
+            .query(&[("clock_skew_ms", skew)])
+            .send()
+            .await
+            .expect("fault switch");
+        assert!(resp.status().is_success(), "{id}: {resp:?}");
+    }
+    let base = c.create_container("acct", "skewed").await;
+    let (mut written, mut masters) = (Vec::new(), Vec::<String>::new());
+    for round in 0..4 {
+        let started = Instant::now();
+        let master = loop {
+            let m = c
+                .wait_converged(&base, 3 * T)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if masters.last() != Some(&m) {
+                break m;
+            }
+            assert!(
+                started.elapsed() < 3 * T,
+                "{m} is still master after leaving"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for i in 0..5 {
+            let key = format!("r{round}w{i}");
+            let (code, message, _) = c.write(&base, &[(&key, "v")], T).await;
+            assert_eq!(code, 200, "{message}");
+            written.push(key);
+        }
+        let left = c.call(&master, "leave", &base, T).await;
+        assert_eq!(left.status, 200, "{left:?}");
+        masters.push(master);
+    }
+    let distinct: std::collections::BTreeSet<&String> = masters.iter().collect();
+    assert!(distinct.len() >= 2, "the mastership moved: {masters:?}");
+    // The switch set each engine's wall clock off (the clock its stamps
+    // read): its newest transition says so.
+    let machine_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    for (id, skew) in c.ids().iter().zip([10_000i64, -10_000, 0]) {
+        let debug = c.call(id, "debug", &base, T).await;
+        let newest = debug.body["body"]["log"][0]
+            .as_str()
+            .and_then(|e| e.split(':').next())
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("{id}: no transition log: {debug:?}"));
+        assert!(
+            (newest - machine_ms - skew).abs() < 5_000,
+            "{id}: newest transition at {newest}, the machine's clock {machine_ms}, skew {skew}"
+        );
+    }
+    let (props, _) = wait_replicas_equal(&c, &base, 3 * T).await;
+    for key in &written {
+        assert_eq!(
+            props.get(key.as_str()).and_then(|v| v.as_str()),
+            Some("v"),
+            "acknowledged write {key} is missing: {props}\n{}",
+            c.logs()
+        );
+    }
+}
+
 /// Issue 14, H4: a master paused beyond its session timeout (a zombie),
 /// replaced, then resumed, must not serve a master read that started after
 /// the new master acknowledged a write: that read would miss the write.
