@@ -49,6 +49,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/peer/drop", post(peer_drop))
         .route("/v1/peer/resync", post(peer_resync))
         .route("/v1/peer/use", post(peer_use))
+        .route("/v1/peer/uses", post(peer_uses))
         .route("/v1/peer/left", post(peer_left))
         .route("/v1/peer/getvers", post(peer_getvers))
         .route("/v1/peer/create", post(peer_create))
@@ -529,6 +530,29 @@ async fn peer_use(State(svc): Svc, Json(req): Json<UseRequest>) -> Result<Respon
     let claim = req.epoch.filter(|_| req.master);
     svc.use_received(&req.base, &req.from, claim);
     Ok(reply(200, "OK", json!({})))
+}
+
+/// Several USEs from one peer (`rpc::UsesRequest`), each handled as
+/// `peer_use` handles one.
+async fn peer_uses(
+    State(svc): Svc,
+    Json(req): Json<crate::rpc::UsesRequest>,
+) -> Result<Response, ApiError> {
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    if svc.is_exiting() {
+        return Ok(reply(503, "service exiting", json!({})));
+    }
+    if req.uses.len() > crate::rpc::MAX_USES_PER_CALL {
+        return Err(ApiError::bad_request(format!(
+            "{} USEs in one call, at most {}",
+            req.uses.len(),
+            crate::rpc::MAX_USES_PER_CALL
+        )));
+    }
+    for u in &req.uses {
+        svc.use_received(&u.base, &req.from, u.master);
+    }
+    Ok(reply(200, "OK", json!({"taken": req.uses.len()})))
 }
 
 /// Our master's farewell: its final version, compared with ours by the

@@ -16,6 +16,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Several USEs to one peer in one call (`/v1/peer/uses`): in a storm a
+/// service sends thousands, and an HTTP exchange each cost more CPU than
+/// the elections themselves (docs/PROFILES.md, session 14).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UsesRequest {
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub from: ServiceId,
+    pub uses: Vec<UseItem>,
+}
+
+/// One USE of a batch: `master` holds the sequence of the sender's node
+/// when it announces its mastership (`UseRequest`'s `master` and `epoch`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UseItem {
+    pub base: BaseName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<Seq>,
+}
+
+/// The most USEs in one call (about 100 bytes each).
+pub const MAX_USES_PER_CALL: usize = 512;
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UseRequest {
     pub base: BaseName,

@@ -153,6 +153,15 @@ pub struct Service {
     watches: Mutex<futures::stream::FuturesUnordered<WatchFuture>>,
     /// A watch was armed: the router polls the set again.
     watch_armed: Notify,
+    /// USEs per peer: one call in flight to each, and the USEs emitted
+    /// meanwhile go together in the next (no delay when none is in flight).
+    uses: Mutex<HashMap<ServiceId, PeerUses>>,
+}
+
+#[derive(Default)]
+struct PeerUses {
+    sending: bool,
+    waiting: Vec<crate::rpc::UseItem>,
 }
 
 /// A watch waiting to fire: its id, and whether the node was deleted.
@@ -270,6 +279,7 @@ impl Service {
             peer_sets: Mutex::new(std::collections::HashSet::new()),
             watches: Mutex::new(futures::stream::FuturesUnordered::new()),
             watch_armed: Notify::new(),
+            uses: Mutex::default(),
             metrics,
         });
         tokio::spawn(route_watches(svc.clone()));
@@ -888,6 +898,56 @@ impl Service {
         });
     }
 
+    /// Sends the USEs waiting for `to`, a batch at a time, until none is
+    /// left. A peer that does not know batches (an older version: 404), or
+    /// takes smaller bodies (413), gets them one by one.
+    async fn send_uses(self: Arc<Self>, to: ServiceId) {
+        // About 100 bytes each: a batch stays within the bodies we take.
+        let per_call = (self.cfg.max_body_bytes / 128).clamp(1, crate::rpc::MAX_USES_PER_CALL);
+        loop {
+            let batch: Vec<crate::rpc::UseItem> = {
+                let mut uses = lock(&self.uses);
+                let Some(q) = uses.get_mut(&to) else {
+                    return;
+                };
+                if q.waiting.is_empty() {
+                    uses.remove(&to);
+                    return;
+                }
+                let n = q.waiting.len().min(per_call);
+                q.waiting.drain(..n).collect()
+            };
+            let req = crate::rpc::UsesRequest {
+                service_type: self.stype.clone(),
+                from: self.me.clone(),
+                uses: batch,
+            };
+            let timeout = self.cfg.use_timeout;
+            match self.rpc.notify(&to, "/v1/peer/uses", &req, timeout).await {
+                Err(crate::rpc::PeerError::Status {
+                    status: 404 | 413, ..
+                }) => {
+                    for u in req.uses {
+                        let one = UseRequest {
+                            base: u.base,
+                            service_type: self.stype.clone(),
+                            from: self.me.clone(),
+                            master: u.master.is_some(),
+                            epoch: u.master,
+                        };
+                        if let Err(e) = self.rpc.notify(&to, "/v1/peer/use", &one, timeout).await {
+                            tracing::debug!(base = %one.base, "USE to {to} failed: {e}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("{} USE(s) to {to} failed: {e}", req.uses.len());
+                }
+                Ok(()) => {}
+            }
+        }
+    }
+
     /// The shared copy of a peer set.
     fn intern(&self, peers: Vec<ServiceId>) -> Arc<Vec<ServiceId>> {
         let mut sets = lock(&self.peer_sets);
@@ -961,23 +1021,16 @@ impl Service {
                 });
             }
             Effect::Use { to, base, master } => {
-                let svc = self.clone();
-                tokio::spawn(async move {
-                    let req = UseRequest {
-                        base,
-                        service_type: svc.stype.clone(),
-                        from: svc.me.clone(),
-                        master: master.is_some(),
-                        epoch: master,
-                    };
-                    if let Err(e) = svc
-                        .rpc
-                        .notify(&to, "/v1/peer/use", &req, svc.cfg.use_timeout)
-                        .await
-                    {
-                        tracing::debug!(base = %req.base, "USE to {to} failed: {e}");
-                    }
-                });
+                let start = {
+                    let mut uses = lock(&self.uses);
+                    let q = uses.entry(to.clone()).or_default();
+                    q.waiting.push(crate::rpc::UseItem { base, master });
+                    !std::mem::replace(&mut q.sending, true)
+                };
+                if start {
+                    let svc = self.clone();
+                    tokio::spawn(async move { svc.send_uses(to).await });
+                }
             }
             Effect::Getvers {
                 id,

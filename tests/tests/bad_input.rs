@@ -41,6 +41,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/peer/drop"),
     ("POST", "/v1/peer/resync"),
     ("POST", "/v1/peer/use"),
+    ("POST", "/v1/peer/uses"),
     ("POST", "/v1/peer/getvers"),
     ("POST", "/v1/peer/create"),
     ("GET", "/v1/peer/dump"),
