@@ -794,8 +794,7 @@ impl Election {
                     // the copy ends (taking it here left a SLAVE without a node).
                     self.enter(now, S::Syncing, out);
                 } else if std::mem::take(&mut self.flags.left_self) {
-                    self.forget_ids();
-                    self.start(now, out);
+                    self.restart_without_our_node(now, out);
                 } else if let GetversOutcome::Ko(e) = outcome {
                     self.last_error = Some(format!("GETVERS to master failed: {e}"));
                     self.retry_or_fail(now, S::DelayedCheckingMaster, out);
@@ -822,8 +821,7 @@ impl Election {
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
                 } else if left_self {
-                    self.forget_ids();
-                    self.start(now, out);
+                    self.restart_without_our_node(now, out);
                 } else if round.old > 0 {
                     // A peer is ahead of us: let it lead, and come back at
                     // once as its slave.
@@ -895,8 +893,7 @@ impl Election {
                 Logged::Always
             }
             (S::DelayedCheckingMaster | S::DelayedCheckingSlaves, E::LeftSelf { .. }) => {
-                self.forget_ids();
-                self.enter(now, S::Creating, out);
+                self.restart_without_our_node(now, out);
                 Logged::Always
             }
             (S::DelayedCheckingMaster, E::LeftMaster { .. }) => {
@@ -927,6 +924,13 @@ impl Election {
                 let left_master = std::mem::take(&mut self.flags.left_master);
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
+                } else if self.flags.left_self && peers.is_some() {
+                    // The directory was just read: start again on its answer.
+                    self.last_error =
+                        Some("our node disappeared before the election settled".into());
+                    self.flags.left_self = false;
+                    self.forget_ids();
+                    self.start(now, out);
                 } else if self.flags.left_self {
                     self.restart_after_left_self(now, out);
                 } else if follower && left_master {
@@ -1053,9 +1057,7 @@ impl Election {
             }
             (S::Slave, E::LeftSelf { .. }) => {
                 self.last_error = Some("our node disappeared".into());
-                self.forget_ids();
-                self.reread_directory();
-                self.start(now, out);
+                self.restart_without_our_node(now, out);
                 Logged::Always
             }
             (S::Slave, E::LeftMaster { .. }) => {
@@ -1081,9 +1083,7 @@ impl Election {
             }
             (S::Master, E::LeftSelf { .. }) => {
                 self.last_error = Some("our node disappeared".into());
-                self.forget_ids();
-                self.reread_directory();
-                self.start(now, out);
+                self.restart_without_our_node(now, out);
                 Logged::Always
             }
             (S::Master, E::SyncReq) => Logged::Always,
@@ -1213,9 +1213,7 @@ impl Election {
         self.last_error = Some("our node disappeared before the election settled".into());
         self.flags.left_self = false;
         self.flags.left_master = false;
-        self.forget_ids();
-        self.reread_directory();
-        self.start(now, out);
+        self.restart_without_our_node(now, out);
     }
 
     /// Our node was deleted, and not by us: someone changed the group
@@ -1223,9 +1221,11 @@ impl Election {
     /// election). The restart reads the directory afresh instead of
     /// reusing the peers it knew: a deleted base is no longer ours, and a
     /// base created again names another creation (issue 14, H3).
-    fn reread_directory(&mut self) {
+    fn restart_without_our_node(&mut self, now: Now, out: &mut Vec<Action>) {
+        self.forget_ids();
         self.peers = None;
         self.flags.decache = true;
+        self.start(now, out);
     }
 
     /// START: to PEERING, or straight to CREATING when peers are cached.

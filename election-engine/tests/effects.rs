@@ -245,6 +245,15 @@ fn resolve(id: Id, base: &BaseName) -> Effect {
     }
 }
 
+/// A directory read that bypasses the caches (our node disappeared).
+fn reread(id: Id, base: &BaseName) -> Effect {
+    Effect::ResolvePeers {
+        id,
+        base: base.clone(),
+        decache: true,
+    }
+}
+
 fn getvers_candidate(id: Id, to: &ServiceId, base: &BaseName, seq: Seq) -> Effect {
     Effect::Getvers {
         id,
@@ -498,13 +507,12 @@ fn a_candidate_leads_once_its_watch_is_asked_for() {
     assert_eq!(fx.on(1_060, getvers_equal(8)), expected);
     assert_eq!(fx.on(1_070, zk(6, Ok(ZkOk::Stat(Some(S1.id))))), vec![]);
     assert_eq!(fx.state(&a), State::Master);
-    // That watch is the master's self watch.
-    let mut expected = fx.uses(&a, None);
-    expected.extend([
-        zk_effect(9, fx.create_op(&a)),
-        zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
-        tr(&a, State::Master, "LEFT_SELF", State::Creating),
-    ]);
+    // That watch is the master's self watch: its node deleted by someone
+    // else, the election starts again from the directory.
+    let expected = vec![
+        reread(9, &a),
+        tr(&a, State::Master, "LEFT_SELF", State::Peering),
+    ];
     assert_eq!(
         fx.on(
             5_000,
@@ -1405,14 +1413,13 @@ fn self_watch_deleted_restarts_the_master() {
     let a = base_a();
     elect_master(&mut fx, &a);
 
-    // Our node is gone: the core restarts at once, straight to CREATING (the
-    // peers are cached); USE is due again (the last one was at 1010).
-    let mut expected = fx.uses(&a, None);
-    expected.extend([
-        zk_effect(9, fx.create_op(&a)),
-        zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
-        tr(&a, State::Master, "LEFT_SELF", State::Creating),
-    ]);
+    // Our node is gone, deleted by someone else (a deletion of the base
+    // removes every node of its election): the core restarts at once, and
+    // reads the directory again rather than trust the peers it knew.
+    let expected = vec![
+        reread(9, &a),
+        tr(&a, State::Master, "LEFT_SELF", State::Peering),
+    ];
     assert_eq!(
         fx.on(
             5_000,
@@ -1424,9 +1431,10 @@ fn self_watch_deleted_restarts_the_master() {
         expected
     );
     let fsm = &fx.e.view(&a).expect("election").fsm;
-    assert_eq!(fsm.state(), State::Creating);
+    assert_eq!(fsm.state(), State::Peering);
     assert_eq!(fsm.local_id(), None);
-    assert_eq!(fsm.generation(), 2);
+    // The next membership's generation starts at CREATING.
+    assert_eq!(fsm.generation(), 1);
     assert_eq!(fsm.last_error(), Some("our node disappeared"));
 
     // The same watch again, an unknown one, one naming a slot that does not
@@ -1444,7 +1452,7 @@ fn self_watch_deleted_restarts_the_master() {
             "watch {w:#x}"
         );
     }
-    assert_eq!(fx.state(&a), State::Creating);
+    assert_eq!(fx.state(&a), State::Peering);
 }
 
 #[test]
@@ -1476,14 +1484,14 @@ fn exists_finding_no_node_restarts_the_creation() {
     fx.on(1_060, getvers_equal(8));
     assert_eq!(fx.state(&a), State::Master);
     // Our node had vanished before the EXISTS was processed: its answer
-    // says so, and the master creates again (USE is not due yet: the last
-    // one, at CREATING, was 60 ms ago).
+    // says so. Someone deleted it (a deletion of the base removes every
+    // node of its election): the election starts again from the directory,
+    // not from the peers it knew (issue 14, H3).
     assert_eq!(
         fx.on(1_070, zk(6, Ok(ZkOk::Stat(None)))),
         vec![
-            zk_effect(9, fx.create_op(&a)),
-            zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
-            tr(&a, State::Master, "LEFT_SELF", State::Creating),
+            reread(9, &a),
+            tr(&a, State::Master, "LEFT_SELF", State::Peering),
         ]
     );
     // The watch EXISTS left on the old node was never armed: its firing
@@ -1498,7 +1506,7 @@ fn exists_finding_no_node_restarts_the_creation() {
         ),
         vec![]
     );
-    assert_eq!(fx.state(&a), State::Creating);
+    assert_eq!(fx.state(&a), State::Peering);
 }
 
 /// The same, the EXISTS answering while the slaves are still checked: its
@@ -1518,14 +1526,13 @@ fn exists_finding_no_node_during_the_round_restarts_the_creation() {
     assert_eq!(
         fx.on(1_060, getvers_equal(8)),
         vec![
-            zk_effect(9, fx.create_op(&a)),
-            zk_effect(10, ZkOp::List { dir: fx.dir(&a) }),
+            reread(9, &a),
             Effect::Observe(Observation::Getvers("OK")),
-            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Creating),
+            tr(&a, State::CheckingSlaves, "GETVERS_OK", State::Peering),
         ]
     );
     let fsm = &fx.e.view(&a).expect("election").fsm;
-    assert_eq!(fsm.state(), State::Creating);
+    assert_eq!(fsm.state(), State::Peering);
     assert_eq!(fsm.local_id(), None);
 }
 
@@ -3643,6 +3650,18 @@ const RECREATED: Incarnation = Incarnation {
     ctime_ms: 1_700_000_100_000,
 };
 
+/// The directory's answer `id` naming `RECREATED`, with our replica's.
+fn recreated_read(fx: &Fx, id: Id, replica: Option<Incarnation>) -> Input {
+    Input::Peers {
+        id,
+        result: Ok(Some(Membership {
+            peers: fx.all_peers(),
+            incarnation: RECREATED,
+            replica,
+        })),
+    }
+}
+
 #[test]
 fn a_replica_of_another_creation_is_set_aside_and_its_election_rejoins() {
     let mut fx = Fx::new();
@@ -3692,14 +3711,7 @@ fn an_election_whose_directory_read_finds_an_old_replica_sets_it_aside() {
     let a = base_a();
     assert!(fx.on(1_000, Input::SessionConnected(S1)).is_empty());
     fx.on(1_000, poke(&a));
-    let read = Input::Peers {
-        id: 2,
-        result: Ok(Some(Membership {
-            peers: fx.all_peers(),
-            incarnation: RECREATED,
-            replica: Some(CREATION),
-        })),
-    };
+    let read = recreated_read(&fx, 2, Some(CREATION));
     let effects = fx.on(1_010, read);
     assert_eq!(
         effects.first(),
@@ -3721,14 +3733,7 @@ fn an_election_whose_directory_read_finds_an_old_replica_sets_it_aside() {
     );
     // The first read's answer is spent; the second finds the replica gone
     // and the election goes on.
-    let read = Input::Peers {
-        id: 3,
-        result: Ok(Some(Membership {
-            peers: fx.all_peers(),
-            incarnation: RECREATED,
-            replica: None,
-        })),
-    };
+    let read = recreated_read(&fx, 3, None);
     let effects = fx.on(1_020, read);
     assert!(
         effects.iter().any(|e| matches!(
@@ -3782,14 +3787,7 @@ fn a_getvers_naming_another_creation_is_refused_and_the_directory_read_again() {
     }
     // Our directory read names the new creation: from now on we agree with
     // the asker (our replica, if old, is compared in the same read).
-    let read = Input::Peers {
-        id: recheck,
-        result: Ok(Some(Membership {
-            peers: fx.all_peers(),
-            incarnation: RECREATED,
-            replica: Some(RECREATED),
-        })),
-    };
+    let read = recreated_read(&fx, recheck, Some(RECREATED));
     assert_eq!(fx.on(2_010, read), vec![]);
     assert_eq!(
         fx.on(2_020, ask(953, Some(RECREATED))),

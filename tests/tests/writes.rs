@@ -30,6 +30,30 @@ async fn wait_replicas_equal(c: &Cluster, base: &str, within: Duration) -> (Valu
     }
 }
 
+/// A container created again takes a write, within 30 s, and its replicas
+/// then agree on that write alone: nothing of the old creation came back.
+async fn only_new_data_once_created_again(c: &Cluster, base: &str) {
+    let started = Instant::now();
+    loop {
+        let (code, message, _) = c.write(base, &[("new", "1")], T).await;
+        if code == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < 6 * T,
+            "no write to the new container: {code} {message}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (props, _) = wait_replicas_equal(c, base, 3 * T).await;
+    assert_eq!(
+        props,
+        serde_json::json!({"new": "1"}),
+        "only the new container's properties"
+    );
+}
+
 /// Polls the peers other than `old` (paused, or cut off) until one of them
 /// answers as master, within 15 s: the new master.
 async fn new_master_besides(c: &Cluster, base: &str, old: &str) -> String {
@@ -1071,25 +1095,7 @@ async fn a_container_created_again_never_gets_its_old_data_back() {
     for id in &away {
         c.service_mut(id).restart();
     }
-    let started = Instant::now();
-    loop {
-        let (code, message, _) = c.write(&base, &[("new", "1")], T).await;
-        if code == 200 {
-            break;
-        }
-        assert!(
-            started.elapsed() < 6 * T,
-            "no write to the new container: {code} {message}\n{}",
-            c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (props, _) = wait_replicas_equal(&c, &base, 3 * T).await;
-    assert_eq!(
-        props,
-        serde_json::json!({"new": "1"}),
-        "only the new container's properties"
-    );
+    only_new_data_once_created_again(&c, &base).await;
     for id in &away {
         assert!(
             c.service(id).log_text().contains("set aside"),
@@ -1165,21 +1171,7 @@ async fn peers_that_missed_a_deletion_take_no_write_for_it() {
         .openio(&["-a", "acct", "container", "create", "stale-majority"])
         .await;
     assert_eq!(again.code, 0, "{again:?}");
-    let started = Instant::now();
-    while c.write(&base, &[("new", "1")], T).await.0 != 200 {
-        assert!(
-            started.elapsed() < 6 * T,
-            "no write to the new container\n{}",
-            c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (props, _) = wait_replicas_equal(&c, &base, 3 * T).await;
-    assert_eq!(
-        props,
-        serde_json::json!({"new": "1"}),
-        "only the new container's properties"
-    );
+    only_new_data_once_created_again(&c, &base).await;
 }
 
 /// Issue 14, H2, on real processes: the services' wall clocks are 10 s

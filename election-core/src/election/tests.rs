@@ -635,8 +635,8 @@ fn state_master() {
             from: State::Master,
             setup: none,
             event: |_| left_self(),
-            to: State::Creating,
-            ops: &["USE", "CREATE"],
+            to: State::Peering,
+            ops: &["PEERS(decache)"],
         },
     ]);
     let mut e = forced(State::Master, 2);
@@ -714,8 +714,8 @@ fn state_asking() {
                 op: op_of(e),
                 master: id("ID1"),
             },
-            to: State::Creating,
-            ops: &["USE", "CREATE"],
+            to: State::Peering,
+            ops: &["PEERS(decache)"],
         },
         Case {
             from: State::Asking,
@@ -805,8 +805,8 @@ fn state_delayed_checking_master() {
             from: State::DelayedCheckingMaster,
             setup: none,
             event: |_| left_self(),
-            to: State::Creating,
-            ops: &["USE", "CREATE"],
+            to: State::Peering,
+            ops: &["PEERS(decache)"],
         },
         Case {
             from: State::DelayedCheckingMaster,
@@ -972,8 +972,8 @@ fn state_delayed_checking_slaves() {
             from: State::DelayedCheckingSlaves,
             setup: none,
             event: |_| left_self(),
-            to: State::Creating,
-            ops: &["USE", "CREATE"],
+            to: State::Peering,
+            ops: &["PEERS(decache)"],
         },
     ]);
     let timer: Vec<(u64, bool, State, Vec<&str>)> = vec![
@@ -1107,8 +1107,8 @@ fn state_slave() {
             from: State::Slave,
             setup: none,
             event: |_| left_self(),
-            to: State::Creating,
-            ops: &["USE", "CREATE"],
+            to: State::Peering,
+            ops: &["PEERS(decache)"],
         },
         Case {
             from: State::Slave,
@@ -1412,14 +1412,15 @@ fn fix_left_self_while_syncing_restarts_cleanly() {
     e.handle(now(1_001), left_self());
     let op = op_of(&e);
     let actions = e.handle(now(1_002), Event::SyncOk { op });
-    assert_eq!(e.state, State::Creating);
+    // Our node was deleted by someone else: the directory is read afresh.
+    assert_eq!(e.state, State::Peering);
     assert_eq!(
         e.local_id.get(),
         None,
         "OpenIO keeps the old id here and orphans a node"
     );
     assert!(!e.flags.left_self);
-    assert_eq!(ops(&actions), vec!["USE", "CREATE"]);
+    assert_eq!(ops(&actions), vec!["PEERS(decache)"]);
 }
 
 #[test]
@@ -1561,8 +1562,8 @@ fn fix_left_self_while_checking_the_master_survives_a_resync() {
     assert_eq!(e.state, State::Syncing);
     let op = op_of(&e);
     let actions = e.handle(now(1_003), Event::SyncOk { op });
-    assert_eq!(e.state, State::Creating, "not SLAVE: our node is gone");
-    assert_eq!(ops(&actions), vec!["USE", "CREATE"]);
+    assert_eq!(e.state, State::Peering, "not SLAVE: our node is gone");
+    assert_eq!(ops(&actions), vec!["PEERS(decache)"]);
 }
 
 /// FIX (found by the `fsm` fuzz target): an answer of the wrong kind that
@@ -1637,8 +1638,8 @@ fn fix_a_candidate_leads_once_its_watch_is_asked_for() {
     e.handle(now(1_004), Event::ExistsOk { op: watch });
     assert_eq!(
         e.state,
-        State::Creating,
-        "a master without its node restarts"
+        State::Peering,
+        "a master without its node restarts, from the directory"
     );
 
     // ... and if it failed: the master steps down, and comes back.
@@ -1676,7 +1677,7 @@ fn fix_a_candidate_leads_once_its_watch_is_asked_for() {
     e.handle(now(1_002), left_self());
     e.handle(now(1_002), Event::ExistsOk { op: watch });
     round(&mut e);
-    assert_eq!(e.state, State::Creating, "never MASTER without its node");
+    assert_eq!(e.state, State::Peering, "never MASTER without its node");
 }
 
 /// The GETVERS round under way.
