@@ -30,6 +30,18 @@ async fn wait_replicas_equal(c: &Cluster, base: &str, within: Duration) -> (Valu
     }
 }
 
+/// Once the replicas agree and the election settled: the master of `base`,
+/// and the other services.
+async fn master_and_the_others(c: &Cluster, base: &str) -> (String, Vec<String>) {
+    wait_replicas_equal(c, base, T).await;
+    let master = c
+        .wait_converged(base, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let others = c.ids().into_iter().filter(|i| *i != master).collect();
+    (master, others)
+}
+
 /// A container created again takes a write, within 30 s, and its replicas
 /// then agree on that write alone: nothing of the old creation came back.
 async fn only_new_data_once_created_again(c: &Cluster, base: &str) {
@@ -1072,12 +1084,7 @@ async fn a_container_created_again_never_gets_its_old_data_back() {
         let (code, message, _) = c.write(&base, &[(k, "old")], T).await;
         assert_eq!(code, 200, "{message}");
     }
-    wait_replicas_equal(&c, &base, T).await;
-    let master = c
-        .wait_converged(&base, T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let away: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    let (_master, away) = master_and_the_others(&c, &base).await;
     for id in &away {
         c.service_mut(id).kill9();
     }
@@ -1129,12 +1136,7 @@ async fn peers_that_missed_a_deletion_take_no_write_for_it() {
     let base = c.create_container("acct", "stale-majority").await;
     let (code, message, _) = c.write(&base, &[("old", "1")], T).await;
     assert_eq!(code, 200, "{message}");
-    wait_replicas_equal(&c, &base, T).await;
-    let master = c
-        .wait_converged(&base, T)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let away: Vec<String> = c.ids().into_iter().filter(|i| *i != master).collect();
+    let (master, away) = master_and_the_others(&c, &base).await;
     for id in &away {
         c.service(id).pause();
     }
