@@ -77,8 +77,9 @@ pub struct Options {
     /// created again (fault 14), and some peers miss the deletion.
     pub recreate: bool,
     /// A deletion deletes every node of the base's election, so that a peer
-    /// that missed it steps down and reads the directory again (the fix;
-    /// off lets such a peer go on taking writes for the deleted creation).
+    /// that missed it steps down and reads the directory again. Off by
+    /// default: the server does not do it yet (it made a peer without a copy
+    /// lead in a system test, session 14); on, seed 2230 passes, off it fails.
     pub delete_nodes: bool,
     /// On one seed in eight, after the convergence check: hours without a
     /// request (idle expiry, with defaults of 3.5 and 4 hours), then writes
@@ -109,7 +110,7 @@ impl Default for Options {
             tight_admission: true,
             bursts: true,
             recreate: true,
-            delete_nodes: true,
+            delete_nodes: false,
             operations: true,
             idle_hours: true,
         }

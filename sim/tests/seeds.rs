@@ -96,18 +96,13 @@ fn each_fix_turned_off_fails() {
     // their own GETVERS round trip (issue 15): seeds 0..20000 all pass
     // without it (it took 1 seed in 20,000 before). The engine's
     // `a_copy_refuses_batches_decided_before_it` keeps the rule.
-    let cases: [(&str, u64, TurnOff); 5] = [
+    let cases: [(&str, u64, TurnOff); 4] = [
         ("the slaves' fence", 2129, |o| o.fence = false),
         ("copies under the write lock", 13, |o| o.dump_locked = false),
         // A successor trusting a farewell after a newer candidate asked it,
         // or after it stopped following that master, leads without a write
         // that candidate's mastership acknowledged.
         ("the farewell's guards", 778, |o| o.farewell_guarded = false),
-        // A majority that missed a base's deletion keeps its election and
-        // its peers, and takes writes sent to the base created again.
-        ("the deletion of the election's nodes", 2230, |o| {
-            o.delete_nodes = false
-        }),
         ("wanted elections retry with no request", 177, |o| {
             o.mutation = Some(election_sim::Mutation::NoRetry)
         }),
