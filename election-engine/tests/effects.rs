@@ -1413,9 +1413,8 @@ fn self_watch_deleted_restarts_the_master() {
     let a = base_a();
     elect_master(&mut fx, &a);
 
-    // Our node is gone, deleted by someone else (a deletion of the base
-    // removes every node of its election): the core restarts at once, and
-    // reads the directory again rather than trust the peers it knew.
+    // Our node is gone, deleted by someone else: the core restarts at once,
+    // and reads the directory again rather than trust the peers it knew.
     let expected = vec![
         reread(9, &a),
         tr(&a, State::Master, "LEFT_SELF", State::Peering),
@@ -1484,9 +1483,9 @@ fn exists_finding_no_node_restarts_the_creation() {
     fx.on(1_060, getvers_equal(8));
     assert_eq!(fx.state(&a), State::Master);
     // Our node had vanished before the EXISTS was processed: its answer
-    // says so. Someone deleted it (a deletion of the base removes every
-    // node of its election): the election starts again from the directory,
-    // not from the peers it knew (issue 14, H3).
+    // says so. Someone deleted it (an operator, a deletion of the base):
+    // the election starts again from the directory, not from the peers it
+    // knew (issue 14, H3).
     assert_eq!(
         fx.on(1_070, zk(6, Ok(ZkOk::Stat(None)))),
         vec![
@@ -3650,6 +3649,24 @@ const RECREATED: Incarnation = Incarnation {
     ctime_ms: 1_700_000_100_000,
 };
 
+/// A route's directory read naming `RECREATED`, our replica being `replica`.
+fn creation_read(base: &BaseName, replica: Incarnation) -> Input {
+    Input::Creation {
+        base: base.clone(),
+        directory: RECREATED,
+        replica,
+    }
+}
+
+/// Our replica of the first creation, moved away.
+fn set_aside_first(base: &BaseName) -> Effect {
+    Effect::SetAside {
+        base: base.clone(),
+        found: CREATION,
+        current: RECREATED,
+    }
+}
+
 /// The directory's answer `id` naming `RECREATED`, with our replica's.
 fn recreated_read(fx: &Fx, id: Id, replica: Option<Incarnation>) -> Input {
     Input::Peers {
@@ -3669,36 +3686,14 @@ fn a_replica_of_another_creation_is_set_aside_and_its_election_rejoins() {
     elect_master(&mut fx, &a);
     // A route's directory read names the new creation; our replica (and our
     // mastership) belong to the old one.
-    let effects = fx.on(
-        2_000,
-        Input::Creation {
-            base: a.clone(),
-            directory: RECREATED,
-            replica: CREATION,
-        },
-    );
-    assert_eq!(
-        effects.first(),
-        Some(&Effect::SetAside {
-            base: a.clone(),
-            found: CREATION,
-            current: RECREATED,
-        }),
-        "{effects:?}"
-    );
+    let effects = fx.on(2_000, creation_read(&a, CREATION));
+    assert_eq!(effects.first(), Some(&set_aside_first(&a)), "{effects:?}");
     assert!(
         effects.contains(&tr(&a, State::Master, "LEAVE_REQ", State::Leaving)),
         "the old creation's master steps down: {effects:?}"
     );
     // The same creation on both sides: nothing to do.
-    let effects = fx.on(
-        2_010,
-        Input::Creation {
-            base: a.clone(),
-            directory: RECREATED,
-            replica: RECREATED,
-        },
-    );
+    let effects = fx.on(2_010, creation_read(&a, RECREATED));
     assert!(
         !effects.iter().any(|e| matches!(e, Effect::SetAside { .. })),
         "{effects:?}"
@@ -3713,15 +3708,7 @@ fn an_election_whose_directory_read_finds_an_old_replica_sets_it_aside() {
     fx.on(1_000, poke(&a));
     let read = recreated_read(&fx, 2, Some(CREATION));
     let effects = fx.on(1_010, read);
-    assert_eq!(
-        effects.first(),
-        Some(&Effect::SetAside {
-            base: a.clone(),
-            found: CREATION,
-            current: RECREATED,
-        }),
-        "{effects:?}"
-    );
+    assert_eq!(effects.first(), Some(&set_aside_first(&a)), "{effects:?}");
     assert_eq!(
         effects[1..],
         [
