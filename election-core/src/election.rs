@@ -1217,10 +1217,10 @@ impl Election {
     }
 
     /// Our node was deleted, and not by us: someone changed the group
-    /// behind our back (an operator, or a deletion of the base). The restart
-    /// reads the directory afresh instead of reusing the peers it knew: a
-    /// deleted base is no longer ours, and a base created again names
-    /// another creation (issue 14, H3).
+    /// behind our back (an operator, or a deletion of the base, which
+    /// deletes every node of its election). The restart reads the directory afresh instead of
+    /// reusing the peers it knew: a deleted base is no longer ours, and a
+    /// base created again names another creation (issue 14, H3).
     fn restart_without_our_node(&mut self, now: Now, out: &mut Vec<Action>) {
         self.forget_ids();
         self.peers = None;

@@ -51,6 +51,21 @@ pub fn getvers_outcome(
     peer: &ServiceId,
     asking_master: bool,
 ) -> GetversOutcome {
+    // Two replicas without a copy compare equal, but agree on nothing: a
+    // candidate without a copy that counted such peers led with nothing to
+    // serve while the only copy sat on a peer that did not answer (a peer
+    // whose old copy of a deleted base was set aside, seen in
+    // `a_container_created_again_never_gets_its_old_data_back`), and a
+    // follower without a copy followed a master without one. A replica
+    // without a copy is never elected, and follows only a copy.
+    if matches!(
+        (local, remote),
+        (ReplicaVersion::Missing, ReplicaVersion::Missing)
+    ) {
+        return GetversOutcome::Ko(format!(
+            "neither this replica nor {peer} holds a copy of the base"
+        ));
+    }
     match compare(local, remote) {
         VersionDiff::Equal => GetversOutcome::Ok,
         VersionDiff::LocalAhead if !asking_master => GetversOutcome::Ok,
@@ -233,6 +248,40 @@ mod tests {
                 Err(MasterBadReason::Invalid(_))
             ));
         }
+    }
+
+    /// A replica without a copy is never elected and follows only a copy:
+    /// two of them agree on nothing; one and a copy make it behind.
+    #[test]
+    fn a_replica_without_a_copy_agrees_with_no_other() {
+        use crate::version::TableVersion;
+        let peer = id("127.0.0.1:2");
+        let copy = ReplicaVersion::Known {
+            tables: [(
+                "main".to_string(),
+                TableVersion {
+                    version: 1,
+                    when: 0,
+                    writer: 0,
+                },
+            )]
+            .into(),
+        };
+        let missing = ReplicaVersion::Missing;
+        for asking_master in [false, true] {
+            assert!(matches!(
+                getvers_outcome(&missing, &missing, &peer, asking_master),
+                GetversOutcome::Ko(why) if why.contains("neither this replica nor 127.0.0.1:2")
+            ));
+            assert_eq!(
+                getvers_outcome(&missing, &copy, &peer, asking_master),
+                GetversOutcome::Old
+            );
+        }
+        assert_eq!(
+            getvers_outcome(&copy, &missing, &peer, false),
+            GetversOutcome::Ok
+        );
     }
 
     #[test]

@@ -2620,6 +2620,49 @@ fn rookie_unknown_versions_delay_the_candidacy() {
     assert_eq!(fx.on(wake + 20, getvers_equal(10)), expected);
 }
 
+/// A candidate without a copy (its old one set aside, say) is never
+/// elected: a peer without one agrees on nothing, so with the third peer
+/// silent there is no quorum, where the two once led with nothing to serve
+/// while the third held the only copy (issue 14, H3, in a system test).
+#[test]
+fn a_candidate_without_a_copy_never_leads() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    to_candidate(&mut fx, &a);
+    fx.on(1_045, zk(6, Ok(ZkOk::Stat(Some(S1.id)))));
+    let no_copy = Input::Getvers {
+        id: 7,
+        remote: Ok(RemoteVersion::Version(ReplicaVersion::Missing)),
+        local: Ok(ReplicaVersion::Missing),
+    };
+    assert_eq!(
+        fx.on(1_050, no_copy),
+        vec![Effect::Observe(Observation::Getvers("KO"))]
+    );
+    let silent = Input::Getvers {
+        id: 8,
+        remote: Err("timeout".into()),
+        local: Ok(ReplicaVersion::Missing),
+    };
+    assert_eq!(
+        fx.on(1_060, silent),
+        vec![
+            Effect::Observe(Observation::Getvers("KO")),
+            tr(
+                &a,
+                State::CheckingSlaves,
+                "GETVERS_KO",
+                State::DelayedCheckingSlaves
+            ),
+        ]
+    );
+    let why = fx.e.view(&a).expect("election").fsm.last_error();
+    assert!(
+        why.is_some_and(|w| w.contains("neither this replica nor")),
+        "{why:?}"
+    );
+}
+
 #[test]
 fn a_peer_ahead_makes_the_candidate_step_aside_and_rejoin() {
     let mut fx = Fx::new();

@@ -368,6 +368,16 @@ pub async fn delete(
         .await
         .map_err(|e| WriteError::Internal(format!("directory: {e}")))?;
     svc.forget_peers(base);
+    // Its election goes with it: whoever misses the drop below steps down
+    // when its node is deleted, and finds the base gone when it reads the
+    // directory again.
+    match svc.delete_election_nodes(base).await {
+        Ok(n) => tracing::info!(base = %base, "deleted: {n} election node(s) removed"),
+        Err(e) => tracing::warn!(
+            base = %base,
+            "deleted from the directory, but its election nodes were not all removed: {e}"
+        ),
+    }
     let calls = entry.peers.iter().map(|peer| {
         let svc = svc.clone();
         let req = crate::rpc::UseRequest {

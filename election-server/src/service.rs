@@ -810,6 +810,38 @@ impl Service {
         }
     }
 
+    /// Deletes every node of `base`'s election, whoever owns it (a deletion
+    /// of the base). A peer that misses its drop (down, cut off, or the
+    /// call lost) sees its node deleted, steps down and reads the directory
+    /// again before it runs for the base again: a peer that missed the
+    /// deletion cannot go on taking writes for a base that is gone, or that
+    /// was created again (issue 14, H3). Returns how many were deleted.
+    pub async fn delete_election_nodes(&self, base: &BaseName) -> Result<usize, String> {
+        let Some((client, _)) = self.zk.client() else {
+            return Err("ZooKeeper is not connected".into());
+        };
+        let key = self.key(base);
+        let dir = self.layout.election_dir(&self.stype, &key);
+        let children = match client.list_children(&dir).await {
+            Ok(children) => children,
+            Err(zk::Error::NoNode) => return Ok(0),
+            Err(e) => return Err(format!("listing {dir}: {e}")),
+        };
+        let mut deleted = 0;
+        // The directory holds the nodes of other bases too: ours only.
+        for name in children.iter().filter(|c| {
+            election_core::names::parse_node_name(c).is_some_and(|(k, _)| k == key.as_str())
+        }) {
+            let path = format!("{dir}/{name}");
+            match client.delete(&path, None).await {
+                Ok(()) => deleted += 1,
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(format!("deleting {path}: {e}")),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// The creation of our replica of `base`, when we hold one that says.
     async fn replica_creation(
         self: &Arc<Self>,

@@ -77,10 +77,9 @@ pub struct Options {
     /// created again (fault 14), and some peers miss the deletion.
     pub recreate: bool,
     /// A deletion deletes every node of the base's election, so that a peer
-    /// that missed it steps down and reads the directory again: the
-    /// candidate fix of the deletion hole. Off by default, like the server,
-    /// which does not do it yet (it made a peer without a copy lead in a
-    /// system test, session 14): seed 2230 fails off and passes on.
+    /// that missed it steps down and reads the directory again, as the
+    /// server does (off lets such a peer go on taking writes for the
+    /// deleted creation: seed 2230).
     pub delete_nodes: bool,
     /// On one seed in eight, after the convergence check: hours without a
     /// request (idle expiry, with defaults of 3.5 and 4 hours), then writes
@@ -111,7 +110,7 @@ impl Default for Options {
             tight_admission: true,
             bursts: true,
             recreate: true,
-            delete_nodes: false,
+            delete_nodes: true,
             operations: true,
             idle_hours: true,
         }

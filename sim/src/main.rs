@@ -12,8 +12,7 @@ use std::time::Instant;
 const USAGE: &str = "usage: election-sim [--seed N | --seeds A..B] [--jobs J] [--trace]
        [--services N] [--bases N] [--fault-ms MS] [--settle-ms MS] [--wrap]
        [--no-fence | --no-dump-lock | --no-copy-floor | --no-stamps | --no-writers
-        | --no-farewell-guards]   (turn one fix off: the run must fail)
-       [--delete-nodes]   (a deletion also deletes the election's nodes: the open hole's candidate fix)
+        | --no-farewell-guards | --no-delete-nodes]   (turn one fix off: the run must fail)
        [--mutate self-lowest]   (plant a bug: every candidate leads; one_master must fail)
        [--mutate no-retry]   (plant a bug: wanted elections wait for a request; convergence fails)
        [--no-operations]   (no SIGTERM, SIGINT, stop-writes, disk or directory errors, late loss notices)
@@ -68,7 +67,7 @@ fn main() {
             "--no-stamps" => opts.stamps = false,
             "--no-writers" => opts.writers = false,
             "--no-farewell-guards" => opts.farewell_guarded = false,
-            "--delete-nodes" => opts.delete_nodes = true,
+            "--no-delete-nodes" => opts.delete_nodes = false,
             "--wrap" => opts.wrap = true,
             "--no-operations" => opts.operations = false,
             "--no-idle-hours" => opts.idle_hours = false,

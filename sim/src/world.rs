@@ -2219,11 +2219,10 @@ impl World {
 
     /// A client deletes a base, then creates it again (issue 14, H3), as the
     /// server does it: through the base's master, the directory entry goes,
-    /// then (only with `Options::delete_nodes`, which the server does not
-    /// do) every node of its election, then each peer is told to drop its
+    /// then every node of its election, then each peer is told to drop its
     /// replica. A peer that is down, paused, cut off from the master, or
-    /// whose call is lost misses the drop: it keeps its replica and its
-    /// election.
+    /// whose call is lost misses the drop: it keeps its replica, and its
+    /// election until it sees its node gone.
     fn delete_base(&mut self) {
         let b = self.rng.pick(self.bases.len());
         let master = (0..self.svcs.len()).find(|&x| {

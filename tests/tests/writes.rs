@@ -1082,7 +1082,7 @@ async fn a_container_created_again_never_gets_its_old_data_back() {
     let base = system_tests::base_of("acct", "reborn");
     for k in ["old1", "old2", "old3"] {
         let (code, message, _) = c.write(&base, &[(k, "old")], T).await;
-        assert_eq!(code, 200, "{message}");
+        assert_eq!(code, 200, "{message}\n{}", c.logs());
     }
     let (_master, away) = master_and_the_others(&c, &base).await;
     for id in &away {
@@ -1114,14 +1114,16 @@ async fn a_container_created_again_never_gets_its_old_data_back() {
 
 /// Issue 14, H3: both peers of a master pause through a deletion (they miss
 /// their drop), then resume with their sessions alive: a majority of the
-/// deleted creation, each with its old copy, its election and the peers it
-/// knew. No write to the deleted container may be acknowledged, and once it
-/// is created again, the old copies are set aside and only new data is
-/// served. Here the pair finds the base gone when its candidate's GETVERS
+/// deleted creation, each with its old copy and, before the fix, its
+/// election and the peers it knew, free to elect one of them and take
+/// writes that would vanish with the copies. The deletion removed every node
+/// of the election, so on resuming they step down and read the directory
+/// again: no write to the deleted container is acknowledged, and once it is
+/// created again, the old copies are set aside and only new data is served.
+/// (Here the pair also finds the base gone when its candidate's GETVERS
 /// round fails against the dropped master and is retried with a fresh
-/// directory read. The simulation's seed 2230 reaches a pair that does not:
-/// that hole is still open (`deletion_hole_is_open_and_closed_by_deleting_the_nodes`
-/// in sim/tests/seeds.rs).
+/// directory read; the simulation's seed 2230, in tests/seeds.rs, reaches a
+/// pair that does not, and fails without the deletion of the nodes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_that_missed_a_deletion_take_no_write_for_it() {
     let c = Cluster::start(
