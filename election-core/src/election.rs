@@ -136,6 +136,8 @@ struct GetversRound {
     pending: BTreeSet<ServiceId>,
     ok: u32,
     old: u32,
+    /// Answers of peers without a copy, as we are (`GetversOutcome::NoCopy`).
+    no_copy: u32,
     /// Peers whose copy diverged from ours (as a candidate) or that are
     /// behind us (as a follower asking its master).
     race: Vec<ServiceId>,
@@ -860,6 +862,22 @@ impl Election {
                         detail.join("; ")
                     ));
                     self.retry_or_fail(now, S::DelayedCheckingSlaves, out);
+                } else if round.no_copy > 0 && errors > 0 {
+                    // We hold no copy, nor do the peers that answered (one
+                    // with a copy makes us step aside, above). A silent one
+                    // may hold the only copy: leading without it left the
+                    // base with a master that has nothing to serve, and the
+                    // copy's holder failing for ever to copy from it (issue
+                    // 14, H3, a system test). A base that no replica holds
+                    // (only registered) still gets a master once all answer.
+                    let silent: Vec<String> =
+                        round.errors.iter().map(|(p, _)| p.to_string()).collect();
+                    self.last_error = Some(format!(
+                        "this replica holds no copy of the base, nor do the peers that answered; \
+                         it leads only once every peer has answered, and {} did not",
+                        silent.join(", ")
+                    ));
+                    self.retry_or_fail(now, S::DelayedCheckingSlaves, out);
                 } else {
                     // Diverged peers may remain, outvoted: we and the `ok`
                     // peers (at or behind our version) are a majority, and
@@ -1193,6 +1211,10 @@ impl Election {
         round.pending.remove(&peer);
         match outcome {
             GetversOutcome::Ok => round.ok += 1,
+            GetversOutcome::NoCopy => {
+                round.ok += 1;
+                round.no_copy += 1;
+            }
             GetversOutcome::Old => round.old += 1,
             GetversOutcome::Race => round.race.push(peer),
             GetversOutcome::Ko(e) => round.errors.push((peer, e)),

@@ -114,6 +114,10 @@ pub enum GetversOutcome {
     Old,
     /// Both sides have writes the other lacks.
     Race,
+    /// Neither side holds a copy of the base: they agree, on nothing. A
+    /// candidate without a copy leads only when every peer says so, since
+    /// one that did not answer may hold the only copy.
+    NoCopy,
 }
 
 /// Why the master node's content cannot be followed.
@@ -222,7 +226,7 @@ impl Event {
             Event::LeftMaster { .. } => "LEFT_MASTER",
             Event::GetpeersDone { .. } => "GETPEERS_DONE",
             Event::Getvers { outcome, .. } => match outcome {
-                GetversOutcome::Ok => "GETVERS_OK",
+                GetversOutcome::Ok | GetversOutcome::NoCopy => "GETVERS_OK",
                 GetversOutcome::Ko(_) => "GETVERS_KO",
                 GetversOutcome::Old => "GETVERS_OLD",
                 GetversOutcome::Race => "GETVERS_RACE",

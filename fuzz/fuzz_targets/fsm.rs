@@ -29,10 +29,11 @@ fn event(b: &[u8], ops: u64, seq_hint: i64) -> Event {
         7 => Event::Getvers {
             op,
             peer: peer(b[2]),
-            outcome: match b[3] % 4 {
+            outcome: match b[3] % 5 {
                 0 => GetversOutcome::Ok,
                 1 => GetversOutcome::Old,
                 2 => GetversOutcome::Race,
+                3 => GetversOutcome::NoCopy,
                 _ => GetversOutcome::Ko("x".into()),
             },
         },

@@ -497,6 +497,7 @@ fn state_checking_slaves() {
         ko(),
         GetversOutcome::Old,
         GetversOutcome::Race,
+        GetversOutcome::NoCopy,
     ] {
         let mut e = forced(State::CheckingSlaves, 3);
         let ev = gv(&e, "ID1", outcome.clone());
@@ -508,6 +509,7 @@ fn state_checking_slaves() {
             GetversOutcome::Ko(_) => round(&e).errors.len() as u32,
             GetversOutcome::Old => round(&e).old,
             GetversOutcome::Race => round(&e).race.len() as u32,
+            GetversOutcome::NoCopy => round(&e).no_copy,
         };
         assert_eq!(counted, 1);
     }
@@ -562,6 +564,30 @@ fn state_checking_slaves() {
             1,
             State::DelayedCheckingSlaves,
             vec![],
+        ),
+        // Without a copy, as every peer that answered: lead only when all
+        // did (a silent one may hold the only copy).
+        (
+            vec![
+                GetversOutcome::NoCopy,
+                GetversOutcome::NoCopy,
+                GetversOutcome::NoCopy,
+            ],
+            1,
+            State::Master,
+            vec!["USE(master)"],
+        ),
+        (
+            vec![GetversOutcome::NoCopy, GetversOutcome::NoCopy, ko()],
+            1,
+            State::DelayedCheckingSlaves,
+            vec![],
+        ),
+        (
+            vec![GetversOutcome::NoCopy, GetversOutcome::NoCopy, ko()],
+            0,
+            State::LeavingFailing,
+            vec!["DELETE(10)"],
         ),
         (
             vec![GetversOutcome::Ok, ko(), ko()],
