@@ -45,7 +45,6 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/admin/set-aside", post(set_aside))
         .route("/v1/admin/fault", post(fault_switch))
         .route("/v1/peer/replicate", post(peer_replicate))
-        .route("/v1/peer/replicates", post(peer_replicates))
         .route("/v1/container/delete", post(delete_container))
         .route("/v1/peer/drop", post(peer_drop))
         .route("/v1/peer/resync", post(peer_resync))
@@ -881,47 +880,6 @@ async fn peer_replicate(
             reply(code, &message, json!({ "refusal": refusal }))
         }
     })
-}
-
-/// Several REPLICATEs from one master service (`rpc::ReplicatesRequest`),
-/// each handled as `peer_replicate` handles one: handed to the engine in
-/// their order, and answered one by one once all are decided.
-async fn peer_replicates(
-    State(svc): Svc,
-    Json(req): Json<crate::rpc::ReplicatesRequest>,
-) -> Result<Response, ApiError> {
-    check_type(&svc, Some(req.service_type.as_str()))?;
-    if req.items.len() > crate::rpc::MAX_REPLICATES_PER_CALL {
-        return Err(ApiError::bad_request(format!(
-            "{} replicated writes in one call, at most {}",
-            req.items.len(),
-            crate::rpc::MAX_REPLICATES_PER_CALL
-        )));
-    }
-    let crate::rpc::ReplicatesRequest {
-        service_type,
-        from,
-        items,
-    } = req;
-    // join_all polls them in order on its first poll: the engine gets
-    // them in the order they were sent.
-    let writes = items.into_iter().map(|item| {
-        svc.replicate(ReplicateRequest {
-            base: item.base,
-            service_type: service_type.clone(),
-            from: from.clone(),
-            epoch: item.epoch,
-            prev: item.prev,
-            next: item.next,
-            ops: item.ops,
-        })
-    });
-    let results: Vec<crate::rpc::ReplicateResult> = futures::future::join_all(writes)
-        .await
-        .into_iter()
-        .map(|r| crate::rpc::ReplicateResult { refusal: r.err() })
-        .collect();
-    Ok(reply(200, "OK", json!({ "results": results })))
 }
 
 /// A slave's refusal of a replicated write: its code and, for people, why

@@ -7,7 +7,6 @@
 //! | `GET /v1/peer/dump` | DB_DUMP | a consistent copy of the receiver's replica |
 //! | `POST /v1/peer/create` | (meta1 link) | create the receiver's replica of a new base |
 //! | `POST /v1/peer/replicate` | (REPLICATE) | apply a master's write on a slave |
-//! | `POST /v1/peer/replicates` | | several of them, for different bases, answered one by one |
 
 use crate::storage::BaseInfo;
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
@@ -39,47 +38,6 @@ pub struct UseItem {
 
 /// The most USEs in one call (about 100 bytes each).
 pub const MAX_USES_PER_CALL: usize = 512;
-
-/// Several REPLICATEs from one master service to one slave service in one
-/// call (`/v1/peer/replicates`), sent only when calls to that peer are
-/// already in flight: with many bases written at once, an HTTP exchange per
-/// write and slave cost more CPU than the writes (docs/PROFILES.md,
-/// session 15). Each item is handled as a REPLICATE alone is, in order, and
-/// answered apart.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ReplicatesRequest {
-    #[serde(rename = "type")]
-    pub service_type: ServiceType,
-    pub from: ServiceId,
-    pub items: Vec<ReplicateItem>,
-}
-
-/// One write of a `ReplicatesRequest`: a `ReplicateRequest` without the
-/// fields the call carries once.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ReplicateItem {
-    pub base: BaseName,
-    pub epoch: Seq,
-    pub prev: Vector,
-    pub next: Vector,
-    pub ops: Vec<WriteOp>,
-}
-
-/// The answer to a `ReplicatesRequest`: per item, in order, applied (no
-/// refusal) or why not.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ReplicatesReply {
-    pub results: Vec<ReplicateResult>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ReplicateResult {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<Refusal>,
-}
-
-/// The most REPLICATEs in one call.
-pub const MAX_REPLICATES_PER_CALL: usize = 64;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UseRequest {
@@ -422,37 +380,6 @@ impl PeerClient {
             });
         }
         Ok(())
-    }
-
-    /// Several REPLICATEs in one call: the result of each, in order. An
-    /// answer of the wrong length is no answer (the writes may have been
-    /// applied).
-    pub async fn replicates(
-        &self,
-        peer: &ServiceId,
-        req: &ReplicatesRequest,
-        timeout: Duration,
-    ) -> Result<Vec<Option<Refusal>>, PeerError> {
-        let reply: ReplicatesReply = self
-            .post_json(peer, "/v1/peer/replicates", req, timeout)
-            .await?;
-        if reply.results.len() != req.items.len() {
-            return Err(PeerError::Other {
-                peer: peer.clone(),
-                detail: format!(
-                    "{} results for {} replicated writes",
-                    reply.results.len(),
-                    req.items.len()
-                ),
-            });
-        }
-        if self.lose_acks.load(Ordering::Relaxed) {
-            return Err(PeerError::Other {
-                peer: peer.clone(),
-                detail: "fault switch: acknowledgement dropped".into(),
-            });
-        }
-        Ok(reply.results.into_iter().map(|r| r.refusal).collect())
     }
 
     pub async fn dump(

@@ -156,24 +156,6 @@ pub struct Service {
     /// USEs per peer: one call in flight to each, and the USEs emitted
     /// meanwhile go together in the next (no delay when none is in flight).
     uses: Mutex<HashMap<ServiceId, PeerUses>>,
-    /// REPLICATEs per peer: up to `REPLICATE_CALLS_PER_PEER` calls in
-    /// flight to each; beyond, the writes emitted meanwhile go together in
-    /// the next call (no delay when a call is free).
-    replicates: Mutex<HashMap<ServiceId, PeerReplicates>>,
-}
-
-/// Calls carrying REPLICATEs in flight to one peer at most. A call answers
-/// once all its writes are decided on the slave, so a write waiting there
-/// (for its election to settle, at most 500 ms) holds back only the writes
-/// that went with it, and the others use the other call. With 1, 2 and
-/// 4, 32 writers over 32 bases made about 1,800, 1,760 and 1,600 writes/s
-/// (BENCHMARKS.md, session 15): 2 keeps most of the gain.
-const REPLICATE_CALLS_PER_PEER: usize = 2;
-
-#[derive(Default)]
-struct PeerReplicates {
-    calls: usize,
-    waiting: Vec<(Id, crate::rpc::ReplicateItem)>,
 }
 
 #[derive(Default)]
@@ -298,7 +280,6 @@ impl Service {
             watches: Mutex::new(futures::stream::FuturesUnordered::new()),
             watch_armed: Notify::new(),
             uses: Mutex::default(),
-            replicates: Mutex::default(),
             metrics,
         });
         tokio::spawn(route_watches(svc.clone()));
@@ -967,107 +948,6 @@ impl Service {
         }
     }
 
-    /// One of the calls carrying REPLICATEs to `to`: sends the writes
-    /// waiting for it, alone or together, until none is left. A peer that
-    /// does not know batches (an older version: 404), or takes smaller
-    /// bodies (413), gets them one by one.
-    async fn send_replicates(self: Arc<Self>, to: ServiceId) {
-        // A batch stays well within the bodies a peer takes.
-        let budget = (self.cfg.max_body_bytes / 2).max(1);
-        loop {
-            let batch: Vec<(Id, crate::rpc::ReplicateItem)> = {
-                let mut all = lock(&self.replicates);
-                let Some(q) = all.get_mut(&to) else {
-                    return;
-                };
-                if q.waiting.is_empty() {
-                    q.calls -= 1;
-                    if q.calls == 0 {
-                        all.remove(&to);
-                    }
-                    return;
-                }
-                let (mut n, mut bytes) = (0, 0);
-                for (_, item) in &q.waiting {
-                    bytes += item_bytes(item);
-                    if n > 0 && (bytes > budget || n == crate::rpc::MAX_REPLICATES_PER_CALL) {
-                        break;
-                    }
-                    n += 1;
-                }
-                q.waiting.drain(..n).collect()
-            };
-            let sent = Instant::now();
-            let timeout = self.cfg.replicate_timeout;
-            let results: Vec<(Id, Result<(), ReplicateFailure>)> = if batch.len() == 1 {
-                let (id, item) = batch.into_iter().next().expect("one write");
-                vec![(id, self.replicate_one(&to, item).await)]
-            } else {
-                let (ids, items): (Vec<Id>, Vec<_>) = batch.into_iter().unzip();
-                let req = crate::rpc::ReplicatesRequest {
-                    service_type: self.stype.clone(),
-                    from: self.me.clone(),
-                    items,
-                };
-                match self.rpc.replicates(&to, &req, timeout).await {
-                    Ok(refusals) => ids
-                        .into_iter()
-                        .zip(refusals)
-                        .map(|(id, r)| {
-                            (id, r.map_or(Ok(()), |r| Err(ReplicateFailure::Refused(r))))
-                        })
-                        .collect(),
-                    Err(crate::rpc::PeerError::Status {
-                        status: 404 | 413, ..
-                    }) => {
-                        let alone = req
-                            .items
-                            .into_iter()
-                            .map(|item| self.replicate_one(&to, item));
-                        ids.into_iter()
-                            .zip(futures::future::join_all(alone).await)
-                            .collect()
-                    }
-                    Err(e) => {
-                        let failure = replicate_failure(e);
-                        ids.into_iter()
-                            .map(|id| (id, Err(failure.clone())))
-                            .collect()
-                    }
-                }
-            };
-            let took = sent.elapsed().as_secs_f64();
-            for (id, result) in results {
-                self.metrics.replication.observe(took);
-                if result.is_err() {
-                    self.metrics.replication_failures.inc();
-                }
-                self.input(Input::Replicated { id, result });
-            }
-        }
-    }
-
-    /// One REPLICATE on its own call.
-    async fn replicate_one(
-        &self,
-        to: &ServiceId,
-        item: crate::rpc::ReplicateItem,
-    ) -> Result<(), ReplicateFailure> {
-        let req = ReplicateRequest {
-            base: item.base,
-            service_type: self.stype.clone(),
-            from: self.me.clone(),
-            epoch: item.epoch,
-            prev: item.prev,
-            next: item.next,
-            ops: item.ops,
-        };
-        self.rpc
-            .replicate(to, &req, self.cfg.replicate_timeout)
-            .await
-            .map_err(replicate_failure)
-    }
-
     /// The shared copy of a peer set.
     fn intern(&self, peers: Vec<ServiceId>) -> Arc<Vec<ServiceId>> {
         let mut sets = lock(&self.peer_sets);
@@ -1251,25 +1131,31 @@ impl Service {
                 next,
                 ops,
             } => {
-                let item = crate::rpc::ReplicateItem {
-                    base,
-                    epoch,
-                    prev,
-                    next,
-                    ops: ops.to_vec(),
-                };
-                let start = {
-                    let mut all = lock(&self.replicates);
-                    let q = all.entry(to.clone()).or_default();
-                    q.waiting.push((id, item));
-                    let free = q.calls < REPLICATE_CALLS_PER_PEER;
-                    q.calls += usize::from(free);
-                    free
-                };
-                if start {
-                    let svc = self.clone();
-                    tokio::spawn(crate::reqid::inherit(svc.send_replicates(to)));
-                }
+                let svc = self.clone();
+                tokio::spawn(crate::reqid::inherit(async move {
+                    let req = ReplicateRequest {
+                        base,
+                        service_type: svc.stype.clone(),
+                        from: svc.me.clone(),
+                        epoch,
+                        prev,
+                        next,
+                        ops: ops.to_vec(),
+                    };
+                    let sent = Instant::now();
+                    let answer = svc
+                        .rpc
+                        .replicate(&to, &req, svc.cfg.replicate_timeout)
+                        .await;
+                    svc.metrics
+                        .replication
+                        .observe(sent.elapsed().as_secs_f64());
+                    let result = answer.map_err(|e| {
+                        svc.metrics.replication_failures.inc();
+                        replicate_failure(e)
+                    });
+                    svc.input(Input::Replicated { id, result });
+                }));
             }
             Effect::Resync { to, base } => {
                 let svc = self.clone();
@@ -1522,21 +1408,6 @@ fn snapshot_of(s: &election_engine::Slot, key: ElectionKey) -> Arc<Snapshot> {
 /// How a slave's answer to a replicated write reaches the engine: a typed
 /// refusal, a call that never reached it, or no answer (it may have
 /// applied it).
-/// About how many bytes a replicated write takes in a request body.
-fn item_bytes(item: &crate::rpc::ReplicateItem) -> usize {
-    let ops: usize = item
-        .ops
-        .iter()
-        .map(|op| match op {
-            WriteOp::Set { key, value } | WriteOp::SetSystem { key, value } => {
-                key.len() + value.len() + 32
-            }
-            WriteOp::Unset { key } => key.len() + 32,
-        })
-        .sum();
-    ops + 512
-}
-
 fn replicate_failure(e: crate::rpc::PeerError) -> ReplicateFailure {
     use crate::rpc::PeerError;
     match e {

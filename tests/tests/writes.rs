@@ -1046,62 +1046,6 @@ async fn container_set_rides_out_a_master_crash() {
     assert_eq!(props["a"], "1");
 }
 
-/// Writes to many bases at once, while one slave is paused: its
-/// REPLICATEs pile up behind the calls in flight to it, and go together in
-/// shared calls (`/v1/peer/replicates`) once it resumes. Every write is
-/// acknowledged by the master and the other slave meanwhile, and every
-/// replica ends with all of them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicated_writes_to_a_slow_slave_go_together_and_all_land() {
-    let c = Cluster::start(3, ServiceOpts::default());
-    let slow = c.ids()[2].clone();
-    let mut bases = Vec::new();
-    for i in 0..40 {
-        let base = c.create_container("acct", &format!("many{i}")).await;
-        let master = c
-            .wait_converged(&base, T)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        if master != slow {
-            bases.push((master, base));
-        }
-        if bases.len() == 8 {
-            break;
-        }
-    }
-    assert_eq!(bases.len(), 8, "8 bases whose master is not {slow}");
-    c.service(&slow).pause();
-    let rounds = 5;
-    let c = &c;
-    let writes = bases.iter().map(|(master, base)| async move {
-        for r in 0..rounds {
-            let key = format!("k{r}");
-            let (code, message) = c.write_to(master, base, &[(key.as_str(), "v")], T).await;
-            assert_eq!(code, 200, "{base} write {r}: {message}\n{}", c.logs());
-        }
-    });
-    futures::future::join_all(writes).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    c.service(&slow).resume();
-    let want: serde_json::Map<String, Value> = (0..rounds)
-        .map(|r| (format!("k{r}"), Value::from("v")))
-        .collect();
-    for (_, base) in &bases {
-        let (props, _) = wait_replicas_equal(c, base, T).await;
-        assert_eq!(props, Value::Object(want.clone()), "{base}");
-    }
-    let text = c.metrics(&slow).await;
-    let shared: f64 = text
-        .lines()
-        .filter(|l| l.contains("route=\"/v1/peer/replicates\"") && l.contains("code=\"200\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(
-        shared > 0.0,
-        "no shared REPLICATE call reached {slow}:\n{text}"
-    );
-}
-
 /// The first write right after a container's creation succeeds: slaves
 /// still settling wait for their election instead of refusing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
