@@ -2538,6 +2538,27 @@ fn exit_leaves_every_election_and_starts_none() {
 
 // ----- GETVERS outcomes -----
 
+/// A candidate (node 17) in DELAYED_CHECKING_SLAVES: nothing before its
+/// back-off ends, then its GETVERS round again (ids 9 and 10). Returns when.
+fn asks_again_after_back_off(fx: &mut Fx, a: &BaseName) -> u64 {
+    let wake = fx.e.next_wakeup().expect("back-off");
+    assert_eq!(fx.on(wake - 1, Input::Tick), vec![]);
+    assert_eq!(
+        fx.on(wake, Input::Tick),
+        vec![
+            getvers_candidate(9, &fx.b, a, 17),
+            getvers_candidate(10, &fx.c, a, 17),
+            tr(
+                a,
+                State::DelayedCheckingSlaves,
+                "NONE",
+                State::CheckingSlaves
+            ),
+        ]
+    );
+    wake
+}
+
 #[test]
 fn rookie_unknown_versions_delay_the_candidacy() {
     let mut fx = Fx::new();
@@ -2580,22 +2601,8 @@ fn rookie_unknown_versions_delay_the_candidacy() {
             ),
         ]
     );
-    let wake = fx.e.next_wakeup().expect("back-off");
+    let wake = asks_again_after_back_off(&mut fx, &a);
     assert!((1_110..=1_160).contains(&wake), "{wake}");
-    assert_eq!(fx.on(wake - 1, Input::Tick), vec![]);
-    assert_eq!(
-        fx.on(wake, Input::Tick),
-        vec![
-            getvers_candidate(9, &fx.b, &a, 17),
-            getvers_candidate(10, &fx.c, &a, 17),
-            tr(
-                &a,
-                State::DelayedCheckingSlaves,
-                "NONE",
-                State::CheckingSlaves
-            ),
-        ]
-    );
     // A refusal is a KO without the rookie warning.
     assert_eq!(
         fx.on(
@@ -2663,20 +2670,7 @@ fn a_candidate_without_a_copy_waits_for_every_peer() {
         why.is_some_and(|w| w.contains("holds no copy") && w.contains(C)),
         "{why:?}"
     );
-    let wake = fx.e.next_wakeup().expect("back-off");
-    assert_eq!(
-        fx.on(wake, Input::Tick),
-        vec![
-            getvers_candidate(9, &fx.b, &a, 17),
-            getvers_candidate(10, &fx.c, &a, 17),
-            tr(
-                &a,
-                State::DelayedCheckingSlaves,
-                "NONE",
-                State::CheckingSlaves
-            ),
-        ]
-    );
+    let wake = asks_again_after_back_off(&mut fx, &a);
     fx.on(wake + 10, no_copy(9));
     fx.on(wake + 20, no_copy(10));
     assert_eq!(fx.state(&a), State::Master);
