@@ -874,7 +874,8 @@ impl Election {
                         round.errors.iter().map(|(p, _)| p.to_string()).collect();
                     self.last_error = Some(format!(
                         "this replica holds no copy of the base, nor do the peers that answered; \
-                         it leads only once every peer has answered, and {} did not",
+                         it leads only once every peer has answered, and {} did not: it retries; \
+                         check that peer, or restore a copy of the base on one replica",
                         silent.join(", ")
                     ));
                     self.retry_or_fail(now, S::DelayedCheckingSlaves, out);
@@ -1240,9 +1241,10 @@ impl Election {
 
     /// Our node was deleted, and not by us: someone changed the group
     /// behind our back (an operator, or a deletion of the base, which
-    /// deletes every node of its election). The restart reads the directory afresh instead of
-    /// reusing the peers it knew: a deleted base is no longer ours, and a
-    /// base created again names another creation (issue 14, H3).
+    /// deletes every node of its election). The restart reads the
+    /// directory afresh instead of reusing the peers it knew: a deleted
+    /// base is no longer ours, and a base created again names another
+    /// creation (issue 14, H3).
     fn restart_without_our_node(&mut self, now: Now, out: &mut Vec<Action>) {
         self.forget_ids();
         self.peers = None;

@@ -2538,6 +2538,20 @@ fn exit_leaves_every_election_and_starts_none() {
 
 // ----- GETVERS outcomes -----
 
+/// The last answer of a candidate's round, a KO, leaves it without a
+/// quorum: it backs off.
+fn last_ko_backs_off(a: &BaseName) -> Vec<Effect> {
+    vec![
+        Effect::Observe(Observation::Getvers("KO")),
+        tr(
+            a,
+            State::CheckingSlaves,
+            "GETVERS_KO",
+            State::DelayedCheckingSlaves,
+        ),
+    ]
+}
+
 /// A candidate (node 17) in DELAYED_CHECKING_SLAVES: nothing before its
 /// back-off ends, then its GETVERS round again (ids 9 and 10). Returns when.
 fn asks_again_after_back_off(fx: &mut Fx, a: &BaseName) -> u64 {
@@ -2585,22 +2599,12 @@ fn rookie_unknown_versions_delay_the_candidacy() {
         ]
     );
     // No quorum (2 errors out of a group of 3): retry after a back-off.
-    assert_eq!(
-        fx.on(1_060, loading(8)),
-        vec![
-            Effect::Log(LogEvent::Rookie {
-                base: a.clone(),
-                why: why(C)
-            }),
-            Effect::Observe(Observation::Getvers("KO")),
-            tr(
-                &a,
-                State::CheckingSlaves,
-                "GETVERS_KO",
-                State::DelayedCheckingSlaves
-            ),
-        ]
-    );
+    let mut expected = vec![Effect::Log(LogEvent::Rookie {
+        base: a.clone(),
+        why: why(C),
+    })];
+    expected.extend(last_ko_backs_off(&a));
+    assert_eq!(fx.on(1_060, loading(8)), expected);
     let wake = asks_again_after_back_off(&mut fx, &a);
     assert!((1_110..=1_160).contains(&wake), "{wake}");
     // A refusal is a KO without the rookie warning.
@@ -2653,18 +2657,7 @@ fn a_candidate_without_a_copy_waits_for_every_peer() {
         remote: Err("timeout".into()),
         local: Ok(ReplicaVersion::Missing),
     };
-    assert_eq!(
-        fx.on(1_060, silent),
-        vec![
-            Effect::Observe(Observation::Getvers("KO")),
-            tr(
-                &a,
-                State::CheckingSlaves,
-                "GETVERS_KO",
-                State::DelayedCheckingSlaves
-            ),
-        ]
-    );
+    assert_eq!(fx.on(1_060, silent), last_ko_backs_off(&a));
     let why = fx.e.view(&a).expect("election").fsm.last_error();
     assert!(
         why.is_some_and(|w| w.contains("holds no copy") && w.contains(C)),
