@@ -154,8 +154,8 @@ impl PendingWrite {
     pub fn commit(&mut self) -> Result<(), StoreError> {
         self.open = false;
         let conn = self.conn();
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Err(e) = exec(conn, "COMMIT") {
+            let _ = exec(conn, "ROLLBACK");
             self.cache.invalidate(&self.key);
             return Err(e.into());
         }
@@ -166,7 +166,7 @@ impl PendingWrite {
     pub fn rollback(&mut self) {
         if std::mem::take(&mut self.open) {
             if let Some(conn) = &self.conn {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = exec(conn, "ROLLBACK");
             }
         }
     }
@@ -175,6 +175,45 @@ impl PendingWrite {
 impl Drop for PendingWrite {
     fn drop(&mut self) {
         self.rollback();
+    }
+}
+
+/// Runs one statement without parameters, prepared once per connection
+/// (parsing `BEGIN IMMEDIATE` or `COMMIT` again for every write was a
+/// visible share of a store operation's CPU).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// A write transaction on a leased connection, rolled back when dropped
+/// uncommitted (a failed `COMMIT` included); its `BEGIN IMMEDIATE` and
+/// `COMMIT` come from the statement cache (rusqlite's `Transaction` parses
+/// them each time).
+struct Immediate<'c>(&'c Connection);
+
+impl<'c> Immediate<'c> {
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        exec(conn, "BEGIN IMMEDIATE")?;
+        Ok(Self(conn))
+    }
+
+    fn commit(self) -> rusqlite::Result<()> {
+        exec(self.0, "COMMIT")
+    }
+}
+
+impl std::ops::Deref for Immediate<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.0
+    }
+}
+
+impl Drop for Immediate<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            let _ = exec(self.0, "ROLLBACK");
+        }
     }
 }
 
@@ -567,7 +606,7 @@ impl BaseStore {
     }
 
     fn vector_in(tx: &Connection) -> Result<Vector, StoreError> {
-        let mut stmt = tx.prepare("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
+        let mut stmt = tx.prepare_cached("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vector::new();
         for row in rows {
@@ -585,13 +624,12 @@ impl BaseStore {
         for op in ops {
             match op {
                 WriteOp::Set { key, value } => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO properties (k, v) VALUES (?1, ?2)",
-                        params![key, value],
-                    )?;
+                    tx.prepare_cached("INSERT OR REPLACE INTO properties (k, v) VALUES (?1, ?2)")?
+                        .execute(params![key, value])?;
                 }
                 WriteOp::Unset { key } => {
-                    tx.execute("DELETE FROM properties WHERE k = ?1", params![key])?;
+                    tx.prepare_cached("DELETE FROM properties WHERE k = ?1")?
+                        .execute(params![key])?;
                 }
                 WriteOp::SetSystem { key, value } => {
                     // Checked by the master before the write; checked again
@@ -599,10 +637,8 @@ impl BaseStore {
                     check_system_key(key).map_err(|why| {
                         StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, why))
                     })?;
-                    tx.execute(
-                        "INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)",
-                        params![key, value],
-                    )?;
+                    tx.prepare_cached("INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)")?
+                        .execute(params![key, value])?;
                 }
             }
         }
@@ -611,10 +647,11 @@ impl BaseStore {
 
     fn store_vector(tx: &Connection, v: &Vector) -> Result<(), StoreError> {
         for (table, tv) in v {
-            tx.execute(
-                "INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)",
-                params![format!("version:{table}"), render_table_version(tv)],
-            )?;
+            tx.prepare_cached("INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)")?
+                .execute(params![
+                    format!("version:{table}"),
+                    render_table_version(tv)
+                ])?;
         }
         Ok(())
     }
@@ -693,7 +730,7 @@ impl BaseStore {
         writer: u64,
     ) -> Result<PendingWrite, StoreError> {
         let (conn, generation) = self.open_rw(key)?.into_parts();
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        exec(&conn, "BEGIN IMMEDIATE")?;
         self.versions.invalidate(key);
         // Dropping `pending` on an error below rolls the transaction back.
         let mut pending = PendingWrite {
@@ -746,8 +783,8 @@ impl BaseStore {
         prev: &Vector,
         next: &Vector,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.open_rw(key)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.open_rw(key)?;
+        let tx = Immediate::begin(&conn)?;
         self.versions.invalidate(key);
         let local = Self::vector_in(&tx)?;
         // Whole vectors, timestamps included (they are the master's, copied
