@@ -36,6 +36,11 @@ pub struct EngineConfig {
     /// At most this many client writes wait over all the bases (each base
     /// also holds at most `MAX_QUEUED_WRITES`): beyond, a clear refusal.
     pub max_queued_writes: usize,
+    /// A replicated write that reaches a slave before the one it follows
+    /// (two REPLICATE calls overtaking each other) waits this long for it,
+    /// then is refused as behind and the base copied again. Keep it well
+    /// under the masters' replicate timeout; 0 refuses at once.
+    pub gap_wait_ms: u64,
     /// Faults planted on purpose, for the simulation's mutation tests only:
     /// nothing in the server's configuration can set them.
     #[doc(hidden)]
@@ -50,6 +55,7 @@ impl Default for EngineConfig {
             grace_ms: 5_000,
             max_in_flight: 1_000,
             max_queued_writes: 8_192,
+            gap_wait_ms: 100,
             mutations: Mutations::default(),
         }
     }
@@ -889,6 +895,7 @@ impl Engine {
                     prev,
                     next,
                     ops,
+                    came: now.mono_ms,
                 };
                 self.replicate_input(now, base, w)
             }

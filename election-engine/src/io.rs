@@ -406,6 +406,9 @@ pub enum Observation {
     /// A write from a master was refused because we vouched for a newer
     /// candidate.
     WriteFenced,
+    /// A replicated write came before the write it follows (two REPLICATE
+    /// calls overtook each other): it waits for it.
+    Overtaken,
     /// A batch of `writes` client writes was committed.
     Committed { writes: usize },
 }

@@ -3242,11 +3242,19 @@ fn a_slave_applies_in_order_and_resyncs_when_behind() {
             apply(9, 7),
         ]
     );
-    // It does not follow our version: refuse it, and copy the master's.
-    let effects = fx.on(
-        2_003,
-        stored(9, Err(StoreFailure::OutOfOrder("at 6".into()))),
+    // It does not follow our version: it waits a moment for the write it
+    // follows (the calls may have overtaken each other)...
+    assert_eq!(
+        fx.on(
+            2_003,
+            stored(9, Err(StoreFailure::OutOfOrder("at 6".into())))
+        ),
+        vec![Effect::Observe(Observation::Overtaken)]
     );
+    assert_eq!(fx.e.next_wakeup(), Some(2_001 + 100));
+    assert!(fx.on(2_100, Input::Tick).is_empty());
+    // ...which never comes: refuse it, and copy the master's.
+    let effects = fx.on(2_101, Input::Tick);
     assert!(
         effects.iter().any(|e| matches!(e, Effect::Sync { .. })),
         "{effects:?}"
@@ -3461,6 +3469,77 @@ fn a_write_reaching_an_expiring_slave_makes_it_rejoin() {
     later.extend(effects);
     assert_ne!(fx.state(&a), State::None, "{later:?}");
     assert!(!answered(&later), "{later:?}");
+}
+
+/// Batch n+1 overtakes batch n on its way to the slower slave: it waits for
+/// n, and both are applied in order; no copy of the base is fetched.
+#[test]
+fn a_write_that_overtook_the_one_it_follows_waits_for_it() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    let from_b = |req: ReqId, n: i64| Input::Replicate {
+        req,
+        from: sid(B),
+        base: a.clone(),
+        epoch: 12,
+        prev: vector(n),
+        next: vector(n + 1),
+        ops: Arc::from(set("k")),
+    };
+    let apply = |id: Id, n: i64| {
+        store(
+            id,
+            &a,
+            StoreOp::Apply {
+                prev: vector(n),
+                next: vector(n + 1),
+                ops: Arc::from(set("k")),
+            },
+        )
+    };
+    let ok = |req: ReqId| Effect::ReplicateDone {
+        req,
+        result: Ok(()),
+    };
+    // 6 -> 7 comes first: our copy is at 5.
+    assert_eq!(fx.on(2_000, from_b(301, 6)), vec![apply(8, 6)]);
+    assert_eq!(
+        fx.on(
+            2_001,
+            stored(8, Err(StoreFailure::OutOfOrder("at 5".into())))
+        ),
+        vec![Effect::Observe(Observation::Overtaken)]
+    );
+    // 5 -> 6 comes: applied, then 6 -> 7 tried again and applied.
+    assert_eq!(fx.on(2_002, from_b(300, 5)), vec![apply(9, 5)]);
+    assert_eq!(
+        fx.on(2_003, stored(9, Ok(StoreOk::Applied))),
+        vec![ok(300), apply(10, 6)]
+    );
+    assert_eq!(
+        fx.on(2_004, stored(10, Ok(StoreOk::Applied))),
+        vec![ok(301)]
+    );
+    assert_eq!(fx.state(&a), State::Slave);
+    // Nothing is left waiting: the wait's deadline finds nothing to refuse.
+    assert!(fx.on(2_200, Input::Tick).is_empty());
+
+    // With the wait turned off (0), it is refused at once, as before.
+    let mut fx = Fx::with(|c| c.gap_wait_ms = 0);
+    follow_b(&mut fx, &a);
+    assert_eq!(fx.on(2_000, from_b(301, 6)), vec![apply(8, 6)]);
+    let effects = fx.on(
+        2_001,
+        stored(8, Err(StoreFailure::OutOfOrder("at 5".into()))),
+    );
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::ReplicateDone {
+            req: 301,
+            result: Err(Refusal::Behind)
+        })
+    );
 }
 
 /// A new master's first write reaches a member still finding its master:

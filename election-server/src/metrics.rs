@@ -64,6 +64,7 @@ pub struct Metrics {
     /// Client writes per committed batch (group commit).
     pub batches: Histogram,
     pub resyncs: Counter,
+    pub overtaken: Counter,
     stop_writes: Gauge,
     read_only: Gauge,
     pub http: Family<HttpLabels, Counter>,
@@ -94,6 +95,7 @@ impl Default for Metrics {
             replication_failures: Counter::default(),
             batches: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
             resyncs: Counter::default(),
+            overtaken: Counter::default(),
             stop_writes: Gauge::default(),
             read_only: Gauge::default(),
             http: Family::default(),
@@ -177,6 +179,11 @@ impl Default for Metrics {
             "resyncs",
             "Copies of a base from its master (this service as the slave)",
             m.resyncs.clone(),
+        );
+        registry.register(
+            "replicate_overtaken",
+            "Replicated writes that came before the write they follow, and waited for it",
+            m.overtaken.clone(),
         );
         registry.register(
             "stop_writes",

@@ -246,6 +246,11 @@ impl Service {
                 grace_ms: cfg.disconnect_grace.as_millis() as u64,
                 max_in_flight: cfg.max_in_flight,
                 max_queued_writes: cfg.max_queued_writes,
+                // A quarter of the masters' wait for an answer, at most the
+                // engine's default: the write it waited for usually comes
+                // within a millisecond.
+                gap_wait_ms: (cfg.replicate_timeout.as_millis() as u64 / 4)
+                    .min(EngineConfig::default().gap_wait_ms),
                 mutations: Default::default(),
             },
             me.clone(),
@@ -1282,6 +1287,9 @@ impl Service {
                 self.metrics.resyncs.inc();
             }
             Observation::WriteFenced => {}
+            Observation::Overtaken => {
+                self.metrics.overtaken.inc();
+            }
             Observation::Committed { writes } => {
                 self.metrics.batches.observe(writes as f64);
             }

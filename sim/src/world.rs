@@ -596,6 +596,7 @@ impl World {
                 EngineConfig::default().max_in_flight
             },
             max_queued_writes: EngineConfig::default().max_queued_writes,
+            gap_wait_ms: EngineConfig::default().gap_wait_ms,
             mutations: election_engine::Mutations {
                 self_lowest: opts.mutation == Some(Mutation::SelfLowest),
                 no_retry: opts.mutation == Some(Mutation::NoRetry),
@@ -1113,6 +1114,9 @@ impl World {
                 }
             }
             Effect::Observe(Observation::WriteFenced) => self.stats.count("write fenced"),
+            Effect::Observe(Observation::Overtaken) => self
+                .stats
+                .count("replicated write waited for the one it follows"),
             Effect::Observe(Observation::GetversSkipped) => self
                 .stats
                 .count("follower GETVERS skipped (the candidate's showed agreement)"),

@@ -408,7 +408,13 @@ impl Service {
             .args(&self.args)
             .arg("--data-dir")
             .arg(self.data.path())
-            .env("RUST_LOG", "info,zookeeper_client=warn")
+            // `SERVICE_LOG` sets the services' log filter (for example
+            // `election_server=debug,election_engine=debug` to see why).
+            .env(
+                "RUST_LOG",
+                std::env::var("SERVICE_LOG")
+                    .unwrap_or_else(|_| "info,zookeeper_client=warn".into()),
+            )
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
             .stdin(Stdio::null())

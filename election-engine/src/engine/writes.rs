@@ -15,6 +15,11 @@
 //!   theirs is half-applied here, and report the version after it;
 //! - further replicated writes (a slave applies in order).
 //!
+//! Two REPLICATE calls can overtake each other on the way (the slower slave
+//! gets batch n+1 while batch n is still in transit): a write that does not
+//! follow the local version waits a moment (`gap_wait_ms`) for the one it
+//! follows, and is applied after it, instead of costing a copy of the base.
+//!
 //! A batch commits when a majority of the group, the master included,
 //! applied it; it rolls back as soon as a majority is impossible. A slave
 //! whose answer came too late, or that refused, is told to copy the base
@@ -44,6 +49,10 @@ const MAX_UNSETTLED: usize = 64;
 /// refused rather than applied: its master has likely given up on it.
 const UNSETTLED_WAIT_MS: u64 = 500;
 
+/// At most this many replicated writes wait per base for the write they
+/// follow; beyond, they are refused as behind at once.
+const MAX_GAP: usize = 64;
+
 /// A batch takes at most this many client writes...
 const MAX_BATCH_WRITES: usize = 256;
 /// ...and this many changes (one write has at most 1,000).
@@ -60,6 +69,10 @@ pub(super) struct BaseOps {
     /// when they came: checked again once it settles (a new master's first
     /// writes wait a moment for their slaves instead of failing).
     unsettled: Vec<(u64, ReplicaWrite)>,
+    /// Replicated writes that came before the write they follow, waiting
+    /// for it (each until `came + gap_wait_ms`); tried again after each
+    /// write applied here.
+    gap: Vec<ReplicaWrite>,
 }
 
 impl BaseOps {
@@ -68,6 +81,7 @@ impl BaseOps {
             && self.busy.is_none()
             && self.deferred.is_empty()
             && self.unsettled.is_empty()
+            && self.gap.is_empty()
     }
 
     pub(super) fn has_unsettled(&self) -> bool {
@@ -78,7 +92,7 @@ impl BaseOps {
 #[derive(Debug, Clone)]
 enum Busy {
     Batch(Box<Batch>),
-    Apply { req: ReqId },
+    Apply(Box<ReplicaWrite>),
     Dump,
 }
 
@@ -98,6 +112,8 @@ pub(super) struct ReplicaWrite {
     pub(super) prev: Vector,
     pub(super) next: Vector,
     pub(super) ops: Arc<[WriteOp]>,
+    /// When it reached us (monotonic ms).
+    pub(super) came: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -713,9 +729,31 @@ impl Engine {
     /// When the oldest replicated write waiting for slot `i` to settle must
     /// be refused.
     pub(super) fn unsettled_deadline(&self, i: u32) -> Option<u64> {
-        let slot = self.slots.get(i)?;
-        let (at, _) = slot.ops.as_ref()?.unsettled.first()?;
-        Some(at.saturating_add(UNSETTLED_WAIT_MS))
+        let ops = self.slots.get(i)?.ops.as_ref()?;
+        let unsettled = ops
+            .unsettled
+            .first()
+            .map(|(at, _)| at.saturating_add(UNSETTLED_WAIT_MS));
+        let gap = ops
+            .gap
+            .iter()
+            .map(|w| w.came.saturating_add(self.cfg.gap_wait_ms))
+            .min();
+        match (unsettled, gap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a replicated write that does not follow our version may wait
+    /// for the one it follows: it came a moment ago, and few wait.
+    fn hold_for_gap(&self, now: Now, i: u32, w: &ReplicaWrite) -> bool {
+        let waiting = self
+            .slots
+            .get(i)
+            .and_then(|s| s.ops.as_ref())
+            .map_or(0, |o| o.gap.len());
+        waiting < MAX_GAP && now.mono_ms.saturating_sub(w.came) < self.cfg.gap_wait_ms
     }
 
     /// Refuses the replicated writes that waited their time for slot `i` to
@@ -729,11 +767,25 @@ impl Engine {
             .unsettled
             .partition_point(|(at, _)| now.mono_ms.saturating_sub(*at) >= UNSETTLED_WAIT_MS);
         let expired: Vec<ReqId> = ops.unsettled.drain(..over).map(|(_, w)| w.req).collect();
+        let wait = self.cfg.gap_wait_ms;
+        let ops = self.slot_mut(i).ops.as_mut().expect("ops");
+        let (behind, still): (Vec<_>, Vec<_>) = std::mem::take(&mut ops.gap)
+            .into_iter()
+            .partition(|w| now.mono_ms.saturating_sub(w.came) >= wait);
+        ops.gap = still;
         if ops.is_empty() {
             self.slot_mut(i).ops = None;
         }
         for req in expired {
             self.replicate_done(req, Err(Refusal::NotSettled));
+        }
+        if !behind.is_empty() {
+            // The writes they follow never came: our copy is behind, fetch
+            // the master's.
+            self.feed(now, i, Event::SyncReq);
+            for w in behind {
+                self.replicate_done(w.req, Err(Refusal::Behind));
+            }
         }
     }
 
@@ -789,24 +841,37 @@ impl Engine {
         let id = self.pending(i, Pending::Store(StoreKind::Apply));
         self.slot_mut(i).vouch = None;
         let base = self.slot_mut(i).base.clone();
-        self.ops_mut(i).busy = Some(Busy::Apply { req: w.req });
-        self.effects.push_back(Effect::Store {
-            id,
-            base,
-            op: StoreOp::Apply {
-                prev: w.prev,
-                next: w.next,
-                ops: w.ops,
-            },
-        });
+        let op = StoreOp::Apply {
+            prev: w.prev.clone(),
+            next: w.next.clone(),
+            ops: w.ops.clone(),
+        };
+        self.ops_mut(i).busy = Some(Busy::Apply(Box::new(w)));
+        self.effects.push_back(Effect::Store { id, base, op });
     }
 
     fn applied(&mut self, now: Now, i: u32, result: Result<StoreOk, StoreFailure>) {
-        let Some(Busy::Apply { req }) = self.ops_mut(i).busy.take() else {
+        let Some(Busy::Apply(w)) = self.ops_mut(i).busy.take() else {
             return;
         };
+        let req = w.req;
         let answer = match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // The writes that waited for this one may follow it now:
+                // tried again first, in the order they came.
+                let ops = self.ops_mut(i);
+                for w in std::mem::take(&mut ops.gap).into_iter().rev() {
+                    ops.deferred.push_front(Deferred::Apply(Box::new(w)));
+                }
+                Ok(())
+            }
+            Err(StoreFailure::OutOfOrder(_)) if self.hold_for_gap(now, i, &w) => {
+                self.ops_mut(i).gap.push(*w);
+                self.effects
+                    .push_back(Effect::Observe(Observation::Overtaken));
+                self.rearm(now, i);
+                return self.next_op(now, i);
+            }
             Err(StoreFailure::OutOfOrder(_) | StoreFailure::Missing) => {
                 // Behind, or without a copy: fetch the master's.
                 self.feed(now, i, Event::SyncReq);
