@@ -1234,6 +1234,13 @@ impl Service {
             },
             _ => None,
         };
+        if self.store.durability().runs_inline(&op) {
+            tokio::spawn(crate::reqid::inherit(async move {
+                let result = svc.store.run(&key, &op, when);
+                svc.input(Input::Stored { id, result });
+            }));
+            return;
+        }
         tokio::spawn(crate::reqid::inherit(async move {
             let svc2 = svc.clone();
             let run = tokio::task::spawn_blocking(move || match op {
