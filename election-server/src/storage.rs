@@ -424,7 +424,7 @@ impl BaseStore {
             .tmp_dir()
             .join(format!("{key}.create.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        {
+        let written = {
             let mut conn = self.connect(
                 &tmp,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -468,17 +468,27 @@ impl BaseStore {
                     info.incarnation.to_string(),
                 ),
             ];
-            for (k, v) in rows {
+            for (k, v) in &rows {
                 tx.execute("INSERT INTO admin (k, v) VALUES (?1, ?2)", params![k, v])?;
             }
             tx.commit()?;
-        }
+            rows.iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("version:")?.to_string(), v)))
+                .map(|(t, v)| parse_table_version(v).map(|tv| (t, tv)))
+                .collect::<Option<Vector>>()
+        };
         std::fs::File::open(&tmp)?.sync_all()?;
         remove_journal(&tmp)?;
         remove_journal(&path)?;
         self.replacing(key);
         std::fs::rename(&tmp, &path)?;
-        self.versions.invalidate(key);
+        // Known: the vector just written. The first GETVERS of the base's
+        // election (usually right after its creation) is answered from
+        // memory.
+        match written {
+            Some(v) => self.versions.set(key, v),
+            None => self.versions.invalidate(key),
+        }
         sync_dir(path.parent())?;
         Ok(true)
     }
@@ -505,11 +515,19 @@ impl BaseStore {
             Ok(tables) => return ReplicaVersion::Known { tables },
             Err(g) => g,
         };
-        let path = self.path(key);
-        if !path.exists() {
-            return ReplicaVersion::Missing;
-        }
-        match self.read_versions(&path) {
+        // Through the pool: a fresh connection (open, pragmas, the schema
+        // parsed) cost more than the read, on the path of every GETVERS
+        // round whose version memory did not know.
+        let conn = match self.open_rw(key) {
+            Ok(conn) => conn,
+            Err(StoreError::Missing) => return ReplicaVersion::Missing,
+            Err(e) => {
+                return ReplicaVersion::Unknown {
+                    reason: format!("base unreadable: {e}"),
+                }
+            }
+        };
+        match Self::read_versions(&conn) {
             Ok(tables) => {
                 self.versions.fill(key, generation, tables.clone());
                 ReplicaVersion::Known { tables }
@@ -545,9 +563,8 @@ impl BaseStore {
         None
     }
 
-    fn read_versions(&self, path: &Path) -> rusqlite::Result<BTreeMap<String, TableVersion>> {
-        let conn = self.connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let mut stmt = conn.prepare("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
+    fn read_versions(conn: &Connection) -> rusqlite::Result<BTreeMap<String, TableVersion>> {
+        let mut stmt = conn.prepare_cached("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
         let mut rows = stmt.query([])?;
         let mut out = BTreeMap::new();
         while let Some(row) = rows.next()? {
@@ -1043,9 +1060,11 @@ impl BaseStore {
             f.write_all(bytes)?;
             f.sync_all()
         });
-        let checked = written
-            .map_err(StoreError::from)
-            .and_then(|()| self.read_versions(&tmp).map_err(StoreError::from));
+        let checked = written.map_err(StoreError::from).and_then(|()| {
+            let conn = self.connect(&tmp, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            Self::read_versions(&conn)?;
+            Ok(())
+        });
         if let Err(e) = checked {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -1278,6 +1297,19 @@ mod tests {
         let key = ElectionKey::compute(&base, &ServiceType::new("meta2").expect("valid"));
         assert_eq!(store.version(&key), ReplicaVersion::Missing);
         assert!(store.create(&key, &info(&base)).expect("create"));
+        // The vector just written is known without reading the file (the
+        // first GETVERS is answered from memory), and equals the file's.
+        let remembered = store.version_in_memory(&key).expect("in memory");
+        let disk = store
+            .connect(&store.path(&key), OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .expect("open");
+        assert_eq!(
+            remembered,
+            ReplicaVersion::Known {
+                tables: BaseStore::read_versions(&disk).expect("disk")
+            }
+        );
+        drop(disk);
         assert!(!store.create(&key, &info(&base)).expect("idempotent"));
         let v = store.version(&key);
         let ReplicaVersion::Known { tables } = &v else {
@@ -1527,9 +1559,12 @@ mod tests {
             let ReplicaVersion::Known { tables } = store.version(k) else {
                 panic!("known")
             };
+            let disk = store
+                .connect(&store.path(k), OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .expect("open");
             assert!(same_versions(
                 &tables,
-                &store.read_versions(&store.path(k)).expect("disk")
+                &BaseStore::read_versions(&disk).expect("disk")
             ));
         }
         assert!(store.remove(&slave).expect("remove"));
