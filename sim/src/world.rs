@@ -33,6 +33,10 @@ use std::sync::Arc;
 /// Microseconds per millisecond: the world's clock counts µs.
 pub const MS: u64 = 1_000;
 
+/// A request that reaches ZooKeeper across a cut is sent again this much
+/// later (TCP's minimum retransmission timeout).
+const ZK_RETRANSMIT: u64 = 200 * MS;
+
 /// One replica of a base: the ids of the writes it holds, in order, and
 /// the stamp of the last one. It survives crashes (it stands for the
 /// SQLite file).
@@ -187,6 +191,9 @@ pub struct Client {
     /// and neither does an answer.
     last_arrive: u64,
     last_answer: u64,
+    /// Requests sent again across a cut: dropped if their connection is
+    /// given up meanwhile (a dead connection's data is never read).
+    resent: std::collections::HashSet<Id>,
 }
 
 impl Client {
@@ -205,6 +212,7 @@ impl Client {
             setting: Vec::new(),
             last_arrive: 0,
             last_answer: 0,
+            resent: std::collections::HashSet::new(),
         }
     }
 
@@ -1137,6 +1145,9 @@ impl World {
                 self.stats.count("candidate's node gone before its read")
             }
             Effect::Log(LogEvent::ReadOnly { .. }) => self.stats.count("emergency read-only"),
+            Effect::Log(LogEvent::Deposed { why, .. }) if why.contains("no copy") => {
+                self.stats.count("master without a copy stepped down")
+            }
             Effect::Log(_) => {}
             Effect::Store { id, base, op } => {
                 let (b, inc) = (self.bidx(&base), self.svcs[s].inc);
@@ -1427,6 +1438,38 @@ impl World {
     /// Executes one request against the model; the answer travels back on
     /// the same connection, after the answers sent before it.
     fn zk_arrive(&mut self, s: usize, inc: u64, conn: u64, tag: SessionTag, id: Id, op: ZkOp) {
+        let c = &mut self.svcs[s].client;
+        if c.resent.remove(&id) && c.conn != conn {
+            return; // its connection was given up: failed as a connection loss
+        }
+        let c = &self.svcs[s].client;
+        if self.zk_up
+            && self.svcs[s].zk_cut
+            && self.svcs[s].inc == inc
+            && c.conn == conn
+            && c.link == Link::Connected
+        {
+            // Cut, and the client has not noticed: TCP sends it again until
+            // the cut heals or the client gives the connection up (then it
+            // fails the request as a connection loss). Still in order.
+            self.stats
+                .count("zookeeper request retransmitted across a cut");
+            let at = (self.now + ZK_RETRANSMIT).max(c.last_arrive);
+            self.svcs[s].client.last_arrive = at;
+            self.svcs[s].client.resent.insert(id);
+            self.push(
+                at - self.now,
+                Ev::ZkArrive {
+                    svc: s,
+                    inc,
+                    conn,
+                    tag,
+                    id,
+                    op,
+                },
+            );
+            return;
+        }
         if !self.zk_up || self.svcs[s].zk_cut || self.svcs[s].inc != inc {
             return; // lost with the connection
         }
