@@ -3240,12 +3240,9 @@ fn a_candidates_getvers_waits_for_the_batch_then_fences_the_master() {
     assert_ne!(fx.state(&a), State::Master);
 }
 
-#[test]
-fn a_slave_applies_in_order_and_resyncs_when_behind() {
-    let mut fx = Fx::new();
-    let a = base_a();
-    follow_b(&mut fx, &a);
-    let from_b = |req: ReqId, n: i64, epoch: Seq| Input::Replicate {
+/// B's write of key `k` from version `n` to `n + 1`, under `epoch`.
+fn from_b_at(a: &BaseName, req: ReqId, n: i64, epoch: Seq) -> Input {
+    Input::Replicate {
         req,
         from: sid(B),
         base: a.clone(),
@@ -3253,18 +3250,29 @@ fn a_slave_applies_in_order_and_resyncs_when_behind() {
         prev: vector(n),
         next: vector(n + 1),
         ops: Arc::from(set("k")),
-    };
-    let apply = |id: Id, n: i64| {
-        store(
-            id,
-            &a,
-            StoreOp::Apply {
-                prev: vector(n),
-                next: vector(n + 1),
-                ops: Arc::from(set("k")),
-            },
-        )
-    };
+    }
+}
+
+/// Our store applying that write.
+fn apply_at(a: &BaseName, id: Id, n: i64) -> Effect {
+    store(
+        id,
+        a,
+        StoreOp::Apply {
+            prev: vector(n),
+            next: vector(n + 1),
+            ops: Arc::from(set("k")),
+        },
+    )
+}
+
+#[test]
+fn a_slave_applies_in_order_and_resyncs_when_behind() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    follow_b(&mut fx, &a);
+    let from_b = |req: ReqId, n: i64, epoch: Seq| from_b_at(&a, req, n, epoch);
+    let apply = |id: Id, n: i64| apply_at(&a, id, n);
     assert_eq!(fx.on(2_000, from_b(300, 5, 12)), vec![apply(8, 5)]);
     // The next one waits for the first: a slave applies in order.
     assert!(fx.on(2_001, from_b(301, 7, 12)).is_empty());
@@ -3438,15 +3446,7 @@ fn replicated_writes_keep_a_slave_from_expiring() {
     let mut fx = Fx::new();
     let a = base_a();
     follow_b(&mut fx, &a);
-    let from_b = |req: ReqId, n: i64| Input::Replicate {
-        req,
-        from: sid(B),
-        base: a.clone(),
-        epoch: 12,
-        prev: vector(n),
-        next: vector(n + 1),
-        ops: Arc::from(set("k")),
-    };
+    let from_b = |req: ReqId, n: i64| from_b_at(&a, req, n, 12);
     // A write every hour; the id of each Apply is the next from the counter.
     for (id, hour) in (8..).zip(1..=4u64) {
         let t = 1_060 + hour * 3_600_000;
@@ -3514,26 +3514,8 @@ fn a_write_that_overtook_the_one_it_follows_waits_for_it() {
     let mut fx = Fx::new();
     let a = base_a();
     follow_b(&mut fx, &a);
-    let from_b = |req: ReqId, n: i64| Input::Replicate {
-        req,
-        from: sid(B),
-        base: a.clone(),
-        epoch: 12,
-        prev: vector(n),
-        next: vector(n + 1),
-        ops: Arc::from(set("k")),
-    };
-    let apply = |id: Id, n: i64| {
-        store(
-            id,
-            &a,
-            StoreOp::Apply {
-                prev: vector(n),
-                next: vector(n + 1),
-                ops: Arc::from(set("k")),
-            },
-        )
-    };
+    let from_b = |req: ReqId, n: i64| from_b_at(&a, req, n, 12);
+    let apply = |id: Id, n: i64| apply_at(&a, id, n);
     let ok = |req: ReqId| Effect::ReplicateDone {
         req,
         result: Ok(()),

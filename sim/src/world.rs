@@ -1357,6 +1357,13 @@ impl World {
         let (conn, tag) = (c.conn, c.tag());
         self.svcs[s].outstanding.insert(id);
         let d = self.net_delay();
+        self.zk_travel(s, d, (inc, conn, tag), id, op);
+    }
+
+    /// A request reaches ZooKeeper `d` from now, never before an earlier
+    /// one of its connection.
+    fn zk_travel(&mut self, s: usize, d: u64, via: (u64, u64, SessionTag), id: Id, op: ZkOp) {
+        let (inc, conn, tag) = via;
         let at = (self.now + d).max(self.svcs[s].client.last_arrive);
         self.svcs[s].client.last_arrive = at;
         self.push(
@@ -1454,20 +1461,8 @@ impl World {
             // fails the request as a connection loss). Still in order.
             self.stats
                 .count("zookeeper request retransmitted across a cut");
-            let at = (self.now + ZK_RETRANSMIT).max(c.last_arrive);
-            self.svcs[s].client.last_arrive = at;
             self.svcs[s].client.resent.insert(id);
-            self.push(
-                at - self.now,
-                Ev::ZkArrive {
-                    svc: s,
-                    inc,
-                    conn,
-                    tag,
-                    id,
-                    op,
-                },
-            );
+            self.zk_travel(s, ZK_RETRANSMIT, (inc, conn, tag), id, op);
             return;
         }
         if !self.zk_up || self.svcs[s].zk_cut || self.svcs[s].inc != inc {
