@@ -999,17 +999,16 @@ impl BaseStore {
             }
             self.replacing(key);
             std::fs::rename(&path, &dest)?;
-            // A rollback journal goes with the old copy: one left by a
-            // crash belongs to it, one kept between commits by
-            // journal_mode=PERSIST has a zeroed header and is never
-            // replayed. An empty one (TRUNCATE, before) is removed.
+            // A hot rollback journal (left by a crash) belongs to the old
+            // copy and goes with it. One kept between commits
+            // (journal_mode=PERSIST: its header zeroed, so SQLite never
+            // replays it) or emptied (TRUNCATE, before) holds nothing, and
+            // is removed.
             let journal = path.with_extension("sqlite3-journal");
-            match std::fs::metadata(&journal) {
-                Ok(m) if m.len() > 0 => {
-                    std::fs::rename(&journal, dest.with_extension("sqlite3-journal"))?
-                }
-                Ok(_) => remove_journal(&path)?,
-                Err(_) => {}
+            if journal_is_hot(&journal) {
+                std::fs::rename(&journal, dest.with_extension("sqlite3-journal"))?
+            } else {
+                remove_journal(&path)?
             }
             self.versions.invalidate(key);
             set.remove(key);
@@ -1135,6 +1134,16 @@ fn parse_table_version(v: &str) -> Option<TableVersion> {
 
 /// Removes the rollback journal of the SQLite file `path` (`<path>-journal`),
 /// if any.
+/// Whether a rollback journal would be replayed: it exists and its header
+/// is not zeroed (SQLite reads a journal whose first byte is 0 as empty).
+fn journal_is_hot(journal: &Path) -> bool {
+    use std::io::Read;
+    let mut first = [0u8; 1];
+    std::fs::File::open(journal)
+        .and_then(|mut f| f.read(&mut first))
+        .is_ok_and(|n| n == 1 && first[0] != 0)
+}
+
 fn remove_journal(path: &Path) -> std::io::Result<()> {
     let mut journal = path.as_os_str().to_owned();
     journal.push("-journal");
@@ -1227,8 +1236,18 @@ mod tests {
             ["b"],
             "the write after the copy is in the new file only"
         );
+        let journal = store.path(&key).with_extension("sqlite3-journal");
+        assert!(
+            journal.exists() && !journal_is_hot(&journal),
+            "PERSIST keeps the journal between commits, its header zeroed"
+        );
         let ticket = store.begin_restore(&key);
         let aside = store.set_aside(&key, ticket).expect("set aside");
+        assert!(!journal.exists(), "a journal that is not hot is removed");
+        assert!(
+            !aside.with_extension("sqlite3-journal").exists(),
+            "and not kept beside the copy set aside"
+        );
         store.create(&key, &info(&b)).expect("created again");
         store.apply(&key, &set("c"), 3).expect("c");
         let old = Connection::open(&aside).expect("the set-aside copy");
@@ -1238,6 +1257,18 @@ mod tests {
             })
             .expect("count");
         assert_eq!(n, 0, "nothing written to the copy set aside");
+        drop(old);
+        // A hot journal (a crash mid-commit) goes with its copy.
+        std::fs::write(&journal, [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7])
+            .expect("journal");
+        assert!(journal_is_hot(&journal));
+        let ticket = store.begin_restore(&key);
+        let aside = store.set_aside(&key, ticket).expect("set aside again");
+        assert!(!journal.exists());
+        assert!(
+            aside.with_extension("sqlite3-journal").exists(),
+            "kept with its copy"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
