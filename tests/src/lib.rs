@@ -482,9 +482,17 @@ impl Service {
         started.elapsed()
     }
 
+    /// SIGSTOP, and returns once every thread of the process is stopped:
+    /// the signal takes effect asynchronously, and a request sent right
+    /// after it could still be handled (a zombie-master test once saw its
+    /// first queued write begin before the stop).
     pub fn pause(&self) {
         if let Some(pid) = self.pid() {
             signal(pid, libc::SIGSTOP);
+            let started = Instant::now();
+            while !all_threads_stopped(pid) && started.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
@@ -499,6 +507,22 @@ impl Service {
         self.kill9();
         self.spawn();
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in
+/// `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true; // gone: nothing runs
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|c| c == 'T' || c == 't')
+        })
+    })
 }
 
 impl Drop for Service {

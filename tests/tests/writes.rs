@@ -436,7 +436,8 @@ async fn a_resumed_zombie_master_acknowledges_nothing() {
             .contains(&reason.as_str());
         assert!(
             redirect || refusal,
-            "{key}: the zombie master answered {code} {reason:?} {message:?}, not a fenced or deposed refusal"
+            "{key}: the zombie master answered {code} {reason:?} {message:?}, not a fenced or deposed refusal\n{}",
+            c.logs()
         );
     }
     let refused = answers
