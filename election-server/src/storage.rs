@@ -178,6 +178,9 @@ impl Drop for PendingWrite {
     }
 }
 
+/// Sets one admin key (a system property or a table's version).
+const SET_ADMIN: &str = "INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)";
+
 /// Runs one statement without parameters, prepared once per connection
 /// (parsing `BEGIN IMMEDIATE` or `COMMIT` again for every write was a
 /// visible share of a store operation's CPU).
@@ -676,8 +679,7 @@ impl BaseStore {
                     check_system_key(key).map_err(|why| {
                         StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, why))
                     })?;
-                    tx.prepare_cached("INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)")?
-                        .execute(params![key, value])?;
+                    tx.prepare_cached(SET_ADMIN)?.execute(params![key, value])?;
                 }
             }
         }
@@ -686,11 +688,10 @@ impl BaseStore {
 
     fn store_vector(tx: &Connection, v: &Vector) -> Result<(), StoreError> {
         for (table, tv) in v {
-            tx.prepare_cached("INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)")?
-                .execute(params![
-                    format!("version:{table}"),
-                    render_table_version(tv)
-                ])?;
+            tx.prepare_cached(SET_ADMIN)?.execute(params![
+                format!("version:{table}"),
+                render_table_version(tv)
+            ])?;
         }
         Ok(())
     }
@@ -1132,8 +1133,6 @@ fn parse_table_version(v: &str) -> Option<TableVersion> {
     })
 }
 
-/// Removes the rollback journal of the SQLite file `path` (`<path>-journal`),
-/// if any.
 /// Whether a rollback journal would be replayed: it exists and its header
 /// is not zeroed (SQLite reads a journal whose first byte is 0 as empty).
 fn journal_is_hot(journal: &Path) -> bool {
@@ -1144,6 +1143,8 @@ fn journal_is_hot(journal: &Path) -> bool {
         .is_ok_and(|n| n == 1 && first[0] != 0)
 }
 
+/// Removes the rollback journal of the SQLite file `path` (`<path>-journal`),
+/// if any.
 fn remove_journal(path: &Path) -> std::io::Result<()> {
     let mut journal = path.as_os_str().to_owned();
     journal.push("-journal");
