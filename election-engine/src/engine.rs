@@ -1375,7 +1375,10 @@ impl Engine {
         }
         let slot = self.slot_mut(i);
         let post = slot.fsm.state();
-        if pre != post && !in_flight(post) && slot.ops.as_ref().is_some_and(|o| o.has_unsettled()) {
+        // Writes held for the election are checked again once it settles,
+        // or once it waits for a copy (they are refused then).
+        let recheck = !in_flight(post) || post == State::Syncing;
+        if pre != post && recheck && slot.ops.as_ref().is_some_and(|o| o.has_unsettled()) {
             let uid = slot.uid;
             self.resettle.push((i, uid));
         }

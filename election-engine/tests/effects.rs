@@ -3589,6 +3589,48 @@ fn a_replicated_write_waits_for_the_election_to_settle() {
     );
 }
 
+/// A member that finds it must copy its new master's base refuses that
+/// master's writes at once: the master makes the copy wait for its batch in
+/// flight, so a held write would only hold both until its wait ran out
+/// (the crash-mid-write test's emergency read-only mode).
+#[test]
+fn a_member_waiting_for_a_copy_refuses_writes_at_once() {
+    let write = |a: &BaseName, req: ReqId| Input::Replicate {
+        req,
+        from: sid(B),
+        base: a.clone(),
+        epoch: 12,
+        prev: vector(5),
+        next: vector(6),
+        ops: Arc::from(set("k")),
+    };
+    let restoring = |req: ReqId| Effect::ReplicateDone {
+        req,
+        result: Err(Refusal::Restoring),
+    };
+    let (mut fx, a) = (Fx::new(), base_a());
+    to_listing(&mut fx, &a, 17);
+    // Held while the election is under way...
+    assert!(fx.on(1_030, write(&a, 300)).is_empty());
+    let listing = vec![fx.child(&a, 12), fx.child(&a, 17)];
+    fx.on(1_040, zk(4, Ok(ZkOk::Children(listing))));
+    fx.on(1_050, zk(6, Ok(ZkOk::Data(B.as_bytes().to_vec()))));
+    // ...refused as soon as we are found behind our master...
+    let effects = fx.on(
+        1_060,
+        Input::Getvers {
+            id: 7,
+            remote: Ok(RemoteVersion::Version(version(4))),
+            local: Ok(version(3)),
+        },
+    );
+    assert_eq!(fx.state(&a), State::Syncing);
+    assert!(effects.contains(&restoring(300)), "{effects:?}");
+    // ...and a write that comes while the copy is on its way too.
+    assert_eq!(fx.on(1_070, write(&a, 301)), vec![restoring(301)]);
+    assert_eq!(fx.state(&a), State::Syncing);
+}
+
 /// Our version 3, and a peer's version 3 holding another write (another
 /// writer): diverged.
 fn getvers_diverged(id: Id) -> Input {

@@ -142,8 +142,25 @@ pub enum PeerError {
         /// its JSON body): what the caller acts on.
         refusal: Option<Refusal>,
     },
+    /// The connection failed otherwise (it was dropped while opening, for
+    /// example): the request was never sent.
+    #[error("{peer}: could not connect: {detail}")]
+    Unconnected { peer: ServiceId, detail: String },
     #[error("{peer}: {detail}")]
     Other { peer: ServiceId, detail: String },
+}
+
+/// An error with its causes, `outer: inner: ...`: reqwest's own text
+/// ("error sending request") does not say what failed underneath.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The typed reason in a refusal's whole body (not only the part kept for
@@ -254,9 +271,13 @@ impl PeerClient {
                 peer,
                 secs: timeout.as_secs_f64(),
             },
+            election_client::NoAnswer::Other if e.is_connect() => PeerError::Unconnected {
+                peer,
+                detail: with_causes(&e),
+            },
             election_client::NoAnswer::Other => PeerError::Other {
                 peer,
-                detail: e.to_string(),
+                detail: with_causes(&e),
             },
         }
     }

@@ -1432,9 +1432,9 @@ fn replicate_failure(e: crate::rpc::PeerError) -> ReplicateFailure {
         } => ReplicateFailure::Refused(refusal),
         // Never reached it, or refused before reading it (authentication,
         // a malformed or oversized request): not applied.
-        PeerError::Refused { .. } | PeerError::ConnectTimeout { .. } => {
-            ReplicateFailure::Unreachable(e.to_string())
-        }
+        PeerError::Refused { .. }
+        | PeerError::ConnectTimeout { .. }
+        | PeerError::Unconnected { .. } => ReplicateFailure::Unreachable(e.to_string()),
         PeerError::Status { status, .. } if status < 500 => {
             ReplicateFailure::Unreachable(e.to_string())
         }

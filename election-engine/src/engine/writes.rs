@@ -679,6 +679,16 @@ impl Engine {
         }
         match self.replica_check(now, i, &w) {
             Ok(()) => {}
+            Err(Refusal::NotSettled) if self.slot_mut(i).fsm.state() == State::Syncing => {
+                // We wait for a copy from the master, and the master makes
+                // the copy wait for its batch in flight: held here, this
+                // write would hold both until the wait ran out, and then
+                // fail the batch anyway (a write of a batch decided before
+                // the copy is stale after it). Refused at once, the master
+                // decides without us. The cost: a batch begun after the
+                // copy was made, while it is installed, is refused too.
+                return self.replicate_done(req, Err(Refusal::Restoring));
+            }
             Err(Refusal::NotSettled) if super::in_flight(self.slot_mut(i).fsm.state()) => {
                 let ops = self.ops_mut(i);
                 if ops.unsettled.len() < MAX_UNSETTLED {
@@ -698,9 +708,9 @@ impl Engine {
         }
     }
 
-    /// Elections that settled (or gave up) with replicated writes waiting:
-    /// each write is checked again, as if it came now, unless it waited too
-    /// long.
+    /// Elections that settled (or gave up, or wait for a copy) with
+    /// replicated writes waiting: each write is checked again, as if it came
+    /// now, unless it waited too long.
     pub(super) fn settle_waiting(&mut self, now: Now) {
         while let Some((i, uid)) = self.resettle.pop() {
             let Some(slot) = self.live_mut(i, uid) else {
