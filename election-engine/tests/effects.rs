@@ -3117,6 +3117,42 @@ fn a_refusal_that_deposes_the_master_makes_it_leave() {
     ));
 }
 
+/// Elected when no replica held a copy, a master whose copy never came
+/// (the replicas were created since, but not its own) steps down at its
+/// first write: it leaves its node, so a replica with a copy leads.
+#[test]
+fn a_master_without_a_copy_steps_down_at_its_first_write() {
+    let mut fx = Fx::new();
+    let a = base_a();
+    elect_master(&mut fx, &a);
+    assert_eq!(
+        fx.on(2_000, write(100, &a, "k")),
+        vec![begin(9, &a, &["k"])]
+    );
+    let effects = fx.on(2_001, stored(9, Err(StoreFailure::Missing)));
+    assert!(
+        matches!(&effects[0], Effect::WriteDone { req: 100, result: Err(WriteRefusal::Failed(why)), .. } if why.contains("no local copy")),
+        "{effects:?}"
+    );
+    assert!(
+        effects.iter().any(
+            |e| matches!(e, Effect::Log(LogEvent::Deposed { why, .. }) if why.contains("no copy"))
+        ),
+        "{effects:?}"
+    );
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Zk {
+                op: ZkOp::Delete { .. },
+                ..
+            }
+        )),
+        "it leaves its node: {effects:?}"
+    );
+    assert_ne!(fx.state(&a), State::Master);
+}
+
 #[test]
 fn a_failed_commit_means_read_only() {
     let mut fx = Fx::new();

@@ -1145,6 +1145,9 @@ impl World {
                 self.stats.count("candidate's node gone before its read")
             }
             Effect::Log(LogEvent::ReadOnly { .. }) => self.stats.count("emergency read-only"),
+            Effect::Log(LogEvent::Deposed { why, .. }) if why.contains("no copy") => {
+                self.stats.count("master without a copy stepped down")
+            }
             Effect::Log(_) => {}
             Effect::Store { id, base, op } => {
                 let (b, inc) = (self.bidx(&base), self.svcs[s].inc);

@@ -397,6 +397,7 @@ impl Engine {
         let (prev, next) = match result {
             Ok(StoreOk::Begun { prev, next }) => (prev, next),
             other => {
+                let missing = matches!(other, Err(StoreFailure::Missing));
                 let why = match other {
                     Err(e) => e.to_string(),
                     Ok(ok) => format!("unexpected store answer {ok:?}"),
@@ -406,6 +407,18 @@ impl Engine {
                 for req in reqs {
                     let refusal = WriteRefusal::Failed(format!("local write failed: {why}"));
                     self.write_done(req, i, Err(refusal));
+                }
+                if missing && self.slot_mut(i).fsm.state() == State::Master {
+                    // We lead without a copy (no replica held one when we
+                    // were elected, and ours never came): step down, so that
+                    // a replica created since leads and we copy from it.
+                    self.effects.push_back(Effect::Log(LogEvent::Deposed {
+                        base,
+                        why: "this replica holds no copy of the base: a replica that \
+                              holds one must lead (we copy from it)"
+                            .into(),
+                    }));
+                    self.leave_and_rejoin(now, i);
                 }
                 return self.next_op(now, i);
             }
