@@ -52,6 +52,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/peer/uses", post(peer_uses))
         .route("/v1/peer/left", post(peer_left))
         .route("/v1/peer/getvers", post(peer_getvers))
+        .route("/v1/peer/getvers_many", post(peer_getvers_many))
         .route("/v1/peer/create", post(peer_create))
         .route("/v1/peer/dump", get(peer_dump))
         .merge(crate::oioproxy::routes())
@@ -571,7 +572,45 @@ async fn peer_getvers(
     State(svc): Svc,
     Json(req): Json<GetversRequest>,
 ) -> Result<Json<GetversReply>, ApiError> {
-    check_type(&svc, Some(req.service_type.as_str()))?;
+    answer_getvers(&svc, req).await.map(Json)
+}
+
+/// Several GETVERS from one peer (`rpc::GetversBatch`), each answered as
+/// `peer_getvers` answers one, all at once.
+async fn peer_getvers_many(
+    State(svc): Svc,
+    Json(batch): Json<crate::rpc::GetversBatch>,
+) -> Result<Json<crate::rpc::GetversAnswers>, ApiError> {
+    if batch.asks.len() > crate::rpc::MAX_GETVERS_PER_CALL {
+        return Err(ApiError::bad_request(format!(
+            "{} GETVERS in one call, at most {}",
+            batch.asks.len(),
+            crate::rpc::MAX_GETVERS_PER_CALL
+        )));
+    }
+    let answers = batch.asks.into_iter().map(|req| answer_getvers(&svc, req));
+    let answers = futures::future::join_all(answers)
+        .await
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(reply) => crate::rpc::GetversAnswer {
+                reply: Some(reply),
+                error: None,
+            },
+            Err(e) => crate::rpc::GetversAnswer {
+                reply: None,
+                error: Some((e.code, e.message)),
+            },
+        })
+        .collect();
+    Ok(Json(crate::rpc::GetversAnswers { answers }))
+}
+
+async fn answer_getvers(
+    svc: &Arc<crate::service::Service>,
+    req: GetversRequest,
+) -> Result<GetversReply, ApiError> {
+    check_type(svc, Some(req.service_type.as_str()))?;
     // Like OpenIO's DB_VERS, asking our version starts our side of the
     // election; when it names our node as master, we must own it. A
     // candidate's question fences older masters, once no write is
@@ -591,10 +630,10 @@ async fn peer_getvers(
             GetversRefusal::OtherCreation { ours } => Some(*ours),
             GetversRefusal::NotOwner(_) => None,
         };
-        return Ok(Json(GetversReply::Refused {
+        return Ok(GetversReply::Refused {
             reason: refused.to_string(),
             incarnation,
-        }));
+        });
     }
     let version = svc
         .local_version(&svc.key(&req.base))
@@ -603,7 +642,7 @@ async fn peer_getvers(
     if let (Some(seq), Some(theirs)) = (req.candidate_seq, req.version) {
         svc.candidate_versions(&req.base, &req.from, seq, theirs, version.clone());
     }
-    Ok(Json(GetversReply::Version { version }))
+    Ok(GetversReply::Version { version })
 }
 
 async fn peer_create(State(svc): Svc, Json(info): Json<BaseInfo>) -> Result<Response, ApiError> {

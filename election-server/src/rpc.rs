@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `POST /v1/peer/use` | DB_USE | start or refresh the receiver's election |
 //! | `POST /v1/peer/getvers` | DB_VERS | the receiver's version vector (or why unknown) |
+//! | `POST /v1/peer/getvers_many` | DB_VERS, batched | several GETVERS of one asker |
 //! | `GET /v1/peer/dump` | DB_DUMP | a consistent copy of the receiver's replica |
 //! | `POST /v1/peer/create` | (meta1 link) | create the receiver's replica of a new base |
 //! | `POST /v1/peer/replicate` | (REPLICATE) | apply a master's write on a slave |
@@ -91,6 +92,33 @@ pub struct GetversRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<crate::storage::Incarnation>,
 }
+
+/// Several GETVERS to one peer in one call (`/v1/peer/getvers_many`): a
+/// storm of elections makes four per election, and, as with USEs, an HTTP
+/// exchange each cost more than the elections. One answer per question, in
+/// the same order.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GetversBatch {
+    pub asks: Vec<GetversRequest>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GetversAnswers {
+    pub answers: Vec<GetversAnswer>,
+}
+
+/// One question's answer: what `/v1/peer/getvers` answers, or the status
+/// and message of its error.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GetversAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<GetversReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<(u16, String)>,
+}
+
+/// The most GETVERS in one call (up to about 500 bytes each).
+pub const MAX_GETVERS_PER_CALL: usize = 128;
 
 /// A master's write, sent to each slave under its fencing epoch.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -373,6 +401,29 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<GetversReply, PeerError> {
         self.post_json(peer, "/v1/peer/getvers", req, timeout).await
+    }
+
+    /// Several GETVERS in one call: one answer per question, in order.
+    pub async fn getvers_many(
+        &self,
+        peer: &ServiceId,
+        batch: &GetversBatch,
+        timeout: Duration,
+    ) -> Result<Vec<GetversAnswer>, PeerError> {
+        let answers: GetversAnswers = self
+            .post_json(peer, "/v1/peer/getvers_many", batch, timeout)
+            .await?;
+        if answers.answers.len() != batch.asks.len() {
+            return Err(PeerError::Other {
+                peer: peer.clone(),
+                detail: format!(
+                    "{} answers to {} GETVERS",
+                    answers.answers.len(),
+                    batch.asks.len()
+                ),
+            });
+        }
+        Ok(answers.answers)
     }
 
     pub async fn create_replica(

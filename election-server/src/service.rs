@@ -156,6 +156,15 @@ pub struct Service {
     /// USEs per peer: one call in flight to each, and the USEs emitted
     /// meanwhile go together in the next (no delay when none is in flight).
     uses: Mutex<HashMap<ServiceId, PeerUses>>,
+    /// GETVERS per peer, likewise: one call in flight to each, and those
+    /// emitted meanwhile go together in the next.
+    getvers: Mutex<HashMap<ServiceId, PeerGetvers>>,
+}
+
+#[derive(Default)]
+struct PeerGetvers {
+    sending: bool,
+    waiting: Vec<(election_engine::Id, GetversRequest)>,
 }
 
 #[derive(Default)]
@@ -285,6 +294,7 @@ impl Service {
             watches: Mutex::new(futures::stream::FuturesUnordered::new()),
             watch_armed: Notify::new(),
             uses: Mutex::default(),
+            getvers: Mutex::default(),
             metrics,
         });
         tokio::spawn(route_watches(svc.clone()));
@@ -953,6 +963,119 @@ impl Service {
         }
     }
 
+    fn queue_getvers(
+        self: &Arc<Self>,
+        to: ServiceId,
+        id: election_engine::Id,
+        req: GetversRequest,
+    ) {
+        let start = {
+            let mut getvers = lock(&self.getvers);
+            let q = getvers.entry(to.clone()).or_default();
+            q.waiting.push((id, req));
+            !std::mem::replace(&mut q.sending, true)
+        };
+        if start {
+            let svc = self.clone();
+            tokio::spawn(async move { svc.send_getvers(to).await });
+        }
+    }
+
+    /// Sends the GETVERS waiting for `to`, a batch at a time, until none is
+    /// left, and gives each answer to the engine. One alone goes by
+    /// `/v1/peer/getvers`; a peer that does not know batches (404), or
+    /// takes smaller bodies (413), gets them one by one.
+    async fn send_getvers(self: Arc<Self>, to: ServiceId) {
+        use crate::rpc::PeerError;
+        // Up to about 500 bytes each.
+        let per_call = (self.cfg.max_body_bytes / 512).clamp(1, crate::rpc::MAX_GETVERS_PER_CALL);
+        let timeout = self.cfg.getvers_timeout;
+        loop {
+            let batch: Vec<(election_engine::Id, GetversRequest)> = {
+                let mut getvers = lock(&self.getvers);
+                let Some(q) = getvers.get_mut(&to) else {
+                    return;
+                };
+                if q.waiting.is_empty() {
+                    getvers.remove(&to);
+                    return;
+                }
+                let n = q.waiting.len().min(per_call);
+                q.waiting.drain(..n).collect()
+            };
+            let (ids, asks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let bases: Vec<BaseName> = asks.iter().map(|a| a.base.clone()).collect();
+            let answers: Vec<Result<GetversReply, String>> = if asks.len() == 1 {
+                self.getvers_one_by_one(&to, &asks).await
+            } else {
+                let batch = crate::rpc::GetversBatch { asks };
+                match self.rpc.getvers_many(&to, &batch, timeout).await {
+                    Ok(answers) => answers
+                        .into_iter()
+                        .map(|a| match (a.reply, a.error) {
+                            (Some(reply), _) => Ok(reply),
+                            (None, Some((status, message))) => {
+                                Err(format!("{to}: HTTP {status}: {message}"))
+                            }
+                            (None, None) => Err(format!("{to}: an empty answer")),
+                        })
+                        .collect(),
+                    Err(PeerError::Status {
+                        status: 404 | 413, ..
+                    }) => self.getvers_one_by_one(&to, &batch.asks).await,
+                    Err(e) => {
+                        let e = e.to_string();
+                        batch.asks.iter().map(|_| Err(e.clone())).collect()
+                    }
+                }
+            };
+            for ((id, base), answer) in ids.into_iter().zip(bases).zip(answers) {
+                self.getvers_answered(id, base, answer).await;
+            }
+        }
+    }
+
+    async fn getvers_one_by_one(
+        &self,
+        to: &ServiceId,
+        asks: &[GetversRequest],
+    ) -> Vec<Result<GetversReply, String>> {
+        let timeout = self.cfg.getvers_timeout;
+        let calls = asks.iter().map(|req| async move {
+            self.rpc
+                .getvers(to, req, timeout)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// One GETVERS answer, with our version read after it, to the engine.
+    async fn getvers_answered(
+        self: &Arc<Self>,
+        id: election_engine::Id,
+        base: BaseName,
+        answer: Result<GetversReply, String>,
+    ) {
+        let remote = match answer {
+            Ok(GetversReply::Version { version }) => Ok(RemoteVersion::Version(version)),
+            Ok(GetversReply::Refused {
+                reason,
+                incarnation,
+            }) => {
+                if incarnation.is_some() {
+                    // The peer's directory read names another creation of
+                    // the base: ours may be stale.
+                    self.forget_peers(&base);
+                }
+                Ok(RemoteVersion::Refused(reason))
+            }
+            Err(e) => Err(e),
+        };
+        let local = self.local_version(&self.key(&base)).await;
+        self.input(Input::Getvers { id, remote, local });
+    }
+
     /// The shared copy of a peer set.
     fn intern(&self, peers: Vec<ServiceId>) -> Arc<Vec<ServiceId>> {
         let mut sets = lock(&self.peer_sets);
@@ -1045,44 +1168,33 @@ impl Service {
                 candidate_seq,
                 incarnation,
             } => {
+                let req = GetversRequest {
+                    base,
+                    service_type: self.stype.clone(),
+                    from: self.me.clone(),
+                    master_seq,
+                    candidate_seq,
+                    version: None,
+                    incarnation,
+                };
+                // A candidate tells its version (it takes no write until
+                // it leads); the answer is still compared with a read made
+                // after it, as every GETVERS is.
+                if candidate_seq.is_none() {
+                    return self.queue_getvers(to, id, req);
+                }
+                let key = self.key(&req.base);
+                if let Some(version) = self.store.version_in_memory(&key) {
+                    let req = GetversRequest {
+                        version: Some(version),
+                        ..req
+                    };
+                    return self.queue_getvers(to, id, req);
+                }
                 let svc = self.clone();
                 tokio::spawn(async move {
-                    let key = svc.key(&base);
-                    // A candidate tells its version (it takes no write
-                    // until it leads); the answer is still compared with a
-                    // read made after it, as every GETVERS is.
-                    let version = match candidate_seq {
-                        Some(_) => svc.local_version(&key).await.ok(),
-                        None => None,
-                    };
-                    let req = GetversRequest {
-                        base,
-                        service_type: svc.stype.clone(),
-                        from: svc.me.clone(),
-                        master_seq,
-                        candidate_seq,
-                        version,
-                        incarnation,
-                    };
-                    let remote = match svc.rpc.getvers(&to, &req, svc.cfg.getvers_timeout).await {
-                        Ok(GetversReply::Version { version }) => {
-                            Ok(RemoteVersion::Version(version))
-                        }
-                        Ok(GetversReply::Refused {
-                            reason,
-                            incarnation,
-                        }) => {
-                            if incarnation.is_some() {
-                                // The peer's directory read names another
-                                // creation of the base: ours may be stale.
-                                svc.forget_peers(&req.base);
-                            }
-                            Ok(RemoteVersion::Refused(reason))
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let local = svc.local_version(&key).await;
-                    svc.input(Input::Getvers { id, remote, local });
+                    let version = svc.local_version(&key).await.ok();
+                    svc.queue_getvers(to, id, GetversRequest { version, ..req });
                 });
             }
             Effect::Sync { id, base, master } => {

@@ -43,6 +43,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/peer/use"),
     ("POST", "/v1/peer/uses"),
     ("POST", "/v1/peer/getvers"),
+    ("POST", "/v1/peer/getvers_many"),
     ("POST", "/v1/peer/create"),
     ("GET", "/v1/peer/dump"),
     ("POST", "/v3.0/OPENIO/admin/ping"),

@@ -870,6 +870,61 @@ async fn h_garbage_children_do_not_stall() {
     c.wait_converged(&base, T).await.expect("still converged");
 }
 
+/// Several GETVERS in one call (`/v1/peer/getvers_many`, what a service
+/// sends a peer when several wait): one answer per question, in order,
+/// each what `/v1/peer/getvers` would answer; too many in one call is 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_getvers_in_one_call_are_answered_in_order() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "batched").await;
+    let m = c.wait_converged(&base, T).await.expect("converged");
+    let other = c
+        .services
+        .iter()
+        .map(|s| s.id.clone())
+        .find(|s| *s != m)
+        .expect("a slave");
+    let ask = |extra: Value| {
+        let mut a = serde_json::json!({"base": base.as_str(), "type": "meta2", "from": other});
+        if let (Some(a), Some(extra)) = (a.as_object_mut(), extra.as_object()) {
+            a.extend(extra.clone());
+        }
+        a
+    };
+    let asks = vec![
+        // Names a node the master does not own: refused.
+        ask(serde_json::json!({"master_seq": 987654})),
+        ask(serde_json::json!({})),
+        ask(serde_json::json!({"type": "meta1"})),
+    ];
+    let answer = c
+        .http
+        .post(format!("http://{m}/v1/peer/getvers_many"))
+        .json(&serde_json::json!({ "asks": asks }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: Value = answer.json().await.expect("json");
+    let answers = body["answers"].as_array().expect("answers");
+    assert_eq!(answers.len(), 3, "{body}");
+    assert_eq!(answers[0]["reply"]["result"], "refused", "{body}");
+    assert_eq!(answers[1]["reply"]["result"], "version", "{body}");
+    assert_eq!(answers[1]["reply"]["version"]["state"], "known", "{body}");
+    assert_eq!(answers[2]["error"][0], 400, "{body}");
+
+    let too_many = vec![ask(serde_json::json!({})); 129];
+    let answer = c
+        .http
+        .post(format!("http://{m}/v1/peer/getvers_many"))
+        .json(&serde_json::json!({ "asks": too_many }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 400);
+    assert_eq!(c.wait_converged(&base, T).await.expect("converged"), m);
+}
+
 /// A base nobody created is not managed: 431 (as 404), never an election.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_base_is_not_managed() {
