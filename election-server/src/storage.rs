@@ -133,8 +133,10 @@ impl VersionCache {
 /// A write applied inside an open transaction on the master, waiting for the
 /// slaves' answers. Dropped without `commit`, it is rolled back.
 pub struct PendingWrite {
-    /// Taken back into the pool once the transaction ends (`finish`).
+    /// Taken back into the pool once the transaction ends (`finish`), or
+    /// when dropped.
     conn: Option<Connection>,
+    pool: std::sync::Arc<Pooled>,
     /// The pool generation the connection was leased in.
     generation: u64,
     key: ElectionKey,
@@ -175,6 +177,8 @@ impl PendingWrite {
 impl Drop for PendingWrite {
     fn drop(&mut self) {
         self.rollback();
+        self.pool
+            .give_back(&self.key, self.generation, self.conn.take());
     }
 }
 
@@ -223,13 +227,59 @@ impl Drop for Immediate<'_> {
 /// Connections to the replicas used lately, kept open: opening a base's
 /// file anew for every operation (open, lock and stat calls, the schema
 /// parsed, close) was a large share of a store operation's CPU.
+///
+/// A replica has at most one connection at a time, leased to one user:
+/// connections hold their file's lock for as long as they are open
+/// (`locking_mode=EXCLUSIVE`: no lock call and no hot-journal check per
+/// transaction, which took 11 % of the CPU of writes to many bases), so a
+/// second connection to the file would wait for the first to close.
 #[derive(Default)]
 struct Pool {
     idle: HashMap<ElectionKey, Connection>,
+    /// The replicas whose connection is leased: another user waits.
+    leased: std::collections::HashSet<ElectionKey>,
     /// Bumped when a replica's file is replaced or removed: a connection
     /// leased before it is to the old file and is never taken back.
     generation: HashMap<ElectionKey, u64>,
 }
+
+/// The pool, and the signal that a lease ended.
+#[derive(Default)]
+struct Pooled {
+    pool: Mutex<Pool>,
+    returned: std::sync::Condvar,
+}
+
+impl Pooled {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the lease of `key`'s connection: `conn` goes back to the pool
+    /// if its file is still the replica's and no transaction is open on
+    /// it; else it is closed (before the next user may open another).
+    fn give_back(&self, key: &ElectionKey, generation: u64, conn: Option<Connection>) {
+        let keep = conn.filter(|c| c.is_autocommit());
+        let mut pool = self.lock();
+        pool.leased.remove(key);
+        let current = pool.generation.get(key).copied().unwrap_or(0) == generation;
+        if let (Some(conn), true) = (keep, current) {
+            if pool.idle.len() >= POOL_MAX && !pool.idle.contains_key(key) {
+                let victim = pool.idle.keys().next().cloned();
+                if let Some(v) = victim {
+                    pool.idle.remove(&v);
+                }
+            }
+            pool.idle.insert(key.clone(), conn);
+        }
+        drop(pool);
+        self.returned.notify_all();
+    }
+}
+
+/// How long a user waits for a replica's connection held by another (a
+/// master's batch holds it until the slaves answer).
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Idle connections kept, at most (each holds a file descriptor).
 const POOL_MAX: usize = 64;
@@ -241,10 +291,13 @@ pub struct Lease<'a> {
     key: ElectionKey,
     generation: u64,
     conn: Option<Connection>,
+    /// The connection went on to a `PendingWrite`, which ends the lease.
+    handed_on: bool,
 }
 
 impl Lease<'_> {
     fn into_parts(mut self) -> (Connection, u64) {
+        self.handed_on = true;
         (self.conn.take().expect("leased"), self.generation)
     }
 }
@@ -264,8 +317,10 @@ impl std::ops::DerefMut for Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.store.give_back(&self.key, self.generation, conn);
+        if !self.handed_on {
+            self.store
+                .pooled
+                .give_back(&self.key, self.generation, self.conn.take());
         }
     }
 }
@@ -360,7 +415,7 @@ pub struct BaseStore {
     /// The masters' batches applied in a transaction left open until the
     /// engine commits or rolls them back (at most one per base).
     open: Mutex<HashMap<ElectionKey, PendingWrite>>,
-    pool: Mutex<Pool>,
+    pooled: std::sync::Arc<Pooled>,
 }
 
 impl BaseStore {
@@ -380,7 +435,7 @@ impl BaseStore {
             loading_until: Mutex::new(None),
             versions: std::sync::Arc::default(),
             open: Mutex::new(HashMap::new()),
-            pool: Mutex::default(),
+            pooled: std::sync::Arc::default(),
         })
     }
 
@@ -403,6 +458,9 @@ impl BaseStore {
         // truncating it (5 % under writes to many bases). Just as safe: a
         // journal with a zeroed header is never replayed.
         conn.pragma_update(None, "journal_mode", "PERSIST")?;
+        // The file's lock is taken once and kept while the connection is
+        // open: a replica has one connection at a time (`Pool`).
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "synchronous", self.durability.synchronous())?;
         Ok(conn)
     }
@@ -600,47 +658,54 @@ impl BaseStore {
         if !path.exists() {
             return Err(StoreError::Missing);
         }
-        let (idle, generation) = {
-            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-            let generation = pool.generation.get(key).copied().unwrap_or(0);
-            (pool.idle.remove(key), generation)
-        };
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
-        };
-        Ok(Lease {
+        self.lease(key)
+    }
+
+    /// `key`'s connection, once no other user holds it (at most
+    /// `LEASE_WAIT`): the one kept in the pool, or a new one.
+    fn lease(&self, key: &ElectionKey) -> Result<Lease<'_>, StoreError> {
+        let deadline = std::time::Instant::now() + LEASE_WAIT;
+        let mut pool = self.pooled.lock();
+        while pool.leased.contains(key) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the replica's connection stayed in use for {LEASE_WAIT:?}"),
+                )));
+            }
+            pool = self
+                .pooled
+                .returned
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        pool.leased.insert(key.clone());
+        let generation = pool.generation.get(key).copied().unwrap_or(0);
+        let idle = pool.idle.remove(key);
+        drop(pool);
+        // Leased from here: the lease ends when `lease` drops, whatever
+        // happens below.
+        let mut lease = Lease {
             store: self,
             key: key.clone(),
             generation,
-            conn: Some(conn),
-        })
-    }
-
-    /// Takes a connection back into the pool, if its file is still the
-    /// replica's and no transaction is open on it; else closes it.
-    fn give_back(&self, key: &ElectionKey, generation: u64, conn: Connection) {
-        if !conn.is_autocommit() {
-            return;
+            conn: idle,
+            handed_on: false,
+        };
+        if lease.conn.is_none() {
+            let conn = self.connect(&self.path(key), OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            lease.conn = Some(conn);
         }
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.generation.get(key).copied().unwrap_or(0) != generation {
-            return;
-        }
-        if pool.idle.len() >= POOL_MAX && !pool.idle.contains_key(key) {
-            let victim = pool.idle.keys().next().cloned();
-            if let Some(v) = victim {
-                pool.idle.remove(&v);
-            }
-        }
-        pool.idle.insert(key.clone(), conn);
+        Ok(lease)
     }
 
     /// The replica's file is about to be replaced or removed: connections
     /// to it are closed, and those leased are not taken back.
     fn replacing(&self, key: &ElectionKey) {
         let stale = {
-            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pool = self.pooled.lock();
             *pool.generation.entry(key.clone()).or_insert(0) += 1;
             pool.idle.remove(key)
         };
@@ -753,10 +818,8 @@ impl BaseStore {
     }
 
     /// A batch's transaction ended: its connection goes back to the pool.
-    fn finish(&self, mut pending: PendingWrite) {
-        if let Some(conn) = pending.conn.take() {
-            self.give_back(&pending.key, pending.generation, conn);
-        }
+    fn finish(&self, pending: PendingWrite) {
+        drop(pending);
     }
 
     /// Starts the master's side of a write: `ops` applied and the properties
@@ -770,19 +833,26 @@ impl BaseStore {
         writer: u64,
     ) -> Result<PendingWrite, StoreError> {
         let (conn, generation) = self.open_rw(key)?.into_parts();
-        exec(&conn, "BEGIN IMMEDIATE")?;
-        self.versions.invalidate(key);
-        // Dropping `pending` on an error below rolls the transaction back.
+        // Dropping `pending` on an error below rolls the transaction back
+        // and ends the connection's lease.
         let mut pending = PendingWrite {
             key: key.clone(),
             cache: self.versions.clone(),
             conn: Some(conn),
+            pool: self.pooled.clone(),
             generation,
             prev: Vector::new(),
             next: Vector::new(),
-            open: true,
+            open: false,
         };
+        exec(pending.conn(), "BEGIN IMMEDIATE")?;
+        pending.open = true;
+        self.versions.invalidate(key);
         let prev = Self::vector_in(pending.conn())?;
+        // The committed version until the batch commits: a version read
+        // meanwhile is answered from memory, not after the batch (its
+        // connection is leased until then).
+        self.versions.set(key, prev.clone());
         Self::apply_ops(pending.conn(), ops)?;
         let mut next = prev.clone();
         let entry = next.entry("main.properties".to_string()).or_default();
@@ -891,7 +961,7 @@ impl BaseStore {
         if !path.exists() {
             return Err(StoreError::Missing);
         }
-        let conn = self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = self.lease(key)?;
         Self::admin_in(&conn, k)
     }
 
@@ -917,7 +987,7 @@ impl BaseStore {
             .tmp_dir()
             .join(format!("{key}.dump.{:x}", rand_suffix()));
         let _ = std::fs::remove_file(&tmp);
-        let conn = self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = self.lease(key)?;
         conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
         let bytes = std::fs::read(&tmp);
         let _ = std::fs::remove_file(&tmp);
@@ -1030,7 +1100,7 @@ impl BaseStore {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = self.connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = self.lease(key)?;
         let read = |k: &str| -> Result<u64, StoreError> {
             Ok(Self::admin_in(&conn, k)?
                 .and_then(|v| v.parse().ok())
@@ -1205,6 +1275,47 @@ mod tests {
         (dir, store, b, key)
     }
 
+    /// A replica has one connection at a time (it keeps the file's lock):
+    /// a reader waits for the batch that holds it, and a batch that fails
+    /// half-way gives it back.
+    #[test]
+    fn a_replica_has_one_connection_at_a_time() {
+        let (dir, store, _b, key) = store_with("lease", Durability::Process, "AB.1");
+        let set = vec![WriteOp::Set {
+            key: "a".into(),
+            value: "1".into(),
+        }];
+        let pending = store.begin_write(&key, &set, 1, 1).expect("begin");
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let started = std::time::Instant::now();
+                let read = store.properties(&key).expect("read after the batch");
+                (started.elapsed(), read)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut pending = pending;
+            pending.commit().expect("commit");
+            drop(pending);
+            let (waited, read) = reader.join().expect("reader");
+            assert!(
+                waited >= std::time::Duration::from_millis(150),
+                "{waited:?}"
+            );
+            assert_eq!(read.user.get("a").map(String::as_str), Some("1"));
+        });
+        // A batch whose op is refused half-way (a version key) is dropped:
+        // its lease ends with it.
+        let bad = vec![WriteOp::SetSystem {
+            key: "version:main.admin".into(),
+            value: "9".into(),
+        }];
+        assert!(store.begin_write(&key, &bad, 2, 2).is_err());
+        let started = std::time::Instant::now();
+        store.properties(&key).expect("read");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// A connection kept open for a replica is never used once its file was
     /// replaced (a copy installed, the replica set aside): writes land in
     /// the file the replica is now.
@@ -1219,11 +1330,13 @@ mod tests {
             }]
         };
         store.apply(&key, &set("a"), 1).expect("a");
-        assert_eq!(store.pool.lock().expect("pool").idle.len(), 1, "kept open");
+        assert_eq!(store.pooled.lock().idle.len(), 1, "kept open");
         let ticket = store.begin_restore(&key);
         store.restore(&key, ticket, &empty).expect("restored");
         store.apply(&key, &set("b"), 2).expect("b");
-        // Read the file itself, not through the store's connections.
+        // Read the file itself, not through the store's connections (the
+        // pooled one closed first: it keeps the file's lock).
+        store.pooled.lock().idle.clear();
         let file = Connection::open(store.path(&key)).expect("the replica's file");
         let keys: Vec<String> = file
             .prepare("SELECT k FROM properties ORDER BY k")
@@ -1468,11 +1581,14 @@ mod tests {
             .apply_replica(&slave, &one("W1"), &w1.prev, &w1.next)
             .expect("W1 on the slave");
         w1.rollback();
+        let w1_next = w1.next.clone();
+        // Ends its lease of the connection, as `run` does.
+        drop(w1);
         let mut w2 = store
             .begin_write(&master, &one("W2"), slow, 7 << 32 | 11)
             .expect("W2");
         assert_eq!(
-            w1.next["main.properties"].when, w2.next["main.properties"].when,
+            w1_next["main.properties"].when, w2.next["main.properties"].when,
             "the clocks repeat the stamp"
         );
         let answer = store.apply_replica(&slave, &one("W2"), &w2.prev, &w2.next);
@@ -1565,12 +1681,15 @@ mod tests {
             "readers see the committed state"
         );
         pending.rollback();
+        // Its connection is leased until the batch ends (`run` drops it).
+        drop(pending);
         assert!(same_versions(
             &store.properties(&master).expect("props").vector,
             &next2
         ));
         let mut pending = store.begin_write(&master, &set, 80, 80).expect("begin");
         pending.commit().expect("commit");
+        drop(pending);
         assert_eq!(
             store.properties(&master).expect("props").vector["main.properties"].version,
             next2["main.properties"].version + 1
@@ -1591,9 +1710,7 @@ mod tests {
             let ReplicaVersion::Known { tables } = store.version(k) else {
                 panic!("known")
             };
-            let disk = store
-                .connect(&store.path(k), OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .expect("open");
+            let disk = store.lease(k).expect("the replica's connection");
             assert!(same_versions(
                 &tables,
                 &BaseStore::read_versions(&disk).expect("disk")
