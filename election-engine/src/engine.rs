@@ -271,6 +271,8 @@ enum Pending {
     Sync {
         op: u64,
         master: ServiceId,
+        /// The copy arrived and is being installed (`Input::SyncFetched`).
+        fetched: bool,
     },
     Store(writes::StoreKind),
     /// A REPLICATE of the batch whose Begin was `batch`; `decided` once
@@ -846,11 +848,18 @@ impl Engine {
                 }
                 self.feed(now, f.slot, Event::Getvers { op, peer, outcome });
             }
+            Input::SyncFetched { id } => {
+                if let Some(Pending::Sync { fetched, .. }) =
+                    self.inflight.get_mut(&id).map(|f| &mut f.what)
+                {
+                    *fetched = true;
+                }
+            }
             Input::Synced { id, result, floor } => {
                 let Some(f) = self.inflight.remove(&id) else {
                     return;
                 };
-                let Pending::Sync { op, master } = f.what else {
+                let Pending::Sync { op, master, .. } = f.what else {
                     return;
                 };
                 let Some(slot) = self.live_mut(f.slot, f.uid) else {
@@ -1828,6 +1837,7 @@ impl Engine {
                     Pending::Sync {
                         op,
                         master: master.clone(),
+                        fetched: false,
                     },
                 );
                 let slot = self.slot_mut(i);

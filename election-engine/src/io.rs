@@ -188,6 +188,10 @@ pub enum Input {
         remote: Result<RemoteVersion, String>,
         local: Result<ReplicaVersion, String>,
     },
+    /// The copy of sync `id` arrived from the master and is being
+    /// installed (`Synced` follows): the master took it, so writes it sends
+    /// from now on follow the copy, and wait for it.
+    SyncFetched { id: Id },
     /// The copy from the master was installed, or failed. `floor`: the
     /// master's batch floor sent with the copy (see `StoreOp::Dump`; 0 when
     /// the master named none).

@@ -3626,9 +3626,10 @@ fn a_replicated_write_waits_for_the_election_to_settle() {
 }
 
 /// A member that finds it must copy its new master's base refuses that
-/// master's writes at once: the master makes the copy wait for its batch in
-/// flight, so a held write would only hold both until its wait ran out
-/// (the crash-mid-write test's emergency read-only mode).
+/// master's writes at once until the copy arrives: the master makes the
+/// copy wait for its batch in flight, so a held write would only hold both
+/// until its wait ran out (the crash-mid-write test's emergency read-only
+/// mode). After, a write waits for the install as before.
 #[test]
 fn a_member_waiting_for_a_copy_refuses_writes_at_once() {
     let write = |a: &BaseName, req: ReqId| Input::Replicate {
@@ -3665,6 +3666,29 @@ fn a_member_waiting_for_a_copy_refuses_writes_at_once() {
     // ...and a write that comes while the copy is on its way too.
     assert_eq!(fx.on(1_070, write(&a, 301)), vec![restoring(301)]);
     assert_eq!(fx.state(&a), State::Syncing);
+    // Once the copy has arrived, a write (of a batch begun after the copy)
+    // waits for its install, and is applied then.
+    assert!(fx.on(1_080, Input::SyncFetched { id: 8 }).is_empty());
+    assert!(fx.on(1_081, write(&a, 302)).is_empty());
+    let effects = fx.on(
+        1_090,
+        Input::Synced {
+            id: 8,
+            result: Ok(()),
+            floor: 0,
+        },
+    );
+    assert_eq!(fx.state(&a), State::Slave);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Store {
+                op: StoreOp::Apply { .. },
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
 }
 
 /// Our version 3, and a peer's version 3 holding another write (another

@@ -1210,6 +1210,9 @@ impl Service {
                     let result = match dumped {
                         Ok((bytes, f)) => {
                             floor = f;
+                            // The master's writes from now on follow this
+                            // copy: they wait for its install.
+                            svc.input(Input::SyncFetched { id });
                             let (svc2, k2) = (svc.clone(), key.clone());
                             match tokio::task::spawn_blocking(move || {
                                 svc2.store.restore(&k2, ticket, &bytes)

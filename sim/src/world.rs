@@ -247,6 +247,9 @@ pub struct Svc {
     clients: BTreeMap<ReqId, (usize, u32)>,
     /// Copies in flight, by the engine's id: base.
     syncs: BTreeMap<Id, usize>,
+    /// Copies received and being installed, by the engine's id: the copy
+    /// and its floor.
+    fetched: BTreeMap<Id, ((Vec<u64>, Stamp, u64), u64)>,
     /// The engine's earliest wake-up already scheduled.
     tick_at: Option<u64>,
     /// How far this service's wall clock is from the world's.
@@ -432,6 +435,12 @@ enum Ev {
         svc: usize,
         inc: u64,
     },
+    /// A copy that arrived a moment ago is in place (`Svc::fetched`).
+    Installed {
+        svc: usize,
+        inc: u64,
+        id: Id,
+    },
 }
 
 impl Ev {
@@ -448,7 +457,8 @@ impl Ev {
             | Ev::LinkCheck { svc, inc }
             | Ev::Store { svc, inc, .. }
             | Ev::ExitPoll { svc, inc, .. }
-            | Ev::GuardCheck { svc, inc } => Some((*svc, Some(*inc))),
+            | Ev::GuardCheck { svc, inc }
+            | Ev::Installed { svc, inc, .. } => Some((*svc, Some(*inc))),
             Ev::RpcArrive { to, .. } => Some((*to, None)),
             Ev::ClientWrite { svc, .. } => Some((*svc, None)),
             _ => None,
@@ -642,6 +652,7 @@ impl World {
                     claims: BTreeMap::new(),
                     clients: BTreeMap::new(),
                     syncs: BTreeMap::new(),
+                    fetched: BTreeMap::new(),
                     tick_at: None,
                     skew_ms: clock_skew_ms(seed, i),
                     low_disk_until: 0,
@@ -918,6 +929,7 @@ impl World {
                 }
             }
             Ev::GuardCheck { svc, .. } => self.guard_check(svc),
+            Ev::Installed { svc, id, .. } => self.installed(svc, id),
         }
     }
 
@@ -1005,6 +1017,33 @@ impl World {
         self.svcs[s].tick_at = Some(at);
         let inc = self.svcs[s].inc;
         self.push(at - self.now, Ev::Tick { svc: s, inc, at });
+    }
+
+    /// A copy received earlier is installed, unless it was abandoned
+    /// meanwhile (`Effect::AbortSync`).
+    fn installed(&mut self, s: usize, id: Id) {
+        let Some(((writes, stamp, creation), floor)) = self.svcs[s].fetched.remove(&id) else {
+            return;
+        };
+        let Some(base) = self.svcs[s].syncs.remove(&id) else {
+            return; // abandoned
+        };
+        let r = &mut self.svcs[s].replicas[base];
+        r.restoring = false;
+        r.writes = writes;
+        r.stamp = stamp;
+        r.creation = creation;
+        self.data_changed.insert(base);
+        self.replaced.insert(base);
+        self.stats.count("replica restored");
+        self.input(
+            s,
+            Input::Synced {
+                id,
+                result: Ok(()),
+                floor,
+            },
+        );
     }
 
     fn local(&mut self, s: usize, delay: u64, input: Input) {
@@ -1097,6 +1136,7 @@ impl World {
                 self.rpc(s, to, Some(call), Rpc::Dump { base: b });
             }
             Effect::AbortSync { id, base } => {
+                self.svcs[s].fetched.remove(&id);
                 if self.svcs[s].syncs.remove(&id).is_some() {
                     let b = self.bidx(&base);
                     self.svcs[s].replicas[b].restoring = false;
@@ -1893,26 +1933,34 @@ impl World {
                 self.input(s, Input::Getvers { id, remote, local });
             }
             Call::Dump { id, base } => {
-                if self.svcs[s].syncs.remove(&id).is_none() {
+                if !self.svcs[s].syncs.contains_key(&id) {
                     return; // abandoned
                 }
-                let r = &mut self.svcs[s].replicas[base];
-                r.restoring = false;
-                let mut floor = 0;
-                let result = match ans {
-                    Some(RpcAns::Copy((writes, stamp, creation), f)) => {
-                        floor = f;
-                        r.writes = writes;
-                        r.stamp = stamp;
-                        r.creation = creation;
-                        self.data_changed.insert(base);
-                        self.replaced.insert(base);
-                        self.stats.count("replica restored");
-                        Ok(())
+                match ans {
+                    Some(RpcAns::Copy(copy, floor)) => {
+                        // Installed a moment later (written, fsynced and
+                        // renamed in the service); the engine hears of
+                        // its arrival at once.
+                        self.svcs[s].fetched.insert(id, (copy, floor));
+                        self.input(s, Input::SyncFetched { id });
+                        let delay = self.rng.range(100, 3 * MS);
+                        let inc = self.svcs[s].inc;
+                        self.push(delay, Ev::Installed { svc: s, inc, id });
                     }
-                    _ => Err("dump failed".into()),
-                };
-                self.input(s, Input::Synced { id, result, floor });
+                    _ => {
+                        self.svcs[s].syncs.remove(&id);
+                        self.svcs[s].replicas[base].restoring = false;
+                        let result = Err("dump failed".into());
+                        self.input(
+                            s,
+                            Input::Synced {
+                                id,
+                                result,
+                                floor: 0,
+                            },
+                        );
+                    }
+                }
             }
             Call::Replicate { id } => {
                 let result = match ans {
@@ -2451,6 +2499,7 @@ impl World {
             self.layout.clone(),
         );
         x.syncs.clear();
+        x.fetched.clear();
         x.stop_writes = false;
         x.tick_at = None;
         x.outstanding.clear();

@@ -692,14 +692,15 @@ impl Engine {
         }
         match self.replica_check(now, i, &w) {
             Ok(()) => {}
-            Err(Refusal::NotSettled) if self.slot_mut(i).fsm.state() == State::Syncing => {
+            Err(Refusal::NotSettled) if self.awaits_copy(i) => {
                 // We wait for a copy from the master, and the master makes
                 // the copy wait for its batch in flight: held here, this
                 // write would hold both until the wait ran out, and then
                 // fail the batch anyway (a write of a batch decided before
                 // the copy is stale after it). Refused at once, the master
-                // decides without us. The cost: a batch begun after the
-                // copy was made, while it is installed, is refused too.
+                // decides without us. Once the copy has arrived, a write
+                // waits for its install as before: its batch began after
+                // the copy was made, and follows it.
                 return self.replicate_done(req, Err(Refusal::Restoring));
             }
             Err(Refusal::NotSettled) if super::in_flight(self.slot_mut(i).fsm.state()) => {
@@ -719,6 +720,21 @@ impl Engine {
         } else {
             self.apply(now, i, w);
         }
+    }
+
+    /// Whether slot `i` waits for its master's copy, which has not
+    /// arrived yet.
+    fn awaits_copy(&self, i: u32) -> bool {
+        let Some(slot) = self.slots.get(i) else {
+            return false;
+        };
+        slot.fsm.state() == State::Syncing
+            && !slot.sync.get().is_some_and(|id| {
+                matches!(
+                    self.inflight.get(&id).map(|f| &f.what),
+                    Some(super::Pending::Sync { fetched: true, .. })
+                )
+            })
     }
 
     /// Elections that settled (or gave up, or wait for a copy) with
