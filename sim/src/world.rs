@@ -249,7 +249,7 @@ pub struct Svc {
     syncs: BTreeMap<Id, usize>,
     /// Copies received and being installed, by the engine's id: the copy
     /// and its floor.
-    fetched: BTreeMap<Id, ((Vec<u64>, Stamp, u64), u64)>,
+    fetched: BTreeMap<Id, (BaseCopy, u64)>,
     /// The engine's earliest wake-up already scheduled.
     tick_at: Option<u64>,
     /// How far this service's wall clock is from the world's.
@@ -308,13 +308,16 @@ enum Rpc {
     },
 }
 
+/// A base's writes, stamp and creation: a copy is the whole file.
+type BaseCopy = (Vec<u64>, Stamp, u64);
+
 #[derive(Debug, Clone)]
 enum RpcAns {
     Version(ReplicaVersion),
     Refused,
     /// A base's writes, stamp and creation (a copy is the whole file), and
     /// the batch floor sent with them.
-    Copy((Vec<u64>, Stamp, u64), u64),
+    Copy(BaseCopy, u64),
     Applied,
     NotApplied(Refusal),
 }
