@@ -3240,6 +3240,19 @@ fn a_candidates_getvers_waits_for_the_batch_then_fences_the_master() {
     assert_ne!(fx.state(&a), State::Master);
 }
 
+/// Whether `effects` start a replicated write's store op.
+fn applies(effects: &[Effect]) -> bool {
+    effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Store {
+                op: StoreOp::Apply { .. },
+                ..
+            }
+        )
+    })
+}
+
 /// B's write of key `k` from version `n` to `n + 1`, under `epoch`.
 fn from_b_at(a: &BaseName, req: ReqId, n: i64, epoch: Seq) -> Input {
     Input::Replicate {
@@ -3585,16 +3598,7 @@ fn a_replicated_write_waits_for_the_election_to_settle() {
     assert!(fx.on(1_030, write(&a, 300)).is_empty());
     let effects = settle(&mut fx, &a, 1_040);
     assert_eq!(fx.state(&a), State::Slave);
-    assert!(
-        effects.iter().any(|e| matches!(
-            e,
-            Effect::Store {
-                op: StoreOp::Apply { .. },
-                ..
-            }
-        )),
-        "{effects:?}"
-    );
+    assert!(applies(&effects), "{effects:?}");
 
     // Still under way when its wait is over: refused then, with no
     // transition (its master must not be left without an answer).
@@ -3679,16 +3683,7 @@ fn a_member_waiting_for_a_copy_refuses_writes_at_once() {
         },
     );
     assert_eq!(fx.state(&a), State::Slave);
-    assert!(
-        effects.iter().any(|e| matches!(
-            e,
-            Effect::Store {
-                op: StoreOp::Apply { .. },
-                ..
-            }
-        )),
-        "{effects:?}"
-    );
+    assert!(applies(&effects), "{effects:?}");
 }
 
 /// Our version 3, and a peer's version 3 holding another write (another
