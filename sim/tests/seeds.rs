@@ -131,7 +131,7 @@ fn each_fix_turned_off_fails() {
 /// `cargo run --release -p election-sim -- --seeds 2000..3000 --jobs 2 --reaching COUNTER`.
 #[test]
 fn pinned_seeds_hold_every_invariant() {
-    let cases: [(u64, &str, &str); 5] = [
+    let cases: [(u64, &str, &str); 6] = [
         (
             2007,
             "notification held until its watch's answer",
@@ -141,6 +141,11 @@ fn pinned_seeds_hold_every_invariant() {
             2019,
             "master fenced",
             "the old master answered the candidate's GETVERS and went on writing",
+        ),
+        (
+            1168,
+            "master without a copy stepped down",
+            "elected when no replica held a copy, the master's never came: it led with none for ever (19024)",
         ),
         (
             13808,
