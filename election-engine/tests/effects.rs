@@ -3578,15 +3578,7 @@ fn a_write_that_overtook_the_one_it_follows_waits_for_it() {
 /// that waited too long is refused (its master has given up on it).
 #[test]
 fn a_replicated_write_waits_for_the_election_to_settle() {
-    let write = |a: &BaseName, req: ReqId| Input::Replicate {
-        req,
-        from: sid(B),
-        base: a.clone(),
-        epoch: 12,
-        prev: vector(5),
-        next: vector(6),
-        ops: Arc::from(set("k")),
-    };
+    let write = |a: &BaseName, req: ReqId| from_b_at(a, req, 5, 12);
     let settle = |fx: &mut Fx, a: &BaseName, t: u64| {
         let listing = vec![fx.child(a, 12), fx.child(a, 17)];
         fx.on(t, zk(4, Ok(ZkOk::Children(listing))));
@@ -3636,15 +3628,7 @@ fn a_replicated_write_waits_for_the_election_to_settle() {
 /// mode). After, a write waits for the install as before.
 #[test]
 fn a_member_waiting_for_a_copy_refuses_writes_at_once() {
-    let write = |a: &BaseName, req: ReqId| Input::Replicate {
-        req,
-        from: sid(B),
-        base: a.clone(),
-        epoch: 12,
-        prev: vector(5),
-        next: vector(6),
-        ops: Arc::from(set("k")),
-    };
+    let write = |a: &BaseName, req: ReqId| from_b_at(a, req, 5, 12);
     let restoring = |req: ReqId| Effect::ReplicateDone {
         req,
         result: Err(Refusal::Restoring),

@@ -155,22 +155,51 @@ pub struct Service {
     watch_armed: Notify,
     /// USEs per peer: one call in flight to each, and the USEs emitted
     /// meanwhile go together in the next (no delay when none is in flight).
-    uses: Mutex<HashMap<ServiceId, PeerUses>>,
-    /// GETVERS per peer, likewise: one call in flight to each, and those
-    /// emitted meanwhile go together in the next.
-    getvers: Mutex<HashMap<ServiceId, PeerGetvers>>,
+    uses: PeerQueues<crate::rpc::UseItem>,
+    /// GETVERS per peer, likewise (with the engine's id of each).
+    getvers: PeerQueues<(election_engine::Id, GetversRequest)>,
 }
 
-#[derive(Default)]
-struct PeerGetvers {
+/// Requests waiting per peer while a call to it is in flight: the next call
+/// takes them together.
+struct PeerQueues<T>(Mutex<HashMap<ServiceId, PeerQueue<T>>>);
+
+struct PeerQueue<T> {
     sending: bool,
-    waiting: Vec<(election_engine::Id, GetversRequest)>,
+    waiting: Vec<T>,
 }
 
-#[derive(Default)]
-struct PeerUses {
-    sending: bool,
-    waiting: Vec<crate::rpc::UseItem>,
+impl<T> Default for PeerQueues<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T> PeerQueues<T> {
+    /// Queues `item` for `to`; true when no call to `to` is in flight, so
+    /// the caller starts the sender.
+    fn push(&self, to: &ServiceId, item: T) -> bool {
+        let mut queues = lock(&self.0);
+        let q = queues.entry(to.clone()).or_insert(PeerQueue {
+            sending: false,
+            waiting: Vec::new(),
+        });
+        q.waiting.push(item);
+        !std::mem::replace(&mut q.sending, true)
+    }
+
+    /// At most `n` of the requests waiting for `to`, oldest first; `None`
+    /// when none waits, and the sender stops.
+    fn take(&self, to: &ServiceId, n: usize) -> Option<Vec<T>> {
+        let mut queues = lock(&self.0);
+        let q = queues.get_mut(to)?;
+        if q.waiting.is_empty() {
+            queues.remove(to);
+            return None;
+        }
+        let n = q.waiting.len().min(n);
+        Some(q.waiting.drain(..n).collect())
+    }
 }
 
 /// A watch waiting to fire: its id, and whether the node was deleted.
@@ -293,8 +322,8 @@ impl Service {
             peer_sets: Mutex::new(std::collections::HashSet::new()),
             watches: Mutex::new(futures::stream::FuturesUnordered::new()),
             watch_armed: Notify::new(),
-            uses: Mutex::default(),
-            getvers: Mutex::default(),
+            uses: PeerQueues::default(),
+            getvers: PeerQueues::default(),
             metrics,
         });
         tokio::spawn(route_watches(svc.clone()));
@@ -919,19 +948,7 @@ impl Service {
     async fn send_uses(self: Arc<Self>, to: ServiceId) {
         // About 100 bytes each: a batch stays within the bodies we take.
         let per_call = (self.cfg.max_body_bytes / 128).clamp(1, crate::rpc::MAX_USES_PER_CALL);
-        loop {
-            let batch: Vec<crate::rpc::UseItem> = {
-                let mut uses = lock(&self.uses);
-                let Some(q) = uses.get_mut(&to) else {
-                    return;
-                };
-                if q.waiting.is_empty() {
-                    uses.remove(&to);
-                    return;
-                }
-                let n = q.waiting.len().min(per_call);
-                q.waiting.drain(..n).collect()
-            };
+        while let Some(batch) = self.uses.take(&to, per_call) {
             let req = crate::rpc::UsesRequest {
                 service_type: self.stype.clone(),
                 from: self.me.clone(),
@@ -969,13 +986,7 @@ impl Service {
         id: election_engine::Id,
         req: GetversRequest,
     ) {
-        let start = {
-            let mut getvers = lock(&self.getvers);
-            let q = getvers.entry(to.clone()).or_default();
-            q.waiting.push((id, req));
-            !std::mem::replace(&mut q.sending, true)
-        };
-        if start {
+        if self.getvers.push(&to, (id, req)) {
             let svc = self.clone();
             tokio::spawn(async move { svc.send_getvers(to).await });
         }
@@ -990,19 +1001,7 @@ impl Service {
         // Up to about 500 bytes each.
         let per_call = (self.cfg.max_body_bytes / 512).clamp(1, crate::rpc::MAX_GETVERS_PER_CALL);
         let timeout = self.cfg.getvers_timeout;
-        loop {
-            let batch: Vec<(election_engine::Id, GetversRequest)> = {
-                let mut getvers = lock(&self.getvers);
-                let Some(q) = getvers.get_mut(&to) else {
-                    return;
-                };
-                if q.waiting.is_empty() {
-                    getvers.remove(&to);
-                    return;
-                }
-                let n = q.waiting.len().min(per_call);
-                q.waiting.drain(..n).collect()
-            };
+        while let Some(batch) = self.getvers.take(&to, per_call) {
             let (ids, asks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let bases: Vec<BaseName> = asks.iter().map(|a| a.base.clone()).collect();
             let answers: Vec<Result<GetversReply, String>> = if asks.len() == 1 {
@@ -1149,13 +1148,7 @@ impl Service {
                 });
             }
             Effect::Use { to, base, master } => {
-                let start = {
-                    let mut uses = lock(&self.uses);
-                    let q = uses.entry(to.clone()).or_default();
-                    q.waiting.push(crate::rpc::UseItem { base, master });
-                    !std::mem::replace(&mut q.sending, true)
-                };
-                if start {
+                if self.uses.push(&to, crate::rpc::UseItem { base, master }) {
                     let svc = self.clone();
                     tokio::spawn(async move { svc.send_uses(to).await });
                 }
@@ -1178,24 +1171,24 @@ impl Service {
                     incarnation,
                 };
                 // A candidate tells its version (it takes no write until
-                // it leads); the answer is still compared with a read made
-                // after it, as every GETVERS is.
-                if candidate_seq.is_none() {
-                    return self.queue_getvers(to, id, req);
-                }
+                // it leads), from memory when it is there; the answer is
+                // still compared with a read made after it, as every
+                // GETVERS is.
                 let key = self.key(&req.base);
-                if let Some(version) = self.store.version_in_memory(&key) {
-                    let req = GetversRequest {
-                        version: Some(version),
-                        ..req
-                    };
-                    return self.queue_getvers(to, id, req);
+                match candidate_seq.map(|_| self.store.version_in_memory(&key)) {
+                    None => self.queue_getvers(to, id, req),
+                    Some(Some(version)) => {
+                        let version = Some(version);
+                        self.queue_getvers(to, id, GetversRequest { version, ..req })
+                    }
+                    Some(None) => {
+                        let svc = self.clone();
+                        tokio::spawn(async move {
+                            let version = svc.local_version(&key).await.ok();
+                            svc.queue_getvers(to, id, GetversRequest { version, ..req });
+                        });
+                    }
                 }
-                let svc = self.clone();
-                tokio::spawn(async move {
-                    let version = svc.local_version(&key).await.ok();
-                    svc.queue_getvers(to, id, GetversRequest { version, ..req });
-                });
             }
             Effect::Sync { id, base, master } => {
                 let key = self.key(&base);

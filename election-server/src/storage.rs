@@ -133,8 +133,7 @@ impl VersionCache {
 /// A write applied inside an open transaction on the master, waiting for the
 /// slaves' answers. Dropped without `commit`, it is rolled back.
 pub struct PendingWrite {
-    /// Taken back into the pool once the transaction ends (`finish`), or
-    /// when dropped.
+    /// Given back to the pool (its lease ended) when this is dropped.
     conn: Option<Connection>,
     pool: std::sync::Arc<Pooled>,
     /// The pool generation the connection was leased in.
@@ -671,7 +670,11 @@ impl BaseStore {
             if left.is_zero() {
                 return Err(StoreError::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("the replica's connection stayed in use for {LEASE_WAIT:?}"),
+                    format!(
+                        "the replica stayed busy for {LEASE_WAIT:?} (a write waiting for \
+                         its slaves holds it): try again; if it lasts, look for a slave \
+                         that does not answer (openio election status)"
+                    ),
                 )));
             }
             pool = self
@@ -796,14 +799,14 @@ impl BaseStore {
                 let mut pending =
                     take().ok_or_else(|| StoreFailure::Failed("no open batch to commit".into()))?;
                 let committed = pending.commit();
-                self.finish(pending);
+                // Its connection goes back to the pool.
+                drop(pending);
                 committed?;
                 Ok(StoreOk::Committed)
             }
             StoreOp::Rollback => {
                 if let Some(mut pending) = take() {
                     pending.rollback();
-                    self.finish(pending);
                 }
                 Ok(StoreOk::RolledBack)
             }
@@ -815,11 +818,6 @@ impl BaseStore {
                 "a copy is taken with BaseStore::dump".into(),
             )),
         }
-    }
-
-    /// A batch's transaction ended: its connection goes back to the pool.
-    fn finish(&self, pending: PendingWrite) {
-        drop(pending);
     }
 
     /// Starts the master's side of a write: `ops` applied and the properties
@@ -879,7 +877,7 @@ impl BaseStore {
         let mut pending = self.begin_write(key, ops, when_ms, 0)?;
         let committed = pending.commit();
         let vectors = (pending.prev.clone(), pending.next.clone());
-        self.finish(pending);
+        drop(pending);
         committed.map(|()| vectors)
     }
 

@@ -732,7 +732,7 @@ impl Engine {
             && !slot.sync.get().is_some_and(|id| {
                 matches!(
                     self.inflight.get(&id).map(|f| &f.what),
-                    Some(super::Pending::Sync { fetched: true, .. })
+                    Some(Pending::Sync { fetched: true, .. })
                 )
             })
     }
