@@ -17,6 +17,7 @@ from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE = re.compile(r"^(\S+)Z DEBUG (\S+) -> (\S+) base=(\S+)")
+OP = re.compile(r'^election_zookeeper_operation_seconds_(sum|count)\{op="(\w+)"\} (\S+)')
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -58,7 +59,7 @@ def main():
         for p in ports:
             log = open(f"{d}/{p}.log", "w")
             procs.append(subprocess.Popen(
-                [f"{ROOT}/target/release/election-server", "--listen", f"127.0.0.1:{p}",
+                [os.environ.get("ELECTION_SERVER_BIN", f"{ROOT}/target/release/election-server"), "--listen", f"127.0.0.1:{p}",
                  "--zk", f"127.0.0.1:{zk_port}", "--session-timeout-ms", "2000",
                  "--data-dir", f"{d}/s{p}"],
                 stdout=log, stderr=log,
@@ -71,13 +72,22 @@ def main():
             list(pool.map(lambda p: post(f"http://127.0.0.1:{p}/v1/election/status?base={b}&type=meta2"), ports))
         time.sleep(0.5)
         mark = time.time()
+        asked = {}  # base -> when the leave was sent
         for b in bases:
             # The master: the peer whose status says 200 without a redirect.
             master = next(p for p in ports
                           if post(f"http://127.0.0.1:{p}/v1/election/status?base={b}&type=meta2")[0] == 200)
+            asked[b] = time.time()
             post(f"http://127.0.0.1:{master}/v1/election/leave?base={b}&type=meta2")
             time.sleep(0.05)
         time.sleep(0.5)
+        zk_ops = defaultdict(lambda: [0.0, 0])  # op -> [seconds, count]
+        for p in ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    m = OP.match(line)
+                    if m:
+                        zk_ops[m.group(2)][0 if m.group(1) == "sum" else 1] += float(m.group(3))
     finally:
         stop = time.time()
         for pr in procs:
@@ -91,15 +101,18 @@ def main():
             m = LINE.match(line)
             if m:
                 events[m.group(4)].append((ts(m.group(1)), p, m.group(2), m.group(3)))
-    phases = (("cold election", lambda t: t < mark), ("leave-failover", lambda t: mark <= t < stop))
-    for phase, keep in phases:
+    phases = (("cold election", lambda t: t < mark, {}),
+              ("leave-failover", lambda t: mark <= t < stop, asked))
+    for phase, keep, start in phases:
         at = defaultdict(list)  # (role, state) -> [ms since first]
         total = []
         for b, evs in events.items():
             evs = sorted(e for e in evs if keep(e[0]))
             if not evs:
                 continue
-            t0 = evs[0][0]
+            # From the leave request when there is one (the log's clock is
+            # this machine's wall clock too), else the first transition.
+            t0 = start.get(b, evs[0][0])
             final = {}
             for t, p, pre, post_ in evs:
                 if post_ in ("MASTER", "SLAVE"):
@@ -116,9 +129,16 @@ def main():
                 total.append((max(t for t, _ in final.values()) - t0) * 1000)
         print(f"\n{phase}: {len(total)} bases; all 3 final after p50 {statistics.median(total):.2f} ms"
               if total else f"\n{phase}: no complete base")
-        print("  role   state reached             median ms after the first transition (n)")
+        since = "the leave request" if start else "the first transition"
+        print(f"  role   state reached             median ms after {since} (n)")
         for (role, state), v in sorted(at.items(), key=lambda kv: statistics.median(kv[1])):
             print(f"  {role:6} {state:25} {statistics.median(v):7.2f}  ({len(v)})")
+
+
+    print("\nZooKeeper operations, mean round trip as the services timed them (both phases):")
+    for op, (secs, n) in sorted(zk_ops.items()):
+        if n:
+            print(f"  {op:10} {secs / n * 1000:6.2f} ms  ({int(n)})")
 
 
 if __name__ == "__main__":

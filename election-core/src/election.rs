@@ -14,7 +14,10 @@
 //!   before we create a new one, and a node carrying our id that is not our
 //!   current node is deleted instead of being followed;
 //! - a peer refusing mastership (`allow_master = false`) backs off instead of
-//!   re-creating its node in a tight loop.
+//!   re-creating its node in a tight loop;
+//! - a candidate does not wait for its last GETVERS answers once they cannot
+//!   change the verdict (`Election::wins_already`): with 3 replicas, the
+//!   first peer at its version elects it.
 //!
 //! Completions carry the [`OpId`] of the action that asked for them; a
 //! completion for anything but the pending operation is ignored, except a
@@ -812,14 +815,19 @@ impl Election {
             (S::CheckingSlaves, E::LeftSelf { .. }) => self.flag(|f| f.left_self = true),
             (S::CheckingSlaves, E::Getvers { peer, outcome, .. }) => {
                 self.count_getvers(peer, outcome);
-                if self.getvers.as_ref().is_some_and(|g| !g.pending.is_empty()) {
-                    return Logged::Always;
+                let group = self.peers.as_ref().map_or(0, |p| p.len()) as u32 + 1;
+                if let Some(round) = self.getvers.as_deref() {
+                    if !round.pending.is_empty() && !self.wins_already(round, group) {
+                        return Logged::Always;
+                    }
                 }
                 let left_self = std::mem::take(&mut self.flags.left_self);
                 self.flags.left_master = false;
                 let round = self.getvers.take().map(|g| *g).unwrap_or_default();
-                let group = self.peers.as_ref().map_or(0, |p| p.len()) as u32 + 1;
-                let errors = round.errors.len() as u32;
+                // Peers still silent count as failed: we only get here with
+                // some pending when they cannot change the verdict (see
+                // `wins_already`).
+                let errors = (round.errors.len() + round.pending.len()) as u32;
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
                 } else if left_self {
@@ -1202,6 +1210,35 @@ impl Election {
         self.pending_op = Maybe::NONE;
         self.getvers = None;
         self.wake_at = Maybe::NONE;
+    }
+
+    /// Whether a candidate's round, with answers still pending, already
+    /// elects it whatever those answers say, so that it need not wait for
+    /// the slowest peer (OpenIO waits for the last reply).
+    ///
+    /// Why that is safe: it is the verdict the round would give if the
+    /// silent peers' answers were errors, and a round already elects a
+    /// candidate despite errors, from a majority that answered: we and the
+    /// peers at or behind our version are a majority; an acknowledged write
+    /// is on a majority, which meets ours, so we hold it. Each peer that
+    /// answered is fenced (it refuses writes of older masters), and so are
+    /// we, so no older master reaches a majority again. A silent peer that
+    /// is ahead of us holds only writes never acknowledged; it copies the
+    /// base from us once it follows us, as a peer that failed to answer
+    /// would. A silent answer that comes after is ignored (`step`).
+    ///
+    /// Only for the plain case: nothing ahead, diverged or without a copy
+    /// has answered, and no leave is asked. Those wait for every answer, as
+    /// before: a copy-less candidate must know whether a silent peer holds
+    /// the only copy.
+    fn wins_already(&self, round: &GetversRound, group: u32) -> bool {
+        let failed = (round.errors.len() + round.pending.len()) as u32;
+        !self.flags.leave
+            && !self.flags.left_self
+            && round.old == 0
+            && round.race.is_empty()
+            && round.no_copy == 0
+            && failed < group.div_ceil(2)
     }
 
     fn count_getvers(&mut self, peer: ServiceId, outcome: GetversOutcome) {

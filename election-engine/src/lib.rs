@@ -50,8 +50,9 @@
 //! `Poke{X}` creates the slot and feeds `NONE`; the machine asks for peers →
 //! `ResolvePeers` → `Peers` → `Use` to each peer and `Zk CreateSeq` →
 //! `Created{seq}` → `Zk Exists{watch}` and `Zk List` (pipelined) → the
-//! listing finds our node lowest → `Getvers` to each peer → every answer is
-//! `OK` → MASTER, `Use{master}` to the peers, `Observe(Transition)`.
+//! listing finds our node lowest → `Getvers` to each peer → enough answers
+//! are `OK` that the others cannot change the verdict (with 3 peers, the
+//! first) → MASTER, `Use{master}` to the peers, `Observe(Transition)`.
 //! A follower's listing finds a lower node, reads it with `Zk Get{watch}`,
 //! reuses that read to learn its master, asks the master `Getvers{master_seq}`
 //! and settles as SLAVE.
