@@ -45,6 +45,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/admin/set-aside", post(set_aside))
         .route("/v1/admin/fault", post(fault_switch))
         .route("/v1/peer/replicate", post(peer_replicate))
+        .route("/v1/peer/replicates", post(peer_replicates))
         .route("/v1/container/delete", post(delete_container))
         .route("/v1/peer/drop", post(peer_drop))
         .route("/v1/peer/resync", post(peer_resync))
@@ -919,6 +920,54 @@ async fn peer_replicate(
             reply(code, &message, json!({ "refusal": refusal }))
         }
     })
+}
+
+/// Several REPLICATEs from one master service (`rpc::ReplicatesRequest`),
+/// each handled as `peer_replicate` handles one: handed to the engine in
+/// their order, before the answer starts. The answer is streamed: one
+/// `rpc::ReplicateLine` per write as it is decided, so that a write held
+/// here (for our election to settle, or for the write it follows) holds
+/// back no other.
+async fn peer_replicates(
+    State(svc): Svc,
+    Json(req): Json<crate::rpc::ReplicatesRequest>,
+) -> Result<Response, ApiError> {
+    use futures::StreamExt;
+    check_type(&svc, Some(req.service_type.as_str()))?;
+    if req.items.len() > crate::rpc::MAX_REPLICATES_PER_CALL {
+        return Err(ApiError::bad_request(format!(
+            "{} replicated writes in one call, at most {}",
+            req.items.len(),
+            crate::rpc::MAX_REPLICATES_PER_CALL
+        )));
+    }
+    let crate::rpc::ReplicatesRequest {
+        service_type,
+        from,
+        items,
+    } = req;
+    let decided: futures::stream::FuturesUnordered<_> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let rx = svc.replicate_start(item.into_request(service_type.clone(), from.clone()));
+            async move { (i, rx.await.unwrap_or(Err(Refusal::StoreFailed))) }
+        })
+        .collect();
+    let lines = decided.map(|(i, result)| {
+        let line = crate::rpc::ReplicateLine {
+            i,
+            refusal: result.err(),
+        };
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        Ok::<_, std::convert::Infallible>(bytes)
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
 }
 
 /// A slave's refusal of a replicated write: its code and, for people, why

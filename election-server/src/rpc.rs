@@ -8,6 +8,7 @@
 //! | `GET /v1/peer/dump` | DB_DUMP | a consistent copy of the receiver's replica |
 //! | `POST /v1/peer/create` | (meta1 link) | create the receiver's replica of a new base |
 //! | `POST /v1/peer/replicate` | (REPLICATE) | apply a master's write on a slave |
+//! | `POST /v1/peer/replicates` | (REPLICATE), batched | several, for any bases, each answered as it is decided |
 
 use crate::storage::BaseInfo;
 use election_core::names::{BaseName, Seq, ServiceId, ServiceType};
@@ -133,6 +134,59 @@ pub struct ReplicateRequest {
     pub next: Vector,
     pub ops: Vec<WriteOp>,
 }
+
+/// Several REPLICATEs from one master service to one slave service in one
+/// call (`/v1/peer/replicates`): with many bases written at once, an HTTP
+/// exchange per write and slave cost more CPU than the writes
+/// (docs/PROFILES.md, sessions 15 and 18). The receiver hands them to its
+/// engine in their order, answers at once with a streamed body, and writes
+/// one `ReplicateLine` per write as each is decided: a write held on the
+/// slave holds back no other.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReplicatesRequest {
+    #[serde(rename = "type")]
+    pub service_type: ServiceType,
+    pub from: ServiceId,
+    pub items: Vec<ReplicateItem>,
+}
+
+/// One write of a `ReplicatesRequest`: a `ReplicateRequest` without the
+/// fields the call carries once.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReplicateItem {
+    pub base: BaseName,
+    pub epoch: Seq,
+    pub prev: Vector,
+    pub next: Vector,
+    pub ops: Vec<WriteOp>,
+}
+
+impl ReplicateItem {
+    pub fn into_request(self, service_type: ServiceType, from: ServiceId) -> ReplicateRequest {
+        ReplicateRequest {
+            base: self.base,
+            service_type,
+            from,
+            epoch: self.epoch,
+            prev: self.prev,
+            next: self.next,
+            ops: self.ops,
+        }
+    }
+}
+
+/// The fate of the `i`th write of a `ReplicatesRequest`: applied, or why
+/// not. One line of the answer's body each (newline-delimited JSON), in the
+/// order they were decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicateLine {
+    pub i: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+}
+
+/// The most REPLICATEs in one call.
+pub const MAX_REPLICATES_PER_CALL: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -454,6 +508,53 @@ impl PeerClient {
         Ok(())
     }
 
+    /// Several REPLICATEs in one call (`body`: a `ReplicatesRequest` of `n`
+    /// items). Returns once the peer took them, before they are decided;
+    /// `on_line` then gets each one's fate as it comes. The call, the
+    /// reading included, lasts at most `timeout`. Writes with no line by
+    /// then have no answer: the error says why.
+    pub async fn replicates(
+        &self,
+        peer: &ServiceId,
+        body: Vec<u8>,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<ReplicateLines, PeerError> {
+        let counted = InFlight::start(&self.in_flight);
+        let mut req = self
+            .http
+            .post(format!("http://{peer}/v1/peer/replicates"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(timeout);
+        if let Some(id) = crate::reqid::current() {
+            req = req.header("x-oio-req-id", id);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.classify(peer, timeout, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            return Err(PeerError::Status {
+                peer: peer.clone(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+                refusal: refusal_of(&bytes),
+            });
+        }
+        Ok(ReplicateLines {
+            client: self.clone(),
+            peer: peer.clone(),
+            resp,
+            timeout,
+            left: n,
+            buf: Vec::new(),
+            _counted: counted,
+        })
+    }
+
     pub async fn dump(
         &self,
         peer: &ServiceId,
@@ -478,6 +579,62 @@ impl PeerClient {
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
         Ok((bytes, floor))
+    }
+}
+
+/// The answer of a `/v1/peer/replicates` call, read line by line.
+pub struct ReplicateLines {
+    client: PeerClient,
+    peer: ServiceId,
+    resp: reqwest::Response,
+    timeout: Duration,
+    /// Lines still expected.
+    left: usize,
+    buf: Vec<u8>,
+    _counted: InFlight,
+}
+
+impl ReplicateLines {
+    /// The next write decided, `Ok(None)` once every write has its line.
+    /// An error leaves the writes without a line unanswered.
+    pub async fn next(&mut self) -> Result<Option<ReplicateLine>, PeerError> {
+        loop {
+            if self.left == 0 {
+                return Ok(None);
+            }
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                let parsed: ReplicateLine =
+                    serde_json::from_slice(&line).map_err(|e| PeerError::Other {
+                        peer: self.peer.clone(),
+                        detail: format!("unparsable line of a replicates answer: {e}"),
+                    })?;
+                self.left -= 1;
+                if self.client.lose_acks.load(Ordering::Relaxed) {
+                    return Err(PeerError::Other {
+                        peer: self.peer.clone(),
+                        detail: "fault switch: acknowledgement dropped".into(),
+                    });
+                }
+                return Ok(Some(parsed));
+            }
+            if self.buf.len() > MAX_ANSWER_BYTES {
+                return Err(PeerError::Other {
+                    peer: self.peer.clone(),
+                    detail: "a replicates answer's line too large".into(),
+                });
+            }
+            match self.resp.chunk().await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
+                Ok(None) => {
+                    return Err(PeerError::Other {
+                        peer: self.peer.clone(),
+                        detail: format!("the answer ended with {} write(s) undecided", self.left),
+                    })
+                }
+                Err(e) => return Err(self.client.classify(&self.peer, self.timeout, e)),
+            }
+        }
     }
 }
 

@@ -158,6 +158,20 @@ pub struct Service {
     uses: PeerQueues<crate::rpc::UseItem>,
     /// GETVERS per peer, likewise (with the engine's id of each).
     getvers: PeerQueues<(election_engine::Id, GetversRequest)>,
+    /// Replicated writes per slave: one call being handed over to each at a
+    /// time (until the slave took it, not until its writes are decided),
+    /// and the writes emitted meanwhile go together in the next.
+    replicates: PeerQueues<QueuedReplicate>,
+}
+
+/// A replicated write waiting for its call to the slave.
+struct QueuedReplicate {
+    id: election_engine::Id,
+    item: crate::rpc::ReplicateItem,
+    queued: Instant,
+    /// The id of the request it serves, sent along when its call carries
+    /// no other request's writes.
+    req_id: Option<String>,
 }
 
 /// Requests waiting per peer while a call to it is in flight: the next call
@@ -324,6 +338,7 @@ impl Service {
             watch_armed: Notify::new(),
             uses: PeerQueues::default(),
             getvers: PeerQueues::default(),
+            replicates: PeerQueues::default(),
             metrics,
         });
         tokio::spawn(route_watches(svc.clone()));
@@ -442,7 +457,18 @@ impl Service {
 
     /// A master's write replicated to us: applied in order, or refused.
     pub async fn replicate(self: &Arc<Self>, r: ReplicateRequest) -> Result<(), Refusal> {
-        let rx = self.ask(Reply::Replicate, |req| Input::Replicate {
+        self.replicate_start(r)
+            .await
+            .unwrap_or(Err(Refusal::StoreFailed))
+    }
+
+    /// A master's replicated write, handed to the engine now (writes of one
+    /// call keep their order); the answer comes once it is decided.
+    pub fn replicate_start(
+        self: &Arc<Self>,
+        r: ReplicateRequest,
+    ) -> oneshot::Receiver<Result<(), Refusal>> {
+        self.ask(Reply::Replicate, |req| Input::Replicate {
             req,
             from: r.from,
             base: r.base,
@@ -450,8 +476,7 @@ impl Service {
             prev: r.prev,
             next: r.next,
             ops: r.ops.into(),
-        });
-        rx.await.unwrap_or(Err(Refusal::StoreFailed))
+        })
     }
 
     /// A peer's GETVERS: starts our side; when it names our node as master
@@ -980,6 +1005,134 @@ impl Service {
         }
     }
 
+    /// Sends the replicated writes waiting for `to`, in their order: one call
+    /// at a time until the slave took it (its writes are then in the
+    /// slave's engine, so no later call overtakes them), the writes of a
+    /// call within the slave's body limit.
+    async fn send_replicates(self: Arc<Self>, to: ServiceId) {
+        let timeout = self.cfg.replicate_timeout;
+        let room = self.cfg.max_body_bytes.saturating_sub(1024).max(1);
+        let head = format!(
+            "{{\"type\":{},\"from\":{},\"items\":[",
+            serde_json::to_string(&self.stype).unwrap_or_default(),
+            serde_json::to_string(&self.me).unwrap_or_default()
+        );
+        while let Some(batch) = self
+            .replicates
+            .take(&to, crate::rpc::MAX_REPLICATES_PER_CALL)
+        {
+            let mut call: Vec<QueuedReplicate> = Vec::new();
+            let mut body = head.clone().into_bytes();
+            for q in batch {
+                if q.queued.elapsed() >= timeout {
+                    // Never sent: the calls before it took all its time.
+                    let why = format!("{to}: not sent within {timeout:?}, its calls were slow");
+                    self.replicated(q.id, q.queued, Err(ReplicateFailure::Unreachable(why)));
+                    continue;
+                }
+                let json = serde_json::to_vec(&q.item).unwrap_or_default();
+                if !call.is_empty() && body.len() + json.len() + 2 > room {
+                    body.extend_from_slice(b"]}");
+                    let full = std::mem::replace(&mut body, head.clone().into_bytes());
+                    self.replicates_call(&to, std::mem::take(&mut call), full)
+                        .await;
+                }
+                if !call.is_empty() {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&json);
+                call.push(q);
+            }
+            if !call.is_empty() {
+                body.extend_from_slice(b"]}");
+                self.replicates_call(&to, call, body).await;
+            }
+        }
+    }
+
+    /// One `/v1/peer/replicates` call: returns once the slave took it, and
+    /// reads its answers in a task of their own.
+    async fn replicates_call(
+        self: &Arc<Self>,
+        to: &ServiceId,
+        call: Vec<QueuedReplicate>,
+        body: Vec<u8>,
+    ) {
+        use crate::rpc::PeerError;
+        let timeout = self.cfg.replicate_timeout;
+        let first = call.first().and_then(|q| q.req_id.clone());
+        let one_id = first.filter(|id| call.iter().all(|q| q.req_id.as_ref() == Some(id)));
+        let taken =
+            crate::reqid::with_id(one_id, self.rpc.replicates(to, body, call.len(), timeout));
+        match taken.await {
+            Ok(mut lines) => {
+                let svc = self.clone();
+                tokio::spawn(async move {
+                    let mut open: Vec<Option<(election_engine::Id, Instant)>> =
+                        call.iter().map(|q| Some((q.id, q.queued))).collect();
+                    let error = loop {
+                        match lines.next().await {
+                            Ok(Some(line)) => {
+                                let Some((id, queued)) =
+                                    open.get_mut(line.i).and_then(Option::take)
+                                else {
+                                    continue;
+                                };
+                                let result = match line.refusal {
+                                    None => Ok(()),
+                                    Some(r) => Err(ReplicateFailure::Refused(r)),
+                                };
+                                svc.replicated(id, queued, result);
+                            }
+                            Ok(None) => break "no answer for it in the call's answer".to_string(),
+                            Err(e) => break e.to_string(),
+                        }
+                    };
+                    // Taken, never answered: it may have been applied.
+                    for (id, queued) in open.into_iter().flatten() {
+                        svc.replicated(id, queued, Err(ReplicateFailure::Unknown(error.clone())));
+                    }
+                });
+            }
+            Err(PeerError::Status {
+                status: 404 | 413, ..
+            }) => {
+                // An older peer, or too large a call: one by one.
+                for q in call {
+                    let svc = self.clone();
+                    let to = to.clone();
+                    tokio::spawn(crate::reqid::with_id(q.req_id, async move {
+                        let req = q.item.into_request(svc.stype.clone(), svc.me.clone());
+                        let answer = svc.rpc.replicate(&to, &req, timeout).await;
+                        svc.replicated(q.id, q.queued, answer.map_err(replicate_failure));
+                    }));
+                }
+            }
+            Err(e) => {
+                let failure = replicate_failure(e);
+                for q in call {
+                    self.replicated(q.id, q.queued, Err(failure.clone()));
+                }
+            }
+        }
+    }
+
+    /// A slave's answer to a replicated write, to the engine.
+    fn replicated(
+        self: &Arc<Self>,
+        id: election_engine::Id,
+        queued: Instant,
+        result: Result<(), ReplicateFailure>,
+    ) {
+        self.metrics
+            .replication
+            .observe(queued.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics.replication_failures.inc();
+        }
+        self.input(Input::Replicated { id, result });
+    }
+
     fn queue_getvers(
         self: &Arc<Self>,
         to: ServiceId,
@@ -1244,31 +1397,22 @@ impl Service {
                 next,
                 ops,
             } => {
-                let svc = self.clone();
-                tokio::spawn(crate::reqid::inherit(async move {
-                    let req = ReplicateRequest {
+                let queued = QueuedReplicate {
+                    id,
+                    item: crate::rpc::ReplicateItem {
                         base,
-                        service_type: svc.stype.clone(),
-                        from: svc.me.clone(),
                         epoch,
                         prev,
                         next,
                         ops: ops.to_vec(),
-                    };
-                    let sent = Instant::now();
-                    let answer = svc
-                        .rpc
-                        .replicate(&to, &req, svc.cfg.replicate_timeout)
-                        .await;
-                    svc.metrics
-                        .replication
-                        .observe(sent.elapsed().as_secs_f64());
-                    let result = answer.map_err(|e| {
-                        svc.metrics.replication_failures.inc();
-                        replicate_failure(e)
-                    });
-                    svc.input(Input::Replicated { id, result });
-                }));
+                    },
+                    queued: Instant::now(),
+                    req_id: crate::reqid::current(),
+                };
+                if self.replicates.push(&to, queued) {
+                    let svc = self.clone();
+                    tokio::spawn(async move { svc.send_replicates(to).await });
+                }
             }
             Effect::Resync { to, base } => {
                 let svc = self.clone();

@@ -37,6 +37,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/readonly/clear"),
     ("POST", "/v1/admin/fault"),
     ("POST", "/v1/peer/replicate"),
+    ("POST", "/v1/peer/replicates"),
     ("POST", "/v1/container/delete"),
     ("POST", "/v1/peer/drop"),
     ("POST", "/v1/peer/resync"),

@@ -384,6 +384,7 @@ async fn shared_secret_protects_peer_and_admin_routes() {
         ("POST", "/v1/peer/getvers"),
         ("POST", "/v1/peer/getvers_many"),
         ("POST", "/v1/peer/replicate"),
+        ("POST", "/v1/peer/replicates"),
         ("GET", "/v1/peer/dump"),
         ("POST", "/v3.0/OPENIO/admin/leave"),
         ("POST", "/v3.0/OPENIO/admin/sync"),

@@ -1047,6 +1047,119 @@ async fn container_set_rides_out_a_master_crash() {
     assert_eq!(props["a"], "1");
 }
 
+/// Writes to many bases at once, while one slave is paused: its
+/// REPLICATEs wait behind the call it has not taken yet, and go together
+/// in shared calls (`/v1/peer/replicates`) once it resumes. Every write is
+/// acknowledged by the master and the other slave meanwhile, and every
+/// replica ends with all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_writes_to_a_slow_slave_go_together_and_all_land() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    let slow = c.ids()[2].clone();
+    let mut bases = Vec::new();
+    for i in 0..40 {
+        let base = c.create_container("acct", &format!("many{i}")).await;
+        let master = c
+            .wait_converged(&base, T)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if master != slow {
+            bases.push((master, base));
+        }
+        if bases.len() == 8 {
+            break;
+        }
+    }
+    assert_eq!(bases.len(), 8, "8 bases whose master is not {slow}");
+    let shared_calls = |text: String| -> f64 {
+        text.lines()
+            .filter(|l| l.contains("route=\"/v1/peer/replicates\"") && l.contains("code=\"200\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = shared_calls(c.metrics(&slow).await);
+    c.service(&slow).pause();
+    let rounds = 5;
+    let c = &c;
+    let writes = bases.iter().map(|(master, base)| async move {
+        for r in 0..rounds {
+            let key = format!("k{r}");
+            let (code, message) = c.write_to(master, base, &[(key.as_str(), "v")], T).await;
+            assert_eq!(code, 200, "{base} write {r}: {message}\n{}", c.logs());
+        }
+    });
+    futures::future::join_all(writes).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.service(&slow).resume();
+    let want: serde_json::Map<String, Value> = (0..rounds)
+        .map(|r| (format!("k{r}"), Value::from("v")))
+        .collect();
+    for (_, base) in &bases {
+        let (props, _) = wait_replicas_equal(c, base, T).await;
+        assert_eq!(props, Value::Object(want.clone()), "{base}");
+    }
+    // 40 writes reached it in fewer calls than that.
+    let text = c.metrics(&slow).await;
+    let calls = shared_calls(text.clone()) - before;
+    assert!(
+        calls > 0.0 && calls < 40.0,
+        "{calls} shared REPLICATE calls reached {slow} for 40 writes:\n{text}"
+    );
+}
+
+/// The wire of `/v1/peer/replicates`: the slave answers 200 at once, then
+/// one line per write (`{"i": N, "refusal": ...}`) as each is decided; a
+/// write it refuses is refused alone. More than 64 writes: 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_replicated_writes_in_one_call_are_each_answered() {
+    let c = Cluster::start(3, ServiceOpts::default());
+    let base = c.create_container("acct", "shared").await;
+    let m = c.wait_converged(&base, T).await.expect("converged");
+    let slave = c.ids().into_iter().find(|s| *s != m).expect("a slave");
+    let item = |epoch: u64| {
+        serde_json::json!({"base": base.as_str(), "epoch": epoch, "prev": {}, "next": {},
+            "ops": [{"op": "set", "key": "x", "value": "y"}]})
+    };
+    // Epochs the slave's master never had: each refused, not applied.
+    let items = vec![item(1), item(2), item(3)];
+    let answer = c
+        .http
+        .post(format!("http://{slave}/v1/peer/replicates"))
+        .json(&serde_json::json!({"type": "meta2", "from": m, "items": items}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/x-ndjson");
+    let body = answer.text().await.expect("body");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    let mut seen: Vec<u64> = lines.iter().filter_map(|l| l["i"].as_u64()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2], "{body}");
+    for l in &lines {
+        assert_eq!(l["refusal"], "not_following", "{body}");
+    }
+
+    let too_many = vec![item(1); 65];
+    let answer = c
+        .http
+        .post(format!("http://{slave}/v1/peer/replicates"))
+        .json(&serde_json::json!({"type": "meta2", "from": m, "items": too_many}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status().as_u16(), 400);
+    // Nothing was applied: the base still has no property `x`, and the
+    // master is the same.
+    let (props, _) = wait_replicas_equal(&c, &base, T).await;
+    assert!(props.get("x").is_none(), "{props}");
+    assert_eq!(c.wait_converged(&base, T).await.expect("converged"), m);
+}
+
 /// The first write right after a container's creation succeeds: slaves
 /// still settling wait for their election instead of refusing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
