@@ -1120,15 +1120,14 @@ async fn several_replicated_writes_in_one_call_are_each_answered() {
         serde_json::json!({"base": base.as_str(), "epoch": epoch, "prev": {}, "next": {},
             "ops": [{"op": "set", "key": "x", "value": "y"}]})
     };
+    let call = |items: Vec<Value>| {
+        c.http
+            .post(format!("http://{slave}/v1/peer/replicates"))
+            .json(&serde_json::json!({"type": "meta2", "from": m, "items": items}))
+            .send()
+    };
     // Epochs the slave's master never had: each refused, not applied.
-    let items = vec![item(1), item(2), item(3)];
-    let answer = c
-        .http
-        .post(format!("http://{slave}/v1/peer/replicates"))
-        .json(&serde_json::json!({"type": "meta2", "from": m, "items": items}))
-        .send()
-        .await
-        .expect("answer");
+    let answer = call(vec![item(1), item(2), item(3)]).await.expect("answer");
     assert_eq!(answer.status().as_u16(), 200);
     assert_eq!(answer.headers()["content-type"], "application/x-ndjson");
     let body = answer.text().await.expect("body");
@@ -1144,14 +1143,7 @@ async fn several_replicated_writes_in_one_call_are_each_answered() {
         assert_eq!(l["refusal"], "not_following", "{body}");
     }
 
-    let too_many = vec![item(1); 65];
-    let answer = c
-        .http
-        .post(format!("http://{slave}/v1/peer/replicates"))
-        .json(&serde_json::json!({"type": "meta2", "from": m, "items": too_many}))
-        .send()
-        .await
-        .expect("answer");
+    let answer = call(vec![item(1); 65]).await.expect("answer");
     assert_eq!(answer.status().as_u16(), 400);
     // Nothing was applied: the base still has no property `x`, and the
     // master is the same.
