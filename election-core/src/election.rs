@@ -147,6 +147,20 @@ struct GetversRound {
     errors: Vec<(ServiceId, String)>,
 }
 
+impl GetversRound {
+    /// Peers that failed to answer or have not answered yet.
+    fn failed(&self) -> u32 {
+        (self.errors.len() + self.pending.len()) as u32
+    }
+}
+
+/// Whether `failed` peers of a group of `group` (the candidate included)
+/// leave too few answers to elect it: it and the peers that answered must
+/// be a strict majority.
+fn no_quorum(failed: u32, group: u32) -> bool {
+    failed > 0 && failed >= group.div_ceil(2)
+}
+
 /// The watch on our own node. Only a candidate sets one, beside its GETVERS
 /// round, and it leads once the round succeeded and the watch was asked for
 /// (OpenIO has every member set it before listing: one request and one watch
@@ -827,7 +841,7 @@ impl Election {
                 // Peers still silent count as failed: we only get here with
                 // some pending when they cannot change the verdict (see
                 // `wins_already`).
-                let errors = (round.errors.len() + round.pending.len()) as u32;
+                let errors = round.failed();
                 if self.flags.leave {
                     self.enter(now, S::Leaving, out);
                 } else if left_self {
@@ -856,7 +870,7 @@ impl Election {
                         names.join(", ")
                     ));
                     self.enter(now, S::LeavingFailing, out);
-                } else if errors > 0 && errors >= group.div_ceil(2) {
+                } else if no_quorum(errors, group) {
                     let detail: Vec<String> = round
                         .errors
                         .iter()
@@ -1232,13 +1246,12 @@ impl Election {
     /// before: a copy-less candidate must know whether a silent peer holds
     /// the only copy.
     fn wins_already(&self, round: &GetversRound, group: u32) -> bool {
-        let failed = (round.errors.len() + round.pending.len()) as u32;
         !self.flags.leave
             && !self.flags.left_self
             && round.old == 0
             && round.race.is_empty()
             && round.no_copy == 0
-            && failed < group.div_ceil(2)
+            && !no_quorum(round.failed(), group)
     }
 
     fn count_getvers(&mut self, peer: ServiceId, outcome: GetversOutcome) {
