@@ -364,6 +364,39 @@ impl PeerClient {
         }
     }
 
+    /// Sends a request (with the current request's id) and returns its
+    /// answer once its status says 2xx; any other status is an error that
+    /// carries the start of the body and the typed refusal it names.
+    async fn send(
+        &self,
+        peer: &ServiceId,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, PeerError> {
+        let mut req = req.timeout(timeout);
+        if let Some(id) = crate::reqid::current() {
+            req = req.header("x-oio-req-id", id);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.classify(peer, timeout, e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.classify(peer, timeout, e))?;
+        Err(PeerError::Status {
+            peer: peer.clone(),
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            refusal: refusal_of(&bytes),
+        })
+    }
+
     /// Sends a request and returns the body of a 2xx answer (bounded in size).
     async fn exchange(
         &self,
@@ -387,29 +420,12 @@ impl PeerClient {
         header: Option<&str>,
     ) -> Result<(Vec<u8>, Option<reqwest::header::HeaderValue>), PeerError> {
         let _counted = InFlight::start(&self.in_flight);
-        let mut req = req;
-        if let Some(id) = crate::reqid::current() {
-            req = req.header("x-oio-req-id", id);
-        }
-        let resp = req
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| self.classify(peer, timeout, e))?;
-        let status = resp.status();
+        let resp = self.send(peer, req, timeout).await?;
         let value = header.and_then(|h| resp.headers().get(h).cloned());
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| self.classify(peer, timeout, e))?;
-        if !status.is_success() {
-            return Err(PeerError::Status {
-                peer: peer.clone(),
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-                refusal: refusal_of(&bytes),
-            });
-        }
         if bytes.len() > limit {
             return Err(PeerError::Other {
                 peer: peer.clone(),
@@ -510,9 +526,9 @@ impl PeerClient {
 
     /// Several REPLICATEs in one call (`body`: a `ReplicatesRequest` of `n`
     /// items). Returns once the peer took them, before they are decided;
-    /// `on_line` then gets each one's fate as it comes. The call, the
-    /// reading included, lasts at most `timeout`. Writes with no line by
-    /// then have no answer: the error says why.
+    /// [`ReplicateLines::next`] then gives each one's fate as it comes. The
+    /// call, the reading included, lasts at most `timeout`. Writes with no
+    /// line by then have no answer: the error says why.
     pub async fn replicates(
         &self,
         peer: &ServiceId,
@@ -521,29 +537,12 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<ReplicateLines, PeerError> {
         let counted = InFlight::start(&self.in_flight);
-        let mut req = self
+        let req = self
             .http
             .post(format!("http://{peer}/v1/peer/replicates"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(timeout);
-        if let Some(id) = crate::reqid::current() {
-            req = req.header("x-oio-req-id", id);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.classify(peer, timeout, e))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let bytes = resp.bytes().await.unwrap_or_default();
-            return Err(PeerError::Status {
-                peer: peer.clone(),
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-                refusal: refusal_of(&bytes),
-            });
-        }
+            .body(body);
+        let resp = self.send(peer, req, timeout).await?;
         Ok(ReplicateLines {
             client: self.clone(),
             peer: peer.clone(),
