@@ -347,13 +347,16 @@ fn expected_new_file(p: &Path, data_dirs: &[PathBuf], names: &[String]) -> bool 
         if let Ok(rel) = p.strip_prefix(d) {
             let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
             return match parts[..] {
-                // <data>/bases/XX and <data>/bases/XX/KEY.sqlite3[-journal]
+                // <data>/bases/XX and <data>/bases/XX/KEY.sqlite3[-wal], or
+                // [-journal] (left by an earlier version)
                 ["bases", xx] => hex(xx, 2),
                 ["bases", xx, file] => {
                     hex(xx, 2)
                         && key_named(file)
                         && file.starts_with(xx)
-                        && (file.ends_with(".sqlite3") || file.ends_with(".sqlite3-journal"))
+                        && [".sqlite3", ".sqlite3-wal", ".sqlite3-journal"]
+                            .iter()
+                            .any(|end| file.ends_with(end))
                 }
                 // A copy in progress: <data>/tmp/KEY.<what>.<pid>
                 ["tmp", file] => key_named(file),
