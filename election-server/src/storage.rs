@@ -183,6 +183,11 @@ impl Drop for PendingWrite {
     }
 }
 
+/// The admin table's version rows (`version:<table>`), read as a range of
+/// its key: `LIKE 'version:%'` read every row of the table (SQLite's LIKE
+/// is case-insensitive, so it cannot use the key's order).
+const VERSION_ROWS: &str = "SELECT k, v FROM admin WHERE k >= 'version:' AND k < 'version;'";
+
 /// Sets one admin key (a system property or a table's version).
 const SET_ADMIN: &str = "INSERT OR REPLACE INTO admin (k, v) VALUES (?1, ?2)";
 
@@ -654,7 +659,7 @@ impl BaseStore {
     }
 
     fn read_versions(conn: &Connection) -> rusqlite::Result<BTreeMap<String, TableVersion>> {
-        let mut stmt = conn.prepare_cached("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
+        let mut stmt = conn.prepare_cached(VERSION_ROWS)?;
         let mut rows = stmt.query([])?;
         let mut out = BTreeMap::new();
         while let Some(row) = rows.next()? {
@@ -783,7 +788,7 @@ impl BaseStore {
     }
 
     fn vector_in(tx: &Connection) -> Result<Vector, StoreError> {
-        let mut stmt = tx.prepare_cached("SELECT k, v FROM admin WHERE k LIKE 'version:%'")?;
+        let mut stmt = tx.prepare_cached(VERSION_ROWS)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vector::new();
         for row in rows {
@@ -821,8 +826,11 @@ impl BaseStore {
         Ok(())
     }
 
-    fn store_vector(tx: &Connection, v: &Vector) -> Result<(), StoreError> {
-        for (table, tv) in v {
+    /// Writes the version rows of `next` that differ from `prev`, the
+    /// vector the file holds (a write bumps one table's; rewriting the
+    /// others cost a statement each).
+    fn store_vector(tx: &Connection, prev: &Vector, next: &Vector) -> Result<(), StoreError> {
+        for (table, tv) in next.iter().filter(|(t, tv)| prev.get(*t) != Some(tv)) {
             tx.prepare_cached(SET_ADMIN)?.execute(params![
                 format!("version:{table}"),
                 render_table_version(tv)
@@ -927,7 +935,7 @@ impl BaseStore {
         // repeat across clocks; `writer`, chosen by the engine, cannot.
         entry.when = when_ms.max(entry.when + 1);
         entry.writer = writer;
-        Self::store_vector(pending.conn(), &next)?;
+        Self::store_vector(pending.conn(), &prev, &next)?;
         pending.prev = prev;
         pending.next = next;
         Ok(pending)
@@ -975,7 +983,7 @@ impl BaseStore {
             });
         }
         Self::apply_ops(&tx, ops)?;
-        Self::store_vector(&tx, next)?;
+        Self::store_vector(&tx, &local, next)?;
         tx.commit()?;
         if self.is_restoring(key) {
             // A copy from the master is replacing this file: its vector wins.
