@@ -9,7 +9,7 @@
 //! read-only mode gather what they need here, then act.
 
 use crate::http::ApiError;
-use crate::service::{Service, Snapshot, WaitError};
+use crate::service::{Service, Settled, Snapshot, WaitError};
 use crate::storage::{BaseInfo, Vector, WriteOp};
 use election_core::names::ContainerId;
 use election_core::names::{BaseName, Seq, ServiceId};
@@ -180,14 +180,16 @@ async fn settled(
     match svc.manages(base, false).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(not_managed(svc, base)),
-        Err(e) => {
-            return Err(WriteError::ElectionFailed(
-                Failure::DirectoryUnavailable,
-                format!("directory unavailable: {e}"),
-            ))
-        }
+        Err(e) => return Err(directory_unavailable(e)),
     }
     wait_settled(svc, base, budget).await
+}
+
+fn directory_unavailable(e: crate::directory::DirectoryError) -> WriteError {
+    WriteError::ElectionFailed(
+        Failure::DirectoryUnavailable,
+        format!("directory unavailable: {e}"),
+    )
 }
 
 /// Waits (bounded) for a final election state; a timeout is the seed's
@@ -197,15 +199,20 @@ async fn wait_settled(
     base: &BaseName,
     budget: Duration,
 ) -> Result<Arc<Snapshot>, WriteError> {
-    match svc.wait_final(base, budget).await {
-        Ok(s) => Ok(s),
-        Err(WaitError::Exiting) => Err(WriteError::Exiting),
-        Err(WaitError::Timeout(s)) => Err(WriteError::ElectionFailed(Failure::Timeout, format!(
+    svc.wait_final(base, budget)
+        .await
+        .map_err(|e| wait_failed(svc, base, e))
+}
+
+fn wait_failed(svc: &Service, base: &BaseName, e: WaitError) -> WriteError {
+    match e {
+        WaitError::Exiting => WriteError::Exiting,
+        WaitError::Timeout(s) => WriteError::ElectionFailed(Failure::Timeout, format!(
             "Election failed [{base}][{}]: (503) TIMEOUT! (waiting for election status) step={}: {}",
             svc.stype,
             s.fsm.state(),
             s.fsm.reason(svc.now())
-        ))),
+        )),
     }
 }
 
@@ -217,7 +224,16 @@ pub async fn write(
     budget: Duration,
 ) -> Result<(Vector, Seq), WriteError> {
     validate(&ops)?;
-    settled(svc, base, budget).await?;
+    let peers = match svc.manages(base, false).await {
+        Ok(Some(peers)) => peers,
+        Ok(None) => return Err(not_managed(svc, base)),
+        Err(e) => return Err(directory_unavailable(e)),
+    };
+    match svc.wait_final_or_announced(base, budget, &peers).await {
+        Ok(Settled::Final(_)) => {}
+        Ok(Settled::Announced(master)) => return Err(WriteError::Redirect(master)),
+        Err(e) => return Err(wait_failed(svc, base, e)),
+    }
     match svc.write(base, ops).await {
         Ok(written) => Ok((written.next, written.epoch)),
         Err(refusal) => Err(worded(svc, base, refusal)),

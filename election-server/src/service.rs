@@ -133,6 +133,10 @@ pub struct Service {
     timer: Notify,
     /// Requests waiting for a base's election to change state.
     waiters: Mutex<HashMap<BaseName, Vec<oneshot::Sender<()>>>>,
+    /// The peers that announced themselves masters lately (their USE), per
+    /// base: a client write reaching us while our election is under way is
+    /// sent to that master at once instead of waiting for ours to settle.
+    announced: Mutex<HashMap<BaseName, (ServiceId, Instant)>>,
     /// Peers and incarnation of the bases we host, as the directory gave
     /// them (bounded). An entry is used while it is younger than
     /// `PEERS_CACHE_TTL_MS` and our session is the one it was read in; a
@@ -256,6 +260,21 @@ pub enum WaitError {
     Timeout(Arc<Snapshot>),
 }
 
+/// How a client write's wait for the election ended.
+pub enum Settled {
+    Final(Arc<Snapshot>),
+    /// A peer announced itself master of the base moments ago, while our
+    /// election is still under way.
+    Announced(ServiceId),
+}
+
+/// How long a master's announcement (its USE) redirects the clients of a
+/// peer whose election is still under way.
+const ANNOUNCED_FOR: Duration = Duration::from_secs(2);
+
+/// Announcements kept at most (a start storm makes one per base and peer).
+const ANNOUNCED_MAX: usize = 4_096;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -330,6 +349,7 @@ impl Service {
             timer_at: AtomicU64::new(u64::MAX),
             timer: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
+            announced: Mutex::new(HashMap::new()),
             peers_cache: Mutex::new(HashMap::new()),
             read_lease: Mutex::new(None),
             confirming: tokio::sync::Mutex::new(()),
@@ -593,6 +613,9 @@ impl Service {
     /// mastership (if we lead from an older node, we step down and come
     /// back: reference §4.9.3).
     pub fn use_received(self: &Arc<Self>, base: &BaseName, from: &ServiceId, master: Option<Seq>) {
+        if master.is_some() && *from != self.me {
+            self.announce(base, from);
+        }
         self.input(Input::UseReceived {
             base: base.clone(),
             from: from.clone(),
@@ -678,6 +701,34 @@ impl Service {
         out
     }
 
+    /// Records `from`'s announcement that it leads `base`, and wakes the
+    /// requests waiting for the base's election.
+    fn announce(&self, base: &BaseName, from: &ServiceId) {
+        let now = Instant::now();
+        {
+            let mut announced = lock(&self.announced);
+            if announced.len() >= ANNOUNCED_MAX {
+                announced.retain(|_, (_, at)| now.duration_since(*at) < ANNOUNCED_FOR);
+                if announced.len() >= ANNOUNCED_MAX {
+                    announced.clear();
+                }
+            }
+            announced.insert(base.clone(), (from.clone(), now));
+        }
+        if let Some(list) = lock(&self.waiters).remove(base) {
+            for tx in list {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// The peer that announced itself master of `base` within
+    /// `ANNOUNCED_FOR`, if it is one of `peers`.
+    fn announced_master(&self, base: &BaseName, peers: &[ServiceId]) -> Option<ServiceId> {
+        let (from, at) = lock(&self.announced).get(base).cloned()?;
+        (at.elapsed() < ANNOUNCED_FOR && peers.contains(&from)).then_some(from)
+    }
+
     /// Pokes the election until it reaches MASTER or SLAVE, or `budget` ends.
     /// Woken by the election's transitions; pokes again every 500 ms.
     pub async fn wait_final(
@@ -685,6 +736,33 @@ impl Service {
         base: &BaseName,
         budget: Duration,
     ) -> Result<Arc<Snapshot>, WaitError> {
+        match self.wait_final_for(base, budget, None).await? {
+            Settled::Final(snap) => Ok(snap),
+            Settled::Announced(_) => unreachable!("no announcement is looked for"),
+        }
+    }
+
+    /// `wait_final` for a client write: while our election is under way, one
+    /// of `peers` that announced itself master moments ago ends the wait,
+    /// and the client is sent to it. A peer that left its election (a
+    /// leave, a balance) settles again only after a create, a listing and a
+    /// read; its clients need not wait for that. Only a redirect: the write
+    /// is decided by the master it names.
+    pub async fn wait_final_or_announced(
+        self: &Arc<Self>,
+        base: &BaseName,
+        budget: Duration,
+        peers: &[ServiceId],
+    ) -> Result<Settled, WaitError> {
+        self.wait_final_for(base, budget, Some(peers)).await
+    }
+
+    async fn wait_final_for(
+        self: &Arc<Self>,
+        base: &BaseName,
+        budget: Duration,
+        peers: Option<&[ServiceId]>,
+    ) -> Result<Settled, WaitError> {
         let deadline = tokio::time::Instant::now() + budget;
         let quantum = Duration::from_millis(500);
         let mut poke_at = tokio::time::Instant::now();
@@ -708,7 +786,10 @@ impl Service {
                 continue;
             };
             if snap.fsm.state().is_final() {
-                return Ok(snap);
+                return Ok(Settled::Final(snap));
+            }
+            if let Some(master) = peers.and_then(|p| self.announced_master(base, p)) {
+                return Ok(Settled::Announced(master));
             }
             if now >= deadline {
                 return Err(WaitError::Timeout(snap));

@@ -941,6 +941,80 @@ async fn stop_writes_hands_mastership_over_and_recovers() {
     assert_eq!(c.write_to(&breached, &base, &[("d", "4")], T).await.0, 200);
 }
 
+/// A peer whose election is under way sends a writer to the master that
+/// announced itself to it moments ago (its USE), instead of holding the
+/// writer until its own election settles: here that would be until its
+/// replica has loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_still_electing_sends_writers_to_the_master_that_announced_itself() {
+    // A follower that cannot read its replica keeps asking the master for
+    // as long as the load lasts, instead of settling after 6 rounds.
+    let extra = ["--enable-fault-switches", "--getvers-attempts", "100"];
+    let opts = ServiceOpts {
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..ServiceOpts::default()
+    };
+    let mut c = Cluster::start(3, opts);
+    let base = c.create_container("acct", "announced").await;
+    assert_eq!(c.write(&base, &[("a", "1")], T).await.0, 200);
+    let (master, others) = master_and_the_others(&c, &base).await;
+    let peer = others[0].clone();
+    // The peer comes back with a replica that reads as loading for 8 s: its
+    // election cannot settle meanwhile.
+    let load = Duration::from_secs(8);
+    c.service_mut(&peer).kill9();
+    c.service_mut(&peer)
+        .restart_with(&["--fault-slow-load-ms", &load.as_millis().to_string()]);
+    let loading_since = Instant::now();
+    let status = c
+        .call(&peer, "status", &base, Duration::from_millis(600))
+        .await;
+    assert!(
+        ![200, 303].contains(&status.status),
+        "settled while its replica loads: {status:?}"
+    );
+    // Before any announcement, a writer waits for the election (here, its
+    // budget out).
+    let started = Instant::now();
+    let (code, message) = c
+        .write_to(&peer, &base, &[("b", "2")], Duration::from_millis(800))
+        .await;
+    assert!(code != 200 && code != 303, "{code} {message}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{code} {message} after {:?}",
+        started.elapsed()
+    );
+
+    // The master announces itself, as a new master does (USE, with its node).
+    let node = c.debug(&master, &base).await["local"]["id"].clone();
+    assert!(node.is_i64(), "the master's node: {node}");
+    let http = reqwest::Client::new();
+    let use_call = http
+        .post(format!("http://{peer}/v1/peer/use"))
+        .json(&serde_json::json!({
+            "base": base, "type": "meta2", "from": master, "master": true, "epoch": node,
+        }))
+        .send()
+        .await
+        .expect("USE");
+    assert_eq!(use_call.status(), 200);
+    let started = Instant::now();
+    let (code, message) = c.write_to(&peer, &base, &[("b", "2")], T).await;
+    assert_eq!((code, message.as_str()), (303, master.as_str()));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "redirected after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        loading_since.elapsed() < load,
+        "the replica loaded meanwhile: the test proves nothing"
+    );
+    let (code, message, by) = c.write(&base, &[("b", "2")], T).await;
+    assert_eq!((code, by.as_str()), (200, master.as_str()), "{message}");
+}
+
 /// Seed 002, the rookie's untimely promotion: a replica added empty, while
 /// the only up-to-date live peer restarts and is still loading, never
 /// becomes master, and the base's data survives.
