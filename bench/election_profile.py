@@ -38,6 +38,40 @@ def post(url):
         return e.code, {}
 
 
+def first_write(b, leaver, ports, t0, hops):
+    """As the bench's "leave-failover to the first acknowledged write": polls
+    the two others' status until one is master, then writes through the
+    peers in a fixed order, following redirects; times each step."""
+    ms = lambda: (time.time() - t0) * 1000
+    while not any(post(f"http://127.0.0.1:{p}/v1/election/status?base={b}&type=meta2")[0] == 200
+                  for p in ports if p != leaver):
+        pass
+    hops["new master seen"].append(ms())
+    body = json.dumps({"properties": {"k": "v"}}).encode()
+    for p in ports:
+        target, first = f"127.0.0.1:{p}", True
+        for _ in range(5):
+            role = "the leaver" if target.endswith(str(leaver)) else "another peer"
+            req = urllib.request.Request(f"http://{target}/v1/container/set?base={b}&type=meta2",
+                                         method="POST", data=body,
+                                         headers={"content-type": "application/json"})
+            try:
+                with OPENER.open(req, timeout=10) as r:
+                    code, answer = r.status, json.loads(r.read() or b"{}")
+            except urllib.error.HTTPError as e:
+                code, answer = e.code, json.loads(e.read() or b"{}")
+            label = f"{'first' if first else 'then'} {role} answers {code}"
+            hops[label].append(ms())
+            first = False
+            if code == 303:
+                target = answer.get("message", "")
+                continue
+            break
+        if code == 200:
+            hops["write acknowledged"].append(ms())
+            return
+
+
 def ts(s):
     return datetime.fromisoformat(s).timestamp()
 
@@ -45,6 +79,8 @@ def ts(s):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bases", type=int, default=40)
+    ap.add_argument("--write-after-leave", action="store_true",
+                    help="after each leave, write as the bench does, and time each step")
     a = ap.parse_args()
     d = "/tmp/election-profile"
     subprocess.run(["rm", "-rf", d], check=True)
@@ -73,12 +109,15 @@ def main():
         time.sleep(0.5)
         mark = time.time()
         asked = {}  # base -> when the leave was sent
+        hops = defaultdict(list)  # what the first write met -> [ms]
         for b in bases:
             # The master: the peer whose status says 200 without a redirect.
             master = next(p for p in ports
                           if post(f"http://127.0.0.1:{p}/v1/election/status?base={b}&type=meta2")[0] == 200)
             asked[b] = time.time()
             post(f"http://127.0.0.1:{master}/v1/election/leave?base={b}&type=meta2")
+            if a.write_after_leave:
+                first_write(b, master, ports, asked[b], hops)
             time.sleep(0.05)
         time.sleep(0.5)
         zk_ops = defaultdict(lambda: [0.0, 0])  # op -> [seconds, count]
@@ -118,6 +157,12 @@ def main():
                 if post_ in ("MASTER", "SLAVE"):
                     final[p] = (t, post_)
             roles = {p: ("master" if s == "MASTER" else "slave") for p, (_, s) in final.items()}
+            if b in start:
+                # The leaver rejoins as a slave: told apart from the slave
+                # that stayed (the medians of both mixed say neither).
+                for t, p, pre, post_ in evs:
+                    if pre == "LEAVING":
+                        roles[p] = "leaver"
             seen = set()
             for t, p, pre, post_ in evs:
                 key = (roles.get(p, "?"), post_)
@@ -134,6 +179,11 @@ def main():
         for (role, state), v in sorted(at.items(), key=lambda kv: statistics.median(kv[1])):
             print(f"  {role:6} {state:25} {statistics.median(v):7.2f}  ({len(v)})")
 
+
+    if a.write_after_leave:
+        print("\nthe first write after each leave, as the bench makes it (ms after the leave request):")
+        for what, v in sorted(hops.items()):
+            print(f"  {what:45} {statistics.median(v):7.2f}  ({len(v)})")
 
     print("\nZooKeeper operations, mean round trip as the services timed them (both phases):")
     for op, (secs, n) in sorted(zk_ops.items()):

@@ -428,6 +428,8 @@ async fn write_load(
     what: &str,
 ) {
     let per = (n / targets.len()).max(1);
+    let pids: Vec<u32> = c.services.iter().filter_map(|s| s.pid()).collect();
+    let cpu_before = (cpu_ms(&pids), cpu_ms(&[std::process::id()]));
     let t = Instant::now();
     let loops = targets
         .iter()
@@ -449,11 +451,24 @@ async fn write_load(
         .flatten()
         .collect();
     let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    // CPU per write: steadier than writes/s on a shared machine, and what
+    // a change to the write path moves first.
+    let services = cpu_ms(&pids) - cpu_before.0;
+    let client = cpu_ms(&[std::process::id()]) - cpu_before.1;
+    let count = lat.len() as f64;
+    let per_write = |cpu: f64| cpu * 1000.0 / count;
     let (p50, p99) = p50_p99(&mut lat);
     r.add(
         &format!("acknowledged writes, 3 replicas, {what}"),
         format!("{rate:.0} writes/s"),
-        format!("p50 {}, p99 {}, {} writes", ms(p50), ms(p99), lat.len()),
+        format!(
+            "p50 {}, p99 {}, {} writes; CPU per write: the 3 services {:.0} µs, this client {:.0} µs",
+            ms(p50),
+            ms(p99),
+            lat.len(),
+            per_write(services),
+            per_write(client)
+        ),
     );
 }
 
@@ -494,6 +509,27 @@ async fn cli_wall_time(c: &Cluster, r: &mut Report) {
             (p50.as_secs_f64() - 2.0) * 1000.0
         ),
     );
+}
+
+/// CPU time used so far by the processes `pids`, all threads, user and
+/// system (ms; /proc counts in ticks of 10 ms).
+fn cpu_ms(pids: &[u32]) -> f64 {
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The fields after the command name, which may hold spaces.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let field = |n: usize| -> u64 {
+                rest.split_whitespace()
+                    .nth(n)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            // utime and stime: fields 14 and 15 of the line (the first
+            // here is field 3).
+            (field(11) + field(12)) as f64 * 10.0
+        })
+        .sum()
 }
 
 fn rss_kib(pid: u32) -> u64 {
