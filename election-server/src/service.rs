@@ -715,6 +715,12 @@ impl Service {
             }
             announced.insert(base.clone(), (from.clone(), now));
         }
+        self.wake_waiters(base);
+    }
+
+    /// Wakes the requests waiting for the election of `base` (they look at
+    /// it again).
+    fn wake_waiters(&self, base: &BaseName) {
         if let Some(list) = lock(&self.waiters).remove(base) {
             for tx in list {
                 let _ = tx.send(());
@@ -1607,11 +1613,7 @@ impl Service {
             } => {
                 tracing::debug!(base = %base, "{pre} -> {post}");
                 self.metrics.transition(pre.as_str(), event, post.as_str());
-                if let Some(list) = lock(&self.waiters).remove(&base) {
-                    for tx in list {
-                        let _ = tx.send(());
-                    }
-                }
+                self.wake_waiters(&base);
             }
             Observation::Getvers(outcome) => self.metrics.getvers_outcome(outcome),
             Observation::GetversSkipped | Observation::FarewellTaken => {
