@@ -86,49 +86,84 @@ pub fn check_system_key(key: &str) -> Result<(), String> {
 /// a stale vector.
 #[derive(Default)]
 pub struct VersionCache {
-    entries: Mutex<HashMap<ElectionKey, (u64, Option<Vector>)>>,
+    entries: Mutex<HashMap<ElectionKey, Cached>>,
+}
+
+/// What is known of one replica without opening it.
+#[derive(Default)]
+struct Cached {
+    generation: u64,
+    vector: Option<Vector>,
+    /// The creation the replica's file records, once read or written
+    /// (`BaseStore::incarnation_of`). A write never changes it: only a
+    /// file replaced, set aside or removed, each under the replica's lease.
+    incarnation: Option<Incarnation>,
 }
 
 impl VersionCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ElectionKey, (u64, Option<Vector>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ElectionKey, Cached>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn invalidate(&self, key: &ElectionKey) {
         let mut m = self.lock();
-        let e = m.entry(key.clone()).or_insert((0, None));
-        e.0 += 1;
-        e.1 = None;
+        let e = m.entry(key.clone()).or_default();
+        e.generation += 1;
+        e.vector = None;
     }
 
     fn set(&self, key: &ElectionKey, v: Vector) {
         let mut m = self.lock();
-        let e = m.entry(key.clone()).or_insert((0, None));
-        e.0 += 1;
-        e.1 = Some(v);
+        let e = m.entry(key.clone()).or_default();
+        e.generation += 1;
+        e.vector = Some(v);
     }
 
     /// The cached vector, or the generation to quote when caching a read.
     fn get(&self, key: &ElectionKey) -> Result<Vector, u64> {
         let m = self.lock();
         match m.get(key) {
-            Some((_, Some(v))) => Ok(v.clone()),
-            Some((g, None)) => Err(*g),
+            Some(Cached {
+                vector: Some(v), ..
+            }) => Ok(v.clone()),
+            Some(e) => Err(e.generation),
             None => Err(0),
         }
     }
 
     fn fill(&self, key: &ElectionKey, generation: u64, v: Vector) {
         let mut m = self.lock();
-        let e = m.entry(key.clone()).or_insert((0, None));
-        if e.0 == generation {
-            e.1 = Some(v);
+        let e = m.entry(key.clone()).or_default();
+        if e.generation == generation {
+            e.vector = Some(v);
         }
     }
 
     fn forget(&self, key: &ElectionKey) {
         // Also for a key never cached: a read in flight must not fill it.
         self.invalidate(key);
+        self.set_incarnation(key, None);
+    }
+
+    fn incarnation(&self, key: &ElectionKey) -> Option<Incarnation> {
+        self.lock().get(key).and_then(|e| e.incarnation)
+    }
+
+    fn set_incarnation(&self, key: &ElectionKey, incarnation: Option<Incarnation>) {
+        let mut m = self.lock();
+        match (m.get_mut(key), incarnation) {
+            (Some(e), i) => e.incarnation = i,
+            (None, Some(i)) => {
+                m.insert(
+                    key.clone(),
+                    Cached {
+                        incarnation: Some(i),
+                        ..Cached::default()
+                    },
+                );
+            }
+            (None, None) => {}
+        }
     }
 }
 
@@ -584,6 +619,7 @@ impl BaseStore {
             Some(v) => self.versions.set(key, v),
             None => self.versions.invalidate(key),
         }
+        self.versions.set_incarnation(key, Some(info.incarnation()));
         sync_dir(path.parent())?;
         Ok(true)
     }
@@ -1024,6 +1060,7 @@ impl BaseStore {
             Err(e) => return Err(e.into()),
         };
         remove_sidecars(&path)?;
+        self.versions.set_incarnation(key, None);
         drop(quiet);
         Ok(removed)
     }
@@ -1161,6 +1198,7 @@ impl BaseStore {
             }
             remove_sidecars(&path)?;
             self.versions.invalidate(key);
+            self.versions.set_incarnation(key, None);
             set.remove(key);
         }
         drop(quiet);
@@ -1174,11 +1212,18 @@ impl BaseStore {
         self.path(key).exists()
     }
 
-    /// The incarnation of the local replica (None: no replica here).
+    /// The incarnation of the local replica (None: no replica here). Read
+    /// once, then from memory: a write never changes it, and whatever
+    /// replaces the file does so under the replica's lease, held here
+    /// until the read is remembered. A ZooKeeper session lost makes every
+    /// election ask again: 100,000 of them opened 100,000 files for it.
     pub fn incarnation_of(&self, key: &ElectionKey) -> Result<Option<Incarnation>, StoreError> {
         let path = self.path(key);
         if !path.exists() {
             return Ok(None);
+        }
+        if let Some(known) = self.versions.incarnation(key) {
+            return Ok(Some(known));
         }
         let conn = self.lease(key)?;
         let read = |k: &str| -> Result<u64, StoreError> {
@@ -1186,11 +1231,14 @@ impl BaseStore {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0))
         };
-        Ok(Some(Incarnation {
+        let found = Incarnation {
             id: read("sys.m2.incarnation")?,
             // Recorded in µs, as OpenIO does.
             ctime_ms: read("sys.m2.ctime")? / 1000,
-        }))
+        };
+        self.versions.set_incarnation(key, Some(found));
+        drop(conn);
+        Ok(Some(found))
     }
 
     /// Sets aside a replica of another incarnation (see `set_aside`).
@@ -1252,6 +1300,7 @@ impl BaseStore {
                 .and_then(|()| remove_sidecars(&path))
                 .and_then(|()| std::fs::rename(&tmp, &path));
             self.versions.invalidate(key);
+            self.versions.set_incarnation(key, None);
             if renamed.is_ok() {
                 set.remove(key);
             }
@@ -1543,6 +1592,42 @@ mod tests {
         assert_eq!(check, "ok");
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A replica's creation is read from its file once, then from memory,
+    /// and read again once the file is replaced by a copy of another.
+    #[test]
+    fn a_replicas_creation_is_remembered_until_its_file_is_replaced() {
+        let (dir, store, b, key) = store_with("incarnation", Durability::Process, "AB.1");
+        let created = info(&b).incarnation();
+        assert_eq!(store.incarnation_of(&key).expect("read"), Some(created));
+        store.versions.set_incarnation(&key, None);
+        assert_eq!(store.incarnation_of(&key).expect("read"), Some(created));
+        assert_eq!(
+            store.versions.incarnation(&key),
+            Some(created),
+            "remembered"
+        );
+        // A copy of another creation of the base replaces the file.
+        let (dir2, other, _, key2) = store_with("incarnation-2", Durability::Process, "AB.1");
+        assert_eq!(key, key2);
+        let mut info2 = info(&b);
+        info2.incarnation = 99;
+        let ticket = other.begin_restore(&key);
+        other.set_aside(&key, ticket).expect("set aside");
+        other.create(&key, &info2).expect("created again");
+        let copy = other.dump(&key).expect("dump");
+        let ticket = store.begin_restore(&key);
+        store.restore(&key, ticket, &copy).expect("restored");
+        assert_eq!(
+            store.incarnation_of(&key).expect("read").map(|i| i.id),
+            Some(99),
+            "read again from the new file"
+        );
+        store.remove(&key).expect("removed");
+        assert_eq!(store.incarnation_of(&key).expect("read"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
     }
 
     #[test]
