@@ -177,19 +177,20 @@ async fn settled(
     base: &BaseName,
     budget: Duration,
 ) -> Result<Arc<Snapshot>, WriteError> {
-    match svc.manages(base, false).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(not_managed(svc, base)),
-        Err(e) => return Err(directory_unavailable(e)),
-    }
+    hosted(svc, base).await?;
     wait_settled(svc, base, budget).await
 }
 
-fn directory_unavailable(e: crate::directory::DirectoryError) -> WriteError {
-    WriteError::ElectionFailed(
-        Failure::DirectoryUnavailable,
-        format!("directory unavailable: {e}"),
-    )
+/// The peers of `base`, when we are one of them.
+async fn hosted(svc: &Arc<Service>, base: &BaseName) -> Result<Arc<Vec<ServiceId>>, WriteError> {
+    match svc.manages(base, false).await {
+        Ok(Some(peers)) => Ok(peers),
+        Ok(None) => Err(not_managed(svc, base)),
+        Err(e) => Err(WriteError::ElectionFailed(
+            Failure::DirectoryUnavailable,
+            format!("directory unavailable: {e}"),
+        )),
+    }
 }
 
 /// Waits (bounded) for a final election state; a timeout is the seed's
@@ -224,11 +225,7 @@ pub async fn write(
     budget: Duration,
 ) -> Result<(Vector, Seq), WriteError> {
     validate(&ops)?;
-    let peers = match svc.manages(base, false).await {
-        Ok(Some(peers)) => peers,
-        Ok(None) => return Err(not_managed(svc, base)),
-        Err(e) => return Err(directory_unavailable(e)),
-    };
+    let peers = hosted(svc, base).await?;
     match svc.wait_final_or_announced(base, budget, &peers).await {
         Ok(Settled::Final(_)) => {}
         Ok(Settled::Announced(master)) => return Err(WriteError::Redirect(master)),

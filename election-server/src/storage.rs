@@ -142,7 +142,6 @@ impl VersionCache {
     fn forget(&self, key: &ElectionKey) {
         // Also for a key never cached: a read in flight must not fill it.
         self.invalidate(key);
-        self.set_incarnation(key, None);
     }
 
     fn incarnation(&self, key: &ElectionKey) -> Option<Incarnation> {
@@ -525,8 +524,8 @@ impl BaseStore {
         conn.pragma_update(None, "journal_size_limit", WAL_PAGES * 4096)?;
         // A rollback journal left by an earlier version of this service
         // holds nothing once the file is in WAL (a hot one was rolled back
-        // when the mode was read).
-        remove_sidecar(path, "-journal")?;
+        // when the mode was read); it goes when the file is replaced or
+        // removed (`remove_sidecars`), not at every open.
         conn.pragma_update(None, "synchronous", self.durability.synchronous())?;
         Ok(conn)
     }
@@ -787,20 +786,21 @@ impl BaseStore {
     /// it otherwise). Until the returned lease drops, no connection to the
     /// file is open and none can be: a connection to the old file would
     /// remove the new file's log by name when it closes, and its writes
-    /// would land in the old file.
+    /// would land in the old file. The replica's remembered creation is
+    /// forgotten: `incarnation_of` reads it under the lease held here.
     fn quiesce(&self, key: &ElectionKey) -> Result<Lease<'_>, StoreError> {
         let mut lease = self.lease_slot(key)?;
         drop(lease.conn.take());
         self.replacing(key);
+        self.versions.set_incarnation(key, None);
         let path = self.path(key);
         if path.exists() && sidecar(&path, "-wal").exists() {
             let folded = self
                 .connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
                 .and_then(|conn| {
                     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-                    Ok(conn)
-                })
-                .map(drop);
+                    Ok(())
+                });
             if let Err(e) = folded {
                 tracing::warn!(
                     %key,
@@ -1060,7 +1060,6 @@ impl BaseStore {
             Err(e) => return Err(e.into()),
         };
         remove_sidecars(&path)?;
-        self.versions.set_incarnation(key, None);
         drop(quiet);
         Ok(removed)
     }
@@ -1198,7 +1197,6 @@ impl BaseStore {
             }
             remove_sidecars(&path)?;
             self.versions.invalidate(key);
-            self.versions.set_incarnation(key, None);
             set.remove(key);
         }
         drop(quiet);
@@ -1214,8 +1212,8 @@ impl BaseStore {
 
     /// The incarnation of the local replica (None: no replica here). Read
     /// once, then from memory: a write never changes it, and whatever
-    /// replaces the file does so under the replica's lease, held here
-    /// until the read is remembered. A ZooKeeper session lost makes every
+    /// replaces the file does so under the replica's lease (`quiesce`,
+    /// which forgets it), held here until the read is remembered. A ZooKeeper session lost makes every
     /// election ask again: 100,000 of them opened 100,000 files for it.
     pub fn incarnation_of(&self, key: &ElectionKey) -> Result<Option<Incarnation>, StoreError> {
         let path = self.path(key);
@@ -1300,7 +1298,6 @@ impl BaseStore {
                 .and_then(|()| remove_sidecars(&path))
                 .and_then(|()| std::fs::rename(&tmp, &path));
             self.versions.invalidate(key);
-            self.versions.set_incarnation(key, None);
             if renamed.is_ok() {
                 set.remove(key);
             }

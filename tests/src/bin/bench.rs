@@ -451,8 +451,8 @@ async fn write_load(
         .flatten()
         .collect();
     let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
-    // CPU per write: steadier than writes/s on a shared machine, and what
-    // a change to the write path moves first.
+    // CPU per write: a second view of the write path's cost (it moves with
+    // the machine's load as writes/s does).
     let services = cpu_ms(&pids) - cpu_before.0;
     let client = cpu_ms(&[std::process::id()]) - cpu_before.1;
     let count = lat.len() as f64;
