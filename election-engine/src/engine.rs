@@ -41,6 +41,14 @@ pub struct EngineConfig {
     /// then is refused as behind and the base copied again. Keep it well
     /// under the masters' replicate timeout; 0 refuses at once.
     pub gap_wait_ms: u64,
+    /// At most this many batches of one base in flight at once (pipelined
+    /// replication): once the queued writes fill a whole batch, the next
+    /// batch is begun, in a savepoint of the same transaction, and sent
+    /// while the earlier ones wait for their majority. 1 sends a base's
+    /// batches one after the other.
+    pub pipeline_window: usize,
+    /// A batch takes at most this many client writes.
+    pub max_batch_writes: usize,
     /// Faults planted on purpose, for the simulation's mutation tests only:
     /// nothing in the server's configuration can set them.
     #[doc(hidden)]
@@ -56,6 +64,8 @@ impl Default for EngineConfig {
             max_in_flight: 1_000,
             max_queued_writes: 8_192,
             gap_wait_ms: 100,
+            pipeline_window: 1,
+            max_batch_writes: 256,
             mutations: Mutations::default(),
         }
     }

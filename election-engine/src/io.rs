@@ -415,6 +415,9 @@ pub enum Observation {
     Overtaken,
     /// A batch of `writes` client writes was committed.
     Committed { writes: usize },
+    /// A batch was begun while `ahead` batches of the same base were still
+    /// waiting for their majority (pipelined replication).
+    Pipelined { ahead: usize },
 }
 
 /// What the store does for the engine. Ops of one base come one at a time.
@@ -422,14 +425,23 @@ pub enum Observation {
 pub enum StoreOp {
     /// Master: apply `ops` in a transaction left open, and say which
     /// version it moves the base from and to (`Begun`). The bumped table's
-    /// stamp records `writer` (see `TableVersion::writer`).
+    /// stamp records `writer` (see `TableVersion::writer`). When a
+    /// transaction is already open (batches in the pipeline window), the
+    /// batch goes in a savepoint inside it, from the version the batches
+    /// before it left; a batch that fails is undone alone.
     Begin {
         ops: Arc<[WriteOp]>,
         writer: u64,
     },
-    /// Master: commit, or roll back, the open transaction.
+    /// Master: commit, or roll back, the open transaction (every batch in
+    /// it).
     Commit,
     Rollback,
+    /// Master: undo the batches of the open transaction after its first
+    /// `keep` (at least 1), which stay open.
+    RollbackTo {
+        keep: usize,
+    },
     /// Slave: apply `ops`, only if the local version is `prev` (`Applied`);
     /// already at `next` is a success too.
     Apply {

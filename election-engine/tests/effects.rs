@@ -3028,6 +3028,210 @@ fn writes_that_queue_during_a_batch_form_the_next_one() {
     );
 }
 
+/// A pipeline window of `window` and batches of at most 2 writes.
+fn pipelined(window: usize) -> Fx {
+    Fx::with(|c| {
+        c.pipeline_window = window;
+        c.max_batch_writes = 2;
+    })
+}
+
+/// `write_in_flight`, then writes 101 and 102: once they fill a batch,
+/// it joins the window (Begin id 12, from version 6), sent to B (13) and
+/// C (14) before the first has its majority.
+fn two_batches_in_flight(fx: &mut Fx, a: &BaseName) {
+    write_in_flight(fx, a, 100);
+    // One write waiting goes in the next batch, as with no window: a
+    // batch of its own would cost a transaction and a round of calls.
+    assert!(fx.on(2_002, write(101, a, "x")).is_empty());
+    assert_eq!(
+        fx.on(2_002, write(102, a, "y")),
+        vec![
+            begin(12, a, &["x", "y"]),
+            Effect::Observe(Observation::Pipelined { ahead: 1 }),
+        ]
+    );
+    assert_eq!(
+        fx.on(2_003, begun(12, 6)),
+        vec![
+            replicate(13, &fx.b.clone(), a, 6, &["x", "y"]),
+            replicate(14, &fx.c.clone(), a, 6, &["x", "y"]),
+        ]
+    );
+}
+
+#[test]
+fn pipelined_batches_are_sent_at_once_and_commit_together() {
+    let mut fx = pipelined(2);
+    let a = base_a();
+    two_batches_in_flight(&mut fx, &a);
+    // The window is full: more writes wait.
+    assert!(fx.on(2_004, write(103, &a, "z")).is_empty());
+    assert!(fx.on(2_004, write(104, &a, "w")).is_empty());
+    // The first batch has its majority, the second not yet: one COMMIT
+    // ends their transaction, so the first waits for the second.
+    assert!(fx.on(2_005, replicated(10, Ok(()))).is_empty());
+    assert_eq!(
+        fx.on(2_006, replicated(13, Ok(()))),
+        vec![store(15, &a, StoreOp::Commit)]
+    );
+    assert_eq!(
+        fx.on(2_007, stored(15, Ok(StoreOk::Committed))),
+        vec![
+            Effect::Observe(Observation::Committed { writes: 1 }),
+            done(100, &a, written(6)),
+            Effect::Observe(Observation::Committed { writes: 2 }),
+            done(101, &a, written(7)),
+            done(102, &a, written(7)),
+            begin(16, &a, &["z", "w"]),
+        ]
+    );
+    // C's late answers are read as answers to committed batches.
+    assert!(fx.on(2_008, replicated(11, Ok(()))).is_empty());
+    assert_eq!(
+        fx.on(
+            2_009,
+            replicated(14, Err(ReplicateFailure::Refused(Refusal::Behind)))
+        ),
+        vec![Effect::Resync {
+            to: fx.c.clone(),
+            base: a.clone()
+        }]
+    );
+}
+
+#[test]
+fn a_pipelined_batch_without_a_majority_is_undone_alone() {
+    let mut fx = pipelined(2);
+    let a = base_a();
+    two_batches_in_flight(&mut fx, &a);
+    fx.on(2_004, replicated(10, Ok(())));
+    // Both slaves refuse the second batch: rolled back to the savepoint
+    // before it. The first stays open, and commits once that is done.
+    let refused = || Err(ReplicateFailure::Refused(Refusal::NotSettled));
+    assert!(fx.on(2_005, replicated(13, refused())).is_empty());
+    assert_eq!(
+        fx.on(2_006, replicated(14, refused())),
+        vec![store(15, &a, StoreOp::RollbackTo { keep: 1 })]
+    );
+    let effects = fx.on(2_007, stored(15, Ok(StoreOk::RolledBack)));
+    assert!(
+        matches!(
+            &effects[..],
+            [
+                Effect::WriteDone {
+                    req: 101,
+                    result: Err(WriteRefusal::NoQuorum { acked: 1, .. }),
+                    ..
+                },
+                Effect::WriteDone {
+                    req: 102,
+                    result: Err(WriteRefusal::NoQuorum { acked: 1, .. }),
+                    ..
+                },
+                Effect::Store {
+                    id: 16,
+                    op: StoreOp::Commit,
+                    ..
+                }
+            ]
+        ),
+        "{effects:?}"
+    );
+    assert_eq!(
+        fx.on(2_008, stored(16, Ok(StoreOk::Committed))),
+        vec![
+            Effect::Observe(Observation::Committed { writes: 1 }),
+            done(100, &a, written(6)),
+        ]
+    );
+    assert!(fx.e.readonly().is_empty());
+}
+
+#[test]
+fn a_failed_first_batch_rolls_back_the_window() {
+    let mut fx = pipelined(2);
+    let a = base_a();
+    two_batches_in_flight(&mut fx, &a);
+    // The second batch has its majority, but it follows the first, which
+    // both slaves refused: the whole transaction goes.
+    fx.on(2_004, replicated(13, Ok(())));
+    let refused = || Err(ReplicateFailure::Refused(Refusal::NotSettled));
+    assert!(fx.on(2_005, replicated(10, refused())).is_empty());
+    assert_eq!(
+        fx.on(2_006, replicated(11, refused())),
+        vec![store(15, &a, StoreOp::Rollback)]
+    );
+    let effects = fx.on(2_007, stored(15, Ok(StoreOk::RolledBack)));
+    let refused: Vec<ReqId> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::WriteDone {
+                req,
+                result: Err(WriteRefusal::NoQuorum { .. }),
+                ..
+            } => Some(*req),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, vec![100, 101, 102], "{effects:?}");
+    assert_eq!(effects.len(), 3, "{effects:?}");
+    // Every slave answered the first batch: none holds it.
+    assert!(fx.e.readonly().is_empty());
+}
+
+#[test]
+fn a_candidates_getvers_stops_the_window_from_growing() {
+    let mut fx = pipelined(3);
+    let a = base_a();
+    two_batches_in_flight(&mut fx, &a);
+    // A candidate asks our version: it waits for the window to end, and no
+    // batch joins the window meanwhile (it would wait for that one too).
+    assert!(fx
+        .on(
+            2_004,
+            Input::GetversReq {
+                req: 900,
+                base: a.clone(),
+                master_seq: None,
+                candidate_seq: Some(18),
+                incarnation: Some(CREATION),
+            }
+        )
+        .is_empty());
+    assert!(fx.on(2_005, write(103, &a, "z")).is_empty());
+    assert!(fx.on(2_005, write(104, &a, "w")).is_empty());
+    fx.on(2_006, replicated(10, Ok(())));
+    assert_eq!(
+        fx.on(2_007, replicated(13, Ok(()))),
+        vec![store(15, &a, StoreOp::Commit)]
+    );
+    let effects = fx.on(2_008, stored(15, Ok(StoreOk::Committed)));
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::GetversServed {
+                req: 900,
+                result: Ok(()),
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    // Fenced: the write that waited is refused, our node being older.
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::WriteDone {
+                req: 103,
+                result: Err(WriteRefusal::Superseded { .. }),
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+}
+
 #[test]
 fn no_majority_rolls_back_and_an_unanswered_slave_means_read_only() {
     let mut fx = Fx::new();

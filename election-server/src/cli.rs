@@ -53,6 +53,8 @@ pub const KEYS: &[Key] = &[
     key("expire_slave_s", Kind::Int, "12600", "sqliterepo.election.delay.expire_slave: an idle SLAVE leaves its election after this long, in s."),
     key("expire_master_s", Kind::Int, "14400", "sqliterepo.election.delay.expire_master: an idle MASTER leaves after this long, in s (above expire_slave_s)."),
     key("max_elections_in_flight", Kind::Int, "1000", "Elections started at once, at most; the others wait their turn in NONE, their deadlines not yet running (admission control)."),
+    key("max_batch_writes", Kind::Int, "256", "Client writes of one base committed and replicated together at most (group commit: the writes that queue while a batch is in flight form the next one)."),
+    key("pipeline_window", Kind::Int, "4", "Batches of one base a master keeps in flight at most (pipelined replication): when the queued writes fill a whole batch (max_batch_writes), the next batch is begun and sent while earlier ones still wait for their majority, in one transaction (a savepoint per batch); clients are answered once every batch of the window has its majority and the transaction committed. 1 sends a base's batches one after the other."),
     key("max_queued_writes", Kind::Int, "8192", "Client writes waiting over all the bases of the service, at most (each base also holds at most 1024); beyond, writes are refused with 503 overloaded and Retry-After: bounded memory under overload."),
     key("expire_none_s", Kind::Int, "1800", "sqliterepo.election.delay.expire_none: an idle election in NONE is forgotten after this long, in s."),
     key("exit_budget_ms", Kind::Int, "10000", "sqliterepo.service.exit_ttl: SIGTERM's budget to leave every election cleanly, in ms (systemd's TimeoutStopSec must exceed it)."),

@@ -48,6 +48,8 @@ pub struct Settings {
     pub expire_none_s: u64,
     pub max_elections_in_flight: u64,
     pub max_queued_writes: u64,
+    pub pipeline_window: u64,
+    pub max_batch_writes: u64,
     pub exit_budget_ms: u64,
     pub no_master: bool,
     pub min_avail_pct: f64,
@@ -416,6 +418,8 @@ impl Resolved {
         pct("stop_writes_pct", s.stop_writes_pct)?;
         range("max_body_bytes", s.max_body_bytes, 1024, 16 << 20)?;
         range("max_queued_writes", s.max_queued_writes, 1, 1_000_000)?;
+        range("pipeline_window", s.pipeline_window, 1, 64)?;
+        range("max_batch_writes", s.max_batch_writes, 1, 1_024)?;
         if !(s.balance_rate > 0.0 && s.balance_rate <= 1000.0) {
             return Err(self.invalid(
                 "balance_rate",

@@ -184,6 +184,8 @@ async fn run(resolved: config::Resolved) -> anyhow::Result<()> {
         expire_none: Duration::from_secs(s.expire_none_s),
         max_in_flight: s.max_elections_in_flight as usize,
         max_queued_writes: s.max_queued_writes as usize,
+        pipeline_window: s.pipeline_window as usize,
+        max_batch_writes: s.max_batch_writes as usize,
         getvers_timeout: Duration::from_millis(s.getvers_timeout_ms),
         use_timeout: Duration::from_millis(s.use_timeout_ms),
         sync_timeout: Duration::from_millis(s.sync_timeout_ms),

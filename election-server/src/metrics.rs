@@ -63,6 +63,8 @@ pub struct Metrics {
     pub replication_failures: Counter,
     /// Client writes per committed batch (group commit).
     pub batches: Histogram,
+    /// Batches begun while others of the same base were still replicated.
+    pub pipelined: Counter,
     pub resyncs: Counter,
     pub overtaken: Counter,
     stop_writes: Gauge,
@@ -94,6 +96,7 @@ impl Default for Metrics {
             replication: latency(),
             replication_failures: Counter::default(),
             batches: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            pipelined: Counter::default(),
             resyncs: Counter::default(),
             overtaken: Counter::default(),
             stop_writes: Gauge::default(),
@@ -169,6 +172,11 @@ impl Default for Metrics {
             "write_batch_size",
             "Client writes committed together in one batch (one transaction, one replication round)",
             m.batches.clone(),
+        );
+        registry.register(
+            "write_batches_pipelined",
+            "Batches begun and sent while earlier batches of the same base still waited for their majority",
+            m.pipelined.clone(),
         );
         registry.register(
             "replication_failures",

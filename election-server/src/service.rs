@@ -55,6 +55,10 @@ pub struct ServiceConfig {
     pub max_in_flight: usize,
     /// Client writes waiting over all the bases, at most (503 beyond).
     pub max_queued_writes: usize,
+    /// Batches of one base in flight at once, at most (pipelining).
+    pub pipeline_window: usize,
+    /// Client writes per batch, at most.
+    pub max_batch_writes: usize,
     pub getvers_timeout: Duration,
     pub use_timeout: Duration,
     pub sync_timeout: Duration,
@@ -322,6 +326,8 @@ impl Service {
                 // within a millisecond.
                 gap_wait_ms: (cfg.replicate_timeout.as_millis() as u64 / 4)
                     .min(EngineConfig::default().gap_wait_ms),
+                pipeline_window: cfg.pipeline_window,
+                max_batch_writes: cfg.max_batch_writes,
                 mutations: Default::default(),
             },
             me.clone(),
@@ -1634,6 +1640,9 @@ impl Service {
             }
             Observation::Committed { writes } => {
                 self.metrics.batches.observe(writes as f64);
+            }
+            Observation::Pipelined { .. } => {
+                self.metrics.pipelined.inc();
             }
         }
     }

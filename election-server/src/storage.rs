@@ -33,6 +33,8 @@ pub enum StoreError {
     Abandoned,
     #[error("base is still loading")]
     Loading,
+    #[error("the open transaction was rolled back: {0}")]
+    RolledBack(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("i/o: {0}")]
@@ -48,7 +50,9 @@ impl From<StoreError> for StoreFailure {
             StoreError::OutOfOrder { .. } => StoreFailure::OutOfOrder(e.to_string()),
             StoreError::Restoring | StoreError::Abandoned => StoreFailure::Restoring,
             StoreError::Loading => StoreFailure::Loading,
-            StoreError::Sqlite(_) | StoreError::Io(_) => StoreFailure::Failed(e.to_string()),
+            StoreError::RolledBack(_) | StoreError::Sqlite(_) | StoreError::Io(_) => {
+                StoreFailure::Failed(e.to_string())
+            }
         }
     }
 }
@@ -176,9 +180,19 @@ pub struct PendingWrite {
     generation: u64,
     key: ElectionKey,
     cache: std::sync::Arc<VersionCache>,
+    /// The committed version the transaction started from.
     pub prev: Vector,
+    /// The version after its last batch.
     pub next: Vector,
+    /// The version after each batch in it, oldest first; the batches after
+    /// the first are in savepoints `b1`, `b2`... (pipelined replication).
+    nexts: Vec<Vector>,
     open: bool,
+}
+
+/// The savepoint before batch `n` (counted from 0) of an open transaction.
+fn savepoint(n: usize) -> String {
+    format!("b{n}")
 }
 
 impl PendingWrite {
@@ -189,6 +203,11 @@ impl PendingWrite {
     }
 
     pub fn commit(&mut self) -> Result<(), StoreError> {
+        if !self.open {
+            return Err(StoreError::RolledBack(
+                "a savepoint could not be rolled back to".into(),
+            ));
+        }
         self.open = false;
         let conn = self.conn();
         if let Err(e) = exec(conn, "COMMIT") {
@@ -206,6 +225,27 @@ impl PendingWrite {
                 let _ = exec(conn, "ROLLBACK");
             }
         }
+    }
+
+    /// Undoes the batches after the first `keep`; should that fail, the
+    /// whole transaction, so that its commit fails too.
+    fn rollback_to(&mut self, keep: usize) -> Result<(), StoreError> {
+        if keep == 0 || keep >= self.nexts.len() || !self.open {
+            self.rollback();
+            return Err(StoreError::RolledBack(format!(
+                "no savepoint before batch {keep}"
+            )));
+        }
+        let name = savepoint(keep);
+        let undone = exec(self.conn(), &format!("ROLLBACK TO {name}"))
+            .and_then(|()| exec(self.conn(), &format!("RELEASE {name}")));
+        if let Err(e) = undone {
+            self.rollback();
+            return Err(e.into());
+        }
+        self.nexts.truncate(keep);
+        self.next = self.nexts[keep - 1].clone();
+        Ok(())
     }
 }
 
@@ -437,7 +477,7 @@ impl Durability {
         const INLINE_OPS: usize = 64;
         self == Durability::Process
             && match op {
-                StoreOp::Commit | StoreOp::Rollback => true,
+                StoreOp::Commit | StoreOp::Rollback | StoreOp::RollbackTo { .. } => true,
                 StoreOp::Begin { ops, .. } | StoreOp::Apply { ops, .. } => ops.len() <= INLINE_OPS,
                 StoreOp::Dump { .. } => false,
             }
@@ -892,18 +932,38 @@ impl BaseStore {
         };
         match op {
             StoreOp::Begin { ops, writer } => {
-                let pending = self.begin_write(key, ops, when_ms, *writer)?;
+                let pending = match take() {
+                    // A batch behind others in flight: in a savepoint.
+                    Some(pending) if pending.open => {
+                        self.extend_write(pending, ops, when_ms, *writer)?
+                    }
+                    Some(dead) => {
+                        // The batches before it were rolled back (a failed
+                        // ROLLBACK TO): kept, so that their commit fails.
+                        self.open
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key.clone(), dead);
+                        return Err(StoreFailure::Failed(
+                            "the batches before it were rolled back".into(),
+                        ));
+                    }
+                    None => self.begin_write(key, ops, when_ms, *writer)?,
+                };
                 let begun = StoreOk::Begun {
-                    prev: pending.prev.clone(),
+                    prev: pending
+                        .nexts
+                        .iter()
+                        .rev()
+                        .nth(1)
+                        .unwrap_or(&pending.prev)
+                        .clone(),
                     next: pending.next.clone(),
                 };
-                // A batch left open (none should be) is rolled back on drop.
-                let stale = self
-                    .open
+                self.open
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.clone(), pending);
-                drop(stale);
                 Ok(begun)
             }
             StoreOp::Commit => {
@@ -919,6 +979,19 @@ impl BaseStore {
                 if let Some(mut pending) = take() {
                     pending.rollback();
                 }
+                Ok(StoreOk::RolledBack)
+            }
+            StoreOp::RollbackTo { keep } => {
+                let mut pending = take()
+                    .ok_or_else(|| StoreFailure::Failed("no open batch to roll back".into()))?;
+                let undone = pending.rollback_to(*keep);
+                // Kept even when rolled back whole: the commit that follows
+                // then fails, as it must.
+                self.open
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), pending);
+                undone?;
                 Ok(StoreOk::RolledBack)
             }
             StoreOp::Apply { prev, next, ops } => {
@@ -952,6 +1025,7 @@ impl BaseStore {
             generation,
             prev: Vector::new(),
             next: Vector::new(),
+            nexts: Vec::new(),
             open: false,
         };
         exec(pending.conn(), "BEGIN IMMEDIATE")?;
@@ -962,7 +1036,60 @@ impl BaseStore {
         // meanwhile is answered from memory, not after the batch (its
         // connection is leased until then).
         self.versions.set(key, prev.clone());
-        Self::apply_ops(pending.conn(), ops)?;
+        let next = Self::write_batch(pending.conn(), &prev, ops, when_ms, writer)?;
+        pending.prev = prev;
+        pending.next = next.clone();
+        pending.nexts.push(next);
+        Ok(pending)
+    }
+
+    /// A batch behind others in flight: applied in a savepoint of their
+    /// transaction, from the version they left. On an error only this
+    /// batch is undone; the others stay open.
+    pub fn extend_write(
+        &self,
+        mut pending: PendingWrite,
+        ops: &[WriteOp],
+        when_ms: i64,
+        writer: u64,
+    ) -> Result<PendingWrite, StoreError> {
+        let name = savepoint(pending.nexts.len());
+        exec(pending.conn(), &format!("SAVEPOINT {name}"))?;
+        let prev = pending.next.clone();
+        match Self::write_batch(pending.conn(), &prev, ops, when_ms, writer) {
+            Ok(next) => {
+                pending.next = next.clone();
+                pending.nexts.push(next);
+                Ok(pending)
+            }
+            Err(e) => {
+                let undone = exec(pending.conn(), &format!("ROLLBACK TO {name}"))
+                    .and_then(|()| exec(pending.conn(), &format!("RELEASE {name}")));
+                if undone.is_err() {
+                    // Ends the whole transaction: the batches before it
+                    // then fail to commit.
+                    pending.rollback();
+                }
+                let key = pending.key.clone();
+                self.open
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, pending);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies one batch's `ops` at version `prev` and bumps the properties
+    /// version, stamped: the version after it.
+    fn write_batch(
+        conn: &Connection,
+        prev: &Vector,
+        ops: &[WriteOp],
+        when_ms: i64,
+        writer: u64,
+    ) -> Result<Vector, StoreError> {
+        Self::apply_ops(conn, ops)?;
         let mut next = prev.clone();
         let entry = next.entry("main.properties".to_string()).or_default();
         entry.version += 1;
@@ -971,10 +1098,8 @@ impl BaseStore {
         // repeat across clocks; `writer`, chosen by the engine, cannot.
         entry.when = when_ms.max(entry.when + 1);
         entry.writer = writer;
-        Self::store_vector(pending.conn(), &prev, &next)?;
-        pending.prev = prev;
-        pending.next = next;
-        Ok(pending)
+        Self::store_vector(conn, prev, &next)?;
+        Ok(next)
     }
 
     /// A write committed at once (tests: the master's path waits for slaves).
@@ -1461,6 +1586,92 @@ mod tests {
         let started = std::time::Instant::now();
         store.properties(&key).expect("read");
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Pipelined batches share one transaction: each after the first in a
+    /// savepoint, from the version the one before left. A batch refused
+    /// half-way, or rolled back to its savepoint, is undone alone; the
+    /// others commit together.
+    #[test]
+    fn pipelined_batches_are_undone_alone_and_commit_together() {
+        let (dir, store, _b, key) = store_with("window", Durability::Process, "AB.1");
+        let set = |k: &str| -> std::sync::Arc<[WriteOp]> {
+            vec![WriteOp::Set {
+                key: k.into(),
+                value: "v".into(),
+            }]
+            .into()
+        };
+        let begin = |ops: std::sync::Arc<[WriteOp]>, writer: u64| match store.run(
+            &key,
+            &StoreOp::Begin { ops, writer },
+            10,
+        ) {
+            Ok(StoreOk::Begun { prev, next }) => (prev, next),
+            other => panic!("begin: {other:?}"),
+        };
+        let version = || match store.version(&key) {
+            ReplicaVersion::Known { tables } => tables,
+            other => panic!("version: {other:?}"),
+        };
+        let committed = store.properties(&key).expect("props").vector;
+        let (p1, n1) = begin(set("a"), 1);
+        let (p2, n2) = begin(set("b"), 2);
+        assert!(same_versions(&p1, &committed));
+        assert!(same_versions(&p2, &n1), "the second follows the first");
+        assert_eq!(n2["main.properties"].writer, 2);
+        // A version read meanwhile is the committed one.
+        assert!(same_versions(&version(), &committed));
+        // Refused half-way (a version key): undone alone.
+        let bad: std::sync::Arc<[WriteOp]> = vec![
+            WriteOp::Set {
+                key: "c".into(),
+                value: "v".into(),
+            },
+            WriteOp::SetSystem {
+                key: "version:main.admin".into(),
+                value: "9".into(),
+            },
+        ]
+        .into();
+        assert!(store
+            .run(
+                &key,
+                &StoreOp::Begin {
+                    ops: bad,
+                    writer: 3
+                },
+                10
+            )
+            .is_err());
+        let (p4, _) = begin(set("d"), 4);
+        assert!(same_versions(&p4, &n2), "after the refused batch, from b's");
+        // The last one fails its majority: rolled back to its savepoint.
+        assert_eq!(
+            store.run(&key, &StoreOp::RollbackTo { keep: 2 }, 10),
+            Ok(StoreOk::RolledBack)
+        );
+        assert_eq!(
+            store.run(&key, &StoreOp::Commit, 10),
+            Ok(StoreOk::Committed)
+        );
+        let after = store.properties(&key).expect("props");
+        let keys: Vec<&str> = after.user.keys().map(String::as_str).collect();
+        assert_eq!(keys, vec!["a", "b"]);
+        assert!(same_versions(&after.vector, &n2));
+        assert!(same_versions(&version(), &n2));
+        // A window rolled back whole leaves nothing.
+        begin(set("e"), 5);
+        begin(set("f"), 6);
+        assert_eq!(
+            store.run(&key, &StoreOp::Rollback, 10),
+            Ok(StoreOk::RolledBack)
+        );
+        assert!(same_versions(
+            &store.properties(&key).expect("props").vector,
+            &n2
+        ));
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -73,6 +73,9 @@ pub struct Options {
     /// base at once, so that batches of several writes (group commit) meet
     /// the faults.
     pub bursts: bool,
+    /// On two seeds in three, a master keeps up to 2 or 3 batches of a base
+    /// in flight (pipelined replication, `pipeline_window`); otherwise one.
+    pub pipeline: bool,
     /// With `operations`, on one seed in nine: containers are deleted and
     /// created again (fault 14), and some peers miss the deletion.
     pub recreate: bool,
@@ -109,6 +112,7 @@ impl Default for Options {
             quiet_end: true,
             tight_admission: true,
             bursts: true,
+            pipeline: true,
             recreate: true,
             delete_nodes: true,
             operations: true,

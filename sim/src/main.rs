@@ -17,6 +17,7 @@ const USAGE: &str = "usage: election-sim [--seed N | --seeds A..B] [--jobs J] [-
        [--mutate no-retry]   (plant a bug: wanted elections wait for a request; convergence fails)
        [--no-operations]   (no SIGTERM, SIGINT, stop-writes, disk or directory errors, late loss notices)
        [--no-idle-hours]   (no hours-long idle phase on seeds = 6 mod 8)
+       [--no-pipeline]   (one batch of a base in flight; otherwise 1 + seed mod 3)
        [--reaching COUNTER]   (list the seeds whose run counted COUNTER, to pin one)
 Runs the real election engine over an in-memory ZooKeeper with faults,
 checking the invariants after every step. Exit code 1 when a seed fails.";
@@ -66,6 +67,7 @@ fn main() {
             "--no-copy-floor" => opts.copy_floor = false,
             "--no-stamps" => opts.stamps = false,
             "--no-writers" => opts.writers = false,
+            "--no-pipeline" => opts.pipeline = false,
             "--no-farewell-guards" => opts.farewell_guarded = false,
             "--no-delete-nodes" => opts.delete_nodes = false,
             "--wrap" => opts.wrap = true,

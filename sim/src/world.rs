@@ -48,9 +48,10 @@ pub struct Replica {
     /// Which creation of the base this replica belongs to (0: none here,
     /// the file was set aside).
     pub creation: u64,
-    /// A master's batch in a transaction not committed yet: its writes, the
-    /// version it started from and its stamp. Lost with the process.
-    open: Option<(Vec<u64>, (usize, Stamp), Stamp)>,
+    /// A master's batches in a transaction not committed yet, oldest first
+    /// (each after the first in a savepoint): their writes, the version each
+    /// started from and its stamp. Lost with the process.
+    open: Vec<(Vec<u64>, (usize, Stamp), Stamp)>,
 }
 
 /// The stamp of a base's last write, made as the server's store makes it:
@@ -520,6 +521,15 @@ pub fn bursty(seed: u64, opts: &Options) -> bool {
     opts.bursts && seed % 7 == 5
 }
 
+/// How many batches of a base a master keeps in flight in this run.
+pub fn pipeline_window(seed: u64, opts: &Options) -> usize {
+    if opts.pipeline {
+        1 + (seed % 3) as usize
+    } else {
+        1
+    }
+}
+
 pub struct World {
     pub opts: Options,
     pub seed: u64,
@@ -618,6 +628,14 @@ impl World {
             },
             max_queued_writes: EngineConfig::default().max_queued_writes,
             gap_wait_ms: EngineConfig::default().gap_wait_ms,
+            pipeline_window: pipeline_window(seed, &opts),
+            // Small batches, so that the bursts fill them and a window
+            // forms (at 256 writes, the server's, none would).
+            max_batch_writes: if pipeline_window(seed, &opts) > 1 {
+                2
+            } else {
+                EngineConfig::default().max_batch_writes
+            },
             mutations: election_engine::Mutations {
                 self_lowest: opts.mutation == Some(Mutation::SelfLowest),
                 no_retry: opts.mutation == Some(Mutation::NoRetry),
@@ -1177,6 +1195,9 @@ impl World {
             Effect::Observe(Observation::Committed { writes }) if writes > 1 => {
                 self.stats.count("batch of several writes committed")
             }
+            Effect::Observe(Observation::Pipelined { .. }) => self
+                .stats
+                .count("batch begun behind another in flight (pipelined)"),
             Effect::Observe(_) => {}
             Effect::Log(LogEvent::DoubleMaster { .. }) => {
                 self.stats.count("double master announced")
@@ -1299,7 +1320,19 @@ impl World {
         let r = &mut self.svcs[s].replicas[b];
         let result = match op {
             StoreOp::Rollback => {
-                r.open = None;
+                r.open.clear();
+                Ok(StoreOk::RolledBack)
+            }
+            StoreOp::RollbackTo { .. } if disk_error => {
+                // The savepoint could not be rolled back to: the server's
+                // store then rolls the whole transaction back, and the
+                // commit of the batches before it fails.
+                r.open.clear();
+                self.stats.count("store operation failed");
+                Err(StoreFailure::Failed("disk I/O error (simulated)".into()))
+            }
+            StoreOp::RollbackTo { keep } => {
+                r.open.truncate(keep);
                 Ok(StoreOk::RolledBack)
             }
             _ if r.creation == 0 => {
@@ -1313,7 +1346,7 @@ impl World {
                 // The operation did nothing: a transaction it was to end is
                 // gone with it, and a copy it was to serve is refused.
                 if matches!(op, StoreOp::Commit) {
-                    r.open = None;
+                    r.open.clear();
                 }
                 if let StoreOp::Dump { req, .. } = op {
                     self.served_answer(s, req, RpcAns::Refused);
@@ -1322,30 +1355,42 @@ impl World {
                 Err(StoreFailure::Failed("disk I/O error (simulated)".into()))
             }
             StoreOp::Begin { ops, writer } if !r.restoring => {
-                let (prev, wids) = (r.vector(), write_ids(&ops));
+                // Inside an open transaction, a batch follows the ones
+                // before it.
+                let prev = match r.open.last() {
+                    Some((wids, from, stamp)) => (from.0 + wids.len(), *stamp),
+                    None => r.vector(),
+                };
+                let wids = write_ids(&ops);
                 let stamp = Stamp {
                     when: clock_ms.max(prev.1.when + 1),
                     writer: if self.opts.writers { writer } else { 0 },
                 };
                 let next = (prev.0 + wids.len(), stamp);
-                r.open = Some((wids, prev, stamp));
+                r.open.push((wids, prev, stamp));
                 Ok(StoreOk::Begun {
                     prev: to_vector(prev, r.creation),
                     next: to_vector(next, r.creation),
                 })
             }
             StoreOp::Begin { .. } => Err(StoreFailure::Restoring),
-            StoreOp::Commit => match r.open.take() {
-                Some((wids, prev, stamp)) if r.vector() == prev && !r.restoring => {
-                    r.writes.extend(wids);
-                    r.stamp = stamp;
-                    self.data_changed.insert(b);
-                    Ok(StoreOk::Committed)
+            StoreOp::Commit => {
+                let open = std::mem::take(&mut r.open);
+                match open.first() {
+                    Some((_, prev, _)) if r.vector() == *prev && !r.restoring => {
+                        let stamp = open.last().expect("first").2;
+                        for (wids, _, _) in open {
+                            r.writes.extend(wids);
+                        }
+                        r.stamp = stamp;
+                        self.data_changed.insert(b);
+                        Ok(StoreOk::Committed)
+                    }
+                    _ => Err(StoreFailure::Failed(
+                        "the replica changed under the open transaction".into(),
+                    )),
                 }
-                _ => Err(StoreFailure::Failed(
-                    "the replica changed under the open transaction".into(),
-                )),
-            },
+            }
             StoreOp::Apply { .. } if r.restoring => Err(StoreFailure::Restoring),
             StoreOp::Apply { prev, next, ops } => {
                 let local = to_vector(r.vector(), r.creation);
@@ -2513,7 +2558,7 @@ impl World {
         x.deferred.clear();
         for r in &mut x.replicas {
             r.restoring = false;
-            r.open = None;
+            r.open.clear();
         }
         self.stats.writes_failed += lost as u64;
     }

@@ -164,7 +164,14 @@ fn pinned_seeds_hold_every_invariant() {
         ),
     ];
     for (seed, counter, what) in cases {
-        let out = run(seed, &Options::default());
+        // Seed 1636 was found with one batch in flight per base; pipelining
+        // (on two seeds in three) changes its run, and no seed of
+        // 1000..8000 with it reaches that counter.
+        let opts = Options {
+            pipeline: seed != 1636,
+            ..Options::default()
+        };
+        let out = run(seed, &opts);
         if let Some(v) = out.violation {
             panic!("seed {seed} ({what}):\n{v}");
         }

@@ -1,6 +1,7 @@
 //! Real-process chaos: 3 services on real ZooKeeper, 4 writers on 50 bases
 //! and 4 more on 2 hot bases (concurrent writes to one base: batches of
-//! several writes, issue 16) that keep writing through every fault, and for
+//! several writes, at most 2 each so that masters pipeline them, issue 16)
+//! that keep writing through every fault, and for
 //! a bounded time faults
 //! drawn at random (each kind at least once): kill -9 and restart a service,
 //! SIGSTOP beyond the session timeout then SIGCONT (the zombie master),
@@ -154,7 +155,7 @@ fn settings(test: &str, default_seconds: u64) -> (u64, u64) {
 async fn chaos_no_lost_write_no_double_master() {
     let (seconds, seed) = settings("chaos_no_lost_write_no_double_master", 25);
     run_chaos(
-        Cluster::start_with_relays(3, ServiceOpts::default()),
+        Cluster::start_with_relays(3, small_batches()),
         seconds,
         seed,
         false,
@@ -168,7 +169,7 @@ async fn chaos_on_a_zookeeper_ensemble() {
     let (seconds, seed) = settings("chaos_on_a_zookeeper_ensemble", 20);
     let zk = system_tests::Zk::start_ensemble(3, 200);
     run_chaos(
-        Cluster::start_on(zk, 3, ServiceOpts::default()),
+        Cluster::start_on(zk, 3, small_batches()),
         seconds,
         seed,
         true,
@@ -284,8 +285,20 @@ async fn sample_claims(
 /// Batches of 2 or more client writes committed, summed over the running
 /// services (`election_write_batch_size`: its count less its `le="1"`
 /// bucket; a service restarted meanwhile counts from its restart).
-async fn several_writes_batches(c: &Cluster) -> u64 {
-    let mut total = 0;
+/// Batches of 2 writes at most, so that the hot bases' writers fill them
+/// and the masters pipeline them (`pipeline_window`): batches begun behind
+/// others meet every fault.
+fn small_batches() -> ServiceOpts {
+    ServiceOpts {
+        extra: vec!["--max-batch-writes".into(), "2".into()],
+        ..ServiceOpts::default()
+    }
+}
+
+/// Over the services up: the committed batches of several writes, and the
+/// batches begun behind others in flight.
+async fn several_writes_batches(c: &Cluster) -> (u64, u64) {
+    let (mut total, mut pipelined) = (0, 0);
     for id in c.ids() {
         if !c.service(&id).is_running() {
             continue;
@@ -302,8 +315,9 @@ async fn several_writes_batches(c: &Cluster) -> u64 {
         let single = value("election_write_batch_size_bucket{le=\"1.0\"}")
             .max(value("election_write_batch_size_bucket{le=\"1\"}"));
         total += (count - single).max(0.0) as u64;
+        pipelined += value("election_write_batches_pipelined_total ") as u64;
     }
-    total
+    (total, pipelined)
 }
 
 async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
@@ -507,8 +521,10 @@ async fn run_chaos(mut c: Cluster, seconds: u64, seed: u64, ensemble: bool) {
     }
     assert!(!acked.is_empty(), "some writes were acknowledged");
     check_history(&acked, &evidence, seed);
-    let batched = several_writes_batches(&c).await;
-    eprintln!("chaos: {batched} batches of several writes committed on the services up at the end");
+    let (batched, pipelined) = several_writes_batches(&c).await;
+    eprintln!(
+        "chaos: {batched} batches of several writes committed, {pipelined} batches pipelined, on the services up at the end"
+    );
     assert!(batched > 0, "the hot bases' writers never met in a batch");
 
     // Healing: one master per base, replicas identical, every acked write there.

@@ -201,7 +201,7 @@ async fn container_set_when_the_election_fails() {
 }
 
 /// kill -9 of the master, then of a slave, each while concurrent clients
-/// have several writes in flight (so batches of several): every
+/// have several writes in flight (so batches of several, pipelined): every
 /// acknowledged write is on the new master and, after resync, on every
 /// replica; every write (two keys each) is there whole or not at all. The
 /// durability promise of the default setting (`durability = process`: no
@@ -220,8 +220,15 @@ async fn no_acknowledged_write_is_lost_when_a_peer_crashes_mid_write_fsynced() {
 async fn crash_mid_write(durability: &str) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
+    // Batches of 2 writes at most: the 6 writers fill them, and the
+    // masters pipeline them.
     let opts = ServiceOpts {
-        extra: vec!["--durability".into(), durability.into()],
+        extra: vec![
+            "--durability".into(),
+            durability.into(),
+            "--max-batch-writes".into(),
+            "2".into(),
+        ],
         ..ServiceOpts::default()
     };
     let mut c = Cluster::start(3, opts);
@@ -309,6 +316,7 @@ async fn crash_mid_write(durability: &str) {
 
     wait_acked_since(began, "the start").await;
     busy().await;
+    let mut pipelined = pipelined_batches(&c, &master).await;
     let pending_at_master_kill = in_flight.load(Ordering::SeqCst);
     let master_killed = Instant::now();
     tokio::task::block_in_place(|| c.service_mut(&master).kill9());
@@ -374,13 +382,27 @@ async fn crash_mid_write(durability: &str) {
     let (code, props, _) = c.props(&m, &base).await;
     assert_eq!(code, 200);
     check(&props, "on the master");
+    // The batches were pipelined (`pipeline_window`, 4 by default): a crash
+    // found some begun behind others.
+    pipelined += pipelined_batches(&c, &m).await;
+    assert!(pipelined > 0, "no batch was begun behind another");
     let (props, _) = wait_replicas_equal(&c, &base, Duration::from_secs(15)).await;
     check(&props, "after resync");
     eprintln!(
-        "durability {durability}: {} writes acknowledged, {} not; {pending_at_master_kill} in flight when the master was killed, {pending_at_slave_kill} when a slave was",
+        "durability {durability}: {} writes acknowledged, {} not; {pending_at_master_kill} in flight when the master was killed, {pending_at_slave_kill} when a slave was; {pipelined} batches pipelined on the two masters",
         done.iter().filter(|d| d.1).count(),
         done.iter().filter(|d| !d.1).count(),
     );
+}
+
+/// Batches a service began while others of the same base were in flight.
+async fn pipelined_batches(c: &Cluster, id: &str) -> u64 {
+    let text = c.metrics(id).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("election_write_batches_pipelined_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no pipelined counter in the metrics of {id}:\n{text}"))
+        as u64
 }
 
 /// A master paused beyond its session timeout, then resumed, cannot get a

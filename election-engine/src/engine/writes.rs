@@ -3,12 +3,12 @@
 //! GETVERS around them; and emergency read-only mode.
 //!
 //! Each base has at most one store operation in flight (`BaseOps::busy`): a
-//! master's batch (Begin, then Commit or Rollback), a slave's Apply, or a
-//! Dump. What must not interleave with it waits in `BaseOps`, in arrival
-//! order, instead of behind a lock:
-//! - client writes, which join the next batch (group commit: one
-//!   transaction, one vector bump and one REPLICATE per slave for all the
-//!   writes that queued while a batch was in flight);
+//! master's window of batches (each Begin, then one Commit or Rollback for
+//! the window), a slave's Apply, or a Dump. What must not interleave with it
+//! waits in `BaseOps`, in arrival order, instead of behind a lock:
+//! - client writes, which join the next batch (group commit: one vector
+//!   bump and one REPLICATE per slave for all the writes that queued while
+//!   a batch was begun);
 //! - a slave's DUMP: the copy must hold a write that a slave may already
 //!   have applied and that may still commit;
 //! - a candidate's GETVERS: we fence older masters only once no write of
@@ -19,6 +19,19 @@
 //! gets batch n+1 while batch n is still in transit): a write that does not
 //! follow the local version waits a moment (`gap_wait_ms`) for the one it
 //! follows, and is applied after it, instead of costing a copy of the base.
+//!
+//! Pipelined replication: while a master's batches wait for their slaves,
+//! the next one may be begun and sent (at most `pipeline_window` in flight)
+//! once the writes that queued fill a whole batch (fewer all go in the next
+//! batch: group commit).
+//! They share one transaction, each batch after the first in a savepoint,
+//! and each follows the version the one before it left; slaves apply them
+//! in that order. The window stops growing as soon as one of its batches is
+//! decided, or a copy or a candidate's GETVERS waits, and is then decided
+//! as a whole: it commits once every batch in it has its majority (clients
+//! are answered after that COMMIT), and a batch whose majority became
+//! impossible is rolled back with every batch after it (a savepoint keeps
+//! the ones before it), since those follow it.
 //!
 //! A batch commits when a majority of the group, the master included,
 //! applied it; it rolls back as soon as a majority is impossible. A slave
@@ -53,9 +66,8 @@ const UNSETTLED_WAIT_MS: u64 = 500;
 /// follow; beyond, they are refused as behind at once.
 const MAX_GAP: usize = 64;
 
-/// A batch takes at most this many client writes...
-const MAX_BATCH_WRITES: usize = 256;
-/// ...and this many changes (one write has at most 1,000).
+/// A batch takes at most `max_batch_writes` client writes, and this many
+/// changes (one write has at most 1,000).
 const MAX_BATCH_OPS: usize = 10_000;
 
 /// The writes of one base and what waits for its store op. Allocated on the
@@ -91,7 +103,8 @@ impl BaseOps {
 
 #[derive(Debug, Clone)]
 enum Busy {
-    Batch(Box<Batch>),
+    /// Our batches in flight, oldest first: one open transaction.
+    Batches(VecDeque<Batch>),
     Apply(Box<ReplicaWrite>),
     Dump,
 }
@@ -132,10 +145,26 @@ struct Batch {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Its Begin runs.
     Begin,
+    /// Sent; waiting for a majority.
     Replicating,
+    /// A majority applied it: it commits with its window.
+    Ready,
+    /// A majority is impossible: it is rolled back, with the batches after
+    /// it.
+    Failed,
+    /// The window's COMMIT runs.
     Commit,
+    /// Its ROLLBACK (or ROLLBACK TO the savepoint before it) runs.
     Rollback,
+}
+
+impl Phase {
+    /// Has a store op of the window in flight.
+    fn storing(self) -> bool {
+        matches!(self, Phase::Begin | Phase::Commit | Phase::Rollback)
+    }
 }
 
 /// What a store op in flight is for.
@@ -143,6 +172,7 @@ enum Phase {
 pub(super) enum StoreKind {
     Begin,
     Commit,
+    /// A ROLLBACK, or a ROLLBACK TO.
     Rollback,
     Apply,
     Dump,
@@ -151,7 +181,48 @@ pub(super) enum StoreKind {
 impl BaseOps {
     /// A batch of ours is begun and not decided yet.
     pub(super) fn writing(&self) -> bool {
-        matches!(self.busy, Some(Busy::Batch(_)))
+        matches!(self.busy, Some(Busy::Batches(_)))
+    }
+
+    fn window(&self) -> Option<&VecDeque<Batch>> {
+        match self.busy.as_ref()? {
+            Busy::Batches(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn window_mut(&mut self) -> Option<&mut VecDeque<Batch>> {
+        match self.busy.as_mut()? {
+            Busy::Batches(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// May another batch join the window? Only a full one (group commit
+    /// takes every write that waits into the next batch anyway: splitting
+    /// them over several batches costs a transaction and a round of
+    /// REPLICATE calls each, for nothing unless one batch cannot hold
+    /// them), only while every batch in it is sent and undecided, and only
+    /// while nothing waits for the window to end.
+    fn may_extend(&self, limit: usize, max_writes: usize) -> bool {
+        self.window().is_some_and(|w| {
+            w.len() < limit
+                && w.iter().all(|b| b.phase == Phase::Replicating)
+                && self.deferred.is_empty()
+                && self.fills_a_batch(max_writes)
+        })
+    }
+
+    /// Do the queued writes fill a whole batch?
+    fn fills_a_batch(&self, max_writes: usize) -> bool {
+        let mut changes = 0;
+        for (n, (_, w)) in self.queue.iter().enumerate() {
+            changes += w.len();
+            if n + 1 >= max_writes || changes >= MAX_BATCH_OPS {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -173,6 +244,34 @@ impl Batch {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// Replicating, it becomes Ready at a majority (the master included),
+    /// and Failed as soon as a majority is impossible.
+    fn tally(&mut self) {
+        if self.phase != Phase::Replicating {
+            return;
+        }
+        let total = self.answers.len();
+        let group = total + 1;
+        let needed = group / 2 + 1;
+        let applied = self.applied();
+        let answered = self.answers.iter().filter(|(_, a)| a.is_some()).count();
+        if 1 + applied >= needed {
+            self.phase = Phase::Ready;
+        } else if 1 + total - (answered - applied) < needed {
+            self.phase = Phase::Failed;
+        }
+    }
+
+    fn no_quorum(&self) -> WriteRefusal {
+        let group = self.answers.len() + 1;
+        WriteRefusal::NoQuorum {
+            acked: 1 + self.applied(),
+            group,
+            needed: group / 2 + 1,
+            detail: self.detail(),
+        }
     }
 }
 
@@ -278,11 +377,15 @@ impl Engine {
     }
 
     /// A base's store is idle: serve what waited, in order, then start the
-    /// next batch.
+    /// next batch; or, with batches in flight, add one to their window.
     fn next_op(&mut self, now: Now, i: u32) {
+        let (limit, max_writes) = (self.cfg.pipeline_window.max(1), self.cfg.max_batch_writes);
         loop {
             let ops = self.ops_mut(i);
             if ops.busy.is_some() {
+                if ops.may_extend(limit, max_writes) {
+                    self.start_batch(now, i);
+                }
                 return;
             }
             if let Some(d) = ops.deferred.pop_front() {
@@ -305,11 +408,12 @@ impl Engine {
 
     fn start_batch(&mut self, now: Now, i: u32) {
         let epoch = self.write_check(now, i);
+        let max_writes = self.cfg.max_batch_writes;
         let ops = self.ops_mut(i);
         let mut reqs = Vec::new();
         let mut all = Vec::new();
         while let Some((_, w)) = ops.queue.front() {
-            let fits = reqs.len() < MAX_BATCH_WRITES && all.len() + w.len() <= MAX_BATCH_OPS;
+            let fits = reqs.len() < max_writes && all.len() + w.len() <= MAX_BATCH_OPS;
             if !fits && !reqs.is_empty() {
                 break;
             }
@@ -348,7 +452,7 @@ impl Engine {
                 writer: writer_stamp(epoch, id),
             },
         });
-        self.ops_mut(i).busy = Some(Busy::Batch(Box::new(Batch {
+        let batch = Batch {
             id,
             reqs,
             epoch,
@@ -357,14 +461,26 @@ impl Engine {
             answers: slaves.into_iter().map(|s| (s, None)).collect(),
             calls: Vec::new(),
             phase: Phase::Begin,
-        })));
+        };
+        let base_ops = self.ops_mut(i);
+        match base_ops.window_mut() {
+            Some(window) => {
+                let ahead = window.len();
+                window.push_back(batch);
+                self.effects
+                    .push_back(Effect::Observe(Observation::Pipelined { ahead }));
+            }
+            None => base_ops.busy = Some(Busy::Batches(VecDeque::from([batch]))),
+        }
     }
 
-    fn batch_mut(&mut self, i: u32) -> Option<&mut Batch> {
-        match self.slot_mut(i).ops.as_mut()?.busy.as_mut()? {
-            Busy::Batch(b) => Some(b),
-            _ => None,
-        }
+    fn batch_mut(&mut self, i: u32, id: Id) -> Option<&mut Batch> {
+        self.slot_mut(i)
+            .ops
+            .as_mut()?
+            .window_mut()?
+            .iter_mut()
+            .find(|b| b.id == id)
     }
 
     pub(super) fn stored(
@@ -391,7 +507,10 @@ impl Engine {
 
     fn begun(&mut self, now: Now, i: u32, result: Result<StoreOk, StoreFailure>) {
         let base = self.slot_mut(i).base.clone();
-        let Some(batch) = self.batch_mut(i).filter(|b| b.phase == Phase::Begin) else {
+        let Some(window) = self.ops_mut(i).window_mut() else {
+            return;
+        };
+        let Some(batch) = window.back_mut().filter(|b| b.phase == Phase::Begin) else {
             return;
         };
         let (prev, next) = match result {
@@ -402,8 +521,11 @@ impl Engine {
                     Err(e) => e.to_string(),
                     Ok(ok) => format!("unexpected store answer {ok:?}"),
                 };
-                let reqs = std::mem::take(&mut batch.reqs);
-                self.ops_mut(i).busy = None;
+                // Undone alone: the batches before it stay open.
+                let reqs = window.pop_back().map(|b| b.reqs).unwrap_or_default();
+                if window.is_empty() {
+                    self.ops_mut(i).busy = None;
+                }
                 for req in reqs {
                     let refusal = WriteRefusal::Failed(format!("local write failed: {why}"));
                     self.write_done(req, i, Err(refusal));
@@ -420,11 +542,22 @@ impl Engine {
                     }));
                     self.leave_and_rejoin(now, i);
                 }
+                self.advance(now, i);
                 return self.next_op(now, i);
             }
         };
-        batch.phase = Phase::Replicating;
         batch.vectors = Some((prev.clone(), next.clone()));
+        if window.iter().any(|b| b.phase == Phase::Failed) {
+            // It follows a batch that will be rolled back: not sent, it
+            // goes with it.
+            if let Some(batch) = window.back_mut() {
+                batch.phase = Phase::Failed;
+            }
+            self.advance(now, i);
+            return self.next_op(now, i);
+        }
+        let batch = window.back_mut().expect("the batch begun");
+        batch.phase = Phase::Replicating;
         let (batch_id, epoch, ops) = (batch.id, batch.epoch, batch.ops.clone());
         let slaves: Vec<ServiceId> = batch.answers.iter().map(|(s, _)| s.clone()).collect();
         let mut calls = Vec::new();
@@ -448,10 +581,12 @@ impl Engine {
                 ops: ops.clone(),
             });
         }
-        if let Some(batch) = self.batch_mut(i) {
+        if let Some(batch) = self.batch_mut(i, batch_id) {
             batch.calls = calls;
+            batch.tally();
         }
-        self.decide(now, i);
+        self.advance(now, i);
+        self.next_op(now, i);
     }
 
     /// A slave's answer to a REPLICATE.
@@ -475,7 +610,7 @@ impl Engine {
             }
             return;
         }
-        let Some(batch) = self.batch_mut(i).filter(|b| b.id == batch_id) else {
+        let Some(batch) = self.batch_mut(i, batch_id) else {
             return;
         };
         batch.calls.retain(|c| *c != id);
@@ -483,68 +618,84 @@ impl Engine {
             *a = Some(result);
         }
         if batch.phase == Phase::Replicating {
-            self.decide(now, i);
+            batch.tally();
+            self.advance(now, i);
+            self.next_op(now, i);
         }
     }
 
-    /// Commit at a majority; roll back as soon as one is impossible.
-    fn decide(&mut self, now: Now, i: u32) {
-        let Some(batch) = self.batch_mut(i) else {
+    /// Decides the window once no store op of it runs: the first batch
+    /// whose majority became impossible is rolled back with every batch
+    /// after it (they follow it); once every batch has its majority, the
+    /// window commits.
+    fn advance(&mut self, now: Now, i: u32) {
+        let Some(window) = self.ops_mut(i).window_mut() else {
             return;
         };
-        let total = batch.answers.len();
-        let group = total + 1;
-        let needed = group / 2 + 1;
-        let applied = batch.applied();
-        let answered = batch.answers.iter().filter(|(_, a)| a.is_some()).count();
-        let failed = answered - applied;
-        let commit = 1 + applied >= needed;
-        if !commit && 1 + total - failed >= needed {
+        if window.iter().any(|b| b.phase.storing()) {
             return;
         }
-        batch.phase = if commit {
-            Phase::Commit
-        } else {
-            Phase::Rollback
-        };
-        let id = self.pending(
-            i,
-            Pending::Store(if commit {
-                StoreKind::Commit
+        let op = if let Some(keep) = window.iter().position(|b| b.phase == Phase::Failed) {
+            for b in window.iter_mut().skip(keep) {
+                b.phase = Phase::Rollback;
+            }
+            if keep == 0 {
+                StoreOp::Rollback
             } else {
-                StoreKind::Rollback
-            }),
-        );
-        let base = self.slot_mut(i).base.clone();
-        let op = if commit {
+                StoreOp::RollbackTo { keep }
+            }
+        } else if window.iter().all(|b| b.phase == Phase::Ready) {
+            for b in window.iter_mut() {
+                b.phase = Phase::Commit;
+            }
             StoreOp::Commit
         } else {
-            StoreOp::Rollback
+            return;
         };
+        let keep = match op {
+            StoreOp::Commit => None,
+            StoreOp::RollbackTo { keep } => Some(keep),
+            _ => Some(0),
+        };
+        let kind = if keep.is_some() {
+            StoreKind::Rollback
+        } else {
+            StoreKind::Commit
+        };
+        let id = self.pending(i, Pending::Store(kind));
+        let base = self.slot_mut(i).base.clone();
         self.effects.push_back(Effect::Store { id, base, op });
-        if !commit {
-            self.roll_back(now, i);
+        if let Some(keep) = keep {
+            self.roll_back(now, i, keep);
         }
     }
 
-    /// Decided to roll back: what the answers say about the replicas and
-    /// about our role.
-    fn roll_back(&mut self, now: Now, i: u32) {
+    /// The batches from `keep` on are rolled back: what their answers say
+    /// about the replicas and about our role.
+    fn roll_back(&mut self, now: Now, i: u32, keep: usize) {
         let base = self.slot_mut(i).base.clone();
-        let Some(batch) = self.batch_mut(i) else {
+        let Some(window) = self.ops_mut(i).window_mut() else {
             return;
         };
-        let calls = std::mem::take(&mut batch.calls);
-        // A slave that did not answer may hold the write we roll back.
-        let unknown = batch
+        let tail: Vec<&mut Batch> = window.iter_mut().skip(keep).collect();
+        let mut calls = Vec::new();
+        let mut deposed = false;
+        for b in tail {
+            calls.append(&mut b.calls);
+            deposed |= b.answers.iter().any(
+                |(_, a)| matches!(a, Some(Err(ReplicateFailure::Refused(r))) if r.deposes_master()),
+            );
+        }
+        // A slave that did not answer may hold the write we roll back. The
+        // batches after it follow it: a slave holds one of them only if it
+        // holds the first, so the first's answers tell.
+        let first = &window[keep];
+        let unknown = first
             .answers
             .iter()
             .any(|(_, a)| matches!(a, None | Some(Err(ReplicateFailure::Unknown(_)))));
-        let deposed = batch.answers.iter().any(
-            |(_, a)| matches!(a, Some(Err(ReplicateFailure::Refused(r))) if r.deposes_master()),
-        );
-        let detail = batch.detail();
-        let vectors = batch.vectors.clone();
+        let detail = first.detail();
+        let vectors = first.vectors.clone();
         self.decided(&calls, false);
         if unknown {
             let (prev, next) = vectors.unwrap_or_default();
@@ -608,48 +759,57 @@ impl Engine {
 
     fn committed(&mut self, now: Now, i: u32, result: Result<StoreOk, StoreFailure>) {
         let base = self.slot_mut(i).base.clone();
-        let Some(Busy::Batch(batch)) = self.ops_mut(i).busy.take() else {
+        let ops = self.ops_mut(i);
+        if !ops
+            .window()
+            .is_some_and(|w| w.iter().all(|b| b.phase == Phase::Commit))
+        {
+            return;
+        }
+        let Some(Busy::Batches(window)) = ops.busy.take() else {
             return;
         };
-        let calls = batch.calls.clone();
+        let calls: Vec<Id> = window.iter().flat_map(|b| b.calls.clone()).collect();
         match result {
             Ok(_) => {
                 self.decided(&calls, true);
-                let (_, next) = batch.vectors.clone().unwrap_or_default();
-                // Slaves that did not apply it (settling, unreachable) copy
-                // the base again; those still answering only if they end up
-                // not applying it (resyncing every slower slave turned each
-                // write into a full copy).
-                for (peer, a) in &batch.answers {
-                    if matches!(a, Some(Err(e)) if e.missed()) {
-                        self.effects.push_back(Effect::Resync {
-                            to: peer.clone(),
-                            base: base.clone(),
-                        });
+                for batch in window {
+                    let (_, next) = batch.vectors.clone().unwrap_or_default();
+                    // Slaves that did not apply it (settling, unreachable)
+                    // copy the base again; those still answering only if
+                    // they end up not applying it (resyncing every slower
+                    // slave turned each write into a full copy).
+                    for (peer, a) in &batch.answers {
+                        if matches!(a, Some(Err(e)) if e.missed()) {
+                            self.effects.push_back(Effect::Resync {
+                                to: peer.clone(),
+                                base: base.clone(),
+                            });
+                        }
                     }
-                }
-                self.effects
-                    .push_back(Effect::Observe(Observation::Committed {
-                        writes: batch.reqs.len(),
-                    }));
-                for req in batch.reqs {
-                    let written = Written {
-                        next: next.clone(),
-                        epoch: batch.epoch,
-                    };
-                    self.write_done(req, i, Ok(written));
+                    self.effects
+                        .push_back(Effect::Observe(Observation::Committed {
+                            writes: batch.reqs.len(),
+                        }));
+                    for req in batch.reqs {
+                        let written = Written {
+                            next: next.clone(),
+                            epoch: batch.epoch,
+                        };
+                        self.write_done(req, i, Ok(written));
+                    }
                 }
             }
             Err(e) => {
                 // The slaves have it and we do not: replicas differ.
                 self.decided(&calls, false);
-                let acked = 1 + batch.applied();
+                let acked = window.iter().map(|b| 1 + b.applied()).min().unwrap_or(1);
                 self.enter_readonly(
                     now,
                     base,
                     format!("local commit failed after {acked} acknowledgements: {e}"),
                 );
-                for req in batch.reqs {
+                for req in window.into_iter().flat_map(|b| b.reqs) {
                     self.write_done(req, i, Err(WriteRefusal::ReadOnly));
                 }
             }
@@ -657,20 +817,24 @@ impl Engine {
         self.next_op(now, i);
     }
 
+    /// The batches being rolled back are undone: their writers hear why the
+    /// first of them failed. The batches before them stay, and may commit.
     fn rolled_back(&mut self, now: Now, i: u32) {
-        let Some(Busy::Batch(batch)) = self.ops_mut(i).busy.take() else {
+        let Some(window) = self.ops_mut(i).window_mut() else {
             return;
         };
-        let group = batch.answers.len() + 1;
-        let refusal = WriteRefusal::NoQuorum {
-            acked: 1 + batch.applied(),
-            group,
-            needed: group / 2 + 1,
-            detail: batch.detail(),
+        let Some(keep) = window.iter().position(|b| b.phase == Phase::Rollback) else {
+            return;
         };
-        for req in batch.reqs {
+        let undone: Vec<Batch> = window.drain(keep..).collect();
+        if window.is_empty() {
+            self.ops_mut(i).busy = None;
+        }
+        let refusal = undone[0].no_quorum();
+        for req in undone.into_iter().flat_map(|b| b.reqs) {
             self.write_done(req, i, Err(refusal.clone()));
         }
+        self.advance(now, i);
         self.next_op(now, i);
     }
 
