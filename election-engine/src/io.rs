@@ -425,13 +425,15 @@ pub enum Observation {
 pub enum StoreOp {
     /// Master: apply `ops` in a transaction left open, and say which
     /// version it moves the base from and to (`Begun`). The bumped table's
-    /// stamp records `writer` (see `TableVersion::writer`). When a
-    /// transaction is already open (batches in the pipeline window), the
-    /// batch goes in a savepoint inside it, from the version the batches
-    /// before it left; a batch that fails is undone alone.
+    /// stamp records `writer` (see `TableVersion::writer`). `behind`
+    /// batches of the base are in flight (the pipeline window): their
+    /// transaction is open, and this batch goes in a savepoint inside it,
+    /// from the version they left; a batch that fails is undone alone. A
+    /// store that holds another count of open batches refuses.
     Begin {
         ops: Arc<[WriteOp]>,
         writer: u64,
+        behind: usize,
     },
     /// Master: commit, or roll back, the open transaction (every batch in
     /// it).

@@ -2884,6 +2884,11 @@ fn store(id: Id, base: &BaseName, op: StoreOp) -> Effect {
 }
 
 fn begin(id: Id, base: &BaseName, keys: &[&str]) -> Effect {
+    begin_behind(id, base, keys, 0)
+}
+
+/// A Begin with `behind` batches of the base in flight before it.
+fn begin_behind(id: Id, base: &BaseName, keys: &[&str], behind: usize) -> Effect {
     let ops: Vec<WriteOp> = keys.iter().flat_map(|k| set(k)).collect();
     // The writer: our node's sequence (17, see `elect_master`), then the id.
     let writer = (17 << 32) | id;
@@ -2893,6 +2898,7 @@ fn begin(id: Id, base: &BaseName, keys: &[&str]) -> Effect {
         StoreOp::Begin {
             ops: ops.into(),
             writer,
+            behind,
         },
     )
 }
@@ -3047,7 +3053,7 @@ fn two_batches_in_flight(fx: &mut Fx, a: &BaseName) {
     assert_eq!(
         fx.on(2_002, write(102, a, "y")),
         vec![
-            begin(12, a, &["x", "y"]),
+            begin_behind(12, a, &["x", "y"], 1),
             Effect::Observe(Observation::Pipelined { ahead: 1 }),
         ]
     );

@@ -931,24 +931,32 @@ impl BaseStore {
                 .remove(key)
         };
         match op {
-            StoreOp::Begin { ops, writer } => {
+            StoreOp::Begin {
+                ops,
+                writer,
+                behind,
+            } => {
                 let pending = match take() {
+                    None if *behind == 0 => self.begin_write(key, ops, when_ms, *writer)?,
                     // A batch behind others in flight: in a savepoint.
-                    Some(pending) if pending.open => {
+                    Some(pending) if pending.open && pending.nexts.len() == *behind => {
                         self.extend_write(pending, ops, when_ms, *writer)?
                     }
-                    Some(dead) => {
+                    other => {
                         // The batches before it were rolled back (a failed
-                        // ROLLBACK TO): kept, so that their commit fails.
-                        self.open
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(key.clone(), dead);
-                        return Err(StoreFailure::Failed(
-                            "the batches before it were rolled back".into(),
-                        ));
+                        // ROLLBACK TO), or never begun here: a transaction
+                        // left is kept, so that their commit fails too.
+                        let held = other.as_ref().map_or(0, |p| p.nexts.len());
+                        if let Some(dead) = other {
+                            self.open
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(key.clone(), dead);
+                        }
+                        return Err(StoreFailure::Failed(format!(
+                            "{behind} batches in flight before this one, {held} open here"
+                        )));
                     }
-                    None => self.begin_write(key, ops, when_ms, *writer)?,
                 };
                 let begun = StoreOk::Begun {
                     prev: pending
@@ -1054,9 +1062,11 @@ impl BaseStore {
         writer: u64,
     ) -> Result<PendingWrite, StoreError> {
         let name = savepoint(pending.nexts.len());
-        exec(pending.conn(), &format!("SAVEPOINT {name}"))?;
         let prev = pending.next.clone();
-        match Self::write_batch(pending.conn(), &prev, ops, when_ms, writer) {
+        let written = exec(pending.conn(), &format!("SAVEPOINT {name}"))
+            .map_err(StoreError::from)
+            .and_then(|()| Self::write_batch(pending.conn(), &prev, ops, when_ms, writer));
+        match written {
             Ok(next) => {
                 pending.next = next.clone();
                 pending.nexts.push(next);
@@ -1603,11 +1613,18 @@ mod tests {
             }]
             .into()
         };
-        let begin = |ops: std::sync::Arc<[WriteOp]>, writer: u64| match store.run(
-            &key,
-            &StoreOp::Begin { ops, writer },
-            10,
-        ) {
+        let begin = |ops: std::sync::Arc<[WriteOp]>, writer: u64, behind: usize| {
+            store.run(
+                &key,
+                &StoreOp::Begin {
+                    ops,
+                    writer,
+                    behind,
+                },
+                10,
+            )
+        };
+        let begun = |result: Result<StoreOk, StoreFailure>| match result {
             Ok(StoreOk::Begun { prev, next }) => (prev, next),
             other => panic!("begin: {other:?}"),
         };
@@ -1616,8 +1633,12 @@ mod tests {
             other => panic!("version: {other:?}"),
         };
         let committed = store.properties(&key).expect("props").vector;
-        let (p1, n1) = begin(set("a"), 1);
-        let (p2, n2) = begin(set("b"), 2);
+        let (p1, n1) = begun(begin(set("a"), 1, 0));
+        // A Begin that counts other batches in flight than the transaction
+        // holds is refused, and the transaction stays.
+        assert!(begin(set("x"), 9, 0).is_err());
+        assert!(begin(set("x"), 9, 2).is_err());
+        let (p2, n2) = begun(begin(set("b"), 2, 1));
         assert!(same_versions(&p1, &committed));
         assert!(same_versions(&p2, &n1), "the second follows the first");
         assert_eq!(n2["main.properties"].writer, 2);
@@ -1635,17 +1656,8 @@ mod tests {
             },
         ]
         .into();
-        assert!(store
-            .run(
-                &key,
-                &StoreOp::Begin {
-                    ops: bad,
-                    writer: 3
-                },
-                10
-            )
-            .is_err());
-        let (p4, _) = begin(set("d"), 4);
+        assert!(begin(bad, 3, 2).is_err());
+        let (p4, _) = begun(begin(set("d"), 4, 2));
         assert!(same_versions(&p4, &n2), "after the refused batch, from b's");
         // The last one fails its majority: rolled back to its savepoint.
         assert_eq!(
@@ -1662,8 +1674,8 @@ mod tests {
         assert!(same_versions(&after.vector, &n2));
         assert!(same_versions(&version(), &n2));
         // A window rolled back whole leaves nothing.
-        begin(set("e"), 5);
-        begin(set("f"), 6);
+        begun(begin(set("e"), 5, 0));
+        begun(begin(set("f"), 6, 1));
         assert_eq!(
             store.run(&key, &StoreOp::Rollback, 10),
             Ok(StoreOk::RolledBack)

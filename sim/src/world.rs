@@ -1354,7 +1354,17 @@ impl World {
                 self.stats.count("store operation failed");
                 Err(StoreFailure::Failed("disk I/O error (simulated)".into()))
             }
-            StoreOp::Begin { ops, writer } if !r.restoring => {
+            StoreOp::Begin { behind, .. } if behind != r.open.len() => {
+                // The engine counts other batches in flight than the
+                // transaction holds: a model or an engine bug.
+                self.stats
+                    .count("store refused a Begin: open batches differ");
+                Err(StoreFailure::Failed(format!(
+                    "{} batches open, the engine says {behind}",
+                    r.open.len()
+                )))
+            }
+            StoreOp::Begin { ops, writer, .. } if !r.restoring => {
                 // Inside an open transaction, a batch follows the ones
                 // before it.
                 let prev = match r.open.last() {

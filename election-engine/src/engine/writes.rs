@@ -444,12 +444,14 @@ impl Engine {
         self.slot_mut(i).vouch = None;
         let id = self.pending(i, Pending::Store(StoreKind::Begin));
         let base = self.slot_mut(i).base.clone();
+        let behind = self.ops_mut(i).window().map_or(0, VecDeque::len);
         self.effects.push_back(Effect::Store {
             id,
             base,
             op: StoreOp::Begin {
                 ops: ops.clone(),
                 writer: writer_stamp(epoch, id),
+                behind,
             },
         });
         let batch = Batch {
@@ -465,10 +467,9 @@ impl Engine {
         let base_ops = self.ops_mut(i);
         match base_ops.window_mut() {
             Some(window) => {
-                let ahead = window.len();
                 window.push_back(batch);
                 self.effects
-                    .push_back(Effect::Observe(Observation::Pipelined { ahead }));
+                    .push_back(Effect::Observe(Observation::Pipelined { ahead: behind }));
             }
             None => base_ops.busy = Some(Busy::Batches(VecDeque::from([batch]))),
         }
