@@ -31,7 +31,14 @@
 //! as a whole: it commits once every batch in it has its majority (clients
 //! are answered after that COMMIT), and a batch whose majority became
 //! impossible is rolled back with every batch after it (a savepoint keeps
-//! the ones before it), since those follow it.
+//! the ones before it), since those follow it. Why no acknowledged write is
+//! lost: a client hears of its write only after the COMMIT of a window
+//! whose every batch a majority applied, so the write is on the master and
+//! on a majority, like a batch alone; a slave applies a batch only from the
+//! version the one before it left, so no replica holds a later batch
+//! without the earlier ones; and the store refuses a Begin whose count of
+//! batches in flight is not the transaction's (`behind`), so a window is
+//! never committed as a transaction that lost some of its batches.
 //!
 //! A batch commits when a majority of the group, the master included,
 //! applied it; it rolls back as soon as a majority is impossible. A slave
