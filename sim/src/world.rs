@@ -1355,8 +1355,10 @@ impl World {
                 Err(StoreFailure::Failed("disk I/O error (simulated)".into()))
             }
             StoreOp::Begin { behind, .. } if behind != r.open.len() => {
-                // The engine counts other batches in flight than the
-                // transaction holds: a model or an engine bug.
+                // The transaction holds other batches than the engine
+                // counts in flight: it was lost (a disk error on a ROLLBACK
+                // TO), or the engine is wrong. Refused, as the server's
+                // store does.
                 self.stats
                     .count("store refused a Begin: open batches differ");
                 Err(StoreFailure::Failed(format!(
