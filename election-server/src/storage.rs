@@ -182,8 +182,6 @@ pub struct PendingWrite {
     cache: std::sync::Arc<VersionCache>,
     /// The committed version the transaction started from.
     pub prev: Vector,
-    /// The version after its last batch.
-    pub next: Vector,
     /// The version after each batch in it, oldest first; the batches after
     /// the first are in savepoints `b1`, `b2`... (pipelined replication).
     nexts: Vec<Vector>,
@@ -202,6 +200,17 @@ impl PendingWrite {
             .expect("the connection of an unfinished write")
     }
 
+    /// The version after its last batch.
+    pub fn next(&self) -> &Vector {
+        self.nexts.last().unwrap_or(&self.prev)
+    }
+
+    /// The versions its last batch moved the base from and to.
+    fn last_batch(&self) -> (Vector, Vector) {
+        let from = self.nexts.iter().rev().nth(1).unwrap_or(&self.prev);
+        (from.clone(), self.next().clone())
+    }
+
     pub fn commit(&mut self) -> Result<(), StoreError> {
         if !self.open {
             return Err(StoreError::RolledBack(
@@ -215,7 +224,7 @@ impl PendingWrite {
             self.cache.invalidate(&self.key);
             return Err(e.into());
         }
-        self.cache.set(&self.key, self.next.clone());
+        self.cache.set(&self.key, self.next().clone());
         Ok(())
     }
 
@@ -244,7 +253,6 @@ impl PendingWrite {
             return Err(e.into());
         }
         self.nexts.truncate(keep);
-        self.next = self.nexts[keep - 1].clone();
         Ok(())
     }
 }
@@ -958,16 +966,8 @@ impl BaseStore {
                         )));
                     }
                 };
-                let begun = StoreOk::Begun {
-                    prev: pending
-                        .nexts
-                        .iter()
-                        .rev()
-                        .nth(1)
-                        .unwrap_or(&pending.prev)
-                        .clone(),
-                    next: pending.next.clone(),
-                };
+                let (prev, next) = pending.last_batch();
+                let begun = StoreOk::Begun { prev, next };
                 self.open
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -1032,7 +1032,6 @@ impl BaseStore {
             pool: self.pooled.clone(),
             generation,
             prev: Vector::new(),
-            next: Vector::new(),
             nexts: Vec::new(),
             open: false,
         };
@@ -1046,7 +1045,6 @@ impl BaseStore {
         self.versions.set(key, prev.clone());
         let next = Self::write_batch(pending.conn(), &prev, ops, when_ms, writer)?;
         pending.prev = prev;
-        pending.next = next.clone();
         pending.nexts.push(next);
         Ok(pending)
     }
@@ -1062,13 +1060,12 @@ impl BaseStore {
         writer: u64,
     ) -> Result<PendingWrite, StoreError> {
         let name = savepoint(pending.nexts.len());
-        let prev = pending.next.clone();
+        let prev = pending.next().clone();
         let written = exec(pending.conn(), &format!("SAVEPOINT {name}"))
             .map_err(StoreError::from)
             .and_then(|()| Self::write_batch(pending.conn(), &prev, ops, when_ms, writer));
         match written {
             Ok(next) => {
-                pending.next = next.clone();
                 pending.nexts.push(next);
                 Ok(pending)
             }
@@ -1122,7 +1119,7 @@ impl BaseStore {
     ) -> Result<(Vector, Vector), StoreError> {
         let mut pending = self.begin_write(key, ops, when_ms, 0)?;
         let committed = pending.commit();
-        let vectors = (pending.prev.clone(), pending.next.clone());
+        let vectors = (pending.prev.clone(), pending.next().clone());
         drop(pending);
         committed.map(|()| vectors)
     }
@@ -2046,20 +2043,21 @@ mod tests {
             .begin_write(&master, &one("W1"), slow, 7 << 32 | 10)
             .expect("W1");
         store
-            .apply_replica(&slave, &one("W1"), &w1.prev, &w1.next)
+            .apply_replica(&slave, &one("W1"), &w1.prev, w1.next())
             .expect("W1 on the slave");
         w1.rollback();
-        let w1_next = w1.next.clone();
+        let w1_next = w1.next().clone();
         // Ends its lease of the connection, as `run` does.
         drop(w1);
         let mut w2 = store
             .begin_write(&master, &one("W2"), slow, 7 << 32 | 11)
             .expect("W2");
         assert_eq!(
-            w1_next["main.properties"].when, w2.next["main.properties"].when,
+            w1_next["main.properties"].when,
+            w2.next()["main.properties"].when,
             "the clocks repeat the stamp"
         );
-        let answer = store.apply_replica(&slave, &one("W2"), &w2.prev, &w2.next);
+        let answer = store.apply_replica(&slave, &one("W2"), &w2.prev, w2.next());
         assert!(
             matches!(answer, Err(StoreError::OutOfOrder { .. })),
             "W2 taken for W1: {answer:?}"

@@ -616,6 +616,7 @@ impl World {
             retry_failed_max_ms: 4_000,
             ..Config::default()
         };
+        let window = pipeline_window(seed, &opts);
         let engine_cfg = EngineConfig {
             election: config,
             expire_none_ms: 600_000,
@@ -628,10 +629,10 @@ impl World {
             },
             max_queued_writes: EngineConfig::default().max_queued_writes,
             gap_wait_ms: EngineConfig::default().gap_wait_ms,
-            pipeline_window: pipeline_window(seed, &opts),
+            pipeline_window: window,
             // Small batches, so that the bursts fill them and a window
             // forms (at 256 writes, the server's, none would).
-            max_batch_writes: if pipeline_window(seed, &opts) > 1 {
+            max_batch_writes: if window > 1 {
                 2
             } else {
                 EngineConfig::default().max_batch_writes

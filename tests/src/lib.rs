@@ -951,6 +951,13 @@ impl Cluster {
         }
     }
 
+    /// One sample of a peer's `/metrics`: the value of `series` (its name
+    /// and labels, as written), or None when the peer does not export it.
+    pub async fn metric(&self, id: &str, series: &str) -> Option<f64> {
+        let text = self.metrics(id).await;
+        sample(&text, series)
+    }
+
     /// `/metrics` of one peer, as text (panics when it does not answer).
     pub async fn metrics(&self, id: &str) -> String {
         self.http
@@ -1270,4 +1277,38 @@ pub async fn connect_zookeeper(connect: &str) -> Option<zookeeper_client::Client
         .await
         .ok()?
         .ok()
+}
+
+/// The value of `series` (a metric's name and labels, as written) in
+/// Prometheus text `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[cfg(test)]
+mod sample_tests {
+    #[test]
+    fn a_sample_is_found_by_its_whole_series() {
+        let text = "# TYPE election_write_batch_size histogram\n\
+                    election_write_batch_size_bucket{le=\"1.0\"} 3\n\
+                    election_write_batch_size_count 5\n\
+                    election_write_batches_pipelined_total 181\n";
+        assert_eq!(
+            super::sample(text, "election_write_batch_size_count"),
+            Some(5.0)
+        );
+        assert_eq!(
+            super::sample(text, "election_write_batch_size_bucket{le=\"1.0\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            super::sample(text, "election_write_batches_pipelined_total"),
+            Some(181.0)
+        );
+        // A prefix of a series is not the series.
+        assert_eq!(super::sample(text, "election_write_batch_size"), None);
+    }
 }

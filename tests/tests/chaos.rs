@@ -304,18 +304,12 @@ async fn several_writes_batches(c: &Cluster) -> (u64, u64) {
             continue;
         }
         let text = c.metrics(&id).await;
-        let value = |prefix: &str| -> f64 {
-            text.lines()
-                .find(|l| l.starts_with(prefix))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
-        };
+        let value = |series: &str| system_tests::sample(&text, series).unwrap_or(0.0);
         let count = value("election_write_batch_size_count");
         let single = value("election_write_batch_size_bucket{le=\"1.0\"}")
             .max(value("election_write_batch_size_bucket{le=\"1\"}"));
         total += (count - single).max(0.0) as u64;
-        pipelined += value("election_write_batches_pipelined_total ") as u64;
+        pipelined += value("election_write_batches_pipelined_total") as u64;
     }
     (total, pipelined)
 }

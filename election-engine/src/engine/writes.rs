@@ -259,24 +259,28 @@ impl Batch {
         if self.phase != Phase::Replicating {
             return;
         }
-        let total = self.answers.len();
-        let group = total + 1;
-        let needed = group / 2 + 1;
+        let (group, needed) = self.group();
         let applied = self.applied();
-        let answered = self.answers.iter().filter(|(_, a)| a.is_some()).count();
+        let failed = self.answers.iter().filter(|(_, a)| a.is_some()).count() - applied;
         if 1 + applied >= needed {
             self.phase = Phase::Ready;
-        } else if 1 + total - (answered - applied) < needed {
+        } else if group - failed < needed {
             self.phase = Phase::Failed;
         }
     }
 
-    fn no_quorum(&self) -> WriteRefusal {
+    /// The group (the master and its slaves) and its majority.
+    fn group(&self) -> (usize, usize) {
         let group = self.answers.len() + 1;
+        (group, group / 2 + 1)
+    }
+
+    fn no_quorum(&self) -> WriteRefusal {
+        let (group, needed) = self.group();
         WriteRefusal::NoQuorum {
             acked: 1 + self.applied(),
             group,
-            needed: group / 2 + 1,
+            needed,
             detail: self.detail(),
         }
     }
@@ -643,37 +647,30 @@ impl Engine {
         if window.iter().any(|b| b.phase.storing()) {
             return;
         }
-        let op = if let Some(keep) = window.iter().position(|b| b.phase == Phase::Failed) {
-            for b in window.iter_mut().skip(keep) {
-                b.phase = Phase::Rollback;
-            }
-            if keep == 0 {
-                StoreOp::Rollback
-            } else {
-                StoreOp::RollbackTo { keep }
-            }
+        // The batches kept when some roll back; None to commit them all.
+        let undo = if let Some(keep) = window.iter().position(|b| b.phase == Phase::Failed) {
+            Some(keep)
         } else if window.iter().all(|b| b.phase == Phase::Ready) {
-            for b in window.iter_mut() {
-                b.phase = Phase::Commit;
-            }
-            StoreOp::Commit
+            None
         } else {
             return;
         };
-        let keep = match op {
-            StoreOp::Commit => None,
-            StoreOp::RollbackTo { keep } => Some(keep),
-            _ => Some(0),
+        let (kind, phase, op) = match undo {
+            None => (StoreKind::Commit, Phase::Commit, StoreOp::Commit),
+            Some(0) => (StoreKind::Rollback, Phase::Rollback, StoreOp::Rollback),
+            Some(keep) => (
+                StoreKind::Rollback,
+                Phase::Rollback,
+                StoreOp::RollbackTo { keep },
+            ),
         };
-        let kind = if keep.is_some() {
-            StoreKind::Rollback
-        } else {
-            StoreKind::Commit
-        };
+        for b in window.iter_mut().skip(undo.unwrap_or(0)) {
+            b.phase = phase;
+        }
         let id = self.pending(i, Pending::Store(kind));
         let base = self.slot_mut(i).base.clone();
         self.effects.push_back(Effect::Store { id, base, op });
-        if let Some(keep) = keep {
+        if let Some(keep) = undo {
             self.roll_back(now, i, keep);
         }
     }
@@ -685,10 +682,9 @@ impl Engine {
         let Some(window) = self.ops_mut(i).window_mut() else {
             return;
         };
-        let tail: Vec<&mut Batch> = window.iter_mut().skip(keep).collect();
         let mut calls = Vec::new();
         let mut deposed = false;
-        for b in tail {
+        for b in window.iter_mut().skip(keep) {
             calls.append(&mut b.calls);
             deposed |= b.answers.iter().any(
                 |(_, a)| matches!(a, Some(Err(ReplicateFailure::Refused(r))) if r.deposes_master()),

@@ -482,12 +482,10 @@ async fn write_load(
 async fn pipelined(c: &Cluster) -> u64 {
     let mut total = 0;
     for s in &c.services {
-        let text = c.metrics(&s.id).await;
-        total += text
-            .lines()
-            .find_map(|l| l.strip_prefix("election_write_batches_pipelined_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64;
+        let n = c
+            .metric(&s.id, "election_write_batches_pipelined_total")
+            .await;
+        total += n.unwrap_or(0.0) as u64;
     }
     total
 }
